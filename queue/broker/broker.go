@@ -132,6 +132,18 @@ func (e *BatchError) Error() string {
 	return fmt.Sprintf("%d of %d items failed; first: %v", n, len(e.Errs), first)
 }
 
+// Unwrap returns the item errors, so errors.Is(err, ErrTaskIDConflict) holds
+// when any item failed with it.
+func (e *BatchError) Unwrap() []error {
+	var errs []error
+	for _, err := range e.Errs {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
 // Broker stores tasks. All methods are safe for concurrent use and take ctx
 // first. Implementations take their clock from their config, so tests can
 // inject one.

@@ -1,0 +1,216 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/conqhq/conq/queue/broker"
+)
+
+// Defaults of ClientConfig.
+const (
+	DefaultQueue          = "default"
+	DefaultMaxRetries     = 5
+	DefaultMaxPayloadSize = 1 << 20 // 1 MiB: queue payloads are arguments, not files
+)
+
+// ClientConfig configures a Client. The zero value is ready to use.
+type ClientConfig struct {
+	// Options apply to every task before its own options, e.g.
+	// []Option{Queue("emails"), MaxRetries(3), Retention(time.Hour)}.
+	// Built-in defaults: queue "default", 5 retries, no timeout, no retention.
+	Options []Option
+	// MaxPayloadSize caps a payload in bytes; default 1 MiB, negative for
+	// no cap (a broker may still have its own).
+	MaxPayloadSize int
+	// Clock stamps EnqueuedAt and resolves ProcessIn. Default: wall clock.
+	Clock broker.Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Client enqueues tasks and waits for their results. It is safe for
+// concurrent use and does not own the broker.
+type Client struct {
+	b        broker.Broker
+	defaults []Option
+	maxSize  int
+	clock    broker.Clock
+	log      *slog.Logger
+}
+
+// NewClient returns a client of b.
+func NewClient(b broker.Broker, cfg ClientConfig) (*Client, error) {
+	if b == nil {
+		return nil, invalid("NewClient: nil broker")
+	}
+	c := &Client{b: b, defaults: cfg.Options, maxSize: cfg.MaxPayloadSize, clock: cfg.Clock, log: cfg.Logger}
+	if c.maxSize == 0 {
+		c.maxSize = DefaultMaxPayloadSize
+	}
+	if c.clock == nil {
+		c.clock = broker.SystemClock{}
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	// Surface bad defaults now rather than on every Enqueue.
+	o := options{}
+	for _, opt := range c.defaults {
+		opt(&o)
+	}
+	if len(o.errs) > 0 {
+		return nil, fmt.Errorf("queue: ClientConfig.Options: %w", o.errs[0])
+	}
+	return c, nil
+}
+
+// build turns task and options into the broker's form.
+func (c *Client) build(task *Task, opts []Option, now time.Time) (*broker.Task, error) {
+	if task == nil {
+		return nil, invalid("nil task")
+	}
+	if err := validToken("kind", task.Kind, maxKind); err != nil {
+		return nil, err
+	}
+	if c.maxSize > 0 && len(task.Payload) > c.maxSize {
+		return nil, &PayloadTooLargeError{Kind: task.Kind, Size: len(task.Payload), Max: c.maxSize}
+	}
+	o := options{queue: DefaultQueue, maxRetries: DefaultMaxRetries}
+	for _, set := range [][]Option{c.defaults, task.Options, opts} {
+		for _, opt := range set {
+			opt(&o)
+		}
+	}
+	if err := o.check(now); err != nil {
+		return nil, fmt.Errorf("task kind %q: %w", task.Kind, err)
+	}
+	t := &broker.Task{
+		ID:         o.id,
+		Kind:       task.Kind,
+		Queue:      o.queue,
+		Payload:    task.Payload,
+		MaxRetries: o.maxRetries,
+		Timeout:    o.timeout,
+		Deadline:   o.deadline,
+		Retention:  o.retention,
+		EnqueuedAt: now,
+		ProcessAt:  o.processAt,
+	}
+	if o.processIn > 0 {
+		t.ProcessAt = now.Add(o.processIn)
+	}
+	if t.ID == "" {
+		t.ID = rand.Text()
+	}
+	t.State = StatePending
+	if t.ProcessAt.After(now) {
+		t.State = StateScheduled
+	}
+	return t, nil
+}
+
+// Enqueue stores task in the broker and returns it as stored. Options given
+// here override the task's own.
+func (c *Client) Enqueue(ctx context.Context, task *Task, opts ...Option) (*TaskInfo, error) {
+	t, err := c.build(task, opts, c.clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := c.b.Enqueue(ctx, t); err != nil {
+		var be *BatchError
+		if errors.As(err, &be) && len(be.Errs) == 1 {
+			err = be.Errs[0]
+		}
+		return nil, fmt.Errorf("queue: enqueue task %s (kind %q): %w", t.ID, t.Kind, err)
+	}
+	return t, nil
+}
+
+// EnqueueMany stores tasks in one broker call. opts apply to every task.
+// If some fail it returns the others' infos (nil at failed positions) and a
+// *BatchError naming each failure.
+func (c *Client) EnqueueMany(ctx context.Context, tasks []*Task, opts ...Option) ([]*TaskInfo, error) {
+	now := c.clock.Now()
+	infos := make([]*TaskInfo, len(tasks))
+	errs := make([]error, len(tasks))
+	valid := make([]*broker.Task, 0, len(tasks))
+	pos := make([]int, 0, len(tasks))
+	failed := false
+	for i, task := range tasks {
+		t, err := c.build(task, opts, now)
+		if err != nil {
+			errs[i], failed = err, true
+			continue
+		}
+		infos[i] = t
+		valid = append(valid, t)
+		pos = append(pos, i)
+	}
+	if len(valid) > 0 {
+		if err := c.b.Enqueue(ctx, valid...); err != nil {
+			var be *BatchError
+			if !errors.As(err, &be) || len(be.Errs) != len(valid) {
+				return nil, fmt.Errorf("queue: enqueue %d tasks: %w", len(valid), err)
+			}
+			for j, e := range be.Errs {
+				if e != nil {
+					i := pos[j]
+					errs[i] = fmt.Errorf("queue: enqueue task %s (kind %q): %w", valid[j].ID, valid[j].Kind, e)
+					infos[i], failed = nil, true
+				}
+			}
+		}
+	}
+	if failed {
+		return infos, &BatchError{Errs: errs}
+	}
+	return infos, nil
+}
+
+// EnqueueJSON enqueues a task whose payload is v encoded as JSON.
+func EnqueueJSON[T any](ctx context.Context, c *Client, kind string, v T, opts ...Option) (*TaskInfo, error) {
+	task, err := NewJSONTask(kind, v)
+	if err != nil {
+		return nil, err
+	}
+	return c.Enqueue(ctx, task, opts...)
+}
+
+// Result waits until the task with this ID (in any queue) is finished and
+// returns its result, or a *TaskFailedError if it ended dead. It is the
+// remote counterpart of future.Future.Result: if ctx ends first it returns
+// ctx's error and the task carries on. A completed task's result is only
+// kept if it was enqueued with Retention; otherwise Result reports
+// ErrTaskNotFound once the task is done.
+func (c *Client) Result(ctx context.Context, id string) ([]byte, error) {
+	t, err := c.b.AwaitTask(ctx, "", id)
+	if err != nil {
+		if errors.Is(err, ErrTaskNotFound) {
+			return nil, fmt.Errorf("queue: result of task %s: %w (never enqueued, deleted, or completed without Retention)", id, err)
+		}
+		return nil, fmt.Errorf("queue: result of task %s: %w", id, err)
+	}
+	if t.State == StateDead {
+		return nil, &TaskFailedError{ID: t.ID, Queue: t.Queue, Kind: t.Kind, Attempts: t.Attempts, Errors: t.Errors}
+	}
+	return t.Result, nil
+}
+
+// ResultJSON waits like Result and decodes the result as JSON into a T.
+func ResultJSON[T any](ctx context.Context, c *Client, id string) (T, error) {
+	var v T
+	b, err := c.Result(ctx, id)
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, fmt.Errorf("queue: decode result of task %s as %T: %w", id, v, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,23 @@
+// Package queue is conq's distributed task queue: a Client enqueues tasks
+// into a broker (queue/broker/memory in process, or Redis), Workers in any
+// number of processes fetch and run them, and an Inspector looks after the
+// queues.
+//
+//	b := memory.New(memory.Config{})
+//	client, _ := queue.NewClient(b, queue.ClientConfig{})
+//	info, _ := queue.EnqueueJSON(ctx, client, "email.send", Email{To: "a@b"}, queue.Retention(time.Hour))
+//
+//	w, _ := queue.NewWorker(b, queue.WorkerConfig{Concurrency: 20})
+//	queue.HandleJSON(w, "email.send", func(ctx context.Context, e Email) (struct{}, error) { ... })
+//	go w.Run(ctx)
+//
+//	res, err := client.Result(ctx, info.ID) // the remote counterpart of future.Future.Result
+//
+// Delivery is at least once: a fetched task is leased, the lease is renewed
+// while its handler runs, and a task whose worker died is recovered when
+// the lease expires, so handlers should be idempotent. Fencing tokens keep
+// a worker that lost a lease from recording an outcome. Failed attempts are
+// retried with exponential backoff and jitter; after the last retry, or on
+// SkipRetry, the task is dead and kept with its error history. See
+// docs/queue.md for the full design.
+package queue

@@ -1,0 +1,82 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/broker/brokertest"
+	"github.com/conqhq/conq/queue/broker/memory"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestExtendsInOneCallAndCancelsLost(t *testing.T) {
+	ctx := context.Background()
+	clock := brokertest.NewManualClock(time.Time{})
+	mem := memory.New(memory.Config{Clock: clock})
+	defer mem.Close()
+	b := brokertest.NewFaulty(mem)
+	for _, id := range []string{"a", "b", "c"} {
+		if err := b.Enqueue(ctx, &broker.Task{ID: id, Kind: "k", Queue: "q"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts, err := b.Fetch(ctx, []string{"q"}, 3, time.Minute, "w")
+	if err != nil || len(ts) != 3 {
+		t.Fatal(ts, err)
+	}
+	e := &Extender{Broker: b, Lease: time.Minute, Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	causes := map[string]context.Context{}
+	for _, task := range ts {
+		c, cancel := context.WithCancelCause(ctx)
+		causes[task.ID] = c
+		e.Add(broker.LeaseRef{Queue: "q", ID: task.ID, Token: task.Token}, cancel)
+	}
+	clock.Advance(30 * time.Second)
+	if err := e.ExtendOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.GetTask(ctx, "q", "a"); !got.LeaseUntil.Equal(clock.Now().Add(time.Minute)) {
+		t.Fatalf("lease not extended: %v", got.LeaseUntil)
+	}
+	if n := b.Calls("ExtendLeases"); n != 1 {
+		t.Fatalf("%d ExtendLeases calls for 3 leases, want 1", n)
+	}
+	// b's lease ends elsewhere (as if recovered): its handler must stop.
+	if err := b.Requeue(ctx, broker.LeaseRef{Queue: "q", ID: "b", Token: ts[1].Token}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ExtendOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(context.Cause(causes["b"]), broker.ErrLeaseLost) || causes["a"].Err() != nil {
+		t.Fatalf("causes: a=%v b=%v", context.Cause(causes["a"]), context.Cause(causes["b"]))
+	}
+	if held := e.Held(); len(held) != 2 {
+		t.Fatalf("still tracking %v", held)
+	}
+	// Broker errors are returned; the loop retries them.
+	b.FailNext("ExtendLeases", 1, nil)
+	if err := e.ExtendOnce(ctx); !errors.Is(err, brokertest.ErrInjected) {
+		t.Fatalf("ExtendOnce = %v", err)
+	}
+	e.Interval = 5 * time.Millisecond
+	b.FailNext("ExtendLeases", 2, nil)
+	e.Start()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Calls("ExtendLeases") < 7 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.Calls("ExtendLeases") < 7 {
+		t.Fatal("the loop stopped after broker errors")
+	}
+}

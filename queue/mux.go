@@ -1,0 +1,160 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+)
+
+// Handler processes one attempt of a task. The returned bytes are stored as
+// the task's result. Return an error to fail the attempt (wrap SkipRetry to
+// give up at once); a panic fails it with the panic's stack.
+//
+// ctx ends when the attempt's timeout or the task's deadline passes, when
+// the worker loses the task's lease (another worker may then run it), or
+// when a shutdown's grace period is over.
+type Handler interface {
+	ProcessTask(ctx context.Context, t *TaskInfo) ([]byte, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, t *TaskInfo) ([]byte, error)
+
+// ProcessTask calls f.
+func (f HandlerFunc) ProcessTask(ctx context.Context, t *TaskInfo) ([]byte, error) { return f(ctx, t) }
+
+// Middleware wraps a handler, e.g. for logging, metrics or tracing.
+type Middleware func(Handler) Handler
+
+// Registrar is what handlers are registered on: *Mux and *Worker.
+type Registrar interface {
+	Handle(kind string, h Handler)
+}
+
+// Mux routes tasks to handlers by kind, through its middleware. Tasks of a
+// kind with no handler fail with *UnknownKindError (the middleware still
+// sees them). It is safe for concurrent use.
+type Mux struct {
+	mu       sync.RWMutex
+	handlers map[string]Handler
+	mws      []Middleware
+	chain    map[string]Handler // handlers wrapped in mws; nil when stale
+	unknown  Handler
+}
+
+// NewMux returns an empty Mux.
+func NewMux() *Mux { return &Mux{handlers: make(map[string]Handler)} }
+
+// Handle registers h for kind. It panics on an empty kind, a nil handler or
+// a second handler for one kind, like http.ServeMux: these are bugs.
+func (m *Mux) Handle(kind string, h Handler) {
+	if err := validToken("kind", kind, maxKind); err != nil {
+		panic(err.Error())
+	}
+	if h == nil {
+		panic(fmt.Sprintf("queue: nil handler for task kind %q", kind))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.handlers == nil {
+		m.handlers = make(map[string]Handler)
+	}
+	if _, dup := m.handlers[kind]; dup {
+		panic(fmt.Sprintf("queue: a handler for task kind %q is already registered", kind))
+	}
+	m.handlers[kind] = h
+	m.chain = nil
+}
+
+// HandleFunc registers fn for kind.
+func (m *Mux) HandleFunc(kind string, fn func(ctx context.Context, t *TaskInfo) ([]byte, error)) {
+	m.Handle(kind, HandlerFunc(fn))
+}
+
+// Use appends middleware; the first added is the outermost. It applies to
+// every handler, registered before or after.
+func (m *Mux) Use(mws ...Middleware) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.mws = append(m.mws, mws...)
+	m.chain = nil
+}
+
+// Kinds returns the number of registered kinds.
+func (m *Mux) Kinds() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.handlers)
+}
+
+func (m *Mux) wrap(h Handler) Handler {
+	for i := len(m.mws) - 1; i >= 0; i-- {
+		h = m.mws[i](h)
+	}
+	return h
+}
+
+func (m *Mux) lookup(kind string) Handler {
+	m.mu.RLock()
+	if m.chain != nil {
+		h, ok := m.chain[kind]
+		if !ok {
+			h = m.unknown
+		}
+		m.mu.RUnlock()
+		return h
+	}
+	m.mu.RUnlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.chain == nil {
+		m.chain = make(map[string]Handler, len(m.handlers))
+		for k, h := range m.handlers {
+			m.chain[k] = m.wrap(h)
+		}
+		m.unknown = m.wrap(HandlerFunc(func(_ context.Context, t *TaskInfo) ([]byte, error) {
+			return nil, &UnknownKindError{Kind: t.Kind}
+		}))
+	}
+	if h, ok := m.chain[kind]; ok {
+		return h
+	}
+	return m.unknown
+}
+
+// ProcessTask dispatches t to the handler of its kind.
+func (m *Mux) ProcessTask(ctx context.Context, t *TaskInfo) ([]byte, error) {
+	return m.lookup(t.Kind).ProcessTask(ctx, t)
+}
+
+// HandleJSON registers fn for kind with JSON on both sides: the payload is
+// decoded into a T and fn's R is encoded as the result. A payload that is
+// not valid JSON for T fails the task with SkipRetry, since no retry can fix
+// it. Use struct{} for R when there is no result.
+func HandleJSON[T, R any](r Registrar, kind string, fn func(ctx context.Context, args T) (R, error)) {
+	r.Handle(kind, HandlerFunc(func(ctx context.Context, t *TaskInfo) ([]byte, error) {
+		var args T
+		if err := json.Unmarshal(t.Payload, &args); err != nil {
+			return nil, fmt.Errorf("malformed JSON payload for task kind %q (want %T): %v: %w", kind, args, err, SkipRetry)
+		}
+		res, err := fn(ctx, args)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(res)
+		if err != nil {
+			return nil, fmt.Errorf("encode result of task kind %q: %v: %w", kind, err, SkipRetry)
+		}
+		return b, nil
+	}))
+}
+
+type taskKey struct{}
+
+// TaskFromContext returns the task a handler's ctx belongs to (its attempt
+// number is Attempts+1).
+func TaskFromContext(ctx context.Context) (*TaskInfo, bool) {
+	t, ok := ctx.Value(taskKey{}).(*TaskInfo)
+	return t, ok
+}

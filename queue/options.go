@@ -1,0 +1,128 @@
+package queue
+
+import (
+	"fmt"
+	"time"
+)
+
+// Option sets how a task is enqueued. Options apply in order: the client's
+// defaults, then the task's own, then those given to Enqueue; the last wins.
+type Option func(*options)
+
+type options struct {
+	queue      string
+	maxRetries int
+	timeout    time.Duration
+	deadline   time.Time
+	processAt  time.Time
+	processIn  time.Duration
+	retention  time.Duration
+	id         string
+	errs       []error
+}
+
+func (o *options) fail(err error) { o.errs = append(o.errs, err) }
+
+// Queue puts the task on the named queue (letters, digits, "_-.:").
+func Queue(name string) Option {
+	return func(o *options) {
+		if err := validQueueName(name); err != nil {
+			o.fail(err)
+			return
+		}
+		o.queue = name
+	}
+}
+
+// MaxRetries sets how many times a failed task is retried after its first
+// attempt; 0 means one attempt only.
+func MaxRetries(n int) Option {
+	return func(o *options) {
+		if n < 0 {
+			o.fail(invalid("MaxRetries(%d): must be 0 or more", n))
+			return
+		}
+		o.maxRetries = n
+	}
+}
+
+// Timeout bounds each attempt; the handler's ctx ends when it passes.
+func Timeout(d time.Duration) Option {
+	return func(o *options) {
+		if d < 0 {
+			o.fail(invalid("Timeout(%v): must be positive", d))
+			return
+		}
+		o.timeout = d
+	}
+}
+
+// Deadline bounds the task as a whole: no attempt starts after it, a running
+// one has its ctx end at it, and a task that would retry past it is dead.
+func Deadline(t time.Time) Option {
+	return func(o *options) { o.deadline = t }
+}
+
+// ProcessAt delays the task until t. It waits in the broker, not in any
+// worker's memory.
+func ProcessAt(t time.Time) Option {
+	return func(o *options) { o.processAt, o.processIn = t, 0 }
+}
+
+// ProcessIn delays the task by d from when it is enqueued.
+func ProcessIn(d time.Duration) Option {
+	return func(o *options) {
+		if d < 0 {
+			o.fail(invalid("ProcessIn(%v): must not be negative", d))
+			return
+		}
+		o.processIn, o.processAt = d, time.Time{}
+	}
+}
+
+// Retention keeps the completed task and its result for d, so Result can
+// fetch it. Without it a completed task is deleted at once (a dead task is
+// always kept until deleted).
+func Retention(d time.Duration) Option {
+	return func(o *options) {
+		if d < 0 {
+			o.fail(invalid("Retention(%v): must not be negative", d))
+			return
+		}
+		o.retention = d
+	}
+}
+
+// TaskID sets the task's ID instead of a random one. IDs are unique per
+// queue: enqueueing an ID that exists fails with ErrTaskIDConflict, which
+// makes TaskID a de-duplication key.
+func TaskID(id string) Option {
+	return func(o *options) {
+		if err := validToken("ID", id, maxID); err != nil {
+			o.fail(err)
+			return
+		}
+		o.id = id
+	}
+}
+
+// check validates the combination against now.
+func (o *options) check(now time.Time) error {
+	if len(o.errs) > 0 {
+		return o.errs[0]
+	}
+	at := o.processAt
+	if o.processIn > 0 {
+		at = now.Add(o.processIn)
+	}
+	if !o.deadline.IsZero() {
+		if !o.deadline.After(now) {
+			return invalid("Deadline(%s) has already passed", o.deadline.Format(time.RFC3339))
+		}
+		if !at.IsZero() && !at.Before(o.deadline) {
+			return fmt.Errorf("queue: task would be processed at %s, not before its deadline %s: %w",
+				at.Format(time.RFC3339), o.deadline.Format(time.RFC3339), ErrInvalidOption)
+		}
+	}
+	return nil
+}
