@@ -12,6 +12,9 @@ trap redis_stop EXIT
 # Tests that need servers fail instead of skipping when they are missing.
 export CONQ_REQUIRE_SERVERS=1
 
+# The dashboard tests drive a real headless Chromium (Debian's package).
+./scripts/ensure-chromium.sh >/dev/null
+
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 30m ./...
 

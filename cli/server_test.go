@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	redisbroker "github.com/conqhq/conq/queue/broker/redis"
+)
+
+func serverCmdRun(ctx context.Context, args ...string) (int, string) {
+	var out, errb bytes.Buffer
+	code := Main(ctx, args, strings.NewReader(""), &out, &errb)
+	return code, out.String() + errb.String()
+}
+
+// serverDeleteRedisKeys removes the test's keys from the private Redis.
+func serverDeleteRedisKeys(t *testing.T, url, prefix string) {
+	opts, err := redisbroker.ParseURL(url)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	c := goredis.NewClient(opts)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		c.Unlink(ctx, iter.Val())
+	}
+}
+
+func TestServerCommandRefusesUnsafeSetups(t *testing.T) {
+	t.Setenv(brokerEnv, "")
+	t.Setenv(authTokenEnv, "")
+	t.Setenv(basicAuthEnv, "")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		// Refused before the broker is dialled (port 1 would fail anyway).
+		{[]string{"server", "--listen", "0.0.0.0:0", "--broker", "redis://127.0.0.1:1/0"}, "refusing to listen on a non-loopback address without authentication"},
+		{[]string{"server", "--listen", ":8080", "--broker", "redis://127.0.0.1:1/0"}, "--auth-token"},
+		{[]string{"server", "--basic-auth", "nopassword", "--broker", "redis://127.0.0.1:1/0"}, "--basic-auth: want user:password"},
+		{[]string{"server"}, "needs a shared broker"},
+		{[]string{"server", "--broker", "http://x"}, "unsupported scheme"},
+	} {
+		code, out := serverCmdRun(ctx, tc.args...)
+		if code != 2 || !strings.Contains(out, tc.want) {
+			t.Errorf("conq %s: exit %d, output %q; want exit 2 mentioning %q", strings.Join(tc.args, " "), code, out, tc.want)
+		}
+	}
+	// The token from the environment counts, and --help does not show it.
+	t.Setenv(authTokenEnv, "env-token-0123456789")
+	if code, out := serverCmdRun(ctx, "server", "--help"); code != 0 || strings.Contains(out, "env-token") {
+		t.Errorf("server --help: exit %d, shows the token: %v", code, strings.Contains(out, "env-token"))
+	}
+	code, out := serverCmdRun(ctx, "server", "--listen", "0.0.0.0:0", "--broker", "redis://127.0.0.1:1/0")
+	if code != 1 || strings.Contains(out, "refusing") {
+		t.Errorf("public address with $%s: exit %d, %q; want the broker dial to fail (exit 1)", authTokenEnv, code, out)
+	}
+	t.Setenv(authTokenEnv, "")
+	code, out = serverCmdRun(ctx, "server", "--listen", "0.0.0.0:0", "--auth-token", "short", "--broker", "redis://127.0.0.1:1/0")
+	if code != 2 || !strings.Contains(out, "too short") {
+		t.Errorf("short token: exit %d, %q", code, out)
+	}
+}
+
+func TestServerCommandServes(t *testing.T) {
+	url := os.Getenv("CONQ_TEST_REDIS_URL")
+	if url == "" {
+		if os.Getenv("CI") != "" || os.Getenv("CONQ_REQUIRE_SERVERS") != "" {
+			t.Fatal("CONQ_TEST_REDIS_URL is not set; start a private server with `source scripts/redis.sh; redis_start` (or run make test)")
+		}
+		t.Skip("CONQ_TEST_REDIS_URL is not set; run `source scripts/redis.sh; redis_start` (or make test) to run the Redis tests")
+	}
+	prefix := fmt.Sprintf("conqtest-cli-server-%d", time.Now().UnixNano())
+	t.Setenv(prefixEnv, prefix)
+	t.Cleanup(func() { serverDeleteRedisKeys(t, url, prefix) })
+	t.Setenv(authTokenEnv, "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	type result struct {
+		code int
+		out  string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out := serverCmdRun(ctx, "server", "--broker", url, "--listen", addr, "--log-level", "warn")
+		done <- result{code, out}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			r := <-done
+			t.Fatalf("server not healthy after 10s (last error %v); exit %d, output:\n%s", err, r.code, r.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Post("http://"+addr+"/api/v1/tasks", "application/json", strings.NewReader(`{"kind":"k","queue":"cli"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("enqueue through conq server: status %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case r := <-done:
+		if r.code != 0 {
+			t.Fatalf("conq server exit %d after cancel:\n%s", r.code, r.out)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("conq server did not stop within 10s of its context ending")
+	}
+}

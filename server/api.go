@@ -1,0 +1,620 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/broker"
+)
+
+// apiTask is a task as the API shows it. Payload and result are inlined
+// when they are JSON, else base64-encoded in the *_base64 field.
+type apiTask struct {
+	ID            string               `json:"id"`
+	Kind          string               `json:"kind"`
+	Queue         string               `json:"queue"`
+	State         queue.State          `json:"state"`
+	Payload       json.RawMessage      `json:"payload,omitempty"`
+	PayloadBase64 string               `json:"payload_base64,omitempty"`
+	MaxRetries    int                  `json:"max_retries"`
+	Timeout       string               `json:"timeout,omitempty"`
+	Deadline      *time.Time           `json:"deadline,omitempty"`
+	Retention     string               `json:"retention,omitempty"`
+	EnqueuedAt    time.Time            `json:"enqueued_at"`
+	ProcessAt     *time.Time           `json:"process_at,omitempty"`
+	Attempts      int                  `json:"attempts"`
+	Errors        []queue.AttemptError `json:"errors,omitempty"`
+	Result        json.RawMessage      `json:"result,omitempty"`
+	ResultBase64  string               `json:"result_base64,omitempty"`
+	StartedAt     *time.Time           `json:"started_at,omitempty"`
+	CompletedAt   *time.Time           `json:"completed_at,omitempty"`
+	LeaseUntil    *time.Time           `json:"lease_until,omitempty"`
+	WorkerID      string               `json:"worker_id,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func durString(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}
+
+// jsonOrBase64 returns b as raw JSON if it is valid JSON, else base64.
+func jsonOrBase64(b []byte) (json.RawMessage, string) {
+	if len(b) == 0 {
+		return nil, ""
+	}
+	if json.Valid(b) {
+		return json.RawMessage(b), ""
+	}
+	return nil, base64.StdEncoding.EncodeToString(b)
+}
+
+func viewTask(t *queue.TaskInfo) *apiTask {
+	v := &apiTask{
+		ID: t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, MaxRetries: t.MaxRetries,
+		Timeout: durString(t.Timeout), Deadline: timePtr(t.Deadline), Retention: durString(t.Retention),
+		EnqueuedAt: t.EnqueuedAt, ProcessAt: timePtr(t.ProcessAt), Attempts: t.Attempts, Errors: t.Errors,
+		StartedAt: timePtr(t.StartedAt), CompletedAt: timePtr(t.CompletedAt), WorkerID: t.WorkerID,
+	}
+	if t.State == queue.StateActive {
+		v.LeaseUntil = timePtr(t.LeaseUntil)
+	}
+	v.Payload, v.PayloadBase64 = jsonOrBase64(t.Payload)
+	v.Result, v.ResultBase64 = jsonOrBase64(t.Result)
+	return v
+}
+
+// apiError is the body of every error response.
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		fmt.Fprintf(&buf, `{"error":{"code":"internal","message":%q}}`+"\n", "encode response: "+err.Error())
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]apiError{"error": {Code: code, Message: msg}})
+}
+
+// classify maps an error to an HTTP status and an error code.
+func classify(err error) (int, string) {
+	var mbe *http.MaxBytesError
+	var ptl *queue.PayloadTooLargeError
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, "body_too_large"
+	case errors.As(err, &ptl):
+		return http.StatusRequestEntityTooLarge, "payload_too_large"
+	case errors.Is(err, errMediaType):
+		return http.StatusUnsupportedMediaType, "unsupported_media_type"
+	case errors.Is(err, queue.ErrInvalidOption), errors.Is(err, errBadRequest):
+		return http.StatusBadRequest, "invalid_argument"
+	case errors.Is(err, queue.ErrTaskNotFound):
+		return http.StatusNotFound, "task_not_found"
+	case errors.Is(err, queue.ErrQueueNotFound):
+		return http.StatusNotFound, "queue_not_found"
+	case errors.Is(err, queue.ErrTaskIDConflict):
+		return http.StatusConflict, "duplicate_id"
+	case errors.Is(err, queue.ErrInvalidState):
+		return http.StatusConflict, "invalid_state"
+	}
+	// Anything else comes from the broker's storage: unreachable, closed,
+	// timing out.
+	return http.StatusServiceUnavailable, "broker_unavailable"
+}
+
+// errMediaType: a request body that is not JSON.
+var errMediaType = errors.New("unsupported media type")
+
+// errBadRequest marks malformed requests (bad JSON, bad parameters).
+var errBadRequest = errors.New("bad request")
+
+func badRequest(format string, a ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, a...), errBadRequest)
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := classify(err)
+	msg := err.Error()
+	if errors.Is(err, errBadRequest) {
+		msg = strings.TrimSuffix(msg, ": "+errBadRequest.Error())
+	}
+	if status >= 500 {
+		s.log.Error("server: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = "broker unavailable: " + msg
+	}
+	writeError(w, status, code, msg)
+}
+
+// duration decodes a JSON duration: a Go duration string ("1m30s") or a
+// number of seconds.
+type duration struct {
+	d   time.Duration
+	set bool
+}
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: want a Go duration like \"90s\" or a number of seconds", s)
+		}
+		d.d, d.set = v, true
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("duration %s: want a Go duration like \"90s\" or a number of seconds", b)
+	}
+	if f > float64(1<<63-1)/float64(time.Second) || f < -float64(1<<63-1)/float64(time.Second) {
+		return fmt.Errorf("duration %s seconds is out of range", b)
+	}
+	d.d, d.set = time.Duration(f*float64(time.Second)), true
+	return nil
+}
+
+// enqueueItem is one task of POST /api/v1/tasks.
+type enqueueItem struct {
+	Kind          string          `json:"kind"`
+	Payload       json.RawMessage `json:"payload"`
+	PayloadBase64 *string         `json:"payload_base64"`
+	Queue         string          `json:"queue"`
+	MaxRetries    *int            `json:"max_retries"`
+	Timeout       duration        `json:"timeout"`
+	ProcessIn     duration        `json:"process_in"`
+	ProcessAt     *time.Time      `json:"process_at"`
+	Deadline      *time.Time      `json:"deadline"`
+	Retention     duration        `json:"retention"`
+	ID            string          `json:"id"`
+}
+
+// enqueueRequest is one task, or many in Tasks with the top-level options
+// as their defaults.
+type enqueueRequest struct {
+	enqueueItem
+	Tasks []enqueueItem `json:"tasks"`
+}
+
+// options turns an item (with defaults d) into a task and its options.
+func (it *enqueueItem) task(d *enqueueItem) (*queue.Task, error) {
+	if it.Kind == "" {
+		return nil, badRequest("missing task kind")
+	}
+	var payload []byte
+	switch {
+	case it.PayloadBase64 != nil && len(it.Payload) > 0:
+		return nil, badRequest("task kind %q: give payload or payload_base64, not both", it.Kind)
+	case it.PayloadBase64 != nil:
+		var err error
+		if payload, err = base64.StdEncoding.DecodeString(*it.PayloadBase64); err != nil {
+			return nil, badRequest("task kind %q: payload_base64: %v", it.Kind, err)
+		}
+	case len(it.Payload) > 0 && string(it.Payload) != "null":
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, it.Payload); err != nil {
+			return nil, badRequest("task kind %q: payload: %v", it.Kind, err)
+		}
+		payload = buf.Bytes()
+	}
+	var opts []queue.Option
+	for _, src := range []*enqueueItem{d, it} {
+		if src == nil {
+			continue
+		}
+		if src.Queue != "" {
+			opts = append(opts, queue.Queue(src.Queue))
+		}
+		if src.MaxRetries != nil {
+			opts = append(opts, queue.MaxRetries(*src.MaxRetries))
+		}
+		if src.Timeout.set {
+			opts = append(opts, queue.Timeout(src.Timeout.d))
+		}
+		if src.ProcessIn.set {
+			opts = append(opts, queue.ProcessIn(src.ProcessIn.d))
+		}
+		if src.ProcessAt != nil {
+			opts = append(opts, queue.ProcessAt(*src.ProcessAt))
+		}
+		if src.Deadline != nil {
+			opts = append(opts, queue.Deadline(*src.Deadline))
+		}
+		if src.Retention.set {
+			opts = append(opts, queue.Retention(src.Retention.d))
+		}
+	}
+	if it.ID != "" {
+		opts = append(opts, queue.TaskID(it.ID))
+	}
+	return queue.NewTask(it.Kind, payload, opts...), nil
+}
+
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return fmt.Errorf("Content-Type %q: send application/json: %w", ct, errMediaType)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("request body is over the limit of %d bytes: %w", s.cfg.MaxBodyBytes, err)
+		}
+		if errors.Is(err, io.EOF) {
+			return badRequest("empty request body: send a JSON object")
+		}
+		return badRequest("malformed JSON body: %v", err)
+	}
+	if dec.More() {
+		return badRequest("malformed JSON body: more than one JSON value")
+	}
+	return nil
+}
+
+// apiEnqueue: POST /api/v1/tasks.
+func (s *Server) apiEnqueue(w http.ResponseWriter, r *http.Request) {
+	var req enqueueRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Tasks == nil {
+		task, err := req.enqueueItem.task(nil)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		info, err := s.client.Enqueue(r.Context(), task)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.enqueued.Observe(info)
+		writeJSON(w, http.StatusCreated, viewTask(info))
+		return
+	}
+	if req.Kind != "" || len(req.Payload) > 0 || req.PayloadBase64 != nil || req.ID != "" {
+		s.fail(w, r, badRequest("a batch gives kind, payload and id per task, inside \"tasks\""))
+		return
+	}
+	if len(req.Tasks) == 0 {
+		s.fail(w, r, badRequest("empty \"tasks\" list"))
+		return
+	}
+	tasks := make([]*queue.Task, len(req.Tasks))
+	for i := range req.Tasks {
+		t, err := req.Tasks[i].task(&req.enqueueItem)
+		if err != nil {
+			s.fail(w, r, fmt.Errorf("tasks[%d]: %w", i, err))
+			return
+		}
+		tasks[i] = t
+	}
+	infos, err := s.client.EnqueueMany(r.Context(), tasks)
+	var be *queue.BatchError
+	if err != nil && (!errors.As(err, &be) || len(be.Errs) != len(tasks)) {
+		s.fail(w, r, err)
+		return
+	}
+	s.enqueued.Observe(infos...)
+	out := struct {
+		Error  *apiError   `json:"error,omitempty"`
+		Tasks  []*apiTask  `json:"tasks"`
+		Errors []*apiError `json:"errors,omitempty"`
+	}{Tasks: make([]*apiTask, len(tasks))}
+	status := http.StatusCreated
+	for i, info := range infos {
+		if info != nil {
+			out.Tasks[i] = viewTask(info)
+		}
+	}
+	if be != nil {
+		out.Errors = make([]*apiError, len(tasks))
+		failed := 0
+		for i, e := range be.Errs {
+			if e == nil {
+				continue
+			}
+			st, code := classify(e)
+			if failed == 0 {
+				status = st
+			}
+			failed++
+			out.Errors[i] = &apiError{Code: code, Message: e.Error()}
+		}
+		first := out.Errors[0]
+		for _, e := range out.Errors {
+			if e != nil {
+				first = e
+				break
+			}
+		}
+		out.Error = &apiError{Code: first.Code, Message: fmt.Sprintf("%d of %d tasks failed; first: %s", failed, len(tasks), first.Message)}
+	}
+	writeJSON(w, status, out)
+}
+
+// apiGetTask: GET /api/v1/tasks/{id}[?queue=Q].
+func (s *Server) apiGetTask(w http.ResponseWriter, r *http.Request) {
+	t, err := s.insp.Task(r.Context(), r.URL.Query().Get("queue"), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewTask(t))
+}
+
+// resultView is the body of GET /api/v1/tasks/{id}/result.
+type resultView struct {
+	ID           string               `json:"id"`
+	Queue        string               `json:"queue"`
+	Kind         string               `json:"kind"`
+	State        queue.State          `json:"state"`
+	Done         bool                 `json:"done"`
+	Result       json.RawMessage      `json:"result,omitempty"`
+	ResultBase64 string               `json:"result_base64,omitempty"`
+	Attempts     int                  `json:"attempts"`
+	LastError    *queue.AttemptError  `json:"last_error,omitempty"`
+	Errors       []queue.AttemptError `json:"errors,omitempty"`
+}
+
+// apiResult: GET /api/v1/tasks/{id}/result[?wait=10s&queue=Q]. 200 when
+// the task is done (completed or dead), 202 when the wait ran out first.
+func (s *Server) apiResult(w http.ResponseWriter, r *http.Request) {
+	id, qname := r.PathValue("id"), r.URL.Query().Get("queue")
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			if secs, ferr := strconv.ParseFloat(v, 64); ferr == nil {
+				d, err = time.Duration(secs*float64(time.Second)), nil
+			}
+		}
+		if err != nil || d < 0 {
+			s.fail(w, r, badRequest("wait=%q: want a duration like 10s", v))
+			return
+		}
+		wait = min(d, s.cfg.MaxWait)
+	}
+	t, err := s.insp.Task(r.Context(), qname, id)
+	if err == nil && !done(t) && wait > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		var at *queue.TaskInfo
+		at, err = s.b.AwaitTask(ctx, qname, id)
+		cancel()
+		switch {
+		case err == nil:
+			t = at
+		case ctx.Err() != nil && r.Context().Err() == nil:
+			// The wait ran out: report the task as it is now.
+			t, err = s.insp.Task(r.Context(), qname, id)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, queue.ErrTaskNotFound) {
+			writeError(w, http.StatusNotFound, "task_not_found", fmt.Sprintf(
+				"task %s not found: never enqueued, deleted, or completed without retention (enqueue with \"retention\" to keep results)", id))
+			return
+		}
+		s.fail(w, r, err)
+		return
+	}
+	v := resultView{ID: t.ID, Queue: t.Queue, Kind: t.Kind, State: t.State, Done: done(t), Attempts: t.Attempts, Errors: t.Errors}
+	if t.State == queue.StateCompleted {
+		v.Result, v.ResultBase64 = jsonOrBase64(t.Result)
+	}
+	if n := len(t.Errors); n > 0 && t.State == queue.StateDead {
+		v.LastError = &t.Errors[n-1]
+	}
+	status := http.StatusOK
+	if !v.Done {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, v)
+}
+
+func done(t *queue.TaskInfo) bool {
+	return t.State == queue.StateCompleted || t.State == queue.StateDead
+}
+
+// apiRetryTask: POST /api/v1/tasks/{id}/retry[?queue=Q].
+func (s *Server) apiRetryTask(w http.ResponseWriter, r *http.Request) {
+	id, qname := r.PathValue("id"), r.URL.Query().Get("queue")
+	t, err := s.insp.Task(r.Context(), qname, id)
+	if err == nil {
+		err = s.insp.RetryTask(r.Context(), t.Queue, id)
+	}
+	if err == nil {
+		t, err = s.insp.Task(r.Context(), t.Queue, id)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewTask(t))
+}
+
+// apiDeleteTask: DELETE /api/v1/tasks/{id}[?queue=Q].
+func (s *Server) apiDeleteTask(w http.ResponseWriter, r *http.Request) {
+	id, qname := r.PathValue("id"), r.URL.Query().Get("queue")
+	t, err := s.insp.Task(r.Context(), qname, id)
+	if err == nil {
+		err = s.insp.DeleteTask(r.Context(), t.Queue, id)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// apiQueues: GET /api/v1/queues.
+func (s *Server) apiQueues(w http.ResponseWriter, r *http.Request) {
+	qs, err := s.insp.Queues(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if qs == nil {
+		qs = []queue.QueueInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queues": qs})
+}
+
+// apiQueue: GET /api/v1/queues/{queue}.
+func (s *Server) apiQueue(w http.ResponseWriter, r *http.Request) {
+	q, err := s.insp.Queue(r.Context(), r.PathValue("queue"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, q)
+}
+
+// pageParams reads state, offset and limit of a task list.
+func pageParams(r *http.Request) (queue.State, int, int, error) {
+	q := r.URL.Query()
+	state := queue.StatePending
+	if v := q.Get("state"); v != "" {
+		st, err := broker.ParseState(v)
+		if err != nil {
+			return "", 0, 0, badRequest("%v", err)
+		}
+		state = st
+	}
+	offset, limit := 0, DefaultPageSize
+	if v := q.Get("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return "", 0, 0, badRequest("offset=%q: want a number >= 0", v)
+		}
+		offset = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return "", 0, 0, badRequest("limit=%q: want a number in 1..1000", v)
+		}
+		limit = n
+	}
+	return state, offset, limit, nil
+}
+
+// apiQueueTasks: GET /api/v1/queues/{queue}/tasks?state=S&offset=N&limit=M.
+func (s *Server) apiQueueTasks(w http.ResponseWriter, r *http.Request) {
+	state, offset, limit, err := pageParams(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	info, err := s.insp.Queue(r.Context(), r.PathValue("queue"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ts, err := s.insp.Tasks(r.Context(), info.Name, state, offset, limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	views := make([]*apiTask, len(ts))
+	for i, t := range ts {
+		views[i] = viewTask(t)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"queue": info.Name, "state": state, "offset": offset, "limit": limit,
+		"total": info.Counts[state], "tasks": views,
+	})
+}
+
+// apiPause and apiResume: POST /api/v1/queues/{queue}/pause|resume.
+func (s *Server) apiPause(w http.ResponseWriter, r *http.Request)  { s.apiSetPaused(w, r, true) }
+func (s *Server) apiResume(w http.ResponseWriter, r *http.Request) { s.apiSetPaused(w, r, false) }
+
+func (s *Server) apiSetPaused(w http.ResponseWriter, r *http.Request, paused bool) {
+	name := r.PathValue("queue")
+	var err error
+	if paused {
+		err = s.insp.PauseQueue(r.Context(), name)
+	} else {
+		err = s.insp.ResumeQueue(r.Context(), name)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q, err := s.insp.Queue(r.Context(), name)
+	if errors.Is(err, queue.ErrQueueNotFound) {
+		// Pausing a queue before it has tasks is allowed.
+		q, err = queue.QueueInfo{Name: name, Paused: paused, Counts: map[queue.State]int64{}}, nil
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, q)
+}
+
+// apiThroughput: GET /api/v1/throughput.
+func (s *Server) apiThroughput(w http.ResponseWriter, r *http.Request) {
+	if s.tp == nil {
+		writeError(w, http.StatusNotFound, "not_enabled", "throughput sampling is off (SampleInterval < 0)")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.tp.snapshot())
+}
+
+// apiNotFound answers unknown /api/ paths.
+func (s *Server) apiNotFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no API route %s %s (see docs/http-api.md)", r.Method, r.URL.Path))
+}
+
+// healthz: GET /healthz — 200 if the broker answers, else 503.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if _, err := s.b.Queues(ctx); err != nil {
+		// Unauthenticated: the cause (addresses, names) goes to the log only.
+		s.log.Warn("server: health check: broker unavailable", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "broker_unavailable", "broker unavailable")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
