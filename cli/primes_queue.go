@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/conqhq/conq/internal/primes"
+	"github.com/conqhq/conq/queue"
+)
+
+// The queue mode of conq primes: every number is a task on the broker
+// (embedded by default, Redis with --broker), run by an in-process worker
+// of --workers concurrency with a Go handler.
+
+const (
+	primesQueueName = "conq-primes"
+	primesQueueKind = "conq.primes.check"
+)
+
+func init() {
+	registerPrimesMode("queue", primesMode{
+		Summary: "the task queue: a task per number, an in-process worker of --workers (embedded broker, or Redis with --broker)",
+		Run:     runPrimesQueue,
+	})
+	addPrimesBrokerFlag()
+}
+
+// addPrimesBrokerFlag gives conq primes a --broker flag for the queue mode.
+// The primes command has no hook for mode flags, so its factory is wrapped
+// (like primes_proc.go does); the flag's value reaches the mode through the
+// command's context, not a package variable, so concurrent Main calls stay
+// independent.
+func addPrimesBrokerFlag() {
+	for i, f := range commandFactories {
+		if f().Name() != "primes" {
+			continue
+		}
+		commandFactories[i] = func() *cobra.Command {
+			cmd := f()
+			var url string
+			cmd.Flags().StringVar(&url, "broker", "", "with --mode queue: broker URL, redis://host[:port][/db] or rediss://...; default: the embedded in-process broker")
+			prev := cmd.PreRunE
+			cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+				if prev != nil {
+					if err := prev(cmd, args); err != nil {
+						return err
+					}
+				}
+				if m, _ := cmd.Flags().GetString("mode"); m != "queue" && cmd.Flags().Changed("broker") {
+					return usageError("--broker is only for --mode queue")
+				}
+				if url != "" {
+					if err := checkBrokerURL(url); err != nil {
+						return err
+					}
+				}
+				cfg := primesQueueConfig{url: url, stderr: cmd.ErrOrStderr()}
+				cmd.SetContext(context.WithValue(cmd.Context(), primesQueueKey{}, cfg))
+				return nil
+			}
+			return cmd
+		}
+		return
+	}
+}
+
+// primesQueueConfig is what the queue mode needs from the command line.
+type primesQueueConfig struct {
+	url    string
+	stderr io.Writer
+}
+
+type primesQueueKey struct{}
+
+// primesQueueResult is a task's result.
+type primesQueueResult struct {
+	N       uint64 `json:"n"`
+	Prime   bool   `json:"prime"`
+	Elapsed int64  `json:"elapsed_ns"`
+}
+
+func runPrimesQueue(ctx context.Context, workers int, numbers []uint64, report func(primeCheck)) error {
+	cfg, ok := ctx.Value(primesQueueKey{}).(primesQueueConfig)
+	if !ok {
+		cfg.stderr = io.Discard
+	}
+	logger := quietLogger(cfg.stderr)
+	b, err := openBroker(ctx, cfg.url, logger)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	w, err := queue.NewWorker(b, queue.WorkerConfig{
+		Queues:      map[string]int{primesQueueName: 1},
+		Concurrency: workers,
+		Prefetch:    -1, // long tasks: a worker takes one at a time
+		Logger:      logger,
+	})
+	if err != nil {
+		return err
+	}
+	queue.HandleJSON(w, primesQueueKind, func(_ context.Context, n uint64) (primesQueueResult, error) {
+		t0 := time.Now()
+		p := primes.IsPrime(n)
+		return primesQueueResult{N: n, Prime: p, Elapsed: int64(time.Since(t0))}, nil
+	})
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		_ = w.Shutdown(sctx)
+	}()
+
+	client, err := queue.NewClient(b, queue.ClientConfig{Logger: logger, Options: []queue.Option{
+		queue.Queue(primesQueueName), queue.Retention(10 * time.Minute), queue.MaxRetries(2),
+	}})
+	if err != nil {
+		return err
+	}
+	run := rand.Text()[:10]
+	tasks := make([]*queue.Task, len(numbers))
+	for i, n := range numbers {
+		tasks[i] = queue.NewTask(primesQueueKind, []byte(strconv.FormatUint(n, 10)), queue.TaskID(run+"-"+strconv.Itoa(i)))
+	}
+	infos, err := client.EnqueueMany(ctx, tasks)
+	if err != nil {
+		return fmt.Errorf("enqueue the numbers: %w", err)
+	}
+
+	// Wait for every result and report each as it completes.
+	type outcome struct {
+		id  string
+		r   primesQueueResult
+		err error
+	}
+	outcomes := make(chan outcome, len(infos))
+	for _, info := range infos {
+		go func() {
+			r, err := queue.ResultJSON[primesQueueResult](ctx, client, info.ID)
+			outcomes <- outcome{info.ID, r, err}
+		}()
+	}
+	in := queue.NewInspector(b)
+	var firstErr error
+	for range infos {
+		o := <-outcomes
+		if o.err != nil {
+			if firstErr == nil {
+				firstErr = o.err
+			}
+			continue
+		}
+		if firstErr == nil {
+			report(primeCheck{N: o.r.N, Prime: o.r.Prime, Elapsed: time.Duration(o.r.Elapsed)})
+		}
+		// The result was kept only for us: tidy up.
+		_ = in.DeleteTask(context.WithoutCancel(ctx), primesQueueName, o.id)
+	}
+	return firstErr
+}

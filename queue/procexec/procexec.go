@@ -1,0 +1,118 @@
+// Package procexec serves queue tasks through a procpool.Pool: the task's
+// kind is sent as the procpool task name and its payload as the arguments,
+// so a worker program written with the Go or Python SDK handles queue tasks
+// unchanged (each @task handler is a task kind).
+//
+//	pool, _ := procpool.New(ctx, procpool.Config{Command: []string{"python3", "tasks.py"}})
+//	w.Handle("resize", procexec.Handler(pool))
+//
+// Errors map onto the queue's retry rules:
+//
+//   - an error raised by the task (an exception in Python) fails the attempt
+//     with its type, message and traceback in the message; the error type
+//     "SkipRetry" (conq.TaskError("SkipRetry", msg) in Python) sends the
+//     task to dead at once, like queue.SkipRetry;
+//   - a task name the worker program does not know fails it with a
+//     *queue.UnknownKindError (retried, then dead, like any failure);
+//   - a worker crash, a procpool timeout or a protocol error fails the
+//     attempt and the task is retried;
+//   - an attempt whose ctx ended (timeout, lost lease, shutdown) returns
+//     the ctx's error so the queue worker classifies it.
+package procexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/conqhq/conq/procpool"
+	"github.com/conqhq/conq/queue"
+)
+
+// unknownTaskType is the error type both SDKs report for a task name that
+// has no handler in the worker program.
+const unknownTaskType = "UnknownTask"
+
+// Handler returns a queue.Handler that runs each task in pool.
+func Handler(pool *procpool.Pool) queue.Handler {
+	return queue.HandlerFunc(func(ctx context.Context, t *queue.TaskInfo) ([]byte, error) {
+		return Process(ctx, pool, t)
+	})
+}
+
+// Process runs one attempt of t in pool and maps its outcome.
+func Process(ctx context.Context, pool *procpool.Pool, t *queue.TaskInfo) ([]byte, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("procexec: nil pool for task kind %q: %w", t.Kind, queue.SkipRetry)
+	}
+	f, err := pool.Submit(ctx, t.Kind, t.Payload)
+	if err != nil {
+		return nil, mapError(ctx, t, err)
+	}
+	// Not f.Result(ctx): when ctx ends the pool cancels the task (and kills
+	// the worker after its CancelGrace), so waiting for the future is
+	// bounded and the worker is free again when the attempt returns.
+	res, err := f.Result(context.WithoutCancel(ctx))
+	if err != nil {
+		return nil, mapError(ctx, t, err)
+	}
+	return res, nil
+}
+
+// mapError turns a procpool error into the attempt's error.
+func mapError(ctx context.Context, t *queue.TaskInfo, err error) error {
+	if ctx.Err() != nil {
+		// The attempt was interrupted (timeout, lease lost, shutdown): keep
+		// the context's error in the chain so the worker recognises it.
+		return fmt.Errorf("task kind %q interrupted: %w", t.Kind, errors.Join(context.Cause(ctx), err))
+	}
+	var te *procpool.TaskError
+	if errors.As(err, &te) {
+		if te.Type == unknownTaskType {
+			return &queue.UnknownKindError{Kind: t.Kind}
+		}
+		return &TaskError{Kind: t.Kind, Type: te.Type, Message: te.Message, Traceback: te.Traceback}
+	}
+	if errors.Is(err, procpool.ErrPayloadTooLarge) {
+		// The same payload cannot fit next time either.
+		return fmt.Errorf("task kind %q: %w: %w", t.Kind, err, queue.SkipRetry)
+	}
+	// Worker crashed, procpool timeout, protocol error, pool closed or not
+	// starting: not the task's fault, so it is retried.
+	return fmt.Errorf("task kind %q: %w", t.Kind, err)
+}
+
+// TaskError is an error raised by the task inside the worker program. Its
+// message carries the type, message and traceback, since that is what the
+// queue records for the attempt.
+type TaskError struct {
+	Kind      string
+	Type      string // e.g. "ValueError"
+	Message   string
+	Traceback string
+}
+
+func (e *TaskError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Type)
+	b.WriteString(": ")
+	b.WriteString(e.Message)
+	if tb := strings.TrimSpace(e.Traceback); tb != "" {
+		b.WriteString("\n")
+		b.WriteString(tb)
+	}
+	return b.String()
+}
+
+// SkipRetryType is the error type a worker program reports to give up on a
+// task at once.
+const SkipRetryType = "SkipRetry"
+
+// Unwrap returns queue.SkipRetry for errors of type SkipRetryType.
+func (e *TaskError) Unwrap() error {
+	if e.Type == SkipRetryType {
+		return queue.SkipRetry
+	}
+	return nil
+}

@@ -1,0 +1,206 @@
+package procexec_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conqhq/conq/procpool"
+	"github.com/conqhq/conq/procpool/worker"
+	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/broker/memory"
+	"github.com/conqhq/conq/queue/procexec"
+)
+
+// workerEnv makes the test binary serve as a procpool worker program.
+const workerEnv = "CONQ_PROCEXEC_TEST_WORKER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(workerEnv) != "" {
+		serveTestWorker()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// serveTestWorker is the worker program: tasks named after what they do.
+func serveTestWorker() {
+	worker.Handle("echo", func(_ context.Context, args []byte) ([]byte, error) { return args, nil })
+	worker.Handle("fail", func(_ context.Context, args []byte) ([]byte, error) {
+		return nil, &worker.Error{Type: "ValueError", Message: "bad value " + string(args)}
+	})
+	worker.Handle("skip", func(_ context.Context, _ []byte) ([]byte, error) {
+		return nil, &worker.Error{Type: procexec.SkipRetryType, Message: "hopeless"}
+	})
+	// crash_once exits the process unless its marker file (the argument)
+	// exists; it creates the file first, so the retry succeeds.
+	worker.Handle("crash_once", func(_ context.Context, args []byte) ([]byte, error) {
+		if _, err := os.Stat(string(args)); err != nil {
+			_ = os.WriteFile(string(args), nil, 0o600)
+			os.Exit(3)
+		}
+		return []byte("survived"), nil
+	})
+	worker.Handle("sleep", func(ctx context.Context, _ []byte) ([]byte, error) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Minute):
+			return []byte("slept"), nil
+		}
+	})
+	if err := worker.Run(); err != nil {
+		os.Exit(1)
+	}
+}
+
+type env struct {
+	t       *testing.T
+	ctx     context.Context
+	client  *queue.Client
+	inspect *queue.Inspector
+}
+
+// start runs a queue worker on a memory broker whose every kind goes
+// through procexec to a pool of the test binary.
+func start(t *testing.T) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	pool, err := procpool.New(ctx, procpool.Config{
+		Command: []string{os.Args[0]}, Env: []string{workerEnv + "=1"},
+		Workers: 2, CancelGrace: 500 * time.Millisecond, Logger: logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	b := memory.New(memory.Config{})
+	t.Cleanup(func() { b.Close() })
+	w, err := queue.NewWorker(b, queue.WorkerConfig{
+		Concurrency: 2, Logger: logger, ForwardInterval: 20 * time.Millisecond,
+		RetryDelay: func(int, error, *queue.TaskInfo) time.Duration { return 10 * time.Millisecond },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := procexec.Handler(pool)
+	for _, kind := range []string{"echo", "fail", "skip", "crash_once", "sleep", "missing"} {
+		w.Handle(kind, h)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Shutdown(context.Background()) })
+	c, err := queue.NewClient(b, queue.ClientConfig{Options: []queue.Option{queue.Retention(time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, ctx: ctx, client: c, inspect: queue.NewInspector(b)}
+}
+
+func (e *env) run(kind, payload string, opts ...queue.Option) ([]byte, error) {
+	e.t.Helper()
+	info, err := e.client.Enqueue(e.ctx, queue.NewTask(kind, []byte(payload)), opts...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.client.Result(e.ctx, info.ID)
+}
+
+func failed(t *testing.T, err error) *queue.TaskFailedError {
+	t.Helper()
+	var tf *queue.TaskFailedError
+	if !errors.As(err, &tf) {
+		t.Fatalf("want a dead task, got %v", err)
+	}
+	return tf
+}
+
+func TestResult(t *testing.T) {
+	e := start(t)
+	res, err := e.run("echo", `{"x":1}`)
+	if err != nil || string(res) != `{"x":1}` {
+		t.Fatalf("echo = %q, %v", res, err)
+	}
+}
+
+func TestTaskErrorCarriesTypeAndMessage(t *testing.T) {
+	e := start(t)
+	_, err := e.run("fail", "42", queue.MaxRetries(1))
+	tf := failed(t, err)
+	if tf.Attempts != 2 || len(tf.Errors) != 2 {
+		t.Fatalf("attempts %d, errors %v: want 2 (retried once)", tf.Attempts, tf.Errors)
+	}
+	last, _ := tf.Last()
+	if last.Kind != "error" || !strings.HasPrefix(last.Message, "ValueError: bad value 42") {
+		t.Fatalf("last error = %+v", last)
+	}
+}
+
+func TestSkipRetryType(t *testing.T) {
+	e := start(t)
+	_, err := e.run("skip", "", queue.MaxRetries(5))
+	tf := failed(t, err)
+	if tf.Attempts != 1 {
+		t.Fatalf("attempts = %d, want 1: SkipRetry gives up at once", tf.Attempts)
+	}
+	if last, _ := tf.Last(); !strings.Contains(last.Message, "SkipRetry: hopeless") {
+		t.Fatalf("last error = %+v", last)
+	}
+}
+
+func TestUnknownKindNamesIt(t *testing.T) {
+	e := start(t)
+	_, err := e.run("missing", "1", queue.MaxRetries(0))
+	last, _ := failed(t, err).Last()
+	if last.Kind != "unknown_kind" || !strings.Contains(last.Message, `"missing"`) {
+		t.Fatalf("last error = %+v, want unknown_kind naming the kind", last)
+	}
+}
+
+func TestWorkerCrashIsRetried(t *testing.T) {
+	e := start(t)
+	marker := t.TempDir() + "/crashed"
+	info, err := e.client.Enqueue(e.ctx, queue.NewTask("crash_once", []byte(marker)), queue.MaxRetries(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.client.Result(e.ctx, info.ID)
+	if err != nil || string(res) != "survived" {
+		t.Fatalf("crash_once = %q, %v; want the retry to succeed", res, err)
+	}
+	done, err := e.inspect.Task(e.ctx, "", info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done.Errors) != 1 || !strings.Contains(done.Errors[0].Message, "crashed") {
+		t.Fatalf("errors = %+v, want one worker crash", done.Errors)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	e := start(t)
+	t0 := time.Now()
+	_, err := e.run("sleep", "", queue.MaxRetries(0), queue.Timeout(200*time.Millisecond))
+	last, _ := failed(t, err).Last()
+	if last.Kind != "timeout" {
+		t.Fatalf("last error = %+v, want kind timeout", last)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Fatalf("timeout took %v", d)
+	}
+	// The pool is usable afterwards.
+	if res, err := e.run("echo", "1"); err != nil || string(res) != "1" {
+		t.Fatalf("echo after timeout = %q, %v", res, err)
+	}
+}
