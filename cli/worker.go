@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"runtime"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/conqhq/conq/metrics"
 	"github.com/conqhq/conq/procpool"
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/procexec"
@@ -32,6 +34,7 @@ type workerOptions struct {
 	lease           time.Duration
 	logJSON         bool
 	logLevel        string
+	metricsListen   string
 }
 
 func newWorkerCmd() *cobra.Command {
@@ -75,6 +78,7 @@ their queue. Logs go to stderr.`,
 	f.DurationVar(&o.lease, "lease", 30*time.Second, "task lease: how long the tasks of a worker that dies wait before another takes them")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (no auth: keep it on loopback or a private network)")
 	_ = cmd.MarkFlagRequired("exec")
 	return cmd
 }
@@ -126,6 +130,25 @@ func runWorker(ctx context.Context, o workerOptions, stderr io.Writer) error {
 		return usageError("%v", err)
 	}
 
+	// Before serveAllKinds: its middleware replaces the handler it wraps, so
+	// middleware added after it would never run.
+	if o.metricsListen != "" {
+		ln, err := net.Listen("tcp", o.metricsListen)
+		if err != nil {
+			return usageError("--metrics-listen: %v", err)
+		}
+		reg := metrics.NewRegistry()
+		wm, err := metrics.NewWorkerMetrics(metrics.WorkerConfig{Registerer: reg})
+		if err != nil {
+			ln.Close()
+			return failure(err)
+		}
+		w.Use(wm.Middleware())
+		mctx, stopMetrics := context.WithCancel(ctx)
+		defer stopMetrics()
+		go func() { _ = metrics.ServeListener(mctx, ln, reg, logger) }()
+		logger.Info("conq worker: metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
 	pool, err := procpool.New(ctx, procpool.Config{
 		Command: argv,
 		Workers: o.concurrency,
