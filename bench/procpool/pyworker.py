@@ -1,0 +1,16 @@
+"""Python worker of the process-pool benchmarks (conq SDK)."""
+import conq
+
+
+@conq.task
+def noop(data):
+    return None
+
+
+@conq.task
+def echo(data):
+    return data  # a memoryview for large arguments: sent back without a copy
+
+
+if __name__ == "__main__":
+    conq.run()

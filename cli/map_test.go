@@ -1,0 +1,200 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+const mapTestWorker = `
+import os, sys, time
+import conq
+
+@conq.task("square", json=True)
+def square(x):
+    if x == 13:
+        print("unlucky", file=sys.stderr, flush=True)
+        os._exit(9)  # the chosen input crashes its worker
+    if x == 7:
+        raise ValueError("seven is not allowed")
+    return x * x
+
+@conq.task("sleep", json=True)
+def sleep(x):
+    time.sleep(x)
+    return x
+
+@conq.task
+def raw(data):
+    return b"raw " + bytes(data)
+
+conq.run()
+`
+
+// pythonWorkerCmd writes a Python worker using the SDK and returns the
+// --worker-cmd running it.
+func pythonWorkerCmd(t *testing.T, src string) string {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("python3 is required in CI")
+		}
+		t.Skip("python3 not found")
+	}
+	sdk, _ := filepath.Abs("../sdk/python")
+	t.Setenv("PYTHONPATH", sdk)
+	script := filepath.Join(t.TempDir(), "worker.py")
+	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s '%s'", py, script)
+}
+
+func runConq(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Main(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func outputLines(t *testing.T, s string) []map[string]any {
+	t.Helper()
+	var res []map[string]any
+	for _, l := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("output line %q: %v", l, err)
+		}
+		res = append(res, m)
+	}
+	return res
+}
+
+func TestMapCrashOnOneLine(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
+	worker := pythonWorkerCmd(t, mapTestWorker)
+	var in strings.Builder
+	for i := 1; i <= 30; i++ {
+		fmt.Fprintln(&in, i)
+	}
+	in.WriteString("{not json\n")
+	in.WriteString("\"a string\"\n")
+	code, stdout, stderr := runConq(t, in.String(), "map", "--worker-cmd", worker, "--task", "square", "--workers", "3", "--keep-going")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	lines := outputLines(t, stdout)
+	if len(lines) != 32 {
+		t.Fatalf("%d output lines for 32 input lines:\n%s", len(lines), stdout)
+	}
+	for i := 1; i <= 30; i++ {
+		got := lines[i-1]
+		switch i {
+		case 13:
+			e, _ := got["error"].(map[string]any)
+			if e["type"] != "worker_crashed" || !strings.Contains(e["message"].(string), "exit status 9") || !strings.Contains(e["message"].(string), "unlucky") {
+				t.Errorf("line 13 = %v", got)
+			}
+		case 7:
+			e, _ := got["error"].(map[string]any)
+			if e["type"] != "task_error" || e["exception"] != "ValueError" || e["message"] != "ValueError: seven is not allowed" {
+				t.Errorf("line 7 = %v", got)
+			}
+		default:
+			if !reflect.DeepEqual(got, map[string]any{"result": float64(i * i)}) {
+				t.Errorf("line %d = %v", i, got)
+			}
+		}
+	}
+	if e, _ := lines[30]["error"].(map[string]any); e["type"] != "bad_input" {
+		t.Errorf("bad line = %v", lines[30])
+	}
+	if e, _ := lines[31]["error"].(map[string]any); e["type"] != "task_error" || e["exception"] != "TypeError" {
+		t.Errorf("string line = %v", lines[31])
+	}
+	if !strings.Contains(stderr, "4 of 32 lines failed") {
+		t.Errorf("stderr lacks the summary:\n%s", stderr)
+	}
+}
+
+func TestMapStopsAtFirstFailure(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
+	worker := pythonWorkerCmd(t, mapTestWorker)
+	code, stdout, stderr := runConq(t, "1\n2\n13\n4\n5\n", "map", "--worker-cmd", worker, "--task", "square", "--workers", "2")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)
+	}
+	lines := outputLines(t, stdout)
+	if len(lines) != 3 || lines[0]["result"] != float64(1) || lines[1]["result"] != float64(4) || lines[2]["error"] == nil {
+		t.Fatalf("output:\n%s", stdout)
+	}
+	if !strings.Contains(stderr, "line 3") || !strings.Contains(stderr, "--keep-going") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+}
+
+func TestMapTimeoutAndRawResults(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
+	worker := pythonWorkerCmd(t, mapTestWorker)
+	code, stdout, stderr := runConq(t, "0.01\n5\n", "map", "--worker-cmd", worker, "--task", "sleep", "--timeout", "300ms", "-k")
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	lines := outputLines(t, stdout)
+	if lines[0]["result"] != 0.01 {
+		t.Errorf("line 1 = %v", lines[0])
+	}
+	if e, _ := lines[1]["error"].(map[string]any); e["type"] != "timeout" {
+		t.Errorf("line 2 = %v", lines[1])
+	}
+	// A raw task's non-JSON result is carried as a JSON string.
+	code, stdout, _ = runConq(t, `{"a": 1}`+"\n", "map", "--worker-cmd", worker, "--task", "raw")
+	if code != 0 || strings.TrimSpace(stdout) != `{"result":"raw {\"a\": 1}"}` {
+		t.Fatalf("raw: exit %d, %s", code, stdout)
+	}
+}
+
+func TestMapStartError(t *testing.T) {
+	code, _, stderr := runConq(t, "1\n", "map", "--worker-cmd", "/nonexistent/worker", "--task", "x", "--workers", "1")
+	if code != 2 || !strings.Contains(stderr, "failed to start") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runConq(t, "", "map", "--worker-cmd", "'unterminated", "--task", "x")
+	if code != 2 || !strings.Contains(stderr, "unterminated") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestSplitCommandLine(t *testing.T) {
+	cases := map[string][]string{
+		`python3 worker.py`:                {"python3", "worker.py"},
+		`  a   'b c'  "d \"e\" $f" g\ h  `: {"a", "b c", `d "e" $f`, "g h"},
+		`x ''`:                             {"x", ""},
+		`"a"'b'c`:                          {"abc"},
+	}
+	for in, want := range cases {
+		got, err := splitCommandLine(in)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("split(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "   ", `"open`, `'open`} {
+		if _, err := splitCommandLine(bad); err == nil {
+			t.Errorf("split(%q) succeeded", bad)
+		}
+	}
+}
+
+// ignoreSpawner: procpool forks workers from one goroutine that lives as long
+// as the process (see procpool/spawn.go).
+var ignoreSpawner = goleak.IgnoreAnyFunction("github.com/conqhq/conq/procpool.spawnLoop")

@@ -1,0 +1,145 @@
+package procpool
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/conqhq/conq/internal/wire"
+)
+
+// Config configures a Pool. Zero fields take the defaults documented on
+// each; Command is required.
+type Config struct {
+	// Command is the worker program and its arguments, run without a shell.
+	Command []string
+	// Env is added to the pool's own environment for the workers.
+	Env []string
+	// Dir is the workers' working directory; empty means the pool's.
+	Dir string
+
+	// Workers is the number of worker processes. Default runtime.NumCPU().
+	Workers int
+	// QueueSize bounds the tasks waiting for a worker; Submit blocks while
+	// it is full. Default 64 per worker.
+	QueueSize int
+
+	// TaskTimeout limits each task's run time; 0 means no limit beyond the
+	// ctx given to Submit.
+	TaskTimeout time.Duration
+	// StartTimeout bounds a worker's start, up to its ready frame. Default 10s.
+	StartTimeout time.Duration
+	// CancelGrace is how long a cancelled task may take to stop before its
+	// worker is killed and replaced. Default 2s.
+	CancelGrace time.Duration
+	// ShutdownGrace is how long an idle worker may take to exit once told to
+	// (recycling, Shutdown) before it is killed. Default 5s.
+	ShutdownGrace time.Duration
+
+	// MaxTasksPerWorker recycles a worker gracefully after that many tasks;
+	// 0 means never.
+	MaxTasksPerWorker int
+	// MaxPayload bounds task arguments and results, in bytes. Default 64 MiB.
+	MaxPayload int
+	// MaxStartFailures is the number of consecutive failed worker starts,
+	// with no worker alive, after which the pool fails queued and new tasks
+	// with the start error instead of letting them wait. Restarts continue
+	// with exponential backoff; the first success heals the pool. Default 3.
+	MaxStartFailures int
+	// RestartBackoff is the first delay after a failed start, doubled up to
+	// MaxRestartBackoff. Defaults 100ms and 10s.
+	RestartBackoff    time.Duration
+	MaxRestartBackoff time.Duration
+
+	// Logger receives pool events and the workers' stdout and stderr, one
+	// record per line, tagged with the worker id. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultQueuePerWorker    = 64
+	DefaultStartTimeout      = 10 * time.Second
+	DefaultCancelGrace       = 2 * time.Second
+	DefaultShutdownGrace     = 5 * time.Second
+	DefaultMaxPayload        = 64 << 20
+	DefaultMaxStartFailures  = 3
+	DefaultRestartBackoff    = 100 * time.Millisecond
+	DefaultMaxRestartBackoff = 10 * time.Second
+)
+
+// maxPayloadLimit keeps every frame length within the uint32 prefix.
+const maxPayloadLimit = 1<<32 - 1 - wire.HeaderSize - wire.MaxNameLen
+
+func (c Config) withDefaults() Config {
+	if c.Workers == 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if c.QueueSize == 0 && c.Workers > 0 {
+		c.QueueSize = DefaultQueuePerWorker * c.Workers
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = DefaultStartTimeout
+	}
+	if c.CancelGrace == 0 {
+		c.CancelGrace = DefaultCancelGrace
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.MaxStartFailures == 0 {
+		c.MaxStartFailures = DefaultMaxStartFailures
+	}
+	if c.RestartBackoff == 0 {
+		c.RestartBackoff = DefaultRestartBackoff
+	}
+	if c.MaxRestartBackoff == 0 {
+		c.MaxRestartBackoff = DefaultMaxRestartBackoff
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if len(c.Command) == 0 || c.Command[0] == "" {
+		errs = append(errs, errors.New("missing Command (the worker program and its arguments)"))
+	}
+	if c.Workers < 0 {
+		errs = append(errs, fmt.Errorf("Workers = %d, want > 0", c.Workers))
+	}
+	if c.QueueSize < 0 {
+		errs = append(errs, fmt.Errorf("QueueSize = %d, want >= 0", c.QueueSize))
+	}
+	for name, d := range map[string]time.Duration{
+		"TaskTimeout": c.TaskTimeout, "StartTimeout": c.StartTimeout, "CancelGrace": c.CancelGrace,
+		"ShutdownGrace": c.ShutdownGrace, "RestartBackoff": c.RestartBackoff, "MaxRestartBackoff": c.MaxRestartBackoff,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s = %v, want >= 0", name, d))
+		}
+	}
+	if c.MaxTasksPerWorker < 0 {
+		errs = append(errs, fmt.Errorf("MaxTasksPerWorker = %d, want >= 0", c.MaxTasksPerWorker))
+	}
+	if c.MaxPayload < 0 || c.MaxPayload > maxPayloadLimit {
+		errs = append(errs, fmt.Errorf("MaxPayload = %d, want 1..%d", c.MaxPayload, maxPayloadLimit))
+	}
+	if c.MaxStartFailures < 0 {
+		errs = append(errs, fmt.Errorf("MaxStartFailures = %d, want > 0", c.MaxStartFailures))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("procpool: invalid config: %w", err)
+	}
+	return nil
+}
+
+// maxFrame is the frame length limit, prefix excluded, both ways.
+func (c Config) maxFrame() int { return c.MaxPayload + wire.HeaderSize + wire.MaxNameLen }

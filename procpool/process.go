@@ -1,0 +1,308 @@
+package procpool
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/conqhq/conq/internal/wire"
+)
+
+// stderrTailLines is how many of a worker's last stderr lines are kept for
+// crash reports.
+const stderrTailLines = 20
+
+// outputLineMax splits longer output lines so one runaway line cannot hold
+// unbounded memory.
+const outputLineMax = 16 << 10
+
+// process is one running worker: its pipes, its exit and its output.
+type process struct {
+	id    int
+	pid   int
+	cmd   *exec.Cmd
+	log   *slog.Logger
+	grace time.Duration // CancelGrace
+
+	reqW  *os.File // pool → worker frames (the worker's fd 3)
+	respR *os.File // worker → pool frames (the worker's fd 4)
+	r     *wire.Reader
+
+	wmu      sync.Mutex // guards w, cancelTimer and the sent/answered flags of the current call
+	w        *wire.Writer
+	cancelTm *time.Timer // kills the worker if a cancelled call does not answer in time
+
+	current atomic.Pointer[call]
+	tasks   int
+
+	exited  chan struct{} // closed once Wait has returned
+	outputs sync.WaitGroup
+	stderr  tail
+
+	killOnce sync.Once
+	killed   atomic.Bool
+}
+
+// spawn starts a worker and waits for its ready frame.
+func (p *Pool) spawn(ctx context.Context, id int) (*process, error) {
+	cfg := p.cfg
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	pipe := func() (r, w *os.File, err error) {
+		r, w, err = os.Pipe()
+		if err == nil {
+			files = append(files, r, w)
+		}
+		return r, w, err
+	}
+	reqR, reqW, err1 := pipe()
+	respR, respW, err2 := pipe()
+	outR, outW, err3 := pipe()
+	errR, errW, err4 := pipe()
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		closeAll()
+		return nil, &StartError{Command: cfg.Command, Reason: "creating pipes", Err: err}
+	}
+	if cfg.MaxPayload > 64<<10 {
+		growPipe(reqW, 1<<20)
+		growPipe(respR, 1<<20)
+	}
+
+	cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
+	cmd.Dir = cfg.Dir
+	cmd.Env = append(append(os.Environ(), cfg.Env...),
+		wire.EnvFDs+"=3,4",
+		wire.EnvID+"="+strconv.Itoa(id),
+		wire.EnvMaxFrame+"="+strconv.Itoa(cfg.maxFrame()),
+		wire.EnvProtocol+"="+strconv.Itoa(wire.Version),
+	)
+	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd.ExtraFiles = []*os.File{reqR, respW}
+	cmd.SysProcAttr = sysProcAttr()
+	if err := startCmd(cmd); err != nil {
+		closeAll()
+		return nil, &StartError{Command: cfg.Command, Reason: "exec failed", Err: err}
+	}
+	// The child holds its own copies now; ours would hide its end of file.
+	reqR.Close()
+	respW.Close()
+	outW.Close()
+	errW.Close()
+
+	pr := &process{
+		id: id, pid: cmd.Process.Pid, cmd: cmd, grace: cfg.CancelGrace,
+		log:  cfg.Logger.With("worker", id, "pid", cmd.Process.Pid),
+		reqW: reqW, respR: respR,
+		r: wire.NewReader(respR, cfg.maxFrame()), w: wire.NewWriter(reqW),
+		exited: make(chan struct{}),
+	}
+	pr.outputs.Add(2)
+	go pr.forward(outR, "stdout", slog.LevelInfo, nil)
+	go pr.forward(errR, "stderr", slog.LevelWarn, &pr.stderr)
+	go func() {
+		_ = cmd.Wait()
+		close(pr.exited)
+		// A grandchild may still hold the output pipes; do not wait for it.
+		time.AfterFunc(time.Second, func() {
+			_ = outR.SetReadDeadline(time.Now())
+			_ = errR.SetReadDeadline(time.Now())
+		})
+	}()
+
+	if err := pr.handshake(ctx, cfg.StartTimeout); err != nil {
+		pr.kill()
+		pr.reap()
+		se := &StartError{Command: cfg.Command, Reason: err.Error(), Stderr: pr.stderr.lines()}
+		se.ExitCode, se.Signal = pr.exitStatus()
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			se.Err = ctx.Err()
+		}
+		return nil, se
+	}
+	pr.log.Debug("procpool: worker ready")
+	return pr, nil
+}
+
+func (pr *process) handshake(ctx context.Context, timeout time.Duration) error {
+	_ = pr.respR.SetReadDeadline(time.Now().Add(timeout))
+	stop := context.AfterFunc(ctx, func() { _ = pr.respR.SetReadDeadline(time.Now()) })
+	f, err := pr.r.Read()
+	stop()
+	if ctx.Err() != nil {
+		return fmt.Errorf("start interrupted: %w", ctx.Err())
+	}
+	_ = pr.respR.SetReadDeadline(time.Time{})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("no ready frame within %v", timeout)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		select {
+		case <-pr.exited:
+			code, sig := pr.exitStatus()
+			return fmt.Errorf("exited before its ready frame (%s)", exitText(code, sig))
+		case <-time.After(time.Second):
+			return errors.New("closed its response descriptor before its ready frame (not a conq worker?)")
+		}
+	case err != nil:
+		return fmt.Errorf("bad ready frame: %v", err)
+	case f.Kind != wire.KindReady:
+		return fmt.Errorf("first frame is %s, want ready", f.Kind)
+	}
+	var r wire.Ready
+	if err := json.Unmarshal(f.Payload, &r); err != nil {
+		return fmt.Errorf("bad ready payload: %v", err)
+	}
+	if r.Protocol != wire.Version {
+		return fmt.Errorf("worker speaks protocol %d, pool speaks %d", r.Protocol, wire.Version)
+	}
+	return nil
+}
+
+// forward logs a worker's output stream line by line.
+func (pr *process) forward(f *os.File, stream string, level slog.Level, t *tail) {
+	defer pr.outputs.Done()
+	defer f.Close()
+	br := bufio.NewReaderSize(f, outputLineMax)
+	ctx := context.Background()
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			s := string(trimEOL(line))
+			if t != nil {
+				t.add(s)
+			}
+			pr.log.Log(ctx, level, "procpool: worker "+stream, "line", s)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+func trimEOL(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		b = b[:n-1]
+		if n := len(b); n > 0 && b[n-1] == '\r' {
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+// kill kills the worker (and its process group) and unblocks any reader of
+// its responses. It is safe to call more than once and after exit.
+func (pr *process) kill() {
+	pr.killOnce.Do(func() {
+		pr.killed.Store(true)
+		select {
+		case <-pr.exited:
+		default:
+			killGroup(pr.pid)
+			_ = pr.cmd.Process.Kill()
+		}
+		_ = pr.respR.SetReadDeadline(time.Now())
+	})
+}
+
+// stop asks an idle worker to exit by closing its request stream, and kills
+// it if it has not exited within grace.
+func (pr *process) stop(grace time.Duration) {
+	pr.reqW.Close()
+	t := time.NewTimer(grace)
+	select {
+	case <-pr.exited:
+		t.Stop()
+	case <-t.C:
+		pr.log.Warn("procpool: worker ignored the end of its request stream; killing it", "grace", grace)
+		pr.kill()
+	}
+	pr.reap()
+}
+
+// reap waits for the process and its output forwarders and releases the
+// pipes. The process must be exiting (killed or told to).
+func (pr *process) reap() {
+	<-pr.exited
+	pr.outputs.Wait()
+	pr.reqW.Close()
+	pr.respR.Close()
+}
+
+// exitStatus is the exit code, or -1 and the signal; (0, 0) before exit.
+func (pr *process) exitStatus() (int, syscall.Signal) {
+	select {
+	case <-pr.exited:
+	default:
+		return 0, 0
+	}
+	st := pr.cmd.ProcessState
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -1, ws.Signal()
+	}
+	return st.ExitCode(), 0
+}
+
+// crashed builds the error of a task whose worker died under it.
+func (pr *process) crashed(task string) *WorkerCrashedError {
+	// Usually it is dead already; one that only closed its response pipe
+	// gets a moment to exit on its own, so the report shows its status.
+	select {
+	case <-pr.exited:
+	case <-time.After(500 * time.Millisecond):
+		pr.kill()
+		<-pr.exited
+	}
+	// Let the stderr forwarder reach the end so the tail has the last words.
+	done := make(chan struct{})
+	go func() { pr.outputs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	e := &WorkerCrashedError{Task: task, WorkerID: pr.id, PID: pr.pid, Stderr: pr.stderr.lines()}
+	e.ExitCode, e.Signal = pr.exitStatus()
+	return e
+}
+
+// tail keeps the last lines of a stream.
+type tail struct {
+	mu   sync.Mutex
+	ring [stderrTailLines]string
+	n    int
+}
+
+func (t *tail) add(s string) {
+	t.mu.Lock()
+	t.ring[t.n%len(t.ring)] = s
+	t.n++
+	t.mu.Unlock()
+}
+
+func (t *tail) lines() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	start := 0
+	if t.n > len(t.ring) {
+		start = t.n - len(t.ring)
+	}
+	out := make([]string, 0, t.n-start)
+	for i := start; i < t.n; i++ {
+		out = append(out, t.ring[i%len(t.ring)])
+	}
+	return out
+}

@@ -1,0 +1,66 @@
+"""Python worker for the procpool tests."""
+import ctypes
+import os
+import sys
+import time
+
+import conq
+
+
+@conq.task
+def echo(data):
+    return data
+
+
+@conq.task
+def pid(data):
+    return str(os.getpid())
+
+
+@conq.task("double", json=True)
+def double(n):
+    return 2 * n
+
+
+@conq.task
+def fail(data):
+    raise ValueError("bad value: " + bytes(data).decode())
+
+
+@conq.task
+def spin(data):
+    while True:
+        pass
+
+
+@conq.task
+def sleepy(data):
+    time.sleep(3600)  # a blocking call: the SIGINT interrupts it
+
+
+@conq.task
+def stuck(data):
+    sum(range(10 ** 15))  # one long C call: no signal handler runs, the pool kills
+
+
+@conq.task
+def segv(data):
+    print("about to segfault", file=sys.stderr, flush=True)
+    ctypes.string_at(0)
+
+
+@conq.task
+def noisy(data):
+    for i in range(20):
+        print("py stdout %d" % i)
+        print("py stderr %d" % i, file=sys.stderr)
+    return b"ok"
+
+
+@conq.task
+def size(data):
+    return str(len(data))
+
+
+if __name__ == "__main__":
+    conq.run()
