@@ -44,10 +44,9 @@ one line per input line to stdout, in input order:
   {"error": {"type": "...", "message": "..."}}
 
 Error types: worker_crashed, timeout, task_error, protocol_error, bad_input,
-payload_too_large, start_error, cancelled. Without --keep-going, map stops
-after writing the first failed line and exits with status 1; with it, every
-line is processed and the exit status is 0. Progress goes to stderr when it
-is a terminal.`,
+payload_too_large, start_error, cancelled. Every line is processed whatever
+fails; the exit status is 1 if any line failed, or 0 with --keep-going.
+Progress goes to stderr when it is a terminal.`,
 		Example: `  conq map --worker-cmd "python3 sdk/python/examples/primes_worker.py" --task is_prime < numbers.jsonl`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -59,7 +58,7 @@ is a terminal.`,
 	f.StringVar(&o.task, "task", "", "task name")
 	f.IntVarP(&o.workers, "workers", "w", runtime.NumCPU(), "number of worker processes")
 	f.DurationVar(&o.timeout, "timeout", 0, "per-task time limit (0: none)")
-	f.BoolVarP(&o.keepGoing, "keep-going", "k", false, "process every line and exit 0 even if some fail")
+	f.BoolVarP(&o.keepGoing, "keep-going", "k", false, "exit 0 even if some lines fail (every line is processed either way)")
 	f.IntVar(&o.maxPayload, "max-payload", procpool.DefaultMaxPayload, "largest input line or result, in bytes")
 	_ = cmd.MarkFlagRequired("worker-cmd")
 	_ = cmd.MarkFlagRequired("task")
@@ -149,9 +148,6 @@ func runMap(ctx context.Context, o mapOptions, stdin io.Reader, stdout, stderr i
 			if firstFailure == nil {
 				firstFailure = fmt.Errorf("line %d: %w", ml.n, err)
 			}
-			if !o.keepGoing {
-				break
-			}
 		}
 	}
 	cancel()
@@ -167,11 +163,12 @@ func runMap(ctx context.Context, o mapOptions, stdin io.Reader, stdout, stderr i
 		return ctx
 	}
 	if n := failed.Load(); n > 0 {
+		summary := fmt.Errorf("%d of %d lines failed; first: %w", n, done.Load(), firstFailure)
 		if o.keepGoing {
-			fmt.Fprintf(stderr, "conq map: %d of %d lines failed; first: %v\n", n, done.Load(), firstFailure)
+			fmt.Fprintf(stderr, "conq map: %v\n", summary)
 			return nil
 		}
-		return &ExitError{Code: 1, Err: fmt.Errorf("stopped at the first failure (use --keep-going to process every line): %w", firstFailure)}
+		return &ExitError{Code: 1, Err: fmt.Errorf("%w (--keep-going exits 0)", summary)}
 	}
 	return nil
 }

@@ -127,7 +127,9 @@ func TestMapCrashOnOneLine(t *testing.T) {
 	}
 }
 
-func TestMapStopsAtFirstFailure(t *testing.T) {
+// Without --keep-going every line is still processed; only the exit status
+// tells that one failed.
+func TestMapFailureExitStatus(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
 	worker := pythonWorkerCmd(t, mapTestWorker)
 	code, stdout, stderr := runConq(t, "1\n2\n13\n4\n5\n", "map", "--worker-cmd", worker, "--task", "square", "--workers", "2")
@@ -135,10 +137,13 @@ func TestMapStopsAtFirstFailure(t *testing.T) {
 		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)
 	}
 	lines := outputLines(t, stdout)
-	if len(lines) != 3 || lines[0]["result"] != float64(1) || lines[1]["result"] != float64(4) || lines[2]["error"] == nil {
+	if len(lines) != 5 || lines[0]["result"] != float64(1) || lines[1]["result"] != float64(4) || lines[3]["result"] != float64(16) || lines[4]["result"] != float64(25) {
 		t.Fatalf("output:\n%s", stdout)
 	}
-	if !strings.Contains(stderr, "line 3") || !strings.Contains(stderr, "--keep-going") {
+	if e, _ := lines[2]["error"].(map[string]any); e["type"] != "worker_crashed" {
+		t.Fatalf("line 3 = %v", lines[2])
+	}
+	if !strings.Contains(stderr, "1 of 5 lines failed; first: line 3") || !strings.Contains(stderr, "--keep-going") {
 		t.Errorf("stderr:\n%s", stderr)
 	}
 }
