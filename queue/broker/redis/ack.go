@@ -1,0 +1,80 @@
+package redis
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/conqhq/conq/queue/broker"
+)
+
+// Complete finishes tasks: one script call per queue (and chunk), pipelined.
+func (b *Broker) Complete(ctx context.Context, acks ...broker.Ack) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if len(acks) == 0 {
+		return nil
+	}
+	now := b.cfg.Clock.Now()
+	refs := make([]broker.LeaseRef, len(acks))
+	for i := range acks {
+		refs[i] = acks[i].LeaseRef
+	}
+	head := []any{strconv.FormatInt(nanos(now), 10), strconv.FormatInt(millis(now), 10)}
+	calls, idx := b.groupLeases(refs, scriptComplete, head, func(i int) []any {
+		return []any{acks[i].ID, strconv.FormatUint(acks[i].Token, 10), acks[i].Result}
+	})
+	if err := b.runScripts(ctx, calls, nil); err != nil {
+		return wrapErr("complete", err)
+	}
+	return itemResults("complete", refs, calls, idx)
+}
+
+// Fail ends attempts with errors.
+func (b *Broker) Fail(ctx context.Context, failures ...broker.Failure) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if len(failures) == 0 {
+		return nil
+	}
+	now := b.cfg.Clock.Now()
+	refs := make([]broker.LeaseRef, len(failures))
+	for i := range failures {
+		refs[i] = failures[i].LeaseRef
+	}
+	head := []any{strconv.FormatInt(millis(now), 10)}
+	calls, idx := b.groupLeases(refs, scriptFail, head, func(i int) []any {
+		f := &failures[i]
+		at := int64(0)
+		if !f.RetryAt.IsZero() {
+			at = millis(f.RetryAt)
+		}
+		dead := "0"
+		if f.Dead {
+			dead = "1"
+		}
+		return []any{f.ID, strconv.FormatUint(f.Token, 10), encodeError(f.Error, now), strconv.FormatInt(at, 10), dead}
+	})
+	if err := b.runScripts(ctx, calls, nil); err != nil {
+		return wrapErr("fail", err)
+	}
+	return itemResults("fail", refs, calls, idx)
+}
+
+// Requeue gives active tasks back to pending, behind those waiting.
+func (b *Broker) Requeue(ctx context.Context, leases ...broker.LeaseRef) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if len(leases) == 0 {
+		return nil
+	}
+	calls, idx := b.groupLeases(leases, scriptRequeue, nil, func(i int) []any {
+		return []any{leases[i].ID, strconv.FormatUint(leases[i].Token, 10)}
+	})
+	if err := b.runScripts(ctx, calls, nil); err != nil {
+		return wrapErr("requeue", err)
+	}
+	return itemResults("requeue", leases, calls, idx)
+}

@@ -1,0 +1,490 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/conqhq/conq/queue/broker"
+	redisbroker "github.com/conqhq/conq/queue/broker/redis"
+)
+
+func task(queue, id string) *broker.Task {
+	return &broker.Task{ID: id, Kind: "k", Queue: queue, Payload: []byte("p-" + id), MaxRetries: 2}
+}
+
+func TestOpen(t *testing.T) {
+	ctx := context.Background()
+	c := testClient(t)
+	b, err := redisbroker.Open(ctx, testURL(t), redisbroker.Config{Prefix: uniquePrefix(t, c)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Enqueue(ctx, task("q", "a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Client().Ping(ctx).Err(); err == nil {
+		t.Fatal("Open's client still usable after Close")
+	}
+	if _, err := redisbroker.Open(ctx, "redis://u:topsecret@127.0.0.1:1/0?dial_timeout=200ms", redisbroker.Config{}); err == nil ||
+		strings.Contains(err.Error(), "topsecret") {
+		t.Fatalf("Open of a closed port = %v; want an error without the password", err)
+	}
+	if _, err := redisbroker.Open(ctx, "redis://h/0", redisbroker.Config{Client: c}); err == nil {
+		t.Fatal("Open with Config.Client succeeded")
+	}
+	if _, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: "a{b}"}); err == nil {
+		t.Fatal("prefix with a brace accepted")
+	}
+}
+
+func TestBadQueueName(t *testing.T) {
+	b, _ := newTestBroker(t, nil)
+	err := b.Enqueue(context.Background(), task("a{b", "x"))
+	var be *broker.BatchError
+	if !errors.As(err, &be) || be.Errs[0] == nil {
+		t.Fatalf("Enqueue to queue %q = %v, want an item error", "a{b", err)
+	}
+}
+
+func TestPrefixIsolation(t *testing.T) {
+	ctx := context.Background()
+	c := testClient(t)
+	mk := func() *redisbroker.Broker {
+		b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: uniquePrefix(t, c)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b1, b2 := mk(), mk()
+	if err := b1.Enqueue(ctx, task("q", "same"), task("only1", "x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Enqueue(ctx, task("q", "same")); err != nil {
+		t.Fatalf("same ID under another prefix: %v", err)
+	}
+	qs, err := b2.Queues(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(qs) != 1 || qs[0].Name != "q" || qs[0].Counts[broker.StatePending] != 1 {
+		t.Fatalf("b2 sees queues %+v", qs)
+	}
+	if _, err := b2.GetTask(ctx, "", "x"); !errors.Is(err, broker.ErrTaskNotFound) {
+		t.Fatalf("b2 found b1's task: %v", err)
+	}
+	got, err := b2.Fetch(ctx, []string{"q", "only1"}, 10, time.Minute, "w")
+	if err != nil || len(got) != 1 {
+		t.Fatalf("b2 fetched %d tasks, %v; want 1", len(got), err)
+	}
+	if err := b2.Pause(ctx, "q"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b1.Fetch(ctx, []string{"q"}, 10, time.Minute, "w"); len(got) != 1 {
+		t.Fatalf("pause under one prefix affected the other: fetched %d", len(got))
+	}
+}
+
+// TestHashTags checks every key a broker writes carries its queue's hash
+// tag, except the global set of queues.
+func TestHashTags(t *testing.T) {
+	ctx := context.Background()
+	b, c := newTestBroker(t, nil)
+	p := b.Prefix()
+	var tasks []*broker.Task
+	for _, q := range []string{"default", "critical", "with:colon"} {
+		for i := range 6 {
+			tk := task(q, fmt.Sprint(i))
+			tk.Retention = time.Hour
+			if i == 5 {
+				tk.ProcessAt = time.Now().Add(time.Hour)
+			}
+			tasks = append(tasks, tk)
+		}
+		if err := b.Pause(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Resume(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Enqueue(ctx, tasks...); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"default", "critical", "with:colon"} {
+		ts, err := b.Fetch(ctx, []string{q}, 4, time.Minute, "w")
+		if err != nil || len(ts) != 4 {
+			t.Fatalf("fetch %s: %d, %v", q, len(ts), err)
+		}
+		if err := b.Complete(ctx, broker.Ack{LeaseRef: lr(ts[0]), Result: []byte("r")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Fail(ctx,
+			broker.Failure{LeaseRef: lr(ts[1]), Error: broker.AttemptError{Message: "x"}, RetryAt: time.Now().Add(time.Hour)},
+			broker.Failure{LeaseRef: lr(ts[2]), Error: broker.AttemptError{Message: "y"}, Dead: true},
+		); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The optional capabilities' keys too.
+	if err := b.EnqueueUnique(ctx, task("default", "u"), "uk", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ClaimTick(ctx, "every-minute", time.Now(), time.Hour, task("critical", "tick")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AcquireSlot(ctx, "kind.x", "h", 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.TakeToken(ctx, "kind.x", 10, 1); err != nil {
+		t.Fatal(err)
+	}
+	tag := regexp.MustCompile(`^` + regexp.QuoteMeta(p) + `:\{([^{}]+)\}:[a-z]+$`)
+	keys, err := c.Keys(ctx, p+":*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if k == p+":queues" {
+			continue
+		}
+		m := tag.FindStringSubmatch(k)
+		if m == nil {
+			t.Fatalf("key %q has no {queue} hash tag", k)
+		}
+		seen[m[1]] = true
+	}
+	if len(seen) != 4 || !seen["limit:kind.x"] || len(keys) < 3*10 {
+		t.Fatalf("keys %v", keys)
+	}
+}
+
+func lr(t *broker.Task) broker.LeaseRef {
+	return broker.LeaseRef{Queue: t.Queue, ID: t.ID, Token: t.Token}
+}
+
+// TestScriptFlush: scripts are loaded again after SCRIPT FLUSH, both for
+// single calls and inside pipelines.
+func TestScriptFlush(t *testing.T) {
+	ctx := context.Background()
+	b, c := newTestBroker(t, nil)
+	flush := func() {
+		t.Helper()
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush()
+	if err := b.Enqueue(ctx, task("a", "1"), task("b", "1"), task("a", "2")); err != nil {
+		t.Fatalf("pipelined enqueue after SCRIPT FLUSH: %v", err)
+	}
+	flush()
+	ts, err := b.Fetch(ctx, []string{"a", "b"}, 10, time.Minute, "w")
+	if err != nil || len(ts) != 3 {
+		t.Fatalf("fetch after SCRIPT FLUSH: %d, %v", len(ts), err)
+	}
+	flush()
+	acks := []broker.Ack{{LeaseRef: lr(ts[0])}, {LeaseRef: lr(ts[1])}, {LeaseRef: lr(ts[2])}}
+	if err := b.Complete(ctx, acks...); err != nil {
+		t.Fatalf("pipelined complete after SCRIPT FLUSH: %v", err)
+	}
+	flush()
+	if _, err := b.Forward(ctx); err != nil {
+		t.Fatal(err)
+	}
+	qs, err := b.Queues(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		for st, n := range q.Counts {
+			if n != 0 {
+				t.Fatalf("queue %s has %d %s", q.Name, n, st)
+			}
+		}
+	}
+}
+
+// TestPayloadRaw checks payloads are stored as raw bytes: binary content
+// round-trips and the stored value is not larger than payload + header.
+func TestPayloadRaw(t *testing.T) {
+	ctx := context.Background()
+	b, c := newTestBroker(t, nil)
+	payload := make([]byte, 4096)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	tk := task("q", "bin")
+	tk.Payload = payload
+	if err := b.Enqueue(ctx, tk); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.GetTask(ctx, "q", "bin")
+	if err != nil || string(got.Payload) != string(payload) {
+		t.Fatalf("binary payload did not round-trip: %v", err)
+	}
+	n, err := c.HStrLen(ctx, b.Prefix()+":{q}:msg", "bin").Result()
+	if err != nil || n > int64(len(payload)+64) {
+		t.Fatalf("stored message is %d bytes for a %d-byte payload (%v)", n, len(payload), err)
+	}
+}
+
+// TestWaitReadyWakes: a waiting worker is woken fast by an enqueue, and
+// returns at once when ctx is cancelled while blocked.
+func TestWaitReadyWakes(t *testing.T) {
+	ctx := context.Background()
+	b, _ := newTestBroker(t, nil)
+	done := make(chan time.Time, 1)
+	go func() {
+		_ = b.WaitReady(ctx, []string{"other", "q"}, 5*time.Second)
+		done <- time.Now()
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if err := b.Enqueue(ctx, task("q", "a")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-done:
+		if d := at.Sub(start); d > time.Second {
+			t.Fatalf("woken after %v", d)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("WaitReady not woken")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { time.Sleep(30 * time.Millisecond); cancel() }()
+	start = time.Now()
+	if err := b.WaitReady(cctx, []string{"empty"}, 10*time.Second); !errors.Is(err, context.Canceled) {
+		t.Fatalf("WaitReady after cancel = %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("WaitReady took %v to see the cancel", d)
+	}
+}
+
+// TestLargeBatches runs batches bigger than BatchSize and Lua's unpack
+// limit through every batch call.
+func TestLargeBatches(t *testing.T) {
+	ctx := context.Background()
+	b, _ := newTestBroker(t, nil)
+	const n = 9000
+	tasks := make([]*broker.Task, n)
+	for i := range tasks {
+		tasks[i] = task(fmt.Sprintf("q%d", i%2), strconv.Itoa(i))
+	}
+	if err := b.Enqueue(ctx, tasks...); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Fetch(ctx, []string{"q0", "q1"}, n, time.Minute, "w")
+	if err != nil || len(got) != n {
+		t.Fatalf("Fetch(%d) = %d, %v", n, len(got), err)
+	}
+	refs := make([]broker.LeaseRef, n)
+	for i, tk := range got {
+		refs[i] = lr(tk)
+	}
+	if lost, err := b.ExtendLeases(ctx, refs, time.Hour); err != nil || len(lost) != 0 {
+		t.Fatalf("ExtendLeases: %d lost, %v", len(lost), err)
+	}
+	fails := make([]broker.Failure, n/2)
+	for i := range fails {
+		fails[i] = broker.Failure{LeaseRef: refs[i], Error: broker.AttemptError{Message: "x"}}
+	}
+	if err := b.Fail(ctx, fails...); err != nil {
+		t.Fatal(err)
+	}
+	acks := make([]broker.Ack, 0, n/2)
+	for _, r := range refs[n/2:] {
+		acks = append(acks, broker.Ack{LeaseRef: r})
+	}
+	if err := b.Complete(ctx, acks...); err != nil {
+		t.Fatal(err)
+	}
+	qs, _ := b.Queues(ctx)
+	var pending int64
+	for _, q := range qs {
+		pending += q.Counts[broker.StatePending]
+		if q.Counts[broker.StateActive] != 0 {
+			t.Fatalf("queue %s still has active tasks", q.Name)
+		}
+	}
+	if pending != n/2 {
+		t.Fatalf("%d pending after failing %d", pending, n/2)
+	}
+}
+
+// ---- a private redis-server this test can kill and restart
+
+type server struct {
+	t    *testing.T
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+func startServer(t *testing.T) *server {
+	t.Helper()
+	testURL(t) // same skip rules as the other Redis tests
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") != "" || os.Getenv("CONQ_REQUIRE_SERVERS") != "" {
+			t.Fatal("redis-server not in PATH")
+		}
+		t.Skip("redis-server not in PATH")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &server{t: t, port: port, dir: t.TempDir()}
+	s.start()
+	t.Cleanup(s.kill)
+	return s
+}
+
+func (s *server) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.port) }
+
+func (s *server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", s.dir,
+		"--logfile", filepath.Join(s.dir, "redis.log"))
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.port), MaxRetries: -1})
+	defer c.Close()
+	for range 100 {
+		if c.Ping(context.Background()).Err() == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+	s.t.Fatalf("redis-server on port %d did not start:\n%s", s.port, log)
+}
+
+// kill stops the server with SIGKILL: no chance to flush anything more.
+func (s *server) kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// TestReconnect kills Redis mid-test: calls fail promptly while it is down
+// and work again when it is back, and with appendfsync always nothing the
+// broker acknowledged is lost.
+func TestReconnect(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	b, err := redisbroker.Open(ctx, srv.url()+"?dial_timeout=500ms", redisbroker.Config{Prefix: "conq"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	var tasks []*broker.Task
+	for i := range 100 {
+		tasks = append(tasks, task("q", strconv.Itoa(i)))
+	}
+	if err := b.Enqueue(ctx, tasks...); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := b.Fetch(ctx, []string{"q"}, 10, time.Minute, "w")
+	if err != nil || len(ts) != 10 {
+		t.Fatalf("fetch: %d, %v", len(ts), err)
+	}
+	acks := make([]broker.Ack, 5)
+	for i := range acks {
+		acks[i] = broker.Ack{LeaseRef: lr(ts[i])}
+	}
+	if err := b.Complete(ctx, acks...); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.kill()
+	for name, call := range map[string]func(ctx context.Context) error{
+		"Enqueue": func(ctx context.Context) error { return b.Enqueue(ctx, task("q", "down")) },
+		"Fetch": func(ctx context.Context) error {
+			_, err := b.Fetch(ctx, []string{"q"}, 1, time.Minute, "w")
+			return err
+		},
+		"Complete":  func(ctx context.Context) error { return b.Complete(ctx, broker.Ack{LeaseRef: lr(ts[5])}) },
+		"WaitReady": func(ctx context.Context) error { return b.WaitReady(ctx, []string{"q"}, time.Second) },
+		"Queues": func(ctx context.Context) error {
+			_, err := b.Queues(ctx)
+			return err
+		},
+	} {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		start := time.Now()
+		err := call(cctx)
+		cancel()
+		if err == nil {
+			t.Fatalf("%s succeeded with Redis down", name)
+		}
+		t.Logf("%s failed after %v: %v", name, time.Since(start), err)
+		if d := time.Since(start); d > 3500*time.Millisecond {
+			t.Fatalf("%s took %v to fail with Redis down", name, d)
+		}
+	}
+
+	srv.start()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		qs, err := b.Queues(ctx)
+		if err == nil {
+			if len(qs) != 1 || qs[0].Counts[broker.StatePending] != 90 || qs[0].Counts[broker.StateActive] != 5 {
+				t.Fatalf("after restart: %+v; want 90 pending, 5 active", qs)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("broker still failing 10s after Redis came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, a := range acks {
+		if _, err := b.GetTask(ctx, "q", a.ID); !errors.Is(err, broker.ErrTaskNotFound) {
+			t.Fatalf("completed task %s came back: %v", a.ID, err)
+		}
+	}
+	rest := make([]broker.Ack, 0, 5)
+	for _, tk := range ts[5:] {
+		rest = append(rest, broker.Ack{LeaseRef: lr(tk)})
+	}
+	if err := b.Complete(ctx, rest...); err != nil {
+		t.Fatalf("complete after restart (leases survive): %v", err)
+	}
+	if err := b.Enqueue(ctx, task("q", "after")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Fetch(ctx, []string{"q"}, 1000, time.Minute, "w")
+	if err != nil || len(got) != 91 {
+		t.Fatalf("fetch after restart: %d, %v; want 91", len(got), err)
+	}
+	// Fencing tokens keep growing across the restart.
+	if got[0].Token <= ts[9].Token {
+		t.Fatalf("token %d after restart, %d before", got[0].Token, ts[9].Token)
+	}
+}

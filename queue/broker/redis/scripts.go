@@ -1,0 +1,158 @@
+package redis
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+//go:embed scripts/*.lua
+var scriptFS embed.FS
+
+// A per-queue script is generated from its file: K_<NAME> locals for the
+// queue's keys (those named on the file's "--! keys:" line are KEYS[1..n],
+// in that order; the others nil), then scripts/common.lua, then the file.
+// Sending only the keys a script uses keeps small calls cheap. A script
+// whose file starts with "--! standalone" runs as written.
+var (
+	scriptEnqueue  = mustScript("enqueue")
+	scriptFetch    = mustScript("fetch")
+	scriptExtend   = mustScript("extend")
+	scriptComplete = mustScript("complete")
+	scriptFail     = mustScript("fail")
+	scriptRequeue  = mustScript("requeue")
+	scriptForward  = mustScript("forward")
+	scriptRecover  = mustScript("recover")
+	scriptCleanup  = mustScript("cleanup")
+	scriptGet      = mustScript("get")
+	scriptList     = mustScript("list")
+	scriptDelete   = mustScript("delete")
+	scriptRetry    = mustScript("retry")
+	scriptResume   = mustScript("resume")
+
+	scriptEnqueueUnique = mustScript("enqueue_unique")
+	scriptClaimTick     = mustScript("claim_tick")
+	scriptSlotAcquire   = mustScript("slot_acquire")
+	scriptSlotExtend    = mustScript("slot_extend")
+	scriptTokenTake     = mustScript("token_take")
+)
+
+// script is a Lua script and the queue keys it takes, in KEYS order.
+type script struct {
+	*goredis.Script
+	name  string
+	src   string
+	id    int   // index in allScripts
+	slots []int // indexes into queueKeys; nil for standalone scripts
+}
+
+// allScripts holds every script, for loadScripts and the per-queue cache
+// of key lists.
+var allScripts []*script
+
+func mustScript(name string) *script {
+	body, err := scriptFS.ReadFile("scripts/" + name + ".lua")
+	if err != nil {
+		panic(err)
+	}
+	s := &script{name: name, id: len(allScripts)}
+	first, _, _ := strings.Cut(string(body), "\n")
+	var src strings.Builder
+	switch {
+	case first == "--! standalone":
+		src.Write(body)
+	case strings.HasPrefix(first, "--! keys: "):
+		declared := map[int]int{} // slot -> KEYS position
+		for _, name := range strings.Fields(strings.TrimPrefix(first, "--! keys: ")) {
+			slot := slices.Index(keySuffixes[:], name)
+			if slot < 0 {
+				panic(fmt.Sprintf("scripts/%s.lua: unknown key %q", s.name, name))
+			}
+			s.slots = append(s.slots, slot)
+			declared[slot] = len(s.slots)
+		}
+		for slot, suffix := range keySuffixes {
+			if pos, ok := declared[slot]; ok {
+				fmt.Fprintf(&src, "local K_%s = KEYS[%d]\n", strings.ToUpper(suffix), pos)
+			} else {
+				fmt.Fprintf(&src, "local K_%s\n", strings.ToUpper(suffix))
+			}
+		}
+		common, err := scriptFS.ReadFile("scripts/common.lua")
+		if err != nil {
+			panic(err)
+		}
+		src.Write(common)
+		src.WriteString("\n")
+		src.Write(body)
+	default:
+		panic(fmt.Sprintf("scripts/%s.lua: first line must be \"--! keys: ...\" or \"--! standalone\"", name))
+	}
+	s.Script = goredis.NewScript(src.String())
+	s.src = src.String()
+	allScripts = append(allScripts, s)
+	return s
+}
+
+// scriptCall is one script run against one queue, for runScripts.
+type scriptCall struct {
+	script *script
+	keys   []string
+	args   []any
+	cmd    *goredis.Cmd
+}
+
+func isNoScript(err error) bool {
+	return err != nil && (errors.Is(err, goredis.ErrNoScript) || goredis.HasErrorPrefix(err, "NOSCRIPT"))
+}
+
+// runScripts runs calls in one pipeline with EVALSHA, together with any
+// extra commands queued by pre. Calls that meet an empty script cache
+// (restart, SCRIPT FLUSH) are run again alone with Run, which falls back to
+// EVAL; only those, since the others have taken effect. Each call's outcome,
+// connection errors included, is left in its cmd; the returned error is
+// only ctx's, when it ended during the pipeline.
+func (b *Broker) runScripts(ctx context.Context, calls []*scriptCall, pre func(goredis.Pipeliner)) error {
+	if len(calls) == 1 && pre == nil {
+		c := calls[0]
+		c.cmd = c.script.Run(ctx, b.rdb, c.keys, c.args...)
+		return nil
+	}
+	_, err := b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		if pre != nil {
+			pre(p)
+		}
+		for _, c := range calls {
+			c.cmd = c.script.EvalSha(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	for _, c := range calls {
+		if isNoScript(c.cmd.Err()) {
+			c.cmd = c.script.Run(ctx, b.rdb, c.keys, c.args...)
+		}
+	}
+	return nil
+}
+
+// allFailed returns the first call's error if every call failed, which
+// means the request as a whole did (e.g. Redis is down).
+func allFailed(calls []*scriptCall) error {
+	for _, c := range calls {
+		if c.cmd.Err() == nil {
+			return nil
+		}
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	return calls[0].cmd.Err()
+}

@@ -1,0 +1,14 @@
+--! keys: completed msg meta errors results
+-- Cleanup: ARGV nowMs, limit. Deletes completed tasks whose retention has
+-- passed. Reply: {deleted, more}.
+local ids = redis.call('ZRANGEBYSCORE', K_COMPLETED, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids > 0 then
+  chunked('ZREM', K_COMPLETED, ids)
+  chunked('HDEL', K_MSG, ids)
+  chunked('HDEL', K_META, ids)
+  chunked('HDEL', K_ERRORS, ids)
+  chunked('HDEL', K_RESULTS, ids)
+end
+local more = 0
+if #ids == tonumber(ARGV[2]) then more = 1 end
+return {#ids, more}

@@ -1,0 +1,125 @@
+-- Shared by the per-queue scripts (see scripts.go). Before it, scripts.go
+-- defines K_<NAME> for each key of the queue (keys.go): KEYS[i] for the
+-- keys the script lists in its "--! keys:" line, nil for the others. Times
+-- arrive as strings from Go.
+
+-- Wake-up tokens kept for WaitReady: enough to wake a few idle workers.
+local NOTIFY_CAP = 16
+
+local function parse(v)
+  if not v then return nil end
+  local s, a, mr, ret, tk, lu, sa, ca, w = string.match(v,
+    '^(%a),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),(.*)$')
+  if not s then return nil end
+  return {s = s, a = tonumber(a), mr = tonumber(mr), ret = ret, tk = tk, lu = lu, sa = sa, ca = ca, w = w}
+end
+
+local function fmt(m)
+  return m.s .. ',' .. string.format('%d', m.a) .. ',' .. string.format('%d', m.mr) .. ',' .. m.ret .. ',' ..
+    m.tk .. ',' .. m.lu .. ',' .. m.sa .. ',' .. m.ca .. ',' .. m.w
+end
+
+local function notify(n)
+  n = math.min(n, NOTIFY_CAP - redis.call('LLEN', K_NOTIFY))
+  if n <= 0 then return end
+  local t = {}
+  for i = 1, n do t[i] = '1' end
+  redis.call('LPUSH', K_NOTIFY, unpack(t))
+end
+
+-- appendError adds one error record (JSON object starting with '{"t":',
+-- from Go) to the task's history, numbered with the attempt.
+local function appendError(id, attempt, rec)
+  local e = '{"a":' .. string.format('%d', attempt) .. ',' .. string.sub(rec, 2)
+  local cur = redis.call('HGET', K_ERRORS, id)
+  if cur then
+    cur = string.sub(cur, 1, -2) .. ',' .. e .. ']'
+  else
+    cur = '[' .. e .. ']'
+  end
+  redis.call('HSET', K_ERRORS, id, cur)
+end
+
+local function forget(id)
+  redis.call('HDEL', K_MSG, id)
+  redis.call('HDEL', K_META, id)
+  redis.call('HDEL', K_ERRORS, id)
+  redis.call('HDEL', K_RESULTS, id)
+end
+
+-- chunked calls a command with many trailing arguments in slices, below
+-- Lua's unpack limit.
+local function chunked(cmd, key, args)
+  local n = #args
+  local i = 1
+  while i <= n do
+    local j = math.min(i + 3999, n)
+    redis.call(cmd, key, unpack(args, i, j))
+    i = j + 1
+  end
+end
+
+-- hmget reads many fields in slices; absent fields are false.
+local function hmget(key, fields)
+  local n = #fields
+  if n <= 4000 then
+    if n == 0 then return {} end
+    return redis.call('HMGET', key, unpack(fields))
+  end
+  local out = {}
+  local i = 1
+  while i <= n do
+    local j = math.min(i + 3999, n)
+    local part = redis.call('HMGET', key, unpack(fields, i, j))
+    for k = 1, #part do out[i + k - 1] = part[k] end
+    i = j + 1
+  end
+  return out
+end
+
+-- Every sorted set holds SENTINEL at score +inf. Its name is longer than
+-- zset-max-listpack-value (64 by default), so Redis keeps the set as a
+-- skiplist: adding a lease to a listpack-encoded set of ~100 members scans
+-- them all, a skiplist insert is O(log n). Range queries stop below +inf
+-- and never see it; counts and listings leave it out.
+local SENTINEL = '~conq~skiplist~' .. string.rep('~', 100)
+
+-- zadd adds (score, member) pairs, keeping the sentinel.
+local function zadd(key, pairs)
+  if #pairs == 0 then return end
+  redis.call('ZADD', key, 'inf', SENTINEL)
+  chunked('ZADD', key, pairs)
+end
+
+-- unlock releases the unique locks of tasks that end (completed, dead,
+-- deleted), each only if the lock is still that task's. Free when the
+-- queue has no unique tasks.
+local function unlock(ids)
+  if #ids == 0 or redis.call('HLEN', K_TASKLOCKS) == 0 then return end
+  local keys = hmget(K_TASKLOCKS, ids)
+  local held = {}
+  for i = 1, #ids do
+    local k = keys[i]
+    if k then
+      local v = redis.call('HGET', K_LOCKS, k)
+      if v and string.match(v, '^(.*),%d+$') == ids[i] then
+        redis.call('HDEL', K_LOCKS, k)
+      end
+      held[#held + 1] = ids[i]
+    end
+  end
+  if #held > 0 then chunked('HDEL', K_TASKLOCKS, held) end
+end
+
+-- store writes one new task (the caller checked its ID is free): score ""
+-- means pending now, else scheduled with meta.
+local function store(id, msg, meta, score)
+  redis.call('HSET', K_MSG, id, msg)
+  if score == '' then
+    redis.call('RPUSH', K_PENDING, id)
+    notify(1)
+  else
+    redis.call('HSET', K_META, id, meta)
+    zadd(K_SCHEDULED, {score, id})
+  end
+end

@@ -1,0 +1,56 @@
+--! keys: meta active msg errors results completed tasklocks locks
+-- Complete: ARGV nowNs, nowMs, then (id, token, result) triples. Tasks with
+-- a retention are kept until nowMs + retention, others deleted. Reply: per
+-- item 0 done, 1 lease lost.
+local now, nowMs = ARGV[1], tonumber(ARGV[2])
+local n = (#ARGV - 2) / 3
+local ids = {}
+for i = 1, n do ids[i] = ARGV[3 * i] end
+local metas = hmget(K_META, ids)
+local out, done, gone, errs, keep, results, zc = {}, {}, {}, {}, {}, {}, {}
+for i = 1, n do
+  local id, v = ids[i], metas[i]
+  -- Only state, attempts, retention and token matter here; the full parse
+  -- is for the rarer tasks that are kept.
+  local s, a, ret, tk
+  if v then s, a, ret, tk = string.match(v, '^(%a),(%d+),[^,]*,(%d+),(%d+),') end
+  if s ~= 'a' or tk ~= ARGV[3 * i + 1] then
+    out[i] = 1
+  else
+    metas[i] = false -- a second ack of the same ID in this call is lost
+    done[#done + 1] = id
+    ret = tonumber(ret)
+    if ret > 0 then
+      local m = parse(v)
+      m.s, m.ca, m.lu, m.w = 'c', now, '0', ''
+      keep[#keep + 1] = id
+      keep[#keep + 1] = fmt(m)
+      local res = ARGV[3 * i + 2]
+      if res ~= '' then
+        results[#results + 1] = id
+        results[#results + 1] = res
+      end
+      zc[#zc + 1] = nowMs + math.ceil(ret / 1000000)
+      zc[#zc + 1] = id
+    else
+      gone[#gone + 1] = id
+      if a ~= '0' then errs[#errs + 1] = id end
+    end
+    out[i] = 0
+  end
+end
+if #done > 0 then
+  chunked('ZREM', K_ACTIVE, done)
+  unlock(done)
+end
+if #gone > 0 then
+  chunked('HDEL', K_MSG, gone)
+  chunked('HDEL', K_META, gone)
+end
+if #errs > 0 then chunked('HDEL', K_ERRORS, errs) end
+if #keep > 0 then
+  chunked('HSET', K_META, keep)
+  zadd(K_COMPLETED, zc)
+end
+if #results > 0 then chunked('HSET', K_RESULTS, results) end
+return out

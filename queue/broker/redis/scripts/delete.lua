@@ -1,0 +1,19 @@
+--! keys: meta msg pending scheduled retry dead completed errors results tasklocks locks
+-- Delete: ARGV id. Reply: 0 deleted, -1 not found, -2 active.
+local id = ARGV[1]
+local m = parse(redis.call('HGET', K_META, id))
+if not m then
+  -- No meta: a fresh pending task, or nothing.
+  if redis.call('HEXISTS', K_MSG, id) == 0 then return -1 end
+  m = {s = 'p'}
+end
+if m.s == 'a' then return -2 end
+if m.s == 'p' then
+  redis.call('LREM', K_PENDING, 1, id)
+else
+  local key = ({s = K_SCHEDULED, r = K_RETRY, d = K_DEAD, c = K_COMPLETED})[m.s]
+  redis.call('ZREM', key, id)
+end
+unlock({id})
+forget(id)
+return 0

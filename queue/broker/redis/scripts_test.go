@@ -1,0 +1,105 @@
+package redis
+
+import (
+	"io/fs"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestScriptsDeclareKeys checks, by reading the sources, that every Redis
+// command in the scripts names its key through KEYS (a K_ local, or a
+// local "key" taken from KEYS), never a name built in Lua; Redis Cluster
+// requires it.
+func TestScriptsDeclareKeys(t *testing.T) {
+	call := regexp.MustCompile(`(redis\.call\('\w+'|chunked\('\w+'|hmget\(|zadd\()\s*,?\s*([^,)]+)`)
+	okKey := regexp.MustCompile(`^(K_[A-Z]+|key|cmd)$`)
+	names, err := fs.Glob(scriptFS, "scripts/*.lua")
+	if err != nil || len(names) < 10 {
+		t.Fatalf("scripts: %v %v", names, err)
+	}
+	checked := 0
+	for _, name := range names {
+		src, _ := scriptFS.ReadFile(name)
+		for i, line := range strings.Split(string(src), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "--") || strings.Contains(line, "local function") {
+				continue
+			}
+			for _, m := range call.FindAllStringSubmatch(line, -1) {
+				checked++
+				if !okKey.MatchString(strings.TrimSpace(m[2])) {
+					t.Errorf("%s:%d: key %q is not from KEYS: %s", name, i+1, m[2], strings.TrimSpace(line))
+				}
+			}
+		}
+	}
+	if checked < 50 {
+		t.Errorf("only %d commands found: is the pattern stale?", checked)
+	}
+	if bad := call.FindStringSubmatch(`redis.call('HGET', 'conq:{q}:' .. id, 'f')`); bad == nil || okKey.MatchString(bad[2]) {
+		t.Error("the check does not catch a key built in Lua")
+	}
+}
+
+// TestScriptsListTheirKeys checks each per-queue script lists on its
+// "--! keys:" line every key it uses, directly or through the helpers of
+// common.lua (a key left out would be nil at run time).
+func TestScriptsListTheirKeys(t *testing.T) {
+	kref := regexp.MustCompile(`\bK_[A-Z]+\b`)
+	fnDef := regexp.MustCompile(`(?m)^local function (\w+)\(`)
+	common := mustRead(t, "scripts/common.lua")
+	// Keys and helper calls of each helper.
+	defs := fnDef.FindAllStringSubmatchIndex(common, -1)
+	helperKeys := map[string][]string{}
+	helperBody := map[string]string{}
+	for i, d := range defs {
+		end := len(common)
+		if i+1 < len(defs) {
+			end = defs[i+1][0]
+		}
+		name := common[d[2]:d[3]]
+		helperBody[name] = common[d[1]:end]
+	}
+	var keysOf func(body string, seen map[string]bool) []string
+	keysOf = func(body string, seen map[string]bool) []string {
+		out := kref.FindAllString(body, -1)
+		for name, hb := range helperBody {
+			if !seen[name] && regexp.MustCompile(`\b`+name+`\(`).MatchString(body) {
+				seen[name] = true
+				out = append(out, keysOf(hb, seen)...)
+			}
+		}
+		return out
+	}
+	for name := range helperBody {
+		helperKeys[name] = keysOf(helperBody[name], map[string]bool{name: true})
+	}
+	for _, s := range allScripts {
+		if s.slots == nil {
+			continue
+		}
+		body := mustRead(t, "scripts/"+s.name+".lua")
+		for _, k := range keysOf(body, map[string]bool{}) {
+			slot := slices.Index(keySuffixes[:], strings.ToLower(strings.TrimPrefix(k, "K_")))
+			if slot < 0 {
+				t.Errorf("%s.lua uses unknown key %s", s.name, k)
+				continue
+			}
+			if !slices.Contains(s.slots, slot) {
+				t.Errorf("%s.lua uses %s but does not list %q on its keys line", s.name, k, keySuffixes[slot])
+			}
+		}
+	}
+	if len(helperKeys["store"]) == 0 {
+		t.Error("helper parsing found no keys in store(): is the pattern stale?")
+	}
+}
+
+func mustRead(t *testing.T, name string) string {
+	b, err := scriptFS.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
