@@ -3,6 +3,9 @@ package queue
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,16 +73,25 @@ func NewClient(b broker.Broker, cfg ClientConfig) (*Client, error) {
 	return c, nil
 }
 
-// build turns task and options into the broker's form.
-func (c *Client) build(task *Task, opts []Option, now time.Time) (*broker.Task, error) {
+// uniqueness is the unique lock a task asks for (key "" for none), and
+// whether its ID was set with TaskID.
+type uniqueness struct {
+	key   string
+	ttl   time.Duration
+	idSet bool
+}
+
+// buildUnique turns task and options into the broker's form, and returns
+// the task's unique lock.
+func (c *Client) buildUnique(task *Task, opts []Option, now time.Time) (*broker.Task, uniqueness, error) {
 	if task == nil {
-		return nil, invalid("nil task")
+		return nil, uniqueness{}, invalid("nil task")
 	}
 	if err := validToken("kind", task.Kind, maxKind); err != nil {
-		return nil, err
+		return nil, uniqueness{}, err
 	}
 	if c.maxSize > 0 && len(task.Payload) > c.maxSize {
-		return nil, &PayloadTooLargeError{Kind: task.Kind, Size: len(task.Payload), Max: c.maxSize}
+		return nil, uniqueness{}, &PayloadTooLargeError{Kind: task.Kind, Size: len(task.Payload), Max: c.maxSize}
 	}
 	o := options{queue: DefaultQueue, maxRetries: DefaultMaxRetries}
 	for _, set := range [][]Option{c.defaults, task.Options, opts} {
@@ -88,7 +100,7 @@ func (c *Client) build(task *Task, opts []Option, now time.Time) (*broker.Task, 
 		}
 	}
 	if err := o.check(now); err != nil {
-		return nil, fmt.Errorf("task kind %q: %w", task.Kind, err)
+		return nil, uniqueness{}, fmt.Errorf("task kind %q: %w", task.Kind, err)
 	}
 	t := &broker.Task{
 		ID:         o.id,
@@ -112,15 +124,44 @@ func (c *Client) build(task *Task, opts []Option, now time.Time) (*broker.Task, 
 	if t.ProcessAt.After(now) {
 		t.State = StateScheduled
 	}
-	return t, nil
+	u := uniqueness{idSet: o.id != ""}
+	if o.unique {
+		u.key, u.ttl = o.uniqueKey, o.uniqueTTL
+		if u.key == "" {
+			u.key = uniqueDigest(t.Kind, t.Queue, t.Payload)
+		}
+		if u.ttl == 0 {
+			u.ttl = DefaultUniqueTTL
+		}
+	}
+	return t, u, nil
+}
+
+// uniqueDigest is the default unique key: a digest of kind, queue and
+// payload.
+func uniqueDigest(kind, queue string, payload []byte) string {
+	h := sha256.New()
+	for _, s := range [][]byte{[]byte(kind), []byte(queue), payload} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write(s)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // Enqueue stores task in the broker and returns it as stored. Options given
 // here override the task's own.
 func (c *Client) Enqueue(ctx context.Context, task *Task, opts ...Option) (*TaskInfo, error) {
-	t, err := c.build(task, opts, c.clock.Now())
+	t, u, err := c.buildUnique(task, opts, c.clock.Now())
 	if err != nil {
 		return nil, err
+	}
+	if u.key != "" {
+		if err := c.enqueueUnique(ctx, t, u); err != nil {
+			return nil, err
+		}
+		return t, nil
 	}
 	if err := c.b.Enqueue(ctx, t); err != nil {
 		var be *BatchError
@@ -143,9 +184,18 @@ func (c *Client) EnqueueMany(ctx context.Context, tasks []*Task, opts ...Option)
 	pos := make([]int, 0, len(tasks))
 	failed := false
 	for i, task := range tasks {
-		t, err := c.build(task, opts, now)
+		t, u, err := c.buildUnique(task, opts, now)
 		if err != nil {
 			errs[i], failed = err, true
+			continue
+		}
+		if u.key != "" {
+			// Unique tasks go one by one: each takes its own lock.
+			if err := c.enqueueUnique(ctx, t, u); err != nil {
+				errs[i], failed = err, true
+				continue
+			}
+			infos[i] = t
 			continue
 		}
 		infos[i] = t
@@ -171,6 +221,22 @@ func (c *Client) EnqueueMany(ctx context.Context, tasks []*Task, opts ...Option)
 		return infos, &BatchError{Errs: errs}
 	}
 	return infos, nil
+}
+
+// enqueueUnique stores t under its unique lock.
+func (c *Client) enqueueUnique(ctx context.Context, t *broker.Task, u uniqueness) error {
+	ue, ok := c.b.(broker.UniqueEnqueuer)
+	if !ok {
+		return fmt.Errorf("queue: enqueue task %s (kind %q): unique tasks: %w (%T)", t.ID, t.Kind, ErrUnsupported, c.b)
+	}
+	if err := ue.EnqueueUnique(ctx, t, u.key, u.ttl); err != nil {
+		var be *BatchError
+		if errors.As(err, &be) && len(be.Errs) == 1 {
+			err = be.Errs[0]
+		}
+		return fmt.Errorf("queue: enqueue task %s (kind %q): %w", t.ID, t.Kind, err)
+	}
+	return nil
 }
 
 // EnqueueJSON enqueues a task whose payload is v encoded as JSON.

@@ -20,4 +20,10 @@
 // retried with exponential backoff and jitter; after the last retry, or on
 // SkipRetry, the task is dead and kept with its error history. See
 // docs/queue.md for the full design.
+//
+// For operations: a Scheduler enqueues periodic tasks (cron specs, @every
+// intervals), each tick exactly once however many schedulers run; Unique
+// and UniqueKey reject duplicates of a pending task with ErrDuplicateTask;
+// WorkerConfig.Limits caps a task kind's concurrency and rate across all
+// workers. See docs/operations.md.
 package queue

@@ -15,6 +15,8 @@ var (
 	ErrTaskIDConflict = broker.ErrTaskIDConflict
 	ErrLeaseLost      = broker.ErrLeaseLost
 	ErrInvalidState   = broker.ErrInvalidState
+	// ErrDuplicateTask: a Unique task's lock is held by another task.
+	ErrDuplicateTask = broker.ErrDuplicateTask
 )
 
 var (
@@ -26,6 +28,9 @@ var (
 	// ErrWorkerState: Start on a started worker, or Shutdown of one never
 	// started.
 	ErrWorkerState = errors.New("worker not in a state for this call")
+	// ErrUnsupported: the broker lacks a capability the call needs (e.g.
+	// unique tasks, periodic tasks or limits).
+	ErrUnsupported = errors.New("not supported by the broker")
 )
 
 // SkipRetry, returned by a handler (wrapped or not), sends the task to the

@@ -18,6 +18,9 @@ type options struct {
 	processIn  time.Duration
 	retention  time.Duration
 	id         string
+	unique     bool
+	uniqueTTL  time.Duration
+	uniqueKey  string
 	errs       []error
 }
 
@@ -103,6 +106,40 @@ func TaskID(id string) Option {
 			return
 		}
 		o.id = id
+	}
+}
+
+// DefaultUniqueTTL is the lock time of a task made unique by UniqueKey
+// alone.
+const DefaultUniqueTTL = 24 * time.Hour
+
+// Unique makes the task unique for up to ttl: while a task of the same
+// kind, queue and payload (or the same UniqueKey) is pending, scheduled,
+// retrying or active, enqueueing another fails with ErrDuplicateTask. The
+// lock is released when the first task completes, dies or is deleted, or
+// when ttl passes, whichever comes first; after ttl a duplicate is accepted
+// even if the first task has not run yet. Checking and taking the lock is
+// atomic with the enqueue in the broker.
+func Unique(ttl time.Duration) Option {
+	return func(o *options) {
+		if ttl <= 0 {
+			o.fail(invalid("Unique(%v): ttl must be positive", ttl))
+			return
+		}
+		o.unique, o.uniqueTTL = true, ttl
+	}
+}
+
+// UniqueKey makes the task unique under key instead of its kind and
+// payload (the key is scoped to the task's queue). Without Unique the lock
+// lasts DefaultUniqueTTL at most.
+func UniqueKey(key string) Option {
+	return func(o *options) {
+		if err := validToken("unique key", key, maxID); err != nil {
+			o.fail(err)
+			return
+		}
+		o.unique, o.uniqueKey = true, key
 	}
 }
 

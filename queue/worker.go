@@ -65,6 +65,14 @@ type WorkerConfig struct {
 	// NoMaintenance turns the maintenance components off, when another
 	// process runs them. Some process must, or delayed tasks never start.
 	NoMaintenance bool
+	// Limits caps, per task kind, how many tasks run at once and how many
+	// start per second, across every worker of the broker (see Limit). All
+	// workers handling a kind must be given the same limits.
+	Limits map[string]Limit
+	// LimitWait is how long a fetched task waits for its kind's limits
+	// before it goes back to the queue (without counting an attempt), so
+	// that runners are not all held by one limited kind. Default 1s.
+	LimitWait time.Duration
 	// WorkerID names the worker in leases. Default host:pid:random.
 	WorkerID string
 	// Logger defaults to slog.Default().
@@ -95,6 +103,9 @@ func (c *WorkerConfig) setDefaults() error {
 		if d < 0 {
 			return invalid("WorkerConfig.%s = %v: must not be negative", name, d)
 		}
+	}
+	if err := c.checkLimits(); err != nil {
+		return err
 	}
 	if c.Concurrency < 0 {
 		return invalid("WorkerConfig.Concurrency = %d: must be positive", c.Concurrency)
@@ -190,6 +201,8 @@ type Worker struct {
 	stopping    atomic.Bool // requeue fetched tasks instead of running them
 	abandoned   atomic.Bool // outcomes of handlers still running are dropped
 
+	limiter broker.Limiter // set when cfg.Limits is
+
 	ext   *lease.Extender
 	ack   *acker.Acker
 	maint []*maint.Periodic
@@ -204,6 +217,13 @@ func NewWorker(b broker.Broker, cfg WorkerConfig) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{b: b, cfg: cfg, mux: NewMux(), log: cfg.Logger.With("worker_id", cfg.WorkerID)}
+	if len(cfg.Limits) > 0 {
+		lim, ok := b.(broker.Limiter)
+		if !ok {
+			return nil, errNoLimiter(b)
+		}
+		w.limiter = lim
+	}
 	for name := range cfg.Queues {
 		w.queues = append(w.queues, name)
 	}
@@ -407,6 +427,12 @@ func (w *Worker) process(j *job) {
 		w.log.Warn("queue: skipping a prefetched task whose lease was lost", "queue", t.Queue, "task_id", t.ID, "kind", t.Kind)
 		return
 	}
+	release, ok := w.admit(j)
+	if !ok {
+		w.requeue(j) // limited: back to the queue, no attempt counted
+		return
+	}
+	defer release()
 	now := w.cfg.Clock.Now()
 	if !t.Deadline.IsZero() && !now.Before(t.Deadline) {
 		w.fail(j, AttemptError{Kind: "deadline", Message: fmt.Sprintf("deadline %s passed before the attempt started", t.Deadline.Format(time.RFC3339Nano))}, true, time.Time{})

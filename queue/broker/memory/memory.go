@@ -39,6 +39,8 @@ type Broker struct {
 	token    uint64
 	seq      uint64
 	readyCh  chan struct{} // made while someone waits in WaitReady
+
+	ext extState // unique locks, tick claims, limits (ext.go)
 }
 
 var _ broker.Broker = (*Broker)(nil)
@@ -63,15 +65,18 @@ type queueState struct {
 	pending []item // FIFO with lazy deletion: stale items are skipped
 	head    int
 	counts  [6]int64 // by stateIndex
+	uniques map[string]uniqueLock
+	ticks   map[string]tickClaim
 }
 
 // entry is a stored task. seq changes on every state change, so heap and
 // FIFO items that remember an older seq are recognised as stale.
 type entry struct {
-	t    broker.Task
-	q    *queueState
-	seq  uint64
-	done chan struct{} // closed when the task ends (completed, dead, deleted)
+	t      broker.Task
+	q      *queueState
+	seq    uint64
+	done   chan struct{} // closed when the task ends (completed, dead, deleted)
+	unique string        // unique lock key held by the task, if any
 }
 
 type item struct {
@@ -155,6 +160,9 @@ func (b *Broker) remove(e *entry) {
 }
 
 func (e *entry) notifyDone() {
+	if e.unique != "" {
+		e.q.releaseUnique(e)
+	}
 	if e.done != nil {
 		close(e.done)
 		e.done = nil
