@@ -108,6 +108,9 @@ func (f *Future[T]) Result(ctx context.Context) (T, error) {
 		select {
 		case <-f.Done():
 		case <-ctx.Done():
+			if f.finished() { // both ready: the outcome beats ctx's error
+				return f.val, f.err
+			}
 			var zero T
 			return zero, ctx.Err()
 		}
