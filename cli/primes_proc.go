@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"reflect"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/conqhq/conq/future"
 	"github.com/conqhq/conq/internal/primes"
@@ -26,42 +24,30 @@ func init() {
 	registerPrimesMode("proc", primesMode{
 		Summary: "conq's process pool, --workers worker processes (Go: conq itself; Python: --worker-cmd or $" + primesWorkerEnv + ")",
 		Run:     runPrimesProc,
+		Setup:   setupPrimesProc,
 	})
 	addCommand(newInternalWorkerCmd)
-	withPrimesProcFlags()
 }
 
-// withPrimesProcFlags adds --worker-cmd to the primes command built by
-// primes.go, whose factory registered before this file's init ran (files
-// initialize in name order). If primes.go adds the flag itself, by calling
-// addPrimesProcFlags, this does nothing.
-func withPrimesProcFlags() {
-	primesFactory := reflect.ValueOf(newPrimesCmd).Pointer()
-	for i, f := range commandFactories {
-		if reflect.ValueOf(f).Pointer() != primesFactory {
-			continue
+// primesWorkerCmdKey carries --worker-cmd to the mode in the command's ctx,
+// so concurrent commands stay independent.
+type primesWorkerCmdKey struct{}
+
+// setupPrimesProc adds --worker-cmd to conq primes.
+func setupPrimesProc(cmd *cobra.Command) func(context.Context, string) (context.Context, error) {
+	var line string
+	cmd.Flags().StringVar(&line, "worker-cmd", "", "with --mode proc: worker command line (default: conq's own Go worker, or $"+primesWorkerEnv+")")
+	return func(ctx context.Context, mode string) (context.Context, error) {
+		if mode != "proc" && cmd.Flags().Changed("worker-cmd") {
+			return nil, usageError("--worker-cmd is only for --mode proc")
 		}
-		commandFactories[i] = func() *cobra.Command {
-			cmd := f()
-			if cmd.Flags().Lookup("worker-cmd") == nil {
-				addPrimesProcFlags(cmd.Flags())
-			}
-			return cmd
-		}
+		return context.WithValue(ctx, primesWorkerCmdKey{}, line), nil
 	}
 }
 
-// primesWorkerCmd is set by --worker-cmd (see addPrimesProcFlags).
-var primesWorkerCmd string
-
-// addPrimesProcFlags adds the flags of the proc mode to `conq primes`.
-func addPrimesProcFlags(f *pflag.FlagSet) {
-	f.StringVar(&primesWorkerCmd, "worker-cmd", "", "with --mode proc: worker command line (default: conq's own Go worker, or $"+primesWorkerEnv+")")
-}
-
 // primesWorkerCommand resolves the worker of the proc mode.
-func primesWorkerCommand() ([]string, error) {
-	line := primesWorkerCmd
+func primesWorkerCommand(ctx context.Context) ([]string, error) {
+	line, _ := ctx.Value(primesWorkerCmdKey{}).(string)
 	if line == "" {
 		line = os.Getenv(primesWorkerEnv)
 	}
@@ -87,7 +73,7 @@ type workerCheck struct {
 }
 
 func runPrimesProc(ctx context.Context, workers int, numbers []uint64, report func(primeCheck)) error {
-	argv, err := primesWorkerCommand()
+	argv, err := primesWorkerCommand(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,13 @@
 package cli
 
 import (
+	"context"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 	"go.uber.org/goleak"
 )
 
@@ -73,19 +74,24 @@ func TestPrimesProcBadWorker(t *testing.T) {
 }
 
 func TestPrimesProcWorkerCommand(t *testing.T) {
-	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
-	addPrimesProcFlags(fs)
-	t.Cleanup(func() { primesWorkerCmd = "" })
-	if err := fs.Parse([]string{"--worker-cmd", "python3 'my worker.py'"}); err != nil {
+	cmd := &cobra.Command{}
+	prepare := setupPrimesProc(cmd)
+	if err := cmd.Flags().Parse([]string{"--worker-cmd", "python3 'my worker.py'"}); err != nil {
 		t.Fatal(err)
 	}
-	argv, err := primesWorkerCommand()
+	if _, err := prepare(context.Background(), "pool"); err == nil || !strings.Contains(err.Error(), "--worker-cmd is only for --mode proc") {
+		t.Fatalf("--worker-cmd with --mode pool: %v", err)
+	}
+	ctx, err := prepare(context.Background(), "proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv, err := primesWorkerCommand(ctx)
 	if err != nil || len(argv) != 2 || argv[1] != "my worker.py" {
 		t.Fatalf("argv = %q, %v", argv, err)
 	}
-	primesWorkerCmd = ""
 	t.Setenv(primesWorkerEnv, "")
-	argv, err = primesWorkerCommand()
+	argv, err = primesWorkerCommand(context.Background())
 	if err != nil || len(argv) != 3 || argv[1] != internalWorkerCmd || argv[2] != "primes" {
 		t.Fatalf("default argv = %q, %v", argv, err)
 	}

@@ -27,46 +27,25 @@ func init() {
 	registerPrimesMode("queue", primesMode{
 		Summary: "the task queue: a task per number, an in-process worker of --workers (embedded broker, or Redis with --broker)",
 		Run:     runPrimesQueue,
+		Setup:   setupPrimesQueue,
 	})
-	addPrimesBrokerFlag()
 }
 
-// addPrimesBrokerFlag gives conq primes a --broker flag for the queue mode.
-// The primes command has no hook for mode flags, so its factory is wrapped
-// (like primes_proc.go does); the flag's value reaches the mode through the
-// command's context, not a package variable, so concurrent Main calls stay
-// independent.
-func addPrimesBrokerFlag() {
-	for i, f := range commandFactories {
-		if f().Name() != "primes" {
-			continue
+// setupPrimesQueue adds --broker to conq primes; its value reaches the mode
+// through the command's ctx, so concurrent commands stay independent.
+func setupPrimesQueue(cmd *cobra.Command) func(context.Context, string) (context.Context, error) {
+	var url string
+	cmd.Flags().StringVar(&url, "broker", "", "with --mode queue: broker URL, redis://host[:port][/db] or rediss://...; default: the embedded in-process broker")
+	return func(ctx context.Context, mode string) (context.Context, error) {
+		if mode != "queue" && cmd.Flags().Changed("broker") {
+			return nil, usageError("--broker is only for --mode queue")
 		}
-		commandFactories[i] = func() *cobra.Command {
-			cmd := f()
-			var url string
-			cmd.Flags().StringVar(&url, "broker", "", "with --mode queue: broker URL, redis://host[:port][/db] or rediss://...; default: the embedded in-process broker")
-			prev := cmd.PreRunE
-			cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
-				if prev != nil {
-					if err := prev(cmd, args); err != nil {
-						return err
-					}
-				}
-				if m, _ := cmd.Flags().GetString("mode"); m != "queue" && cmd.Flags().Changed("broker") {
-					return usageError("--broker is only for --mode queue")
-				}
-				if url != "" {
-					if err := checkBrokerURL(url); err != nil {
-						return err
-					}
-				}
-				cfg := primesQueueConfig{url: url, stderr: cmd.ErrOrStderr()}
-				cmd.SetContext(context.WithValue(cmd.Context(), primesQueueKey{}, cfg))
-				return nil
+		if url != "" {
+			if err := checkBrokerURL(url); err != nil {
+				return nil, err
 			}
-			return cmd
 		}
-		return
+		return context.WithValue(ctx, primesQueueKey{}, primesQueueConfig{url: url, stderr: cmd.ErrOrStderr()}), nil
 	}
 }
 

@@ -30,11 +30,8 @@ def slow(seconds):
     return "done"
 `
 
-// startCLIWorker runs conq worker with args until ctx ends. It runs the
-// worker command alone rather than through Main, so that building the
-// root command for the enqueue calls meanwhile does not race with it:
-// primes_proc.go keeps --worker-cmd in a package variable that every
-// NewRootCommand writes.
+// startCLIWorker runs conq worker with args in the background until ctx
+// ends, while the test drives it with other commands.
 func startCLIWorker(ctx context.Context, args ...string) <-chan queueRunResult {
 	done := make(chan queueRunResult, 1)
 	cmd := newWorkerCmd()
