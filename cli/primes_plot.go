@@ -27,7 +27,8 @@ func plotSweep(file, mode string, numbers int, points []sweepPoint) error {
 	if err := plotutil.AddLinePoints(p, "measured", measured, "ideal (first / workers)", ideal); err != nil {
 		return err
 	}
-	p.Legend.Top = true
+	// Bottom left: both curves start high on the left and fall to the right.
+	p.Legend.Left = true
 	p.X.Tick.Marker = plot.TickerFunc(func(min, max float64) []plot.Tick {
 		var ts []plot.Tick
 		for _, pt := range points {
