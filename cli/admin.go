@@ -13,6 +13,7 @@ import (
 func init() {
 	addCommand(newRetryCmd)
 	addCommand(newDeleteCmd)
+	addCommand(newCancelCmd)
 	addCommand(newPauseCmd)
 	addCommand(newResumeCmd)
 }
@@ -68,6 +69,24 @@ func newDeleteCmd() *cobra.Command {
 				return "", err
 			}
 			return fmt.Sprintf("task %s deleted", id), nil
+		})
+}
+
+func newCancelCmd() *cobra.Command {
+	return adminCmd("cancel TASK_ID", "Cancel a waiting or running task",
+		`Cancel sends a pending, scheduled or retrying task to dead at once, with an
+error of kind "cancelled" (kept for inspection). A running task is flagged:
+its worker cancels the handler at its next lease renewal and the attempt
+ends dead, kind "cancelled", without retries.`,
+		true, func(ctx context.Context, in *queue.Inspector, q, id string) (string, error) {
+			was, err := in.CancelTask(ctx, q, id)
+			if err != nil {
+				return "", err
+			}
+			if was == queue.StateActive {
+				return fmt.Sprintf("task %s is running: cancellation requested; its worker stops it at the next lease renewal", id), nil
+			}
+			return fmt.Sprintf("task %s cancelled (was %s); it is dead", id, was), nil
 		})
 }
 

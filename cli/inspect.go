@@ -38,13 +38,13 @@ resume.`,
   conq inspect --broker redis://localhost:6379/0 task 3XKZ6Q4VJ2DGW7VN`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usageError("conq inspect needs a subcommand: queues, tasks or task (see conq inspect --help)")
+			return usageError("conq inspect needs a subcommand: queues, tasks, task or workers (see conq inspect --help)")
 		},
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.broker, "broker", "", brokerUsage)
 	pf.BoolVar(&o.json, "json", false, "print JSON")
-	cmd.AddCommand(newInspectQueuesCmd(o), newInspectTasksCmd(o), newInspectTaskCmd(o))
+	cmd.AddCommand(newInspectQueuesCmd(o), newInspectTasksCmd(o), newInspectTaskCmd(o), newInspectWorkersCmd(o))
 	return cmd
 }
 
@@ -87,6 +87,42 @@ func newInspectQueuesCmd(o *inspectOptions) *cobra.Command {
 					return writeJSON(cmd.OutOrStdout(), qs)
 				}
 				return printQueues(cmd.OutOrStdout(), qs)
+			})
+		},
+	}
+}
+
+func newInspectWorkersCmd(o *inspectOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "workers",
+		Short: "List the live workers with their heartbeats and running tasks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withInspector(cmd.Context(), "inspect", o.broker, cmd.ErrOrStderr(), func(in *queue.Inspector) error {
+				ws, err := in.Workers(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if o.json {
+					if ws == nil {
+						ws = []queue.WorkerInfo{}
+					}
+					return writeJSON(cmd.OutOrStdout(), ws)
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 2, ' ', 0)
+				fmt.Fprintln(tw, "WORKER\tHOST\tPID\tQUEUES\tRUNNING\tHEARTBEAT\tTASKS")
+				for _, w := range ws {
+					var tasks []string
+					for _, t := range w.Running {
+						tasks = append(tasks, t.ID+"("+t.Kind+")")
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d/%d\t%s\t%s\n", w.ID, w.Host, w.PID, strings.Join(w.Queues, ","),
+						len(w.Running), w.Concurrency, w.HeartbeatAt.UTC().Format(time.RFC3339), strings.Join(tasks, " "))
+				}
+				if len(ws) == 0 {
+					fmt.Fprintln(tw, "(no live workers)")
+				}
+				return tw.Flush()
 			})
 		},
 	}
@@ -152,7 +188,7 @@ func newInspectTasksCmd(o *inspectOptions) *cobra.Command {
 				// offset and limit apply per queue, then to the whole list.
 				tasks := []*queue.TaskInfo{}
 				for _, name := range names {
-					ts, err := in.Tasks(ctx, name, st, 0, offsetLimit(offset, limit))
+					ts, err := firstTasks(ctx, in, name, st, offsetLimit(offset, limit))
 					if err != nil {
 						return err
 					}
@@ -179,6 +215,29 @@ func newInspectTasksCmd(o *inspectOptions) *cobra.Command {
 	f.IntVar(&offset, "offset", 0, "skip this many first")
 	_ = cmd.MarkFlagRequired("state")
 	return cmd
+}
+
+// inspectPage is the page size firstTasks reads with.
+const inspectPage = 1000
+
+// firstTasks returns the first n tasks of a queue in a state, or all of
+// them if n is 0, reading them page by page.
+func firstTasks(ctx context.Context, in *queue.Inspector, name string, st queue.State, n int) ([]*queue.TaskInfo, error) {
+	var out []*queue.TaskInfo
+	for {
+		page := inspectPage
+		if n > 0 {
+			page = min(page, n-len(out))
+		}
+		ts, err := in.Tasks(ctx, name, st, len(out), page)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts...)
+		if len(ts) < page || (n > 0 && len(out) >= n) {
+			return out, nil
+		}
+	}
 }
 
 func offsetLimit(offset, limit int) int {

@@ -145,3 +145,42 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met within 20s")
 }
+
+func TestCancelAndInspectWorkers(t *testing.T) {
+	url, prefix := queueTestRedis(t)
+	ctx := queueCtx(t, 60*time.Second)
+	b := []string{"--broker", url}
+	run := func(args ...string) string { return queueMust(t, ctx, "", append(args, b...)...) }
+
+	if out := run("inspect", "workers"); !strings.Contains(out, "(no live workers)") {
+		t.Fatalf("no workers:\n%s", out)
+	}
+	later := strings.TrimSpace(run("enqueue", "--kind", "later", "--in", "1h", "--queue", "mail"))
+	if out := run("cancel", later); !strings.Contains(out, "cancelled (was scheduled)") {
+		t.Fatalf("cancel: %s", out)
+	}
+	var tv map[string]any
+	if err := json.Unmarshal([]byte(run("inspect", "task", later, "--json")), &tv); err != nil {
+		t.Fatal(err)
+	}
+	if errs, _ := tv["errors"].([]any); tv["state"] != "dead" || len(errs) != 1 || errs[0].(map[string]any)["kind"] != "cancelled" {
+		t.Fatalf("cancelled task = %v", tv)
+	}
+	if r := queueRun(t, ctx, "", append([]string{"cancel", later}, b...)...); r.code != 1 || !strings.Contains(r.stderr, "not allowed") {
+		t.Fatalf("second cancel: exit %d, %q", r.code, r.stderr)
+	}
+
+	startGoWorker(t, url, prefix, func(w *queue.Worker) { w.HandleFunc("x", noopHandler) })
+	var ws []queue.WorkerInfo
+	waitFor(t, func() bool {
+		return json.Unmarshal([]byte(run("inspect", "workers", "--json")), &ws) == nil && len(ws) == 1
+	})
+	if ws[0].PID == 0 || ws[0].Concurrency == 0 {
+		t.Fatalf("workers = %+v", ws)
+	}
+	if out := run("inspect", "workers"); !strings.Contains(out, ws[0].ID) || !strings.Contains(out, "HEARTBEAT") {
+		t.Fatalf("workers table:\n%s", out)
+	}
+}
+
+func noopHandler(context.Context, *queue.TaskInfo) ([]byte, error) { return nil, nil }

@@ -130,8 +130,6 @@ func runWorker(ctx context.Context, o workerOptions, stderr io.Writer) error {
 		return usageError("%v", err)
 	}
 
-	// Before serveAllKinds: its middleware replaces the handler it wraps, so
-	// middleware added after it would never run.
 	if o.metricsListen != "" {
 		ln, err := net.Listen("tcp", o.metricsListen)
 		if err != nil {
@@ -171,15 +169,9 @@ func runWorker(ctx context.Context, o workerOptions, stderr io.Writer) error {
 	return nil
 }
 
-// catchAllKind is the kind the catch-all handler is registered under; the
-// queue Mux has no fallback handler, so serveAllKinds also installs a
-// middleware that sends every kind, known or not, to h.
-const catchAllKind = "conq.exec"
-
-func serveAllKinds(w *queue.Worker, h queue.Handler) {
-	w.Handle(catchAllKind, h)
-	w.Use(func(queue.Handler) queue.Handler { return h })
-}
+// serveAllKinds sends tasks of every kind to h, through the worker's
+// middleware whenever it is added.
+func serveAllKinds(w *queue.Worker, h queue.Handler) { w.HandleDefault(h) }
 
 // parseQueueWeights parses "a,b:3,c:1" into weights (default 1).
 func parseQueueWeights(s string) (map[string]int, error) {

@@ -3,10 +3,13 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conqhq/conq/queue"
 )
 
 const queueTestTasks = `
@@ -112,8 +115,19 @@ func TestWorkerPython(t *testing.T) {
 		t.Fatalf("add on other: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	r := enqueue("--kind", "boom", "--payload", `[1]`, "--retries", "1")
-	if r.code != 1 || !strings.Contains(r.stderr, "ValueError: cannot frobnicate [1]") || !strings.Contains(r.stderr, "Traceback") || !strings.Contains(r.stderr, "after 2 attempt") {
+	if r.code != 1 || !strings.Contains(r.stderr, "ValueError: cannot frobnicate [1]") || strings.Contains(r.stderr, "Traceback") || !strings.Contains(r.stderr, "after 2 attempt") {
 		t.Fatalf("boom: exit %d, stderr %q", r.code, r.stderr)
+	}
+	// The traceback is recorded as the attempt's stack, not in its message.
+	boomID := strings.Fields(strings.TrimPrefix(r.stderr, "conq: task "))[0]
+	var boom struct {
+		Errors []queue.AttemptError `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(queueMust(t, ctx, "", "inspect", "task", boomID, "--json", "--broker", url)), &boom); err != nil {
+		t.Fatal(err)
+	}
+	if len(boom.Errors) != 2 || !strings.Contains(boom.Errors[1].Stack, "Traceback") || boom.Errors[1].Message != "ValueError: cannot frobnicate [1]" {
+		t.Fatalf("boom errors: %+v", boom.Errors)
 	}
 	r = enqueue("--kind", "giveup", "--retries", "5")
 	if r.code != 1 || !strings.Contains(r.stderr, "SkipRetry: no point retrying") || !strings.Contains(r.stderr, "after 1 attempt") {

@@ -17,6 +17,11 @@ var (
 	ErrInvalidState   = broker.ErrInvalidState
 	// ErrDuplicateTask: a Unique task's lock is held by another task.
 	ErrDuplicateTask = broker.ErrDuplicateTask
+	// ErrTaskCancelled is the cause of a handler's ctx when its task was
+	// cancelled (Inspector.CancelTask): context.Cause(ctx) tells it apart
+	// from a timeout or a shutdown. The attempt ends dead, error kind
+	// "cancelled", whatever the handler returns.
+	ErrTaskCancelled = broker.ErrTaskCancelled
 )
 
 var (
@@ -67,6 +72,32 @@ func (e *retryAfterError) Error() string {
 }
 
 func (e *retryAfterError) Unwrap() error { return e.err }
+
+// HandlerError is an error a handler returns (wrapped or not) to say how
+// its failed attempt is recorded: Kind and Stack go to the attempt's
+// AttemptError (Kind defaults to "error"), Message is the error's text
+// (Err's when empty). Err, if set, stays in the chain, so a HandlerError
+// wrapping SkipRetry still skips retries.
+//
+//	return nil, &queue.HandlerError{Kind: "ValueError", Message: msg, Stack: traceback}
+type HandlerError struct {
+	Kind    string
+	Message string
+	Stack   string
+	Err     error
+}
+
+func (e *HandlerError) Error() string {
+	switch {
+	case e.Message != "":
+		return e.Message
+	case e.Err != nil:
+		return e.Err.Error()
+	}
+	return "handler failed"
+}
+
+func (e *HandlerError) Unwrap() error { return e.Err }
 
 // PayloadTooLargeError: a task's payload is over ClientConfig.MaxPayloadSize.
 type PayloadTooLargeError struct {

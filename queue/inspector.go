@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/conqhq/conq/queue/broker"
 )
@@ -54,7 +55,7 @@ func (i *Inspector) Queue(ctx context.Context, name string) (QueueInfo, error) {
 }
 
 // Tasks lists the tasks of queue in state, oldest first; limit <= 0 means
-// all from offset.
+// a page of broker.DefaultListLimit (100).
 func (i *Inspector) Tasks(ctx context.Context, queue string, state State, offset, limit int) ([]*TaskInfo, error) {
 	if err := validQueueName(queue); err != nil {
 		return nil, err
@@ -136,4 +137,149 @@ func (i *Inspector) check(queue, id string) error {
 		}
 	}
 	return validToken("ID", id, maxID)
+}
+
+// CancelTask cancels a task and returns the state it was in. A pending,
+// scheduled or retrying task goes to dead at once, with an error of kind
+// "cancelled". A running task is flagged: its worker's next lease renewal
+// sees the flag and cancels the handler's ctx (cause ErrTaskCancelled),
+// and the attempt ends dead with kind "cancelled" — within the worker's
+// ExtendInterval. Dead and completed tasks give ErrInvalidState. The broker
+// must implement broker.Canceler.
+func (i *Inspector) CancelTask(ctx context.Context, queue, id string) (State, error) {
+	if err := i.check(queue, id); err != nil {
+		return "", err
+	}
+	c, ok := i.b.(broker.Canceler)
+	if !ok {
+		return "", unsupported("cancelling tasks", "broker.Canceler", i.b)
+	}
+	st, err := c.CancelTask(ctx, queue, id)
+	if err != nil {
+		return st, fmt.Errorf("queue: cancel task %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// WorkerInfo is a live worker's record (see WorkerConfig.HeartbeatInterval).
+type WorkerInfo = broker.WorkerInfo
+
+// RunningTask is a task a worker is running.
+type RunningTask = broker.RunningTask
+
+// Workers lists the live workers, by ID. The broker must implement
+// broker.WorkerRegistry.
+func (i *Inspector) Workers(ctx context.Context) ([]WorkerInfo, error) {
+	r, ok := i.b.(broker.WorkerRegistry)
+	if !ok {
+		return nil, unsupported("listing workers", "broker.WorkerRegistry", i.b)
+	}
+	ws, err := r.ListWorkers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: list workers: %w", err)
+	}
+	return ws, nil
+}
+
+// ScheduleInfo is a periodic entry as the running schedulers publish it.
+// Entries registered under one name by several schedulers share their
+// ticks and are shown once: Schedulers names them, Fired is their sum.
+type ScheduleInfo struct {
+	Name       string    `json:"name"`
+	Spec       string    `json:"spec"`
+	Kind       string    `json:"kind"`
+	Queue      string    `json:"queue"`
+	Next       time.Time `json:"next"`
+	Prev       time.Time `json:"prev,omitzero"`
+	Fired      int64     `json:"fired"`
+	Error      string    `json:"error,omitzero"`
+	Schedulers []string  `json:"schedulers"`
+}
+
+// Schedules lists the periodic entries of the running schedulers, by name
+// (see SchedulerConfig.PublishInterval). The broker must implement
+// broker.ScheduleRegistry.
+func (i *Inspector) Schedules(ctx context.Context) ([]ScheduleInfo, error) {
+	r, ok := i.b.(broker.ScheduleRegistry)
+	if !ok {
+		return nil, unsupported("listing schedules", "broker.ScheduleRegistry", i.b)
+	}
+	es, err := r.ListEntries(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: list schedules: %w", err)
+	}
+	broker.SortEntries(es)
+	out := []ScheduleInfo{}
+	for _, e := range es {
+		if n := len(out); n > 0 && out[n-1].Name == e.Name {
+			s := &out[n-1]
+			if !e.Next.IsZero() && (s.Next.IsZero() || e.Next.Before(s.Next)) {
+				s.Next = e.Next
+			}
+			if e.Prev.After(s.Prev) {
+				s.Prev = e.Prev
+			}
+			s.Fired += e.Fired
+			if e.Error != "" {
+				s.Error = e.Error
+			}
+			s.Schedulers = append(s.Schedulers, e.SchedulerID)
+			continue
+		}
+		out = append(out, ScheduleInfo{Name: e.Name, Spec: e.Spec, Kind: e.Kind, Queue: e.Queue, Next: e.Next, Prev: e.Prev,
+			Fired: e.Fired, Error: e.Error, Schedulers: []string{e.SchedulerID}})
+	}
+	return out, nil
+}
+
+// Point is one second of throughput.
+type Point = broker.Point
+
+// Throughput returns, per second of [from, to), the tasks completed and
+// the attempts failed in queue, or in every queue if queue is "". The
+// broker keeps these counters for broker.StatsWindow (70 minutes); it
+// must implement broker.StatsReader.
+func (i *Inspector) Throughput(ctx context.Context, queue string, from, to time.Time) ([]Point, error) {
+	sr, ok := i.b.(broker.StatsReader)
+	if !ok {
+		return nil, unsupported("throughput counters", "broker.StatsReader", i.b)
+	}
+	var queues []string
+	if queue != "" {
+		if err := validQueueName(queue); err != nil {
+			return nil, err
+		}
+		queues = []string{queue}
+	} else {
+		qs, err := i.b.Queues(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("queue: throughput: %w", err)
+		}
+		for _, q := range qs {
+			queues = append(queues, q.Name)
+		}
+	}
+	start, end := from.Truncate(time.Second), to.Truncate(time.Second)
+	n := max(int(end.Sub(start)/time.Second), 0)
+	out := make([]Point, n)
+	for k := range out {
+		out[k].At = start.Add(time.Duration(k) * time.Second)
+	}
+	for _, q := range queues {
+		ps, err := sr.Throughput(ctx, q, start, end)
+		if err != nil {
+			return nil, fmt.Errorf("queue: throughput of queue %q: %w", q, err)
+		}
+		for _, p := range ps {
+			if k := int(p.At.Sub(start) / time.Second); k >= 0 && k < n {
+				out[k].Processed += p.Processed
+				out[k].Failed += p.Failed
+			}
+		}
+	}
+	return out, nil
+}
+
+func unsupported(what, iface string, b broker.Broker) error {
+	return fmt.Errorf("queue: %s needs a broker implementing %s; %T does not: %w", what, iface, b, ErrUnsupported)
 }

@@ -33,14 +33,16 @@ type Registrar interface {
 }
 
 // Mux routes tasks to handlers by kind, through its middleware. Tasks of a
-// kind with no handler fail with *UnknownKindError (the middleware still
-// sees them). It is safe for concurrent use.
+// kind with no handler go to the default handler (HandleDefault), or fail
+// with *UnknownKindError if there is none; the middleware sees them either
+// way. It is safe for concurrent use.
 type Mux struct {
 	mu       sync.RWMutex
 	handlers map[string]Handler
 	mws      []Middleware
 	chain    map[string]Handler // handlers wrapped in mws; nil when stale
-	unknown  Handler
+	unknown  Handler            // fallback (or the unknown-kind error) wrapped in mws
+	fallback Handler
 }
 
 // NewMux returns an empty Mux.
@@ -67,6 +69,22 @@ func (m *Mux) Handle(kind string, h Handler) {
 	m.chain = nil
 }
 
+// HandleDefault registers h for tasks of every kind that has no handler of
+// its own (e.g. a handler that runs each kind as a command). It panics on
+// a nil handler or a second default handler.
+func (m *Mux) HandleDefault(h Handler) {
+	if h == nil {
+		panic("queue: nil default handler")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fallback != nil {
+		panic("queue: a default handler is already registered")
+	}
+	m.fallback = h
+	m.chain = nil
+}
+
 // HandleFunc registers fn for kind.
 func (m *Mux) HandleFunc(kind string, fn func(ctx context.Context, t *TaskInfo) ([]byte, error)) {
 	m.Handle(kind, HandlerFunc(fn))
@@ -81,11 +99,19 @@ func (m *Mux) Use(mws ...Middleware) {
 	m.chain = nil
 }
 
-// Kinds returns the number of registered kinds.
+// Kinds returns the number of registered kinds (the default handler not
+// included).
 func (m *Mux) Kinds() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return len(m.handlers)
+}
+
+// empty reports whether no handler, default included, is registered.
+func (m *Mux) empty() bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.handlers) == 0 && m.fallback == nil
 }
 
 func (m *Mux) wrap(h Handler) Handler {
@@ -113,9 +139,13 @@ func (m *Mux) lookup(kind string) Handler {
 		for k, h := range m.handlers {
 			m.chain[k] = m.wrap(h)
 		}
-		m.unknown = m.wrap(HandlerFunc(func(_ context.Context, t *TaskInfo) ([]byte, error) {
-			return nil, &UnknownKindError{Kind: t.Kind}
-		}))
+		if m.fallback != nil {
+			m.unknown = m.wrap(m.fallback)
+		} else {
+			m.unknown = m.wrap(HandlerFunc(func(_ context.Context, t *TaskInfo) ([]byte, error) {
+				return nil, &UnknownKindError{Kind: t.Kind}
+			}))
+		}
 	}
 	if h, ok := m.chain[kind]; ok {
 		return h

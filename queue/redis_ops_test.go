@@ -170,3 +170,83 @@ func TestRedisUnique(t *testing.T) {
 		t.Fatalf("after the TTL: %v", err)
 	}
 }
+
+// TestRedisCancelAndHeartbeat: a worker on Redis lists its running task in
+// its heartbeat, and cancelling that task stops the handler and ends it
+// dead with kind "cancelled".
+func TestRedisCancelAndHeartbeat(t *testing.T) {
+	b := redisBrokers(t, 1)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	started := make(chan struct{}, 1)
+	causes := make(chan error, 1)
+	w, err := queue.NewWorker(b, queue.WorkerConfig{
+		Concurrency: 2, LeaseDuration: 3 * time.Second, ExtendInterval: 50 * time.Millisecond,
+		HeartbeatInterval: 50 * time.Millisecond, PollInterval: 50 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.HandleFunc("wait", func(ctx context.Context, _ *queue.TaskInfo) ([]byte, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		causes <- context.Cause(ctx)
+		return []byte("ignored"), nil // success after a cancel still ends dead
+	})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown(context.Background())
+	c, err := queue.NewClient(b, queue.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Enqueue(ctx, queue.NewTask("wait", nil), queue.MaxRetries(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	insp := queue.NewInspector(b)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ws, err := insp.Workers(ctx)
+		if err == nil && len(ws) == 1 && len(ws[0].Running) == 1 && ws[0].Running[0].ID == info.ID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Workers = %+v, %v", ws, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st, err := insp.CancelTask(ctx, "", info.ID); err != nil || st != queue.StateActive {
+		t.Fatalf("CancelTask = %q, %v", st, err)
+	}
+	select {
+	case cause := <-causes:
+		if !errors.Is(cause, queue.ErrTaskCancelled) {
+			t.Fatalf("cause %v", cause)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler not cancelled")
+	}
+	for {
+		got, err := insp.Task(ctx, "", info.ID)
+		if err == nil && got.State == queue.StateDead {
+			if last := got.Errors[len(got.Errors)-1]; got.Attempts != 1 || last.Kind != "cancelled" {
+				t.Fatalf("cancelled task: %+v", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %+v, %v", got, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := w.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ws, err := insp.Workers(ctx); err != nil || len(ws) != 0 {
+		t.Fatalf("Workers after shutdown = %+v, %v", ws, err)
+	}
+}

@@ -2,11 +2,13 @@ package queue
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/backoff"
+	"github.com/conqhq/conq/queue/internal/heartbeat"
 )
 
 // MissedPolicy says what a scheduler does about ticks that passed while no
@@ -64,6 +67,15 @@ type SchedulerConfig struct {
 	Clock broker.Clock
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// ID names the scheduler in the entries it publishes. Default
+	// host:pid:random.
+	ID string
+	// PublishInterval is how often a running scheduler publishes its
+	// entries with their next ticks to a broker that keeps them
+	// (broker.ScheduleRegistry), for the dashboard. They expire after
+	// three intervals and are removed on Shutdown. Default 5s; negative
+	// for none.
+	PublishInterval time.Duration
 }
 
 // Entry is a periodic task.
@@ -114,6 +126,7 @@ type Scheduler struct {
 	stopped bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+	hb      *heartbeat.Heartbeat
 }
 
 type schedEntry struct {
@@ -150,6 +163,13 @@ func NewScheduler(b broker.Broker, cfg SchedulerConfig) (*Scheduler, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		cfg.ID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), rand.Text()[:8])
+	}
+	if cfg.PublishInterval == 0 {
+		cfg.PublishInterval = 5 * time.Second
 	}
 	c, err := NewClient(b, ClientConfig{Clock: cfg.Clock, Logger: cfg.Logger})
 	if err != nil {
@@ -271,25 +291,27 @@ func (s *Scheduler) Entries() []EntryInfo {
 	return out
 }
 
-// start sets up an entry's first tick according to the missed-tick policy.
-func (s *Scheduler) start(ctx context.Context, e *schedEntry, now time.Time) {
-	e.init = true
-	e.next = e.sched.next(now)
+// start computes an entry's first tick according to the missed-tick
+// policy, and the last tick recorded if the policy reads it. It does not
+// touch e's mutable fields: it runs without s.mu, since it may call the
+// broker.
+func (s *Scheduler) start(ctx context.Context, e *schedEntry, now time.Time) (next, prev time.Time) {
+	next = e.sched.next(now)
 	if s.cfg.Missed != MissedRunOnce {
-		return
+		return next, time.Time{}
 	}
 	last, err := s.claim.LastTick(ctx, e.queue, e.Name)
 	if err != nil {
 		s.log.Warn("queue: scheduler: reading the last tick failed; missed ticks are skipped", "entry", e.Name, "err", err)
-		return
+		return next, time.Time{}
 	}
 	if last.IsZero() {
-		return // no history: nothing was missed
+		return next, time.Time{} // no history: nothing was missed
 	}
-	e.prev = last
 	if n := e.sched.next(last); !n.IsZero() && !n.After(now) {
-		e.next = n // due now: RunDue fires the latest missed tick, once
+		next = n // due now: RunDue fires the latest missed tick, once
 	}
+	return next, last
 }
 
 // RunDue fires every entry whose tick has come, by the scheduler's clock,
@@ -307,8 +329,11 @@ func (s *Scheduler) RunDue(ctx context.Context) (int, error) {
 		s.mu.Lock()
 		if !e.init {
 			s.mu.Unlock()
-			s.start(ctx, e, now) // not under mu: it may call the broker
+			next, prev := s.start(ctx, e, now) // not under mu: it may call the broker
 			s.mu.Lock()
+			if !e.init {
+				e.init, e.next, e.prev = true, next, prev
+			}
 		}
 		next := e.next
 		s.mu.Unlock()
@@ -376,6 +401,14 @@ func (s *Scheduler) Start() error {
 	s.cancel = cancel
 	s.done = make(chan struct{})
 	go s.loop(ctx)
+	if reg, ok := s.b.(broker.ScheduleRegistry); ok && s.cfg.PublishInterval > 0 {
+		ttl := 3 * s.cfg.PublishInterval
+		s.hb = heartbeat.New("schedule publisher", s.cfg.PublishInterval,
+			func(ctx context.Context) error { return reg.PublishEntries(ctx, s.cfg.ID, s.published(), ttl) },
+			func(ctx context.Context) error { return reg.RemoveEntries(ctx, s.cfg.ID) },
+			s.log)
+		s.hb.Start()
+	}
 	s.log.Info("queue: scheduler started", "entries", len(s.entries), "missed", s.cfg.Missed.String())
 	return nil
 }
@@ -425,11 +458,31 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 	s.cancel()
 	select {
 	case <-s.done:
-		s.log.Info("queue: scheduler stopped")
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if s.hb != nil {
+		if err := s.hb.Shutdown(ctx); err != nil {
+			return fmt.Errorf("queue: scheduler: removing its published entries: %w", err)
+		}
+	}
+	s.log.Info("queue: scheduler stopped")
+	return nil
+}
+
+// ID returns the scheduler's ID, as its published entries name it.
+func (s *Scheduler) ID() string { return s.cfg.ID }
+
+// published is Entries in the broker's form.
+func (s *Scheduler) published() []broker.ScheduleEntry {
+	now := s.cfg.Clock.Now()
+	es := s.Entries()
+	out := make([]broker.ScheduleEntry, len(es))
+	for i, e := range es {
+		out[i] = broker.ScheduleEntry{Name: e.Name, Spec: e.Spec, Kind: e.Kind, Queue: e.Queue, Next: e.Next, Prev: e.Prev,
+			Fired: e.Fired, Error: e.Error, SchedulerID: s.cfg.ID, UpdatedAt: now}
+	}
+	return out
 }
 
 // Run starts the scheduler, blocks until ctx ends, then shuts it down.

@@ -19,6 +19,7 @@ import (
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/acker"
 	"github.com/conqhq/conq/queue/internal/backoff"
+	"github.com/conqhq/conq/queue/internal/heartbeat"
 	"github.com/conqhq/conq/queue/internal/lease"
 	"github.com/conqhq/conq/queue/internal/maint"
 )
@@ -75,6 +76,12 @@ type WorkerConfig struct {
 	LimitWait time.Duration
 	// WorkerID names the worker in leases. Default host:pid:random.
 	WorkerID string
+	// HeartbeatInterval is how often the worker publishes its record (ID,
+	// host, queues, concurrency, running tasks) to a broker that keeps
+	// them (broker.WorkerRegistry), for the dashboard and "conq inspect".
+	// The record expires after three intervals and is removed on
+	// Shutdown. Default 5s; negative for none.
+	HeartbeatInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Clock tells the time of deadlines and retries; it should be the
@@ -98,6 +105,9 @@ func (c *WorkerConfig) setDefaults() error {
 		"LeaseDuration": c.LeaseDuration, "ExtendInterval": c.ExtendInterval, "ShutdownTimeout": c.ShutdownTimeout,
 		"DefaultTimeout": c.DefaultTimeout, "PollInterval": c.PollInterval, "ForwardInterval": c.ForwardInterval,
 		"RecoverInterval": c.RecoverInterval, "CleanupInterval": c.CleanupInterval,
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 5 * time.Second
 	}
 	for name, d := range durations {
 		if d < 0 {
@@ -206,6 +216,11 @@ type Worker struct {
 	ext   *lease.Extender
 	ack   *acker.Acker
 	maint []*maint.Periodic
+	hb    *heartbeat.Heartbeat
+
+	startedAt time.Time
+	runMu     sync.Mutex
+	running   map[broker.LeaseRef]broker.RunningTask // attempts in their handler
 }
 
 // NewWorker returns a worker of b; it checks cfg and fills in defaults.
@@ -216,7 +231,8 @@ func NewWorker(b broker.Broker, cfg WorkerConfig) (*Worker, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	w := &Worker{b: b, cfg: cfg, mux: NewMux(), log: cfg.Logger.With("worker_id", cfg.WorkerID)}
+	w := &Worker{b: b, cfg: cfg, mux: NewMux(), log: cfg.Logger.With("worker_id", cfg.WorkerID),
+		running: make(map[broker.LeaseRef]broker.RunningTask)}
 	if len(cfg.Limits) > 0 {
 		lim, ok := b.(broker.Limiter)
 		if !ok {
@@ -244,6 +260,10 @@ func (w *Worker) HandleFunc(kind string, fn func(ctx context.Context, t *TaskInf
 	w.mux.HandleFunc(kind, fn)
 }
 
+// HandleDefault registers h for every kind without a handler of its own
+// (see Mux.HandleDefault).
+func (w *Worker) HandleDefault(h Handler) { w.mux.HandleDefault(h) }
+
 // Use adds middleware around every handler.
 func (w *Worker) Use(mws ...Middleware) { w.mux.Use(mws...) }
 
@@ -257,7 +277,7 @@ func (w *Worker) Start() error {
 	if w.started {
 		return fmt.Errorf("queue: Start: worker already started: %w", ErrWorkerState)
 	}
-	if w.mux.Kinds() == 0 {
+	if w.mux.empty() {
 		return invalid("Start: no handlers registered")
 	}
 	w.started = true
@@ -276,8 +296,19 @@ func (w *Worker) Start() error {
 			maint.NewJanitor(w.b, cfg.CleanupInterval, w.log),
 		}
 	}
+	w.startedAt = cfg.Clock.Now()
+	if reg, ok := w.b.(broker.WorkerRegistry); ok && cfg.HeartbeatInterval > 0 {
+		ttl := 3 * cfg.HeartbeatInterval
+		w.hb = heartbeat.New("heartbeat", cfg.HeartbeatInterval,
+			func(ctx context.Context) error { return reg.Heartbeat(ctx, w.Info(), ttl) },
+			func(ctx context.Context) error { return reg.RemoveWorker(ctx, cfg.WorkerID) },
+			w.log)
+	}
 	w.ext.Start()
 	w.ack.Start()
+	if w.hb != nil {
+		w.hb.Start()
+	}
 	for _, p := range w.maint {
 		p.Start()
 	}
@@ -291,6 +322,26 @@ func (w *Worker) Start() error {
 	go w.fetch(fetchCtx)
 	w.log.Info("queue: worker started", "queues", cfg.Queues, "concurrency", cfg.Concurrency)
 	return nil
+}
+
+// Info describes the worker as its heartbeat publishes it: the tasks
+// listed are those whose handler is running.
+func (w *Worker) Info() broker.WorkerInfo {
+	host, _ := os.Hostname()
+	info := broker.WorkerInfo{
+		ID: w.cfg.WorkerID, Host: host, PID: os.Getpid(), Queues: slices.Clone(w.queues),
+		Concurrency: w.cfg.Concurrency, StartedAt: w.startedAt, HeartbeatAt: w.cfg.Clock.Now(),
+	}
+	w.runMu.Lock()
+	info.Running = make([]broker.RunningTask, 0, len(w.running))
+	for _, rt := range w.running {
+		info.Running = append(info.Running, rt)
+	}
+	w.runMu.Unlock()
+	slices.SortFunc(info.Running, func(a, b broker.RunningTask) int {
+		return cmp.Or(a.StartedAt.Compare(b.StartedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return info
 }
 
 // Run starts the worker, blocks until ctx ends, then shuts down gracefully
@@ -427,6 +478,10 @@ func (w *Worker) process(j *job) {
 		w.log.Warn("queue: skipping a prefetched task whose lease was lost", "queue", t.Queue, "task_id", t.ID, "kind", t.Kind)
 		return
 	}
+	if errors.Is(context.Cause(j.ctx), ErrTaskCancelled) {
+		w.fail(j, AttemptError{Kind: broker.ErrorKindCancelled, Message: "cancelled before the attempt started"}, true, time.Time{})
+		return
+	}
 	release, ok := w.admit(j)
 	if !ok {
 		w.requeue(j) // limited: back to the queue, no attempt counted
@@ -434,6 +489,14 @@ func (w *Worker) process(j *job) {
 	}
 	defer release()
 	now := w.cfg.Clock.Now()
+	w.runMu.Lock()
+	w.running[j.ref] = broker.RunningTask{ID: t.ID, Queue: t.Queue, Kind: t.Kind, StartedAt: now}
+	w.runMu.Unlock()
+	defer func() {
+		w.runMu.Lock()
+		delete(w.running, j.ref)
+		w.runMu.Unlock()
+	}()
 	if !t.Deadline.IsZero() && !now.Before(t.Deadline) {
 		w.fail(j, AttemptError{Kind: "deadline", Message: fmt.Sprintf("deadline %s passed before the attempt started", t.Deadline.Format(time.RFC3339Nano))}, true, time.Time{})
 		return
@@ -463,6 +526,15 @@ func (w *Worker) process(j *job) {
 		w.log.Warn("queue: dropping the outcome of a task whose lease was lost", "queue", t.Queue, "task_id", t.ID, "kind", t.Kind, "err", err)
 		return
 	}
+	if errors.Is(context.Cause(j.ctx), ErrTaskCancelled) {
+		// Dead whatever the handler returned: the task was cancelled.
+		msg := "cancelled while running"
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		w.fail(j, AttemptError{Kind: broker.ErrorKindCancelled, Message: msg}, true, time.Time{})
+		return
+	}
 	if err == nil {
 		w.ack.Push(acker.Item{Op: acker.OpComplete, Ref: j.ref, Result: result})
 		return
@@ -489,9 +561,12 @@ func (w *Worker) failWith(j *job, ctx context.Context, err error) {
 	ae := AttemptError{Kind: "error", Message: err.Error()}
 	var pe *future.PanicError
 	var uk *UnknownKindError
+	var he *HandlerError
 	switch {
 	case errors.As(err, &pe):
 		ae.Kind, ae.Stack = "panic", string(pe.Stack)
+	case errors.As(err, &he):
+		ae.Kind, ae.Stack = cmp.Or(he.Kind, "error"), he.Stack
 	case errors.As(err, &uk):
 		ae.Kind = "unknown_kind"
 	case errors.Is(err, context.DeadlineExceeded) && errors.Is(ctx.Err(), context.DeadlineExceeded):
@@ -596,6 +671,11 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	for _, p := range w.maint {
 		if err := p.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if w.hb != nil {
+		if err := w.hb.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("queue: removing the worker's heartbeat: %w", err))
 		}
 	}
 	w.log.Info("queue: worker stopped")

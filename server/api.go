@@ -127,6 +127,8 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, "duplicate_id"
 	case errors.Is(err, queue.ErrInvalidState):
 		return http.StatusConflict, "invalid_state"
+	case errors.Is(err, queue.ErrUnsupported):
+		return http.StatusNotImplemented, "not_supported"
 	}
 	// Anything else comes from the broker's storage: unreachable, closed,
 	// timing out.
@@ -149,7 +151,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, errBadRequest) {
 		msg = strings.TrimSuffix(msg, ": "+errBadRequest.Error())
 	}
-	if status >= 500 {
+	if status >= 500 && status != http.StatusNotImplemented {
 		s.log.Error("server: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "broker unavailable: " + msg
 	}
@@ -471,6 +473,61 @@ func (s *Server) apiRetryTask(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, viewTask(t))
 }
 
+// cancelView is the body of POST /api/v1/tasks/{id}/cancel.
+type cancelView struct {
+	// Was is the state the task was in: "active" means the cancellation
+	// was requested and the worker ends the attempt at its next lease
+	// renewal; any other state means the task is dead already.
+	Was  queue.State `json:"was"`
+	Task *apiTask    `json:"task"`
+}
+
+// apiCancelTask: POST /api/v1/tasks/{id}/cancel[?queue=Q].
+func (s *Server) apiCancelTask(w http.ResponseWriter, r *http.Request) {
+	id, qname := r.PathValue("id"), r.URL.Query().Get("queue")
+	t, err := s.insp.Task(r.Context(), qname, id)
+	var was queue.State
+	if err == nil {
+		was, err = s.insp.CancelTask(r.Context(), t.Queue, id)
+	}
+	if err == nil {
+		t, err = s.insp.Task(r.Context(), t.Queue, id)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, cancelView{Was: was, Task: viewTask(t)})
+}
+
+// apiWorkers: GET /api/v1/workers.
+func (s *Server) apiWorkers(w http.ResponseWriter, r *http.Request) {
+	ws, err := s.insp.Workers(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if ws == nil {
+		ws = []queue.WorkerInfo{}
+	}
+	for i := range ws {
+		if ws[i].Running == nil {
+			ws[i].Running = []queue.RunningTask{}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"workers": ws})
+}
+
+// apiSchedules: GET /api/v1/schedules.
+func (s *Server) apiSchedules(w http.ResponseWriter, r *http.Request) {
+	es, err := s.insp.Schedules(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"schedules": es})
+}
+
 // apiDeleteTask: DELETE /api/v1/tasks/{id}[?queue=Q].
 func (s *Server) apiDeleteTask(w http.ResponseWriter, r *http.Request) {
 	id, qname := r.PathValue("id"), r.URL.Query().Get("queue")
@@ -592,10 +649,24 @@ func (s *Server) apiSetPaused(w http.ResponseWriter, r *http.Request, paused boo
 	writeJSON(w, http.StatusOK, q)
 }
 
-// apiThroughput: GET /api/v1/throughput.
+// apiThroughput: GET /api/v1/throughput[?queue=Q&minutes=N]: the broker's
+// counters when it keeps them, else the sampler's estimate.
 func (s *Server) apiThroughput(w http.ResponseWriter, r *http.Request) {
+	if s.stats {
+		v, err := s.exactThroughput(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
 	if s.tp == nil {
-		writeError(w, http.StatusNotFound, "not_enabled", "throughput sampling is off (SampleInterval < 0)")
+		writeError(w, http.StatusNotFound, "not_enabled", "the broker keeps no throughput counters and sampling is off (SampleInterval < 0)")
+		return
+	}
+	if r.URL.Query().Get("queue") != "" {
+		s.fail(w, r, badRequest("queue=: per-queue throughput needs a broker that keeps counters"))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.tp.snapshot())

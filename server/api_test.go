@@ -13,6 +13,8 @@ import (
 
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/broker/brokertest"
+	"github.com/conqhq/conq/queue/broker/memory"
 )
 
 func TestEnqueueAndGetTask(t *testing.T) {
@@ -696,7 +698,9 @@ func TestThroughput(t *testing.T) {
 		t.Fatalf("processed %q failed %q", p, f)
 	}
 
-	ts := newTestServer(t, Config{SampleInterval: 10 * time.Millisecond})
+	// A broker without counters (Faulty shows only broker.Broker): the
+	// sampler's estimate.
+	ts := newTestServer(t, Config{Broker: brokertest.NewFaulty(memory.New(memory.Config{})), SampleInterval: 10 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go ts.Run(ctx)
@@ -707,7 +711,10 @@ func TestThroughput(t *testing.T) {
 	r := ts.do(t, "GET", "/api/v1/throughput", nil)
 	expectStatus(t, r, http.StatusOK)
 	m := r.json(t)
-	if m["interval_seconds"] != 0.01 || len(m["processed"].([]any)) != int(time.Hour/(10*time.Millisecond)) || m["note"] == "" {
+	if m["interval_seconds"] != 0.01 || len(m["processed"].([]any)) != int(time.Hour/(10*time.Millisecond)) || m["note"] == "" || m["source"] != "estimate" {
 		t.Fatalf("throughput answer: %.300s", r.body)
+	}
+	if r := ts.do(t, "GET", "/api/v1/throughput?queue=t", nil); r.status != http.StatusBadRequest {
+		t.Fatalf("per-queue estimate: %d %s", r.status, r.body)
 	}
 }

@@ -182,4 +182,104 @@ func TestBrowserDashboard(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("workers page lists a running worker", func(t *testing.T) {
+		release := make(chan struct{})
+		started := make(chan struct{}, 1)
+		w, err := queue.NewWorker(b, queue.WorkerConfig{
+			Queues: map[string]int{"jobs": 1}, Concurrency: 2, HeartbeatInterval: 100 * time.Millisecond,
+			PollInterval: 50 * time.Millisecond, Logger: quietLogger(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.HandleFunc("long.job", func(ctx context.Context, _ *queue.TaskInfo) ([]byte, error) {
+			started <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, nil
+		})
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			close(release)
+			_ = w.Shutdown(context.Background())
+		}()
+		job := enqueue(t, b, "long.job", []byte(`{}`), queue.Queue("jobs"))
+		<-started
+		// The page is rendered first, then kept fresh by the script.
+		do(t, ctx, chromedp.Navigate(ts.url+"/workers"), chromedp.WaitVisible(chromedp.CSS(`main h1`)))
+		poll(t, ctx, `document.querySelector('[data-running-task="`+job.ID+`"]') !== null`, "the running task is not listed")
+		row := eval[string](t, ctx, `document.querySelector('[data-running-task="`+job.ID+`"]').closest("tr").getAttribute("data-worker-row")`)
+		if row != w.ID() {
+			t.Fatalf("running task listed under worker %q, want %q", row, w.ID())
+		}
+		if got := text(`tr[data-worker-row="` + w.ID() + `"] td:nth-child(5)`); got != "1/2" {
+			t.Fatalf("running/concurrency %q, want 1/2", got)
+		}
+		if got := text(`#workers-count`); got != "1" {
+			t.Fatalf("workers count %q", got)
+		}
+	})
+
+	t.Run("the cancel button cancels a pending task", func(t *testing.T) {
+		task := enqueue(t, b, "email.send", []byte(`{"to":"c@example.com"}`), queue.Queue("cancels"))
+		do(t, ctx,
+			chromedp.Navigate(ts.url+"/queues/cancels?state=pending"),
+			chromedp.WaitVisible(chromedp.CSS(`button[data-action="cancel"]`)),
+		)
+		eval[bool](t, ctx, `(window.confirm = () => true, true)`)
+		do(t, ctx,
+			chromedp.Click(chromedp.CSS(`button[data-action="cancel"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`p.notice[role="status"]`)),
+		)
+		if got := text(`p.notice[role="status"]`); !strings.HasPrefix(got, "Task cancelled") {
+			t.Fatalf("notice %q", got)
+		}
+		got, err := b.GetTask(context.Background(), "cancels", task.ID)
+		if err != nil || got.State != queue.StateDead || len(got.Errors) != 1 || got.Errors[0].Kind != "cancelled" {
+			t.Fatalf("task after cancel: %+v %v", got, err)
+		}
+		if c := text(`span[data-queue="cancels"][data-state="dead"]`); c != "1" {
+			t.Fatalf("dead tab count %q", c)
+		}
+	})
+
+	t.Run("scheduled page shows the next fire time", func(t *testing.T) {
+		sched, err := queue.NewScheduler(b, queue.SchedulerConfig{PublishInterval: 100 * time.Millisecond, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sched.RegisterEntry(queue.Entry{Name: "hourly-report", Spec: "@hourly", Task: queue.NewTask("report.build", nil, queue.Queue("reports"))}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sched.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer sched.Shutdown(context.Background())
+		waitFor := func() {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				if es, err := ts.insp.Schedules(context.Background()); err == nil && len(es) == 1 {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the entry was not published")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		waitFor()
+		do(t, ctx, chromedp.Navigate(ts.url+"/schedules"), chromedp.WaitVisible(chromedp.CSS(`tr[data-entry-row="hourly-report"]`)))
+		next := text(`td[data-next="hourly-report"]`)
+		want := time.Now().UTC().Truncate(time.Hour).Add(time.Hour).Format("2006-01-02 15:04:05.000 UTC")
+		if !strings.HasPrefix(next, want) {
+			t.Fatalf("next fire %q, want %q", next, want)
+		}
+		// The relative time is kept current by the script.
+		poll(t, ctx, `document.querySelector('td[data-next="hourly-report"] [data-since]').textContent.indexOf("in ") === 0`, "relative next fire time not shown")
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -27,7 +28,7 @@ var staticFS embed.FS
 // templates holds one template set per page, each with the layout.
 type templates struct{ pages map[string]*template.Template }
 
-var pageNames = []string{"queues", "queue", "task", "login", "error"}
+var pageNames = []string{"queues", "queue", "task", "workers", "schedules", "login", "error"}
 
 func parseTemplates() (*templates, error) {
 	funcs := template.FuncMap{
@@ -36,10 +37,15 @@ func parseTemplates() (*templates, error) {
 		"preview":    previewBytes,
 		"since":      since,
 		"ts":         formatTime,
+		"iso":        func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 		"canRetry": func(st queue.State) bool {
 			return st == queue.StateDead || st == queue.StateRetry || st == queue.StateScheduled
 		},
 		"canDelete": func(st queue.State) bool { return st != queue.StateActive },
+		"canCancel": func(st queue.State) bool {
+			return st == queue.StatePending || st == queue.StateScheduled || st == queue.StateRetry || st == queue.StateActive
+		},
+		"join": strings.Join,
 		"lastError": func(t *queue.TaskInfo) string {
 			if n := len(t.Errors); n > 0 {
 				return truncate(t.Errors[n-1].Message, 160)
@@ -108,10 +114,12 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 // notices are the messages shown after an action (fixed texts: nothing
 // from the URL is reflected).
 var notices = map[string]string{
-	"retried": "Task moved to pending.",
-	"deleted": "Task deleted.",
-	"paused":  "Queue paused: workers take none of its tasks until it is resumed.",
-	"resumed": "Queue resumed.",
+	"retried":          "Task moved to pending.",
+	"cancelled":        "Task cancelled: it is dead, with error kind \"cancelled\".",
+	"cancel-requested": "Cancellation requested: the worker stops the task at its next lease renewal, and it ends dead with error kind \"cancelled\".",
+	"deleted":          "Task deleted.",
+	"paused":           "Queue paused: workers take none of its tasks until it is resumed.",
+	"resumed":          "Queue resumed.",
 }
 
 func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
@@ -137,8 +145,12 @@ func (s *Server) dashQueues(w http.ResponseWriter, r *http.Request) {
 			totals[st] += n
 		}
 	}
+	note := throughputNote
+	if s.stats {
+		note = exactNote
+	}
 	s.render(w, r, http.StatusOK, "queues", "Queues", map[string]any{
-		"Queues": qs, "Totals": totals, "Chart": s.tp != nil, "ChartNote": throughputNote,
+		"Queues": qs, "Totals": totals, "Chart": s.tp != nil || s.stats, "ChartNote": note,
 	})
 }
 
@@ -182,10 +194,40 @@ func (s *Server) dashTask(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "task", "Task "+t.ID, map[string]any{"Task": t})
 }
 
+// dashWorkers: GET /workers — the live workers and what they run.
+func (s *Server) dashWorkers(w http.ResponseWriter, r *http.Request) {
+	ws, err := s.insp.Workers(r.Context())
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	running := 0
+	for _, wk := range ws {
+		running += len(wk.Running)
+	}
+	s.render(w, r, http.StatusOK, "workers", "Workers", map[string]any{"Workers": ws, "Running": running})
+}
+
+// dashSchedules: GET /schedules — the periodic entries of running schedulers.
+func (s *Server) dashSchedules(w http.ResponseWriter, r *http.Request) {
+	es, err := s.insp.Schedules(r.Context())
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "schedules", "Scheduled", map[string]any{"Entries": es})
+}
+
 // dashAction runs a form action and redirects back to the page in "next".
 func (s *Server) dashAction(done string, fn func(r *http.Request) error) http.HandlerFunc {
+	return s.dashActionNotice(func(r *http.Request) (string, error) { return done, fn(r) })
+}
+
+// dashActionNotice is dashAction whose notice depends on the outcome.
+func (s *Server) dashActionNotice(fn func(r *http.Request) (string, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := fn(r); err != nil {
+		done, err := fn(r)
+		if err != nil {
 			s.renderError(w, r, err)
 			return
 		}
@@ -208,6 +250,15 @@ func (s *Server) routesDashboard(mux *http.ServeMux, guard func(http.Handler) ht
 	handle("GET /queues/{queue}/tasks/{id}", s.dashTask)
 	handle("POST /queues/{queue}/tasks/{id}/retry", s.dashAction("retried", func(r *http.Request) error {
 		return s.insp.RetryTask(r.Context(), r.PathValue("queue"), r.PathValue("id"))
+	}))
+	handle("GET /workers", s.dashWorkers)
+	handle("GET /schedules", s.dashSchedules)
+	handle("POST /queues/{queue}/tasks/{id}/cancel", s.dashActionNotice(func(r *http.Request) (string, error) {
+		was, err := s.insp.CancelTask(r.Context(), r.PathValue("queue"), r.PathValue("id"))
+		if was == queue.StateActive {
+			return "cancel-requested", err
+		}
+		return "cancelled", err
 	}))
 	handle("POST /queues/{queue}/tasks/{id}/delete", s.dashAction("deleted", func(r *http.Request) error {
 		return s.insp.DeleteTask(r.Context(), r.PathValue("queue"), r.PathValue("id"))

@@ -20,6 +20,9 @@ func (s *Server) routes() http.Handler {
 	api("DELETE /api/v1/tasks/{id}", s.apiDeleteTask)
 	api("GET /api/v1/tasks/{id}/result", s.apiResult)
 	api("POST /api/v1/tasks/{id}/retry", s.apiRetryTask)
+	api("POST /api/v1/tasks/{id}/cancel", s.apiCancelTask)
+	api("GET /api/v1/workers", s.apiWorkers)
+	api("GET /api/v1/schedules", s.apiSchedules)
 	api("GET /api/v1/queues", s.apiQueues)
 	api("GET /api/v1/queues/{queue}", s.apiQueue)
 	api("GET /api/v1/queues/{queue}/tasks", s.apiQueueTasks)
@@ -33,6 +36,9 @@ func (s *Server) routes() http.Handler {
 		"/api/v1/tasks/{id}":            "GET, DELETE",
 		"/api/v1/tasks/{id}/result":     "GET",
 		"/api/v1/tasks/{id}/retry":      "POST",
+		"/api/v1/tasks/{id}/cancel":     "POST",
+		"/api/v1/workers":               "GET",
+		"/api/v1/schedules":             "GET",
 		"/api/v1/queues":                "GET",
 		"/api/v1/queues/{queue}":        "GET",
 		"/api/v1/queues/{queue}/tasks":  "GET",

@@ -60,8 +60,10 @@ type Config struct {
 	MaxPayloadSize int
 	// MaxWait caps the wait of GET /api/v1/tasks/{id}/result. Default 60s.
 	MaxWait time.Duration
-	// SampleInterval is the throughput sampler's period; default 1s, the
-	// history kept is one hour of samples. Negative turns sampling off.
+	// SampleInterval is the throughput sampler's period, for brokers that
+	// keep no throughput counters (broker.StatsReader; both built-in
+	// brokers do, and then nothing is sampled); default 1s, the history
+	// kept is one hour of samples. Negative turns sampling off.
 	SampleInterval time.Duration
 	// Registry receives the server's metrics and is served at /metrics.
 	// Default: a new registry with the Go and process collectors.
@@ -83,6 +85,7 @@ type Server struct {
 	tmpl    *templates
 	secret  []byte // signs session cookies; new at every start
 	tp      *throughput
+	stats   bool // the broker counts throughput (broker.StatsReader)
 
 	enqueued *metrics.EnqueueCounter
 	requests *prometheus.CounterVec
@@ -141,7 +144,8 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, b: cfg.Broker, client: client, insp: queue.NewInspector(cfg.Broker),
 		log: cfg.Logger, tmpl: tmpl, secret: []byte(rand.Text() + rand.Text()),
 	}
-	if cfg.SampleInterval > 0 {
+	_, s.stats = cfg.Broker.(broker.StatsReader)
+	if cfg.SampleInterval > 0 && !s.stats {
 		s.tp = newThroughput(cfg.SampleInterval, int(time.Hour/cfg.SampleInterval))
 	}
 	if s.enqueued, err = metrics.NewEnqueueCounter(cfg.Registry, ""); err != nil {
@@ -200,7 +204,8 @@ func isLoopbackHost(host string) bool {
 // The throughput sampler only runs under Serve/ListenAndServe or Run.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Run runs the background work (the throughput sampler) until ctx ends.
+// Run runs the background work (the throughput sampler, for brokers
+// without counters) until ctx ends.
 // Serve and ListenAndServe call it; call it yourself when mounting Handler
 // in your own http.Server.
 func (s *Server) Run(ctx context.Context) {

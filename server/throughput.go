@@ -3,14 +3,20 @@ package server
 import (
 	"context"
 	"log/slog"
+	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/conqhq/conq/queue"
 )
 
-// throughputNote says what the chart's numbers are: the broker keeps no
-// counters of processed tasks, so they are estimated from its state counts.
+// exactNote says what the chart's numbers are with a broker that counts.
+const exactNote = "Counted by the broker per second: processed = tasks completed, failed = attempts that failed " +
+	"(retried or dead, expired leases and cancellations included)."
+
+// throughputNote says what the chart's numbers are when the broker keeps
+// no counters: they are estimated from its state counts.
 const throughputNote = "Estimated from the broker's counts, sampled by this server: processed = tasks newly in the " +
 	"completed state (only tasks enqueued with retention stay there; others are deleted on completion and not counted), " +
 	"failed = tasks newly dead. For exact rates scrape the workers' conq_tasks_processed_total and conq_tasks_failed_total."
@@ -100,13 +106,46 @@ type throughputView struct {
 	Processed       []*float64 `json:"processed"`
 	Failed          []*float64 `json:"failed"`
 	Note            string     `json:"note"`
+	// Source is "broker" for the broker's exact counters, "estimate" for
+	// the sampler's.
+	Source string `json:"source"`
+	Queue  string `json:"queue,omitempty"`
+}
+
+// maxThroughputMinutes is the longest range of GET /api/v1/throughput.
+const maxThroughputMinutes = 60
+
+// exactThroughput reads the broker's counters: per second, the last hour
+// (or ?minutes=N) up to the last whole second, of one queue or all.
+func (s *Server) exactThroughput(r *http.Request) (throughputView, error) {
+	q := r.URL.Query()
+	minutes := maxThroughputMinutes
+	if v := q.Get("minutes"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxThroughputMinutes {
+			return throughputView{}, badRequest("minutes=%q: want a number in 1..%d", v, maxThroughputMinutes)
+		}
+		minutes = n
+	}
+	end := s.cfg.Clock.Now().Truncate(time.Second)
+	ps, err := s.insp.Throughput(r.Context(), q.Get("queue"), end.Add(-time.Duration(minutes)*time.Minute), end)
+	if err != nil {
+		return throughputView{}, err
+	}
+	v := throughputView{IntervalSeconds: 1, End: end, Note: exactNote, Source: "broker", Queue: q.Get("queue"),
+		Processed: make([]*float64, len(ps)), Failed: make([]*float64, len(ps))}
+	for i, p := range ps {
+		pr, f := float64(p.Processed), float64(p.Failed)
+		v.Processed[i], v.Failed[i] = &pr, &f
+	}
+	return v, nil
 }
 
 func (t *throughput) snapshot() throughputView {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := len(t.processed)
-	v := throughputView{IntervalSeconds: t.interval.Seconds(), End: t.end, Note: throughputNote,
+	v := throughputView{IntervalSeconds: t.interval.Seconds(), End: t.end, Note: throughputNote, Source: "estimate",
 		Processed: make([]*float64, n), Failed: make([]*float64, n)}
 	per := t.interval.Seconds()
 	for i := range n {

@@ -144,6 +144,9 @@ func (e *BatchError) Unwrap() []error {
 	return errs
 }
 
+// DefaultListLimit is the page size of ListTasks when limit <= 0.
+const DefaultListLimit = 100
+
 // Broker stores tasks. All methods are safe for concurrent use and take ctx
 // first. Implementations take their clock from their config, so tests can
 // inject one.
@@ -170,8 +173,8 @@ type Broker interface {
 
 	// Complete finishes tasks; each must still hold its lease (else its
 	// item error is ErrLeaseLost). Completed tasks with Retention > 0 are
-	// kept with their result, others are deleted. Per-item errors come
-	// back as *BatchError.
+	// kept with their result and the attempt counted (Attempts+1), others
+	// are deleted. Per-item errors come back as *BatchError.
 	Complete(ctx context.Context, acks ...Ack) error
 
 	// Fail ends attempts with errors (Attempts+1, error appended), moving
@@ -205,7 +208,8 @@ type Broker interface {
 	// Queues lists known queues with counts per state.
 	Queues(ctx context.Context) ([]QueueInfo, error)
 
-	// ListTasks lists tasks of a queue in a state, oldest first.
+	// ListTasks lists tasks of a queue in a state, oldest first, from
+	// offset. limit <= 0 means DefaultListLimit; a negative offset is 0.
 	ListTasks(ctx context.Context, queue string, state State, offset, limit int) ([]*Task, error)
 
 	// DeleteTask deletes a task that is not active (ErrInvalidState).

@@ -9,7 +9,8 @@
 // Errors map onto the queue's retry rules:
 //
 //   - an error raised by the task (an exception in Python) fails the attempt
-//     with its type, message and traceback in the message; the error type
+//     with "Type: message" as its message and the traceback as its stack
+//     (a *queue.HandlerError wrapping a *TaskError); the error type
 //     "SkipRetry" (conq.TaskError("SkipRetry", msg) in Python) sends the
 //     task to dead at once, like queue.SkipRetry;
 //   - a task name the worker program does not know fails it with a
@@ -72,7 +73,8 @@ func mapError(ctx context.Context, t *queue.TaskInfo, err error) error {
 		if te.Type == unknownTaskType {
 			return &queue.UnknownKindError{Kind: t.Kind}
 		}
-		return &TaskError{Kind: t.Kind, Type: te.Type, Message: te.Message, Traceback: te.Traceback}
+		terr := &TaskError{Kind: t.Kind, Type: te.Type, Message: te.Message, Traceback: te.Traceback}
+		return &queue.HandlerError{Kind: "error", Message: te.Type + ": " + te.Message, Stack: strings.TrimSpace(te.Traceback), Err: terr}
 	}
 	if errors.Is(err, procpool.ErrPayloadTooLarge) {
 		// The same payload cannot fit next time either.
@@ -84,8 +86,8 @@ func mapError(ctx context.Context, t *queue.TaskInfo, err error) error {
 }
 
 // TaskError is an error raised by the task inside the worker program. Its
-// message carries the type, message and traceback, since that is what the
-// queue records for the attempt.
+// Error carries the type, message and traceback; the queue records the
+// traceback apart, as the attempt's stack (see mapError).
 type TaskError struct {
 	Kind      string
 	Type      string // e.g. "ValueError"

@@ -32,7 +32,8 @@ func TestMain(m *testing.M) {
 func serveTestWorker() {
 	worker.Handle("echo", func(_ context.Context, args []byte) ([]byte, error) { return args, nil })
 	worker.Handle("fail", func(_ context.Context, args []byte) ([]byte, error) {
-		return nil, &worker.Error{Type: "ValueError", Message: "bad value " + string(args)}
+		return nil, &worker.Error{Type: "ValueError", Message: "bad value " + string(args),
+			Traceback: "Traceback (most recent call last):\n  File \"tasks.py\", line 3, in fail\n"}
 	})
 	worker.Handle("skip", func(_ context.Context, _ []byte) ([]byte, error) {
 		return nil, &worker.Error{Type: procexec.SkipRetryType, Message: "hopeless"}
@@ -144,6 +145,10 @@ func TestTaskErrorCarriesTypeAndMessage(t *testing.T) {
 	last, _ := tf.Last()
 	if last.Kind != "error" || !strings.HasPrefix(last.Message, "ValueError: bad value 42") {
 		t.Fatalf("last error = %+v", last)
+	}
+	// The traceback is the attempt's stack, not part of its message.
+	if strings.Contains(last.Message, "Traceback") || !strings.HasPrefix(last.Stack, "Traceback (most recent call last)") || !strings.Contains(last.Stack, "in fail") {
+		t.Fatalf("message %q, stack %q", last.Message, last.Stack)
 	}
 }
 

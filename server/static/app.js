@@ -119,7 +119,94 @@
     }).catch(function () { /* the status line reports outages */ });
   }
 
-  // Forms that ask before submitting (delete).
+  // Workers page: rebuilt from /api/v1/workers (text only, no markup from
+  // the data).
+  var workersTable = document.getElementById("workers");
+  // ago renders a time relative to now, like the server's "since".
+  function ago(iso) {
+    var d = (Date.now() - Date.parse(iso)) / 1000;
+    if (!isFinite(d)) return "";
+    var future = d < 0;
+    if (future) d = -d;
+    var s;
+    if (d < 1) return "now";
+    if (d < 60) s = Math.floor(d) + "s";
+    else if (d < 3600) s = Math.floor(d / 60) + "m";
+    else if (d < 172800) s = Math.floor(d / 3600) + "h";
+    else s = Math.floor(d / 86400) + "d";
+    return future ? "in " + s : s + " ago";
+  }
+  // Relative times rendered by the server stay current.
+  if (document.querySelector("[data-since]")) {
+    setInterval(function () {
+      document.querySelectorAll("[data-since]").forEach(function (el) {
+        el.textContent = ago(el.getAttribute("data-since"));
+      });
+    }, 1000);
+  }
+  function cell(tr, text, cls) {
+    var td = document.createElement("td");
+    if (cls) td.className = cls;
+    td.textContent = text;
+    tr.appendChild(td);
+    return td;
+  }
+  function refreshWorkers() {
+    getJSON("/api/v1/workers").then(function (data) {
+      var ws = data.workers || [];
+      var tbody = workersTable.querySelector("tbody");
+      var rows = document.createDocumentFragment();
+      var running = 0;
+      ws.forEach(function (w) {
+        var tr = document.createElement("tr");
+        tr.setAttribute("data-worker-row", w.id);
+        cell(tr, w.id, "mono");
+        cell(tr, w.host, "mono");
+        cell(tr, String(w.pid), "num");
+        cell(tr, (w.queues || []).join(", "), "mono");
+        cell(tr, (w.running || []).length + "/" + w.concurrency, "num");
+        cell(tr, ago(w.started_at)).title = w.started_at;
+        cell(tr, ago(w.heartbeat_at)).title = w.heartbeat_at;
+        var ul = document.createElement("ul");
+        ul.className = "running";
+        (w.running || []).forEach(function (t) {
+          running++;
+          var li = document.createElement("li");
+          var a = document.createElement("a");
+          a.className = "mono";
+          a.href = "/queues/" + encodeURIComponent(t.queue) + "/tasks/" + encodeURIComponent(t.id);
+          a.setAttribute("data-running-task", t.id);
+          a.textContent = t.id;
+          var kind = document.createElement("span");
+          kind.className = "mono";
+          kind.textContent = " " + t.kind + " ";
+          var since = document.createElement("span");
+          since.className = "muted";
+          since.textContent = ago(t.started_at);
+          li.appendChild(a); li.appendChild(kind); li.appendChild(since);
+          ul.appendChild(li);
+        });
+        cell(tr, "").appendChild(ul);
+        rows.appendChild(tr);
+      });
+      tbody.replaceChildren(rows);
+      workersTable.hidden = ws.length === 0;
+      var empty = document.getElementById("workers-empty");
+      if (empty) empty.hidden = ws.length !== 0;
+      var n = document.getElementById("workers-count");
+      if (n) n.textContent = String(ws.length);
+      var r = document.getElementById("workers-running");
+      if (r) r.textContent = String(running);
+      setStatus("updated " + new Date().toLocaleTimeString(), false);
+    }).catch(function (err) {
+      setStatus("not updating: " + err.message, true);
+    });
+  }
+  if (workersTable) {
+    setInterval(refreshWorkers, period);
+  }
+
+  // Forms that ask before submitting (delete, cancel).
   document.querySelectorAll("form[data-confirm]").forEach(function (f) {
     f.addEventListener("submit", function (ev) {
       if (!window.confirm(f.getAttribute("data-confirm"))) ev.preventDefault();

@@ -41,6 +41,7 @@ type Broker struct {
 	readyCh  chan struct{} // made while someone waits in WaitReady
 
 	ext extState // unique locks, tick claims, limits (ext.go)
+	ops opsState // stats, workers, schedules (ops.go)
 }
 
 var _ broker.Broker = (*Broker)(nil)
@@ -77,6 +78,7 @@ type entry struct {
 	seq    uint64
 	done   chan struct{} // closed when the task ends (completed, dead, deleted)
 	unique string        // unique lock key held by the task, if any
+	cancel bool          // active and asked to cancel (Canceler)
 }
 
 type item struct {
@@ -121,6 +123,7 @@ func (b *Broker) setState(e *entry, st broker.State, now time.Time) {
 	}
 	if old == broker.StateActive {
 		delete(b.active, e)
+		e.cancel = false
 	}
 	e.t.State = st
 	e.q.counts[stateIndex[st]]++
@@ -353,20 +356,28 @@ func leaseLost(op string, ref broker.LeaseRef) error {
 
 // ExtendLeases implements broker.Broker.
 func (b *Broker) ExtendLeases(ctx context.Context, leases []broker.LeaseRef, lease time.Duration) ([]broker.LeaseRef, error) {
+	lost, _, err := b.ExtendLeasesCancel(ctx, leases, lease)
+	return lost, err
+}
+
+// ExtendLeasesCancel implements broker.Canceler.
+func (b *Broker) ExtendLeasesCancel(ctx context.Context, leases []broker.LeaseRef, lease time.Duration) (lost, cancelled []broker.LeaseRef, err error) {
 	if err := b.lock(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer b.mu.Unlock()
 	until := b.clock.Now().Add(lease)
-	var lost []broker.LeaseRef
 	for _, ref := range leases {
 		if e := b.leased(ref); e != nil {
 			e.t.LeaseUntil = until
+			if e.cancel {
+				cancelled = append(cancelled, ref)
+			}
 		} else {
 			lost = append(lost, ref)
 		}
 	}
-	return lost, nil
+	return lost, cancelled, nil
 }
 
 // batch runs fn for every item under the lock and gathers item errors.
@@ -399,6 +410,7 @@ func (b *Broker) Complete(ctx context.Context, acks ...broker.Ack) error {
 		if e == nil {
 			return leaseLost("complete", a.LeaseRef)
 		}
+		b.ops.count(e.q.name, now, 1, 0)
 		if e.t.Retention <= 0 {
 			b.remove(e)
 			return nil
@@ -420,16 +432,20 @@ func (b *Broker) Fail(ctx context.Context, failures ...broker.Failure) error {
 		if e == nil {
 			return leaseLost("fail", f.LeaseRef)
 		}
+		b.ops.count(e.q.name, now, 0, 1)
 		e.t.Attempts++
 		ae := f.Error
 		ae.Attempt = e.t.Attempts
 		if ae.At.IsZero() {
 			ae.At = now
 		}
+		if e.cancel && ae.Kind != broker.ErrorKindCancelled {
+			ae.Kind, ae.Message = broker.ErrorKindCancelled, "cancelled while running: "+ae.Message
+		}
 		e.t.Errors = append(e.t.Errors, ae)
 		clearLease(&e.t)
 		switch {
-		case f.Dead:
+		case f.Dead || e.cancel:
 			b.setState(e, broker.StateDead, now)
 		case f.RetryAt.After(now):
 			b.schedule(e, broker.StateRetry, f.RetryAt, now)
@@ -448,6 +464,11 @@ func (b *Broker) Requeue(ctx context.Context, leases ...broker.LeaseRef) error {
 			return leaseLost("requeue", leases[i])
 		}
 		clearLease(&e.t)
+		if e.cancel {
+			e.t.Errors = append(e.t.Errors, cancelError(e.t.Attempts, now, "cancelled while running; the worker gave the task back"))
+			b.setState(e, broker.StateDead, now)
+			return nil
+		}
 		b.setState(e, broker.StatePending, now)
 		return nil
 	})
@@ -486,15 +507,20 @@ func (b *Broker) Recover(ctx context.Context) (int, error) {
 		}
 	}
 	for _, e := range expired {
+		b.ops.count(e.q.name, now, 0, 1)
 		e.t.Attempts++
-		e.t.Errors = append(e.t.Errors, broker.AttemptError{
+		ae := broker.AttemptError{
 			Attempt: e.t.Attempts,
 			At:      now,
 			Kind:    "lease_expired",
 			Message: fmt.Sprintf("lease of worker %q expired at %s", e.t.WorkerID, e.t.LeaseUntil.Format(time.RFC3339Nano)),
-		})
+		}
+		if e.cancel {
+			ae.Kind, ae.Message = broker.ErrorKindCancelled, "cancelled while running; "+ae.Message
+		}
+		e.t.Errors = append(e.t.Errors, ae)
 		clearLease(&e.t)
-		if e.t.Attempts > e.t.MaxRetries {
+		if e.t.Attempts > e.t.MaxRetries || e.cancel {
 			b.setState(e, broker.StateDead, now)
 		} else {
 			b.setState(e, broker.StatePending, now)
@@ -617,8 +643,9 @@ func (b *Broker) ListTasks(ctx context.Context, queue string, state broker.State
 	if _, ok := stateIndex[state]; !ok {
 		return nil, fmt.Errorf("list tasks: unknown state %q", state)
 	}
-	if offset < 0 || limit < 0 {
-		return nil, fmt.Errorf("list tasks: negative offset %d or limit %d", offset, limit)
+	offset = max(offset, 0)
+	if limit <= 0 {
+		limit = broker.DefaultListLimit
 	}
 	if err := b.lock(ctx); err != nil {
 		return nil, err
@@ -639,7 +666,7 @@ func (b *Broker) ListTasks(ctx context.Context, queue string, state broker.State
 		return nil, nil
 	}
 	es = es[offset:]
-	if limit > 0 && limit < len(es) {
+	if limit < len(es) {
 		es = es[:limit]
 	}
 	out := make([]*broker.Task, len(es))

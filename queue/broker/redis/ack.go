@@ -21,7 +21,7 @@ func (b *Broker) Complete(ctx context.Context, acks ...broker.Ack) error {
 		refs[i] = acks[i].LeaseRef
 	}
 	head := []any{strconv.FormatInt(nanos(now), 10), strconv.FormatInt(millis(now), 10)}
-	calls, idx := b.groupLeases(refs, scriptComplete, head, func(i int) []any {
+	calls, idx := b.groupLeases(refs, scriptComplete, now, head, func(i int) []any {
 		return []any{acks[i].ID, strconv.FormatUint(acks[i].Token, 10), acks[i].Result}
 	})
 	if err := b.runScripts(ctx, calls, nil); err != nil {
@@ -43,8 +43,8 @@ func (b *Broker) Fail(ctx context.Context, failures ...broker.Failure) error {
 	for i := range failures {
 		refs[i] = failures[i].LeaseRef
 	}
-	head := []any{strconv.FormatInt(millis(now), 10)}
-	calls, idx := b.groupLeases(refs, scriptFail, head, func(i int) []any {
+	head := []any{strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while running")}
+	calls, idx := b.groupLeases(refs, scriptFail, now, head, func(i int) []any {
 		f := &failures[i]
 		at := int64(0)
 		if !f.RetryAt.IsZero() {
@@ -70,7 +70,9 @@ func (b *Broker) Requeue(ctx context.Context, leases ...broker.LeaseRef) error {
 	if len(leases) == 0 {
 		return nil
 	}
-	calls, idx := b.groupLeases(leases, scriptRequeue, nil, func(i int) []any {
+	now := b.cfg.Clock.Now()
+	head := []any{strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while running; the worker gave the task back")}
+	calls, idx := b.groupLeases(leases, scriptRequeue, now, head, func(i int) []any {
 		return []any{leases[i].ID, strconv.FormatUint(leases[i].Token, 10)}
 	})
 	if err := b.runScripts(ctx, calls, nil); err != nil {

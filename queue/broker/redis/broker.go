@@ -164,6 +164,16 @@ func (b *Broker) queueKeys(q string) []string { return b.keySet(q).all }
 // keysFor returns the KEYS of script s run on queue q.
 func (b *Broker) keysFor(s *script, q string) []string { return b.keySet(q).perScript[s.id] }
 
+// keysAt is keysFor plus, for scripts that count throughput, the stats key
+// of now's minute.
+func (b *Broker) keysAt(s *script, q string, now time.Time) []string {
+	keys := b.keysFor(s, q)
+	if !s.stats {
+		return keys
+	}
+	return append(keys[:len(keys):len(keys)], statsKey(b.cfg.Prefix, q, now.UnixMilli()/60000))
+}
+
 // knownQueues lists the queues of the prefix.
 func (b *Broker) knownQueues(ctx context.Context) ([]string, error) {
 	qs, err := b.rdb.SMembers(ctx, queuesKey(b.cfg.Prefix)).Result()

@@ -247,3 +247,9 @@ func decodeTask(queue, id string, msg, meta, errs, result any) (*broker.Task, er
 	}
 	return t, nil
 }
+
+// cancelRecord is the error record the scripts store for an attempt of a
+// task flagged for cancellation that a worker ended some other way.
+func cancelRecord(now time.Time, msg string) string {
+	return encodeError(broker.AttemptError{At: now, Kind: broker.ErrorKindCancelled, Message: msg}, now)
+}

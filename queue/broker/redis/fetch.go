@@ -139,30 +139,40 @@ func (b *Broker) WaitReady(ctx context.Context, queues []string, max time.Durati
 
 // ExtendLeases renews leases with one script call per queue, pipelined.
 func (b *Broker) ExtendLeases(ctx context.Context, leases []broker.LeaseRef, lease time.Duration) ([]broker.LeaseRef, error) {
+	lost, _, err := b.ExtendLeasesCancel(ctx, leases, lease)
+	return lost, err
+}
+
+// ExtendLeasesCancel implements broker.Canceler: ExtendLeases that also
+// reports renewed leases whose task is flagged for cancellation.
+func (b *Broker) ExtendLeasesCancel(ctx context.Context, leases []broker.LeaseRef, lease time.Duration) (lost, cancelled []broker.LeaseRef, err error) {
 	if err := b.check(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(leases) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	until := b.cfg.Clock.Now().Add(lease)
+	now := b.cfg.Clock.Now()
+	until := now.Add(lease)
 	head := []any{strconv.FormatInt(nanos(until), 10), strconv.FormatInt(millis(until), 10)}
-	calls, idx := b.groupLeases(leases, scriptExtend, head, func(i int) []any {
+	calls, idx := b.groupLeases(leases, scriptExtend, now, head, func(i int) []any {
 		return []any{leases[i].ID, strconv.FormatUint(leases[i].Token, 10)}
 	})
-	var lost []broker.LeaseRef
 	if len(calls) > 0 {
 		if err := b.runScripts(ctx, calls, nil); err != nil {
-			return nil, wrapErr("extend leases", err)
+			return nil, nil, wrapErr("extend leases", err)
 		}
 		for ci, c := range calls {
 			res, err := c.cmd.Int64Slice()
 			if err != nil {
-				return nil, wrapErr("extend leases", err)
+				return nil, nil, wrapErr("extend leases", err)
 			}
 			for _, k := range res {
-				if k >= 1 && int(k) <= len(idx[ci]) {
+				switch {
+				case k >= 1 && int(k) <= len(idx[ci]):
 					lost = append(lost, leases[idx[ci][k-1]])
+				case k <= -1 && int(-k) <= len(idx[ci]):
+					cancelled = append(cancelled, leases[idx[ci][-k-1]])
 				}
 			}
 		}
@@ -170,14 +180,14 @@ func (b *Broker) ExtendLeases(ctx context.Context, leases []broker.LeaseRef, lea
 	for _, i := range idx[len(calls)] { // invalid queue names
 		lost = append(lost, leases[i])
 	}
-	return lost, nil
+	return lost, cancelled, nil
 }
 
 // groupLeases builds one script call per queue and chunk for items of a
 // batch call: head is the call's leading ARGV, item(i) the arguments of
 // item i. It returns the calls and, for each call, the item indexes it
 // carries; the extra last index list holds items whose queue is invalid.
-func (b *Broker) groupLeases(refs []broker.LeaseRef, s *script, head []any, item func(i int) []any) ([]*scriptCall, [][]int) {
+func (b *Broker) groupLeases(refs []broker.LeaseRef, s *script, now time.Time, head []any, item func(i int) []any) ([]*scriptCall, [][]int) {
 	order := []string{}
 	byQueue := map[string][]int{}
 	var invalid []int
@@ -201,7 +211,7 @@ func (b *Broker) groupLeases(refs []broker.LeaseRef, s *script, head []any, item
 			for _, i := range part {
 				args = append(args, item(i)...)
 			}
-			calls = append(calls, &scriptCall{script: s, keys: b.keysFor(s, q), args: args})
+			calls = append(calls, &scriptCall{script: s, keys: b.keysAt(s, q, now), args: args})
 			idx = append(idx, part)
 		}
 	}

@@ -156,7 +156,7 @@ func (b *Broker) ListTasks(ctx context.Context, queue string, state broker.State
 		offset = 0
 	}
 	if limit <= 0 {
-		return nil, nil
+		limit = broker.DefaultListLimit
 	}
 	res, err := scriptList.Run(ctx, b.rdb, b.keysFor(scriptList, queue), ki+1, offset, limit).Slice()
 	if err != nil {

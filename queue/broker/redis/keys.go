@@ -2,6 +2,7 @@ package redis
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -26,6 +27,7 @@ const (
 	kLocks            // HASH unique key -> "taskID,expiryMs"
 	kTaskLocks        // HASH task ID -> unique key it took
 	kTicks            // HASH periodic entry key -> "tickMs,expiryMs"
+	kCancels          // HASH active task ID -> "1" while asked to cancel
 	numKeys
 )
 
@@ -33,7 +35,15 @@ var keySuffixes = [numKeys]string{
 	kPending: "pending", kScheduled: "scheduled", kRetry: "retry", kActive: "active",
 	kDead: "dead", kCompleted: "completed", kMsg: "msg", kMeta: "meta", kErrors: "errors",
 	kResults: "results", kPaused: "paused", kSeq: "seq", kNotify: "notify",
-	kLocks: "locks", kTaskLocks: "tasklocks", kTicks: "ticks",
+	kLocks: "locks", kTaskLocks: "tasklocks", kTicks: "ticks", kCancels: "cancels",
+}
+
+// statsKey is the hash of queue's throughput counters for the minute of
+// now: fields "p<unixSecond>" (processed) and "f<unixSecond>" (failed),
+// expiring after broker.StatsWindow. Scripts that count take it as K_STATS,
+// after their declared keys ("+stats" on the keys line).
+func statsKey(prefix, queue string, minute int64) string {
+	return prefix + ":{" + queue + "}:stats:" + strconv.FormatInt(minute, 10)
 }
 
 // queueKeys returns the keys of queue: "<prefix>:{<queue>}:<suffix>".

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"strconv"
+	"time"
 )
 
 // maintenanceLimit caps the tasks one maintenance script call moves, so a
@@ -11,7 +12,7 @@ const maintenanceLimit = 1000
 
 // sweep runs s on every known queue (pipelined) with args, repeating for
 // queues whose reply says there is more, and sums the counts.
-func (b *Broker) sweep(ctx context.Context, op string, s *script, args func() []any) (int, error) {
+func (b *Broker) sweep(ctx context.Context, op string, s *script, args func(now time.Time) []any) (int, error) {
 	if err := b.check(); err != nil {
 		return 0, err
 	}
@@ -22,9 +23,10 @@ func (b *Broker) sweep(ctx context.Context, op string, s *script, args func() []
 	total := 0
 	for len(queues) > 0 {
 		calls := make([]*scriptCall, len(queues))
-		a := args()
+		now := b.cfg.Clock.Now()
+		a := args(now)
 		for i, q := range queues {
-			calls[i] = &scriptCall{script: s, keys: b.keysFor(s, q), args: a}
+			calls[i] = &scriptCall{script: s, keys: b.keysAt(s, q, now), args: a}
 		}
 		if err := b.runScripts(ctx, calls, nil); err != nil {
 			return total, wrapErr(op, err)
@@ -54,23 +56,22 @@ func (b *Broker) sweep(ctx context.Context, op string, s *script, args func() []
 
 // Forward moves due scheduled and retry tasks to pending.
 func (b *Broker) Forward(ctx context.Context) (int, error) {
-	return b.sweep(ctx, "forward", scriptForward, func() []any {
-		return []any{strconv.FormatInt(millis(b.cfg.Clock.Now()), 10), maintenanceLimit}
+	return b.sweep(ctx, "forward", scriptForward, func(now time.Time) []any {
+		return []any{strconv.FormatInt(millis(now), 10), maintenanceLimit}
 	})
 }
 
 // Recover gives tasks with expired leases back to pending (or dead).
 func (b *Broker) Recover(ctx context.Context) (int, error) {
-	return b.sweep(ctx, "recover", scriptRecover, func() []any {
-		now := b.cfg.Clock.Now()
+	return b.sweep(ctx, "recover", scriptRecover, func(now time.Time) []any {
 		rec := `{"t":` + strconv.FormatInt(nanos(now), 10) + `,"k":"lease_expired","m":"lease expired"}`
-		return []any{strconv.FormatInt(millis(now), 10), maintenanceLimit, rec}
+		return []any{strconv.FormatInt(millis(now), 10), maintenanceLimit, rec, cancelRecord(now, "cancelled while running; lease expired")}
 	})
 }
 
 // Cleanup deletes completed tasks whose retention has passed.
 func (b *Broker) Cleanup(ctx context.Context) (int, error) {
-	return b.sweep(ctx, "cleanup", scriptCleanup, func() []any {
-		return []any{strconv.FormatInt(millis(b.cfg.Clock.Now()), 10), maintenanceLimit}
+	return b.sweep(ctx, "cleanup", scriptCleanup, func(now time.Time) []any {
+		return []any{strconv.FormatInt(millis(now), 10), maintenanceLimit}
 	})
 }

@@ -154,7 +154,14 @@ func TestHashTags(t *testing.T) {
 	if _, err := b.TakeToken(ctx, "kind.x", 10, 1); err != nil {
 		t.Fatal(err)
 	}
-	tag := regexp.MustCompile(`^` + regexp.QuoteMeta(p) + `:\{([^{}]+)\}:[a-z]+$`)
+	// Worker and scheduler records.
+	if err := b.Heartbeat(ctx, broker.WorkerInfo{ID: "w1"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PublishEntries(ctx, "s1", []broker.ScheduleEntry{{Name: "e"}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	tag := regexp.MustCompile(`^` + regexp.QuoteMeta(p) + `:\{([^{}]+)\}:[a-z]+(:\d+)?$`)
 	keys, err := c.Keys(ctx, p+":*").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +177,7 @@ func TestHashTags(t *testing.T) {
 		}
 		seen[m[1]] = true
 	}
-	if len(seen) != 4 || !seen["limit:kind.x"] || len(keys) < 3*10 {
+	if len(seen) != 6 || !seen["limit:kind.x"] || !seen["workers"] || !seen["schedulers"] || len(keys) < 3*10 {
 		t.Fatalf("keys %v", keys)
 	}
 }

@@ -34,12 +34,14 @@ var (
 	scriptDelete   = mustScript("delete")
 	scriptRetry    = mustScript("retry")
 	scriptResume   = mustScript("resume")
+	scriptCancel   = mustScript("cancel")
 
 	scriptEnqueueUnique = mustScript("enqueue_unique")
 	scriptClaimTick     = mustScript("claim_tick")
 	scriptSlotAcquire   = mustScript("slot_acquire")
 	scriptSlotExtend    = mustScript("slot_extend")
 	scriptTokenTake     = mustScript("token_take")
+	scriptRegistryList  = mustScript("registry_list")
 )
 
 // script is a Lua script and the queue keys it takes, in KEYS order.
@@ -49,6 +51,7 @@ type script struct {
 	src   string
 	id    int   // index in allScripts
 	slots []int // indexes into queueKeys; nil for standalone scripts
+	stats bool  // takes the queue's stats key (statsKey) after its slots
 }
 
 // allScripts holds every script, for loadScripts and the per-queue cache
@@ -69,6 +72,10 @@ func mustScript(name string) *script {
 	case strings.HasPrefix(first, "--! keys: "):
 		declared := map[int]int{} // slot -> KEYS position
 		for _, name := range strings.Fields(strings.TrimPrefix(first, "--! keys: ")) {
+			if name == "+stats" {
+				s.stats = true
+				continue
+			}
 			slot := slices.Index(keySuffixes[:], name)
 			if slot < 0 {
 				panic(fmt.Sprintf("scripts/%s.lua: unknown key %q", s.name, name))
@@ -82,6 +89,11 @@ func mustScript(name string) *script {
 			} else {
 				fmt.Fprintf(&src, "local K_%s\n", strings.ToUpper(suffix))
 			}
+		}
+		if s.stats {
+			fmt.Fprintf(&src, "local K_STATS = KEYS[%d]\n", len(s.slots)+1)
+		} else {
+			src.WriteString("local K_STATS\n")
 		}
 		common, err := scriptFS.ReadFile("scripts/common.lua")
 		if err != nil {

@@ -16,7 +16,10 @@ const maxBatch = 1000
 
 // Extender renews, in one batched call every Interval, the leases of every
 // task added to it, and cancels the task's context (with cause
-// broker.ErrLeaseLost) when the broker reports the lease lost.
+// broker.ErrLeaseLost) when the broker reports the lease lost. With a
+// broker.Canceler it also cancels, with cause broker.ErrTaskCancelled, the
+// contexts of tasks flagged for cancellation, and keeps renewing their
+// leases until they are removed, so the worker can record the attempt.
 type Extender struct {
 	Broker   broker.Broker
 	Lease    time.Duration
@@ -24,20 +27,26 @@ type Extender struct {
 	Logger   *slog.Logger
 
 	mu     sync.Mutex
-	leases map[broker.LeaseRef]context.CancelCauseFunc
+	leases map[broker.LeaseRef]*held
 
 	once   sync.Once
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// Add tracks ref; cancel is called if its lease is lost.
+type held struct {
+	cancel    context.CancelCauseFunc
+	cancelled bool // told to cancel already
+}
+
+// Add tracks ref; cancel is called if its lease is lost or its task
+// cancelled.
 func (e *Extender) Add(ref broker.LeaseRef, cancel context.CancelCauseFunc) {
 	e.mu.Lock()
 	if e.leases == nil {
-		e.leases = make(map[broker.LeaseRef]context.CancelCauseFunc)
+		e.leases = make(map[broker.LeaseRef]*held)
 	}
-	e.leases[ref] = cancel
+	e.leases[ref] = &held{cancel: cancel}
 	e.mu.Unlock()
 }
 
@@ -90,20 +99,40 @@ func (e *Extender) loop(ctx context.Context) {
 // ExtendOnce renews every tracked lease now.
 func (e *Extender) ExtendOnce(ctx context.Context) error {
 	refs := e.Held()
+	canceler, _ := e.Broker.(broker.Canceler)
 	for len(refs) > 0 {
 		n := min(len(refs), maxBatch)
-		lost, err := e.Broker.ExtendLeases(ctx, refs[:n], e.Lease)
+		var lost, cancelled []broker.LeaseRef
+		var err error
+		if canceler != nil {
+			lost, cancelled, err = canceler.ExtendLeasesCancel(ctx, refs[:n], e.Lease)
+		} else {
+			lost, err = e.Broker.ExtendLeases(ctx, refs[:n], e.Lease)
+		}
 		if err != nil {
 			return err
 		}
 		for _, ref := range lost {
 			e.mu.Lock()
-			cancel, ok := e.leases[ref]
+			h, ok := e.leases[ref]
 			delete(e.leases, ref)
 			e.mu.Unlock()
 			if ok {
 				e.Logger.Warn("queue: task lease lost; cancelling its handler", "queue", ref.Queue, "task_id", ref.ID)
-				cancel(broker.ErrLeaseLost)
+				h.cancel(broker.ErrLeaseLost)
+			}
+		}
+		for _, ref := range cancelled {
+			e.mu.Lock()
+			h, ok := e.leases[ref]
+			first := ok && !h.cancelled
+			if first {
+				h.cancelled = true
+			}
+			e.mu.Unlock()
+			if first {
+				e.Logger.Info("queue: task cancelled; cancelling its handler", "queue", ref.Queue, "task_id", ref.ID)
+				h.cancel(broker.ErrTaskCancelled)
 			}
 		}
 		refs = refs[n:]

@@ -80,3 +80,47 @@ func TestExtendsInOneCallAndCancelsLost(t *testing.T) {
 		t.Fatal("the loop stopped after broker errors")
 	}
 }
+
+func TestCancelledTaskStaysLeased(t *testing.T) {
+	ctx := context.Background()
+	clock := brokertest.NewManualClock(time.Time{})
+	mem := memory.New(memory.Config{Clock: clock})
+	defer mem.Close()
+	for _, id := range []string{"a", "b"} {
+		if err := mem.Enqueue(ctx, &broker.Task{ID: id, Kind: "k", Queue: "q"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts, err := mem.Fetch(ctx, []string{"q"}, 2, time.Minute, "w")
+	if err != nil || len(ts) != 2 {
+		t.Fatal(ts, err)
+	}
+	e := &Extender{Broker: mem, Lease: time.Minute, Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	ctxs := map[string]context.Context{}
+	calls := map[string]int{}
+	for _, task := range ts {
+		c, cancel := context.WithCancelCause(ctx)
+		ctxs[task.ID] = c
+		id := task.ID
+		e.Add(broker.LeaseRef{Queue: "q", ID: id, Token: task.Token}, func(err error) { calls[id]++; cancel(err) })
+	}
+	if _, err := mem.CancelTask(ctx, "q", "a"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		clock.Advance(30 * time.Second)
+		if err := e.ExtendOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !errors.Is(context.Cause(ctxs["a"]), broker.ErrTaskCancelled) || ctxs["b"].Err() != nil || calls["a"] != 1 {
+		t.Fatalf("causes: a=%v (%d calls) b=%v", context.Cause(ctxs["a"]), calls["a"], context.Cause(ctxs["b"]))
+	}
+	// Still tracked and renewed, so the worker can record the attempt.
+	if len(e.Held()) != 2 {
+		t.Fatalf("held %v", e.Held())
+	}
+	if got, _ := mem.GetTask(ctx, "q", "a"); got.State != broker.StateActive || !got.LeaseUntil.Equal(clock.Now().Add(time.Minute)) {
+		t.Fatalf("cancelled task %s, lease %v", got.State, got.LeaseUntil)
+	}
+}

@@ -123,3 +123,24 @@ local function store(id, msg, meta, score)
     zadd(K_SCHEDULED, {score, id})
   end
 end
+
+-- stat adds n to counter c ('p' processed, 'f' failed) of the second of
+-- nowMs in the queue's stats hash of the minute (Go names it), kept
+-- 70 minutes (broker.StatsWindow). One HINCRBY per call, not per task.
+local function stat(c, n, nowMs)
+  if n <= 0 then return end
+  redis.call('HINCRBY', K_STATS, c .. string.format('%d', math.floor(tonumber(nowMs) / 1000)), n)
+  redis.call('EXPIRE', K_STATS, 4200)
+end
+
+-- uncancel drops the cancel flags of tasks whose attempt ends. Free when
+-- nothing is flagged.
+local function uncancel(ids)
+  if #ids == 0 or redis.call('HLEN', K_CANCELS) == 0 then return end
+  chunked('HDEL', K_CANCELS, ids)
+end
+
+-- flagged reports whether a task is flagged for cancellation.
+local function flagged(id)
+  return redis.call('HLEN', K_CANCELS) > 0 and redis.call('HEXISTS', K_CANCELS, id) == 1
+end

@@ -1,7 +1,7 @@
---! keys: meta active msg errors results completed tasklocks locks
+--! keys: meta active msg errors results completed tasklocks locks cancels +stats
 -- Complete: ARGV nowNs, nowMs, then (id, token, result) triples. Tasks with
 -- a retention are kept until nowMs + retention, others deleted. Reply: per
--- item 0 done, 1 lease lost.
+-- item 0 done, 1 lease lost. The attempt counts (Attempts+1) on kept tasks.
 local now, nowMs = ARGV[1], tonumber(ARGV[2])
 local n = (#ARGV - 2) / 3
 local ids = {}
@@ -22,7 +22,7 @@ for i = 1, n do
     ret = tonumber(ret)
     if ret > 0 then
       local m = parse(v)
-      m.s, m.ca, m.lu, m.w = 'c', now, '0', ''
+      m.s, m.a, m.ca, m.lu, m.w = 'c', m.a + 1, now, '0', ''
       keep[#keep + 1] = id
       keep[#keep + 1] = fmt(m)
       local res = ARGV[3 * i + 2]
@@ -42,6 +42,8 @@ end
 if #done > 0 then
   chunked('ZREM', K_ACTIVE, done)
   unlock(done)
+  uncancel(done)
+  stat('p', #done, nowMs)
 end
 if #gone > 0 then
   chunked('HDEL', K_MSG, gone)

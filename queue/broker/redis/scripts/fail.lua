@@ -1,21 +1,29 @@
---! keys: meta errors active dead retry pending notify tasklocks locks
--- Fail: ARGV nowMs, then (id, token, errorRecord, retryAtMs, dead) runs.
--- retryAtMs <= nowMs means pending at once. Reply: per item 0 done, 1
--- lease lost.
+--! keys: meta errors active dead retry pending notify tasklocks locks cancels +stats
+-- Fail: ARGV nowMs, cancelRecord, then (id, token, errorRecord, retryAtMs,
+-- dead) runs. retryAtMs <= nowMs means pending at once. A task flagged for
+-- cancellation goes dead, with cancelRecord unless the worker's error is
+-- already of kind cancelled. Reply: per item 0 done, 1 lease lost.
 local nowMs = tonumber(ARGV[1])
 local out = {}
-local woke = 0
-for i = 2, #ARGV, 5 do
+local woke, failed = 0, 0
+for i = 3, #ARGV, 5 do
   local id = ARGV[i]
   local m = parse(redis.call('HGET', K_META, id))
   if not m or m.s ~= 'a' or m.tk ~= ARGV[i + 1] then
     out[#out + 1] = 1
   else
     m.a = m.a + 1
-    appendError(id, m.a, ARGV[i + 2])
+    failed = failed + 1
+    local rec, dead = ARGV[i + 2], ARGV[i + 4] == '1'
+    if flagged(id) then
+      redis.call('HDEL', K_CANCELS, id)
+      dead = true
+      if not string.find(rec, '"k":"cancelled"', 1, true) then rec = ARGV[2] end
+    end
+    appendError(id, m.a, rec)
     redis.call('ZREM', K_ACTIVE, id)
     local at = tonumber(ARGV[i + 3])
-    if ARGV[i + 4] == '1' then
+    if dead then
       m.s = 'd'
       zadd(K_DEAD, {nowMs, id})
       unlock({id})
@@ -33,4 +41,5 @@ for i = 2, #ARGV, 5 do
   end
 end
 if woke > 0 then notify(woke) end
+stat('f', failed, nowMs)
 return out

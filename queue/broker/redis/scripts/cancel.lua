@@ -1,0 +1,33 @@
+--! keys: meta msg pending scheduled retry dead errors active cancels tasklocks locks
+-- Cancel: ARGV id, nowMs, errorRecord. A pending, scheduled or retry task
+-- goes dead with errorRecord (Attempts unchanged); an active one is
+-- flagged in cancels. Reply: the state letter the task was in, -1 not
+-- found, or -2 (with the letter) for dead and completed tasks.
+local id, nowMs, rec = ARGV[1], ARGV[2], ARGV[3]
+local m = parse(redis.call('HGET', K_META, id))
+if not m then
+  -- No meta: a fresh pending task, or nothing.
+  local msg = redis.call('HGET', K_MSG, id)
+  if not msg then return {-1, ''} end
+  local mr, ret = string.match(msg, '^([^,]*),([^,]*),')
+  m = {s = 'p', a = 0, mr = tonumber(mr), ret = ret, tk = '0', lu = '0', sa = '0', ca = '0', w = ''}
+end
+local was = m.s
+if was == 'a' then
+  redis.call('HSET', K_CANCELS, id, '1')
+  return {0, was}
+end
+if was == 'p' then
+  redis.call('LREM', K_PENDING, 1, id)
+elseif was == 's' or was == 'r' then
+  local key = ({s = K_SCHEDULED, r = K_RETRY})[was]
+  redis.call('ZREM', key, id)
+else
+  return {-2, was}
+end
+appendError(id, m.a, rec)
+m.s = 'd'
+redis.call('HSET', K_META, id, fmt(m))
+zadd(K_DEAD, {nowMs, id})
+unlock({id})
+return {0, was}
