@@ -187,7 +187,7 @@ func runEnqueue(ctx context.Context, o enqueueOptions, stdin io.Reader, stdout, 
 		_, err := fmt.Fprintln(stdout, info.ID)
 		return err
 	}
-	return waitResult(ctx, client, info, o, stdout)
+	return waitResult(ctx, client, info, o, stdout, stderr)
 }
 
 // validateTasks runs tasks through a client on a scratch memory broker,
@@ -280,7 +280,7 @@ func enqueuedJSON(t *queue.TaskInfo) enqueuedTask {
 }
 
 // waitResult waits for the task and prints its result or its failure.
-func waitResult(ctx context.Context, c *queue.Client, info *queue.TaskInfo, o enqueueOptions, stdout io.Writer) error {
+func waitResult(ctx context.Context, c *queue.Client, info *queue.TaskInfo, o enqueueOptions, stdout, stderr io.Writer) error {
 	if o.waitTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.waitTimeout)
@@ -293,6 +293,10 @@ func waitResult(ctx context.Context, c *queue.Client, info *queue.TaskInfo, o en
 	case errors.As(err, &tf):
 		if o.json {
 			_ = writeJSON(stdout, map[string]any{"id": info.ID, "state": queue.StateDead, "attempts": tf.Attempts, "errors": tf.Errors})
+		} else if last, ok := tf.Last(); ok && last.Stack != "" {
+			// The traceback (a Python worker's, or a Go panic's stack) is
+			// what a user needs first; the error line follows it.
+			fmt.Fprintln(stderr, strings.TrimRight(last.Stack, "\n"))
 		}
 		return &ExitError{Code: 1, Err: err}
 	case errors.Is(err, context.DeadlineExceeded) && o.waitTimeout > 0:

@@ -115,11 +115,15 @@ func TestWorkerPython(t *testing.T) {
 		t.Fatalf("add on other: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	r := enqueue("--kind", "boom", "--payload", `[1]`, "--retries", "1")
-	if r.code != 1 || !strings.Contains(r.stderr, "ValueError: cannot frobnicate [1]") || strings.Contains(r.stderr, "Traceback") || !strings.Contains(r.stderr, "after 2 attempt") {
+	if r.code != 1 || !strings.Contains(r.stderr, "ValueError: cannot frobnicate [1]") || !strings.Contains(r.stderr, "Traceback") || !strings.Contains(r.stderr, "after 2 attempt") {
 		t.Fatalf("boom: exit %d, stderr %q", r.code, r.stderr)
 	}
-	// The traceback is recorded as the attempt's stack, not in its message.
-	boomID := strings.Fields(strings.TrimPrefix(r.stderr, "conq: task "))[0]
+	// The traceback is recorded as the attempt's stack, not in its message;
+	// --wait prints it before the error line.
+	if tb, line := strings.Index(r.stderr, "Traceback"), strings.Index(r.stderr, "conq: task "); tb < 0 || line < tb {
+		t.Fatalf("boom: want the traceback before the error line, stderr %q", r.stderr)
+	}
+	boomID := strings.Fields(r.stderr[strings.Index(r.stderr, "conq: task ")+len("conq: task "):])[0]
 	var boom struct {
 		Errors []queue.AttemptError `json:"errors"`
 	}
