@@ -242,3 +242,54 @@ func TestServe(t *testing.T) {
 		t.Fatal("Serve on a bad address succeeded")
 	}
 }
+
+func TestQueueCollectorWorkers(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Config{})
+	defer b.Close()
+	w, err := queue.NewWorker(b, queue.WorkerConfig{Concurrency: 3, HeartbeatInterval: 20 * time.Millisecond, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	w.HandleFunc("block", func(ctx context.Context, _ *queue.TaskInfo) ([]byte, error) {
+		<-release
+		return nil, nil
+	})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown(ctx)
+	defer close(release)
+	c, err := queue.NewClient(b, queue.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Enqueue(ctx, queue.NewTask("block", nil)); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewQueueCollector(queue.NewInspector(b), QueueCollectorConfig{Logger: quiet()}))
+	want := `
+# HELP conq_workers Live workers: those whose last heartbeat has not expired.
+# TYPE conq_workers gauge
+conq_workers 1
+# HELP conq_worker_slots Concurrency of the live workers, summed: tasks they can run at once.
+# TYPE conq_worker_slots gauge
+conq_worker_slots 3
+# HELP conq_worker_tasks_running Tasks the live workers reported running in their last heartbeat.
+# TYPE conq_worker_tasks_running gauge
+conq_worker_tasks_running 1
+`
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := testutil.GatherAndCompare(reg, strings.NewReader(want), "conq_workers", "conq_worker_slots", "conq_worker_tasks_running")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

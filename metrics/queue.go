@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -15,6 +16,12 @@ import (
 // broker.Broker have it.
 type QueueLister interface {
 	Queues(ctx context.Context) ([]queue.QueueInfo, error)
+}
+
+// WorkerLister is optional in a QueueCollector's source: *queue.Inspector
+// has it, over brokers that keep a worker registry.
+type WorkerLister interface {
+	Workers(ctx context.Context) ([]queue.WorkerInfo, error)
 }
 
 // QueueCollectorConfig configures a QueueCollector.
@@ -34,12 +41,19 @@ type QueueCollectorConfig struct {
 //	conq_queue_paused{queue}       1 if the queue is paused
 //	conq_broker_up                 1 if the last listing succeeded
 //	conq_broker_scrape_duration_seconds
+//
+// and, when the source is also a WorkerLister with a worker registry:
+//
+//	conq_workers                   live workers (heartbeat not expired)
+//	conq_worker_slots              their concurrency, summed
+//	conq_worker_tasks_running      tasks they are running
 type QueueCollector struct {
 	src     QueueLister
 	timeout time.Duration
 	log     *slog.Logger
 
-	tasks, paused, up, dur *prometheus.Desc
+	tasks, paused, up, dur  *prometheus.Desc
+	workers, slots, running *prometheus.Desc
 }
 
 // NewQueueCollector returns a collector over src; register it with
@@ -57,10 +71,13 @@ func NewQueueCollector(src QueueLister, cfg QueueCollectorConfig) *QueueCollecto
 	}
 	return &QueueCollector{
 		src: src, timeout: cfg.Timeout, log: cfg.Logger,
-		tasks:  prometheus.NewDesc(ns+"_queue_tasks", "Tasks in the queue by state, read from the broker at scrape time.", []string{"queue", "state"}, nil),
-		paused: prometheus.NewDesc(ns+"_queue_paused", "1 if the queue is paused (workers take none of its tasks).", []string{"queue"}, nil),
-		up:     prometheus.NewDesc(ns+"_broker_up", "1 if the broker answered the last scrape's queue listing.", nil, nil),
-		dur:    prometheus.NewDesc(ns+"_broker_scrape_duration_seconds", "Time the broker took to list the queues for this scrape.", nil, nil),
+		tasks:   prometheus.NewDesc(ns+"_queue_tasks", "Tasks in the queue by state, read from the broker at scrape time.", []string{"queue", "state"}, nil),
+		paused:  prometheus.NewDesc(ns+"_queue_paused", "1 if the queue is paused (workers take none of its tasks).", []string{"queue"}, nil),
+		up:      prometheus.NewDesc(ns+"_broker_up", "1 if the broker answered the last scrape's queue listing.", nil, nil),
+		dur:     prometheus.NewDesc(ns+"_broker_scrape_duration_seconds", "Time the broker took to list the queues for this scrape.", nil, nil),
+		workers: prometheus.NewDesc(ns+"_workers", "Live workers: those whose last heartbeat has not expired.", nil, nil),
+		slots:   prometheus.NewDesc(ns+"_worker_slots", "Concurrency of the live workers, summed: tasks they can run at once.", nil, nil),
+		running: prometheus.NewDesc(ns+"_worker_tasks_running", "Tasks the live workers reported running in their last heartbeat.", nil, nil),
 	}
 }
 
@@ -70,6 +87,11 @@ func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.paused
 	ch <- c.up
 	ch <- c.dur
+	if _, ok := c.src.(WorkerLister); ok {
+		ch <- c.workers
+		ch <- c.slots
+		ch <- c.running
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -95,6 +117,31 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, p, q.Name)
 	}
+	c.collectWorkers(ctx, ch)
+}
+
+// collectWorkers reports the worker registry, if the source has one; a
+// broker without a registry (queue.ErrUnsupported) reports nothing.
+func (c *QueueCollector) collectWorkers(ctx context.Context, ch chan<- prometheus.Metric) {
+	wl, ok := c.src.(WorkerLister)
+	if !ok {
+		return
+	}
+	ws, err := wl.Workers(ctx)
+	if err != nil {
+		if !errors.Is(err, queue.ErrUnsupported) {
+			c.log.Warn("metrics: listing workers for a scrape failed", "err", err)
+		}
+		return
+	}
+	slots, running := 0, 0
+	for _, w := range ws {
+		slots += w.Concurrency
+		running += len(w.Running)
+	}
+	ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(len(ws)))
+	ch <- prometheus.MustNewConstMetric(c.slots, prometheus.GaugeValue, float64(slots))
+	ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, float64(running))
 }
 
 // EnqueueCounter counts tasks enqueued by a producer:
