@@ -48,6 +48,9 @@ try:
     c.result("no-such-task", timeout=1)
 except NotFoundError as e:
     out["missing"] = e.status
+was, t = c.cancel(slow)
+out["cancel"] = [was, t["state"], t["errors"][-1]["kind"]]
+out["workers"] = sum(w["concurrency"] for w in c.workers())
 out["queues"] = sorted(q["name"] for q in c.queues())
 print(json.dumps(out))
 `
@@ -99,19 +102,22 @@ func TestPythonClientEndToEnd(t *testing.T) {
 		t.Fatalf("python3: %v\nstderr:\n%s", err, stderr.String())
 	}
 	var got struct {
-		Sum     int    `json:"sum"`
-		Dup     string `json:"dup"`
-		Many    []int  `json:"many"`
-		Fail    any    `json:"fail"`
-		Timeout string `json:"timeout"`
-		Missing int    `json:"missing"`
+		Sum     int      `json:"sum"`
+		Dup     string   `json:"dup"`
+		Many    []int    `json:"many"`
+		Fail    any      `json:"fail"`
+		Timeout string   `json:"timeout"`
+		Missing int      `json:"missing"`
+		Cancel  []string `json:"cancel"`
+		Workers int      `json:"workers"`
 		Queues  []string
 	}
 	if err := json.Unmarshal(stdout, &got); err != nil {
 		t.Fatalf("script output %q: %v\nstderr:\n%s", stdout, err, stderr.String())
 	}
 	if got.Sum != 42 || got.Dup != "duplicate_id" || fmt.Sprint(got.Many) != "[0 2 4 6 8]" ||
-		got.Timeout != "TimeoutError" || got.Missing != 404 || strings.Join(got.Queues, ",") != "e2e,e2e-paused" {
+		got.Timeout != "TimeoutError" || got.Missing != 404 || strings.Join(got.Queues, ",") != "e2e,e2e-paused" ||
+		strings.Join(got.Cancel, ",") != "pending,dead,cancelled" || got.Workers != 4 {
 		t.Fatalf("script output: %s", stdout)
 	}
 	fail, _ := got.Fail.(map[string]any)

@@ -317,6 +317,22 @@ class Client(object):
         _, body = self._request("POST", "/api/v1/tasks/%s/retry" % self._id(task_id), query={"queue": queue})
         return body
 
+    def cancel(self, task_id, queue=None):
+        """Cancel a task: a waiting one goes to dead (kind "cancelled") at once,
+        a running one is asked to stop. Returns (state it was in, task)."""
+        _, body = self._request("POST", "/api/v1/tasks/%s/cancel" % self._id(task_id), query={"queue": queue})
+        return body["was"], body["task"]
+
+    def workers(self):
+        """The live workers, with their queues, concurrency and running tasks."""
+        _, body = self._request("GET", "/api/v1/workers")
+        return body["workers"]
+
+    def schedules(self):
+        """The periodic entries published by the running schedulers."""
+        _, body = self._request("GET", "/api/v1/schedules")
+        return body["schedules"]
+
     def delete(self, task_id, queue=None):
         """Delete a task that is not running (ConflictError if it is)."""
         self._request("DELETE", "/api/v1/tasks/" + self._id(task_id), query={"queue": queue})

@@ -194,6 +194,16 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(self.api.requests[-1]["query"]["queue"], ["default"])
         self.assertIsNone(self.c.delete("A"))
 
+    def test_cancel_workers_schedules(self):
+        self.api.routes[("POST", "/api/v1/tasks/A/cancel")] = lambda q, b: (200, {"was": "pending", "task": task("A")})
+        self.api.routes[("GET", "/api/v1/workers")] = lambda q, b: (200, {"workers": [{"id": "h:1:x", "concurrency": 4, "running": []}]})
+        self.api.routes[("GET", "/api/v1/schedules")] = lambda q, b: (200, {"schedules": [{"name": "nightly", "spec": "0 3 * * *"}]})
+        was, t = self.c.cancel("A", queue="default")
+        self.assertEqual((was, t["id"]), ("pending", "A"))
+        self.assertEqual(self.api.requests[-1]["query"]["queue"], ["default"])
+        self.assertEqual(self.c.workers()[0]["concurrency"], 4)
+        self.assertEqual(self.c.schedules()[0]["name"], "nightly")
+
     def test_unreachable_server(self):
         c = Client("http://127.0.0.1:1", timeout=2)
         with self.assertRaises(ServerUnavailable) as cm:
