@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the numbers in docs/benchmarks-procpool.md. Run from anywhere;
+# Reproduces the numbers in docs/benchmarks.md. Run from anywhere;
 # REPS (default 3) sets the repetitions. Runs alternate between the things
 # compared so that load from elsewhere hits both alike.
 set -euo pipefail

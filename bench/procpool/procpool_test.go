@@ -1,7 +1,7 @@
 // Package procpool benchmarks conq's process pool: round trips of no-op
 // tasks to Go and Python workers and large-argument throughput. The Python
 // multiprocessing baselines are bench/python/mp_*.py; numbers and commands
-// are in docs/benchmarks-procpool.md.
+// are in docs/benchmarks.md.
 package procpool
 
 import (

@@ -22,7 +22,7 @@ import (
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
 
-// How to run (the numbers in docs/benchmarks-queue.md):
+// How to run (the numbers in docs/benchmarks.md):
 //
 //	source scripts/redis.sh; redis_start
 //	cd bench && go test -run '^$' -bench 'Redis' -benchtime 1x ./queue/
