@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
-	redisbroker "github.com/conqhq/conq/queue/broker/redis"
+	"github.com/conqhq/conq/internal/testenv"
 )
 
 // queueTestRedis returns the private test Redis URL and gives the test its
@@ -22,39 +19,10 @@ import (
 // fails under CI / CONQ_REQUIRE_SERVERS.
 func queueTestRedis(t *testing.T) (url, prefix string) {
 	t.Helper()
-	url = os.Getenv("CONQ_TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") != "" || os.Getenv("CONQ_REQUIRE_SERVERS") != "" {
-			t.Fatal("CONQ_TEST_REDIS_URL is not set; start a private server with `source scripts/redis.sh; redis_start` (or run make test)")
-		}
-		t.Skip("CONQ_TEST_REDIS_URL is not set; run `source scripts/redis.sh; redis_start` (or make test) to run the Redis tests")
-	}
-	prefix = "conqtest-cli-" + rand.Text()[:10]
+	url = testenv.RedisURL(t)
+	prefix = testenv.UniquePrefix(t, testenv.RedisClient(t))
 	t.Setenv(prefixEnv, prefix)
 	t.Setenv(brokerEnv, "")
-	opts, err := redisbroker.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := goredis.NewClient(opts)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var cursor uint64
-		for {
-			keys, next, err := c.Scan(ctx, cursor, prefix+":*", 1000).Result()
-			if err != nil {
-				break
-			}
-			if len(keys) > 0 {
-				c.Unlink(ctx, keys...)
-			}
-			if cursor = next; cursor == 0 {
-				break
-			}
-		}
-		c.Close()
-	})
 	return url, prefix
 }
 
@@ -88,10 +56,7 @@ func queuePythonWorker(t *testing.T, src string) string {
 	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("CONQ_REQUIRE_SERVERS") != "" {
-			t.Fatal("python3 is required in CI")
-		}
-		t.Skip("python3 not found")
+		testenv.Need(t, "python3 not found", "install it (apt-get install -y python3)")
 	}
 	sdk, err := filepath.Abs("../sdk/python")
 	if err != nil {

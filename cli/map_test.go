@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/conqhq/conq/internal/testenv"
 )
 
 const mapTestWorker = `
@@ -46,10 +48,7 @@ func pythonWorkerCmd(t *testing.T, src string) string {
 	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3 is required in CI")
-		}
-		t.Skip("python3 not found")
+		testenv.Need(t, "python3 not found", "install it with apt-get install python3")
 	}
 	sdk, _ := filepath.Abs("../sdk/python")
 	t.Setenv("PYTHONPATH", sdk)

@@ -3,40 +3,19 @@ package cli
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
-	redisbroker "github.com/conqhq/conq/queue/broker/redis"
+	"github.com/conqhq/conq/internal/testenv"
 )
 
 func serverCmdRun(ctx context.Context, args ...string) (int, string) {
 	var out, errb bytes.Buffer
 	code := Main(ctx, args, strings.NewReader(""), &out, &errb)
 	return code, out.String() + errb.String()
-}
-
-// serverDeleteRedisKeys removes the test's keys from the private Redis.
-func serverDeleteRedisKeys(t *testing.T, url, prefix string) {
-	opts, err := redisbroker.ParseURL(url)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	c := goredis.NewClient(opts)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		c.Unlink(ctx, iter.Val())
-	}
 }
 
 func TestServerCommandRefusesUnsafeSetups(t *testing.T) {
@@ -77,16 +56,9 @@ func TestServerCommandRefusesUnsafeSetups(t *testing.T) {
 }
 
 func TestServerCommandServes(t *testing.T) {
-	url := os.Getenv("CONQ_TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") != "" || os.Getenv("CONQ_REQUIRE_SERVERS") != "" {
-			t.Fatal("CONQ_TEST_REDIS_URL is not set; start a private server with `source scripts/redis.sh; redis_start` (or run make test)")
-		}
-		t.Skip("CONQ_TEST_REDIS_URL is not set; run `source scripts/redis.sh; redis_start` (or make test) to run the Redis tests")
-	}
-	prefix := fmt.Sprintf("conqtest-cli-server-%d", time.Now().UnixNano())
+	url := testenv.RedisURL(t)
+	prefix := testenv.UniquePrefix(t, testenv.RedisClient(t))
 	t.Setenv(prefixEnv, prefix)
-	t.Cleanup(func() { serverDeleteRedisKeys(t, url, prefix) })
 	t.Setenv(authTokenEnv, "")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

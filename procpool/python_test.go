@@ -3,7 +3,6 @@ package procpool
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/conqhq/conq/internal/testenv"
 )
 
 // pythonConfig runs testdata/pyworker.py with the SDK from sdk/python.
@@ -18,10 +19,7 @@ func pythonConfig(t testing.TB) Config {
 	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3 is required in CI")
-		}
-		t.Skip("python3 not found")
+		testenv.Need(t, "python3 not found", "install it with apt-get install python3")
 	}
 	sdk, _ := filepath.Abs("../sdk/python")
 	script, _ := filepath.Abs("testdata/pyworker.py")

@@ -2,42 +2,27 @@ package queue_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
-
-// redisURL returns the private test Redis, skipping (or failing under CI /
-// CONQ_REQUIRE_SERVERS) when there is none.
-func redisURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("CONQ_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") != "" || os.Getenv("CONQ_REQUIRE_SERVERS") != "" {
-			t.Fatal("CONQ_TEST_REDIS_URL is not set; start a private server with `source scripts/redis.sh; redis_start`")
-		}
-		t.Skip("CONQ_TEST_REDIS_URL is not set; run `source scripts/redis.sh; redis_start` to run the Redis tests")
-	}
-	return u
-}
 
 // redisBrokers opens n brokers, each with its own connection pool (as n
 // processes would have), sharing one fresh key prefix that is deleted when
 // t ends.
 func redisBrokers(t *testing.T, n int) []broker.Broker {
 	t.Helper()
-	url := redisURL(t)
-	prefix := "conqtest-ops-" + rand.Text()[:10]
+	url := testenv.RedisURL(t)
+	prefix := testenv.UniquePrefix(t, testenv.RedisClient(t)) // keys deleted after the brokers are closed
 	var out []broker.Broker
 	for range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -48,14 +33,7 @@ func redisBrokers(t *testing.T, n int) []broker.Broker {
 		}
 		out = append(out, b)
 	}
-	rb := out[0].(*redisbroker.Broker)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		iter := rb.Client().Scan(ctx, 0, prefix+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rb.Client().Unlink(ctx, iter.Val())
-		}
 		for _, b := range out {
 			b.Close()
 		}

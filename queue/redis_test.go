@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
+	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
@@ -18,13 +18,7 @@ import (
 // broker at CONQ_TEST_REDIS_URL; the semantics are covered in depth with the
 // memory broker, and the broker itself by the conformance suite.
 func TestRedisEndToEnd(t *testing.T) {
-	url := os.Getenv("CONQ_TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") != "" || os.Getenv("CONQ_REQUIRE_SERVERS") != "" {
-			t.Fatal("CONQ_TEST_REDIS_URL is not set")
-		}
-		t.Skip("CONQ_TEST_REDIS_URL is not set")
-	}
+	url := testenv.RedisURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	b, err := redisbroker.Open(ctx, url, redisbroker.Config{Prefix: "conqtest-queue-" + rand.Text()[:10]})

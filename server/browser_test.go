@@ -9,6 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue"
 )
 
@@ -19,7 +20,7 @@ const chromiumPath = "/usr/bin/chromium"
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		needServer(t, chromiumPath+" is missing: run scripts/ensure-chromium.sh (apt-get install -y chromium)")
+		testenv.Need(t, chromiumPath+" is missing", "run scripts/ensure-chromium.sh (apt-get install -y chromium)")
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue"
 )
 
@@ -59,7 +60,7 @@ func TestPythonClientEndToEnd(t *testing.T) {
 	b := redisBroker(t)
 	python, err := exec.LookPath("python3")
 	if err != nil {
-		needServer(t, "python3 is not installed")
+		testenv.Need(t, "python3 is not installed", "install it (apt-get install -y python3)")
 	}
 	ts := newTestServer(t, Config{Broker: b, AuthToken: testToken})
 

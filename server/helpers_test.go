@@ -3,17 +3,16 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/broker/memory"
@@ -26,42 +25,19 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// mustServers reports whether tests that need servers must fail, not skip.
-func mustServers() bool { return os.Getenv("CI") != "" || os.Getenv("CONQ_REQUIRE_SERVERS") != "" }
-
-// needServer skips (or fails under CI / CONQ_REQUIRE_SERVERS) with why.
-func needServer(t *testing.T, why string) {
-	t.Helper()
-	if mustServers() {
-		t.Fatalf("%s (CI or CONQ_REQUIRE_SERVERS is set, so this fails instead of skipping)", why)
-	}
-	t.Skip(why)
-}
-
 // redisBroker returns a broker on the private test Redis
 // ($CONQ_TEST_REDIS_URL) with a key prefix of its own.
 func redisBroker(t *testing.T) broker.Broker {
 	t.Helper()
-	url := os.Getenv("CONQ_TEST_REDIS_URL")
-	if url == "" {
-		needServer(t, "CONQ_TEST_REDIS_URL is not set: run `source scripts/redis.sh; redis_start` (or make test) for a private redis-server")
-	}
+	url := testenv.RedisURL(t)
+	prefix := testenv.UniquePrefix(t, testenv.RedisClient(t)) // keys deleted after b is closed
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	b, err := redisbroker.Open(ctx, url, redisbroker.Config{Prefix: "conqtest-server-" + rand.Text()[:10], Logger: quietLogger()})
+	b, err := redisbroker.Open(ctx, url, redisbroker.Config{Prefix: prefix, Logger: quietLogger()})
 	if err != nil {
 		t.Fatalf("open redis broker at $CONQ_TEST_REDIS_URL: %v", err)
 	}
-	t.Cleanup(func() {
-		// Delete the test's keys, then close.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		iter := b.Client().Scan(ctx, 0, b.Prefix()+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			b.Client().Unlink(ctx, iter.Val())
-		}
-		_ = b.Close()
-	})
+	t.Cleanup(func() { _ = b.Close() })
 	return b
 }
 

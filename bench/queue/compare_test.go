@@ -18,6 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
@@ -33,18 +34,6 @@ import (
 
 const asynqDB = 15
 
-func redisURL(tb testing.TB) string {
-	tb.Helper()
-	u := os.Getenv("CONQ_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") != "" || os.Getenv("CONQ_REQUIRE_SERVERS") != "" {
-			tb.Fatal("CONQ_TEST_REDIS_URL is not set; start a private server with `source scripts/redis.sh; redis_start`")
-		}
-		tb.Skip("CONQ_TEST_REDIS_URL is not set; run `source scripts/redis.sh; redis_start` first")
-	}
-	return u
-}
-
 func numTasks() int {
 	if n, err := strconv.Atoi(os.Getenv("CONQ_BENCH_TASKS")); err == nil && n > 0 {
 		return n
@@ -53,7 +42,7 @@ func numTasks() int {
 }
 
 func rawClient(tb testing.TB, db int) *goredis.Client {
-	opts, err := redisbroker.ParseURL(redisURL(tb))
+	opts, err := redisbroker.ParseURL(testenv.RedisURL(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -114,7 +103,7 @@ func newConq(tb testing.TB) *conqEnv {
 	raw := rawClient(tb, 0)
 	prefix := "conqbench-" + randHex()
 	// The same pool size as asynq's below, for the 64-goroutine runs.
-	u := redisURL(tb)
+	u := testenv.RedisURL(tb)
 	if strings.Contains(u, "?") {
 		u += "&pool_size=64"
 	} else {

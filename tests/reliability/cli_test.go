@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conqhq/conq/internal/testenv"
 )
 
 // TestCLIBadInput drives bad input through the conq binary against a
@@ -125,10 +127,7 @@ func TestPythonWorker(t *testing.T) {
 	url, prefix := testRedis(t)
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		if requireServers() {
-			t.Fatal("python3 is required")
-		}
-		t.Skip("python3 not found")
+		testenv.Need(t, "python3 not found", "install it (apt-get install -y python3)")
 	}
 	sdk, _ := filepath.Abs("../../sdk/python")
 	module := filepath.Join(t.TempDir(), "tasks.py")

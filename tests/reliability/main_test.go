@@ -7,7 +7,6 @@ package reliability
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
@@ -22,6 +21,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/conqhq/conq/internal/testenv"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
 
@@ -51,54 +51,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func requireServers() bool {
-	return os.Getenv("CI") != "" || os.Getenv("CONQ_REQUIRE_SERVERS") != ""
-}
-
 // testRedis returns the private test Redis URL and a key prefix of the
 // test's own, whose keys are deleted when it ends.
 func testRedis(t *testing.T) (url, prefix string) {
 	t.Helper()
-	url = os.Getenv("CONQ_TEST_REDIS_URL")
-	if url == "" {
-		if requireServers() {
-			t.Fatal("CONQ_TEST_REDIS_URL is not set; start a private server with `source scripts/redis.sh; redis_start` (or run make test)")
-		}
-		t.Skip("CONQ_TEST_REDIS_URL is not set; run `source scripts/redis.sh; redis_start` (or make test) to run the reliability tests")
-	}
-	prefix = "conqtest-rel-" + rand.Text()[:10]
-	c := redisClient(t, url)
-	t.Cleanup(func() { deleteKeys(c, prefix+":*") })
-	return url, prefix
-}
-
-func redisClient(t *testing.T, url string) *goredis.Client {
-	t.Helper()
-	opts, err := redisbroker.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := goredis.NewClient(opts)
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func deleteKeys(c *goredis.Client, pattern string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var cursor uint64
-	for {
-		keys, next, err := c.Scan(ctx, cursor, pattern, 1000).Result()
-		if err != nil {
-			return
-		}
-		if len(keys) > 0 {
-			c.Unlink(ctx, keys...)
-		}
-		if cursor = next; cursor == 0 {
-			return
-		}
-	}
+	url = testenv.RedisURL(t)
+	return url, testenv.UniquePrefix(t, testenv.RedisClient(t))
 }
 
 // proc is a child process whose output is kept for failure reports.
@@ -210,10 +168,7 @@ func startRedisServer(t *testing.T, args ...string) *redisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		if requireServers() {
-			t.Fatal("redis-server is not in PATH; install it (apt-get install redis-server)")
-		}
-		t.Skip("redis-server is not in PATH")
+		testenv.Need(t, "redis-server is not in PATH", "install it (apt-get install -y redis-server)")
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

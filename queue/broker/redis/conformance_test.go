@@ -3,12 +3,13 @@ package redis_test
 import (
 	"testing"
 
+	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/broker/brokertest"
 )
 
 func TestConformance(t *testing.T) {
-	testURL(t)
+	testenv.RedisURL(t)
 	brokertest.Run(t, func(t *testing.T, clock broker.Clock) broker.Broker {
 		b, _ := newTestBroker(t, clock)
 		return b
@@ -17,7 +18,7 @@ func TestConformance(t *testing.T) {
 
 func TestConformanceSmallBatches(t *testing.T) {
 	// Batch size 1 splits every batch into many pipelined script calls.
-	testURL(t)
+	testenv.RedisURL(t)
 	brokertest.Run(t, func(t *testing.T, clock broker.Clock) broker.Broker {
 		b, _ := newTestBrokerBatch(t, clock, 1)
 		return b

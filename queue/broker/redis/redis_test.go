@@ -16,6 +16,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue/broker"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
@@ -27,7 +28,7 @@ func task(queue, id string) *broker.Task {
 func TestOpen(t *testing.T) {
 	ctx := context.Background()
 	c := testClient(t)
-	b, err := redisbroker.Open(ctx, testURL(t), redisbroker.Config{Prefix: uniquePrefix(t, c)})
+	b, err := redisbroker.Open(ctx, testenv.RedisURL(t), redisbroker.Config{Prefix: testenv.UniquePrefix(t, c)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func TestPrefixIsolation(t *testing.T) {
 	ctx := context.Background()
 	c := testClient(t)
 	mk := func() *redisbroker.Broker {
-		b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: uniquePrefix(t, c)})
+		b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -348,12 +349,9 @@ type server struct {
 
 func startServer(t *testing.T) *server {
 	t.Helper()
-	testURL(t) // same skip rules as the other Redis tests
+	testenv.RedisURL(t) // same skip rules as the other Redis tests
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("CONQ_REQUIRE_SERVERS") != "" {
-			t.Fatal("redis-server not in PATH")
-		}
-		t.Skip("redis-server not in PATH")
+		testenv.Need(t, "redis-server not in PATH", "install it (apt-get install -y redis-server)")
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
