@@ -52,6 +52,30 @@ class Pool(object):
         return self.recv()
 
 
+class WorkerProcess(object):
+    """A worker script run as the pool runs it (frames on two pipes), for
+    tests of the example modules. Use it as a context manager."""
+
+    def __init__(self, script):
+        req_r, self._req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        env = dict(os.environ, CONQ_WORKER_FDS="%d,%d" % (req_r, resp_w))
+        self.proc = subprocess.Popen([sys.executable, script], env=env, pass_fds=(req_r, resp_w))
+        os.close(req_r)
+        os.close(resp_w)
+        self.pool = Pool(self._req_w, resp_r)
+
+    def __enter__(self):
+        return self.pool
+
+    def __exit__(self, *exc):
+        os.close(self._req_w)  # end of input: the worker exits 0
+        code = self.proc.wait(5)
+        if exc[0] is None and code != 0:
+            raise AssertionError("worker exited with %d" % code)
+        return False
+
+
 class ThreadedWorkerTest(unittest.TestCase):
     """Serve on a thread: everything but cancellation, which needs the main
     thread's signal handling (see SubprocessWorkerTest)."""

@@ -2,11 +2,9 @@
 
 import json
 import os
-import subprocess
-import sys
 import unittest
 
-from tests.test_conq import Pool
+from tests.test_conq import WorkerProcess
 
 import conq
 
@@ -15,14 +13,7 @@ EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 class PrimesWorkerTest(unittest.TestCase):
     def test_is_prime_and_check(self):
-        req_r, req_w = os.pipe()
-        resp_r, resp_w = os.pipe()
-        env = dict(os.environ, CONQ_WORKER_FDS="%d,%d" % (req_r, resp_w))
-        proc = subprocess.Popen([sys.executable, EXAMPLE], env=env, pass_fds=(req_r, resp_w))
-        os.close(req_r)
-        os.close(resp_w)
-        try:
-            pool = Pool(req_w, resp_r)
+        with WorkerProcess(EXAMPLE) as pool:
             kind, _, body = pool.recv()
             self.assertEqual(kind, conq.READY)
             self.assertEqual(json.loads(body)["tasks"], ["check", "is_prime"])
@@ -35,10 +26,6 @@ class PrimesWorkerTest(unittest.TestCase):
             self.assertGreaterEqual(got["elapsed"], 0)
             kind, _, body = pool.call(100, "is_prime", b'"seven"')
             self.assertEqual((kind, json.loads(body)["type"]), (conq.ERROR, "TypeError"))
-        finally:
-            os.close(req_w)
-            self.assertEqual(proc.wait(5), 0)
-            os.close(resp_r)
 
 
 if __name__ == "__main__":
