@@ -4,11 +4,13 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/broker/memory"
 )
 
@@ -17,26 +19,24 @@ import (
 // runs them; the clock stops when the last one is recorded.
 func BenchmarkQueueMemory(b *testing.B) {
 	for _, batch := range []int{1, 100} {
-		b.Run("enqueue_batch="+itoa(batch), func(b *testing.B) { benchQueue(b, batch) })
+		b.Run("enqueue_batch="+strconv.Itoa(batch), func(b *testing.B) {
+			br := memory.New(memory.Config{})
+			defer br.Close()
+			benchBroker(b, br, batch, 256, false)
+		})
 	}
 }
 
-func itoa(n int) string {
-	if n == 1 {
-		return "1"
-	}
-	return "100"
-}
-
-func benchQueue(b *testing.B, batch int) {
+// benchBroker enqueues b.N no-op tasks in batches and times until a worker
+// has run them all; with preload the tasks are enqueued before the clock
+// starts, so only processing is measured.
+func benchBroker(b *testing.B, br broker.Broker, batch, prefetch int, preload bool) {
 	ctx := context.Background()
-	br := memory.New(memory.Config{})
-	defer br.Close()
 	client, _ := queue.NewClient(br, queue.ClientConfig{})
 	w, err := queue.NewWorker(br, queue.WorkerConfig{
 		Concurrency:  2 * runtime.GOMAXPROCS(0),
-		Prefetch:     256,
-		AckBatchSize: 512,
+		Prefetch:     prefetch,
+		AckBatchSize: 1000,
 		Logger:       slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -51,28 +51,35 @@ func benchQueue(b *testing.B, batch int) {
 		}
 		return nil, nil
 	})
-	if err := w.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer w.Shutdown(ctx)
-
 	tasks := make([]*queue.Task, batch)
 	for i := range tasks {
 		tasks[i] = queue.NewTask("noop", nil)
 	}
+	enqueue := func() {
+		for i := 0; i < b.N; i += batch {
+			n := min(batch, b.N-i)
+			if n == 1 {
+				_, err = client.Enqueue(ctx, tasks[0])
+			} else {
+				_, err = client.EnqueueMany(ctx, tasks[:n])
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if preload {
+		enqueue()
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
-	for i := 0; i < b.N; i += batch {
-		n := min(batch, b.N-i)
-		if n == 1 {
-			_, err = client.Enqueue(ctx, tasks[0])
-		} else {
-			_, err = client.EnqueueMany(ctx, tasks[:n])
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer w.Shutdown(ctx)
+	if !preload {
+		enqueue()
 	}
 	<-finished
 	b.StopTimer()
