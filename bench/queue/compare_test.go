@@ -67,23 +67,6 @@ func usedMemory(tb testing.TB, c *goredis.Client) int64 {
 	return 0
 }
 
-func deleteKeys(c *goredis.Client, pattern string) {
-	ctx := context.Background()
-	var cursor uint64
-	for {
-		keys, next, err := c.Scan(ctx, cursor, pattern, 1000).Result()
-		if err != nil {
-			return
-		}
-		if len(keys) > 0 {
-			c.Del(ctx, keys...)
-		}
-		if cursor = next; cursor == 0 {
-			return
-		}
-	}
-}
-
 func randHex() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -115,7 +98,7 @@ func newConq(tb testing.TB) *conqEnv {
 	}
 	tb.Cleanup(func() {
 		b.Close()
-		deleteKeys(raw, prefix+":*")
+		testenv.DeleteKeys(raw, prefix+":*")
 	})
 	client, err := queue.NewClient(b, queue.ClientConfig{})
 	if err != nil {

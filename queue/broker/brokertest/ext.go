@@ -3,6 +3,7 @@ package brokertest
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,29 +30,23 @@ func init() {
 	}...)
 }
 
-func (s *suite) unique() broker.UniqueEnqueuer {
-	u, ok := s.b.(broker.UniqueEnqueuer)
+// capability returns the broker as the optional interface T, or skips the
+// case: the suite serves brokers that lack some capabilities. The built-in
+// brokers assert at compile time that they have every one, so their runs
+// cannot skip silently.
+func capability[T any](s *suite) T {
+	c, ok := s.b.(T)
 	if !ok {
-		s.t.Skipf("%T does not implement broker.UniqueEnqueuer", s.b)
-	}
-	return u
-}
-
-func (s *suite) claimer() broker.TickClaimer {
-	c, ok := s.b.(broker.TickClaimer)
-	if !ok {
-		s.t.Skipf("%T does not implement broker.TickClaimer", s.b)
+		s.t.Skipf("%T does not implement %v", s.b, reflect.TypeFor[T]())
 	}
 	return c
 }
 
-func (s *suite) limiter() broker.Limiter {
-	l, ok := s.b.(broker.Limiter)
-	if !ok {
-		s.t.Skipf("%T does not implement broker.Limiter", s.b)
-	}
-	return l
-}
+func (s *suite) unique() broker.UniqueEnqueuer { return capability[broker.UniqueEnqueuer](s) }
+
+func (s *suite) claimer() broker.TickClaimer { return capability[broker.TickClaimer](s) }
+
+func (s *suite) limiter() broker.Limiter { return capability[broker.Limiter](s) }
 
 func (s *suite) enqueueUnique(u broker.UniqueEnqueuer, t *broker.Task, key string, ttl time.Duration, want error) {
 	s.t.Helper()

@@ -27,13 +27,7 @@ func init() {
 	}...)
 }
 
-func (s *suite) canceler() broker.Canceler {
-	c, ok := s.b.(broker.Canceler)
-	if !ok {
-		s.t.Skipf("%T does not implement broker.Canceler", s.b)
-	}
-	return c
-}
+func (s *suite) canceler() broker.Canceler { return capability[broker.Canceler](s) }
 
 func testCompleteRetentionCountsAttempt(s *suite) {
 	t := newTask("q", "a")
@@ -249,10 +243,7 @@ func testCancelActiveRequeueRecover(s *suite) {
 }
 
 func testThroughput(s *suite) {
-	sr, ok := s.b.(broker.StatsReader)
-	if !ok {
-		s.t.Skipf("%T does not implement broker.StatsReader", s.b)
-	}
+	sr := capability[broker.StatsReader](s)
 	s.clock.Set(s.clock.Now().Truncate(time.Minute).Add(59 * time.Second)) // cross a minute
 	t0 := s.clock.Now().Truncate(time.Second)
 	ts := make([]*broker.Task, 6)
@@ -308,10 +299,7 @@ func testThroughput(s *suite) {
 }
 
 func testWorkerRegistry(s *suite) {
-	r, ok := s.b.(broker.WorkerRegistry)
-	if !ok {
-		s.t.Skipf("%T does not implement broker.WorkerRegistry", s.b)
-	}
+	r := capability[broker.WorkerRegistry](s)
 	now := s.clock.Now()
 	w1 := broker.WorkerInfo{ID: "w1", Host: "h", PID: 7, Queues: []string{"a", "b"}, Concurrency: 4, StartedAt: now, HeartbeatAt: now,
 		Running: []broker.RunningTask{{ID: "t1", Queue: "a", Kind: "k", StartedAt: now}}}
@@ -360,10 +348,7 @@ func testWorkerRegistry(s *suite) {
 }
 
 func testScheduleRegistry(s *suite) {
-	r, ok := s.b.(broker.ScheduleRegistry)
-	if !ok {
-		s.t.Skipf("%T does not implement broker.ScheduleRegistry", s.b)
-	}
+	r := capability[broker.ScheduleRegistry](s)
 	now := s.clock.Now()
 	e := broker.ScheduleEntry{Name: "b", Spec: "@every 1m", Kind: "k", Queue: "q", Next: now.Add(time.Minute), Prev: now, Fired: 3}
 	if err := r.PublishEntries(s.ctx, "s1", []broker.ScheduleEntry{e, {Name: "a", Spec: "@hourly", Kind: "k2", Queue: "q", Next: now.Add(time.Hour)}}, 10*time.Second); err != nil {

@@ -44,7 +44,18 @@ type Broker struct {
 	ops opsState // stats, workers, schedules (ops.go)
 }
 
-var _ broker.Broker = (*Broker)(nil)
+// Every capability the conformance suite checks: losing one is a compile
+// error, not a silently skipped case.
+var (
+	_ broker.Broker           = (*Broker)(nil)
+	_ broker.UniqueEnqueuer   = (*Broker)(nil)
+	_ broker.TickClaimer      = (*Broker)(nil)
+	_ broker.Limiter          = (*Broker)(nil)
+	_ broker.Canceler         = (*Broker)(nil)
+	_ broker.StatsReader      = (*Broker)(nil)
+	_ broker.WorkerRegistry   = (*Broker)(nil)
+	_ broker.ScheduleRegistry = (*Broker)(nil)
+)
 
 // New returns an empty broker.
 func New(cfg Config) *Broker {

@@ -53,7 +53,18 @@ func (b *Broker) forgetRegistered(queues []any) {
 	}
 }
 
-var _ broker.Broker = (*Broker)(nil)
+// Every capability the conformance suite checks: losing one is a compile
+// error, not a silently skipped case.
+var (
+	_ broker.Broker           = (*Broker)(nil)
+	_ broker.UniqueEnqueuer   = (*Broker)(nil)
+	_ broker.TickClaimer      = (*Broker)(nil)
+	_ broker.Limiter          = (*Broker)(nil)
+	_ broker.Canceler         = (*Broker)(nil)
+	_ broker.StatsReader      = (*Broker)(nil)
+	_ broker.WorkerRegistry   = (*Broker)(nil)
+	_ broker.ScheduleRegistry = (*Broker)(nil)
+)
 
 // New returns a broker on cfg.Client. The caller keeps ownership of the
 // client: Close does not close it.
