@@ -15,8 +15,10 @@ export CONQ_REQUIRE_SERVERS=1
 # The dashboard tests drive a real headless Chromium (Debian's package).
 ./scripts/ensure-chromium.sh >/dev/null
 
-echo "== go test -race ./..."
-go test -race -count=1 -timeout 30m $(go list ./... | grep -v /tests/reliability)
+# Every Go module of the repository (go.work lists them); bench/ is run
+# below without -race, as its tests only check the harness.
+echo "== go test -race (library, cmd/conq, tests)"
+go test -race -count=1 -timeout 30m $(go list ./... ./cmd/conq/... ./tests/... | grep -v /tests/reliability)
 
 # The reliability tests print what they measured (tasks run twice after the
 # kills, tasks acknowledged across the Redis restart): run them verbosely

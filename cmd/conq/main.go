@@ -8,7 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/conqhq/conq/cli"
+	"github.com/conqhq/conq/cmd/conq/cli"
 )
 
 func main() {

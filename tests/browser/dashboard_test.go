@@ -1,4 +1,4 @@
-package server
+package browser
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/server"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -82,7 +83,7 @@ func poll(t *testing.T, ctx context.Context, expr, what string) {
 func TestBrowserDashboard(t *testing.T) {
 	b := redisBroker(t)
 	ctx := newBrowser(t)
-	ts := newTestServer(t, Config{Broker: b, SampleInterval: 200 * time.Millisecond})
+	ts := newTestServer(t, server.Config{Broker: b, SampleInterval: 200 * time.Millisecond})
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
 	go ts.Run(runCtx)

@@ -17,7 +17,7 @@ import (
 func buildConq(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "conq")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/conq").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "..").CombinedOutput(); err != nil {
 		t.Fatalf("building conq: %v\n%s", err, out)
 	}
 	return bin
@@ -57,7 +57,7 @@ func TestPrimesProcPythonWorker(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
 	cmd := pythonWorkerCmd(t, "") // skips without python3; the example imports the SDK itself
 	py := strings.Fields(cmd)[0]
-	example, _ := filepath.Abs("../sdk/python/examples/primes_worker.py")
+	example, _ := filepath.Abs("../../../sdk/python/examples/primes_worker.py")
 	code, stdout, stderr := runConq(t, "", "primes", "--mode", "proc", "--workers", "2",
 		"--worker-cmd", py+" "+example, "--numbers", "2,9,97,142702110479723,4444444444444444")
 	if code != 0 {

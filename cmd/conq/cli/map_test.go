@@ -50,7 +50,7 @@ func pythonWorkerCmd(t *testing.T, src string) string {
 	if err != nil {
 		testenv.Need(t, "python3 not found", "install it with apt-get install python3")
 	}
-	sdk, _ := filepath.Abs("../sdk/python")
+	sdk, _ := filepath.Abs("../../../sdk/python")
 	t.Setenv("PYTHONPATH", sdk)
 	script := filepath.Join(t.TempDir(), "worker.py")
 	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {

@@ -65,7 +65,7 @@ entries:
 func TestSchedulerCommandTwoProcesses(t *testing.T) {
 	url, prefix := queueTestRedis(t)
 	bin := filepath.Join(t.TempDir(), "conq")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/conq").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "..").CombinedOutput(); err != nil {
 		t.Fatalf("building conq: %v\n%s", err, out)
 	}
 	cfg := writeScheduleFile(t, `

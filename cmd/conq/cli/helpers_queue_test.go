@@ -58,7 +58,7 @@ func queuePythonWorker(t *testing.T, src string) string {
 	if err != nil {
 		testenv.Need(t, "python3 not found", "install it (apt-get install -y python3)")
 	}
-	sdk, err := filepath.Abs("../sdk/python")
+	sdk, err := filepath.Abs("../../../sdk/python")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,7 +155,7 @@ func runEnqueue(ctx context.Context, o enqueueOptions, stdin io.Reader, stdout, 
 		if o.id != "" {
 			opts = append(opts, queue.TaskID(o.id))
 		}
-		tasks = []*queue.Task{queue.NewTask(o.kind, compact(payload), opts...)}
+		tasks = []*queue.Task{jsonTask(o.kind, compact(payload), opts...)}
 	}
 	// Check every task exactly as the client will before touching the
 	// broker: a bad file enqueues nothing.
@@ -402,7 +402,7 @@ func parseTaskLine(line []byte) (*queue.Task, error) {
 		}
 		opts = append(opts, d.opt(v))
 	}
-	return queue.NewTask(tl.Kind, compact(payload), opts...), nil
+	return jsonTask(tl.Kind, compact(payload), opts...), nil
 }
 
 // compact removes insignificant whitespace from valid JSON.
@@ -428,4 +428,9 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// jsonTask is a task whose payload is the JSON text payload.
+func jsonTask(kind string, payload []byte, opts ...queue.Option) *queue.Task {
+	return &queue.Task{Kind: kind, Payload: payload, Encoding: queue.EncodingJSON, Options: opts}
 }
