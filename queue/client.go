@@ -93,6 +93,15 @@ func (c *Client) buildUnique(task *Task, opts []Option, now time.Time) (*broker.
 	if c.maxSize > 0 && len(task.Payload) > c.maxSize {
 		return nil, uniqueness{}, &PayloadTooLargeError{Kind: task.Kind, Size: len(task.Payload), Max: c.maxSize}
 	}
+	enc, err := validEncoding(task.Encoding)
+	if err != nil {
+		return nil, uniqueness{}, fmt.Errorf("task kind %q: %w", task.Kind, err)
+	}
+	if enc == EncodingJSON || enc == EncodingArgs {
+		if !json.Valid(task.Payload) {
+			return nil, uniqueness{}, invalid("task kind %q: payload of encoding %q is not valid JSON", task.Kind, enc)
+		}
+	}
 	o := options{queue: DefaultQueue, maxRetries: DefaultMaxRetries}
 	for _, set := range [][]Option{c.defaults, task.Options, opts} {
 		for _, opt := range set {
@@ -107,6 +116,7 @@ func (c *Client) buildUnique(task *Task, opts []Option, now time.Time) (*broker.
 		Kind:       task.Kind,
 		Queue:      o.queue,
 		Payload:    task.Payload,
+		Encoding:   enc,
 		MaxRetries: o.maxRetries,
 		Timeout:    o.timeout,
 		Deadline:   o.deadline,
@@ -242,6 +252,17 @@ func (c *Client) enqueueUnique(ctx context.Context, t *broker.Task, u uniqueness
 // EnqueueJSON enqueues a task whose payload is v encoded as JSON.
 func EnqueueJSON[T any](ctx context.Context, c *Client, kind string, v T, opts ...Option) (*TaskInfo, error) {
 	task, err := NewJSONTask(kind, v)
+	if err != nil {
+		return nil, err
+	}
+	return c.Enqueue(ctx, task, opts...)
+}
+
+// EnqueueCall enqueues a call of kind with positional and keyword
+// arguments (see NewCallTask): what Python's task.delay(*args, **kwargs)
+// sends.
+func EnqueueCall(ctx context.Context, c *Client, kind string, args []any, kwargs map[string]any, opts ...Option) (*TaskInfo, error) {
+	task, err := NewCallTask(kind, args, kwargs)
 	if err != nil {
 		return nil, err
 	}

@@ -159,13 +159,28 @@ func (m *Mux) ProcessTask(ctx context.Context, t *TaskInfo) ([]byte, error) {
 }
 
 // HandleJSON registers fn for kind with JSON on both sides: the payload is
-// decoded into a T and fn's R is encoded as the result. A payload that is
-// not valid JSON for T fails the task with SkipRetry, since no retry can fix
-// it. Use struct{} for R when there is no result.
-func HandleJSON[T, R any](r Registrar, kind string, fn func(ctx context.Context, args T) (R, error)) {
+// decoded into an In and fn's Out is encoded as the result. A call
+// (EncodingArgs, e.g. Python's task.delay(x)) binds when it has exactly one
+// positional argument and no keyword arguments: that argument is decoded
+// into In. A payload that does not decode into In fails the task with
+// SkipRetry, since no retry can fix it. Use struct{} for Out when there is
+// no result.
+func HandleJSON[In, Out any](r Registrar, kind string, fn func(ctx context.Context, args In) (Out, error)) {
 	r.Handle(kind, HandlerFunc(func(ctx context.Context, t *TaskInfo) ([]byte, error) {
-		var args T
-		if err := json.Unmarshal(t.Payload, &args); err != nil {
+		var args In
+		payload := t.Payload
+		if t.Encoding == EncodingArgs {
+			var ca CallArgs
+			if err := json.Unmarshal(payload, &ca); err != nil {
+				return nil, fmt.Errorf("malformed call arguments for task kind %q: %v: %w", kind, err, SkipRetry)
+			}
+			if len(ca.Args) != 1 || len(ca.Kwargs) != 0 {
+				return nil, fmt.Errorf("task kind %q takes one argument (%T); the call has %d positional and %d keyword arguments: %w",
+					kind, args, len(ca.Args), len(ca.Kwargs), SkipRetry)
+			}
+			payload = ca.Args[0]
+		}
+		if err := json.Unmarshal(payload, &args); err != nil {
 			return nil, fmt.Errorf("malformed JSON payload for task kind %q (want %T): %v: %w", kind, args, err, SkipRetry)
 		}
 		res, err := fn(ctx, args)

@@ -123,7 +123,7 @@ func (fe *ScheduleFileEntry) entry() (Entry, error) {
 	if fe.Kind == "" {
 		return Entry{}, invalid("no kind")
 	}
-	payload := []byte(fe.Payload)
+	payload, enc := []byte(fe.Payload), EncodingRaw
 	if fe.JSON != nil {
 		if fe.Payload != "" {
 			return Entry{}, invalid("both payload and json are set")
@@ -132,7 +132,7 @@ func (fe *ScheduleFileEntry) entry() (Entry, error) {
 		if err != nil {
 			return Entry{}, invalid("json: %v", err)
 		}
-		payload = b
+		payload, enc = b, EncodingJSON
 	}
 	var opts []Option
 	if fe.Queue != "" {
@@ -154,5 +154,5 @@ func (fe *ScheduleFileEntry) entry() (Entry, error) {
 		}
 		opts = append(opts, d.opt(v))
 	}
-	return Entry{Name: fe.Name, Spec: fe.Spec, Task: NewTask(fe.Kind, payload), Options: opts}, nil
+	return Entry{Name: fe.Name, Spec: fe.Spec, Task: &Task{Kind: fe.Kind, Payload: payload, Encoding: enc}, Options: opts}, nil
 }

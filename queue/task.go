@@ -29,18 +29,35 @@ const (
 	StateCompleted = broker.StateCompleted
 )
 
-// Task is a unit of work to enqueue: a kind naming the handler, an opaque
-// payload, and options. Payloads are bytes; nothing is ever deserialized
-// into code.
+// Payload encodings: how a task's payload is encoded travels with the task
+// (TaskInfo.Encoding), so a worker in any language binds it without
+// guessing. Nothing is ever deserialized into code.
+const (
+	// EncodingRaw: opaque bytes (NewTask). Tasks stored without an
+	// encoding read as raw.
+	EncodingRaw = "raw"
+	// EncodingJSON: one JSON value (NewJSONTask, EnqueueJSON, the CLI's
+	// --payload, the HTTP API's "payload"). A Python task receives it
+	// decoded, as its one argument.
+	EncodingJSON = "json"
+	// EncodingArgs: a call's arguments, the JSON object
+	// {"args": [...], "kwargs": {...}} (NewCallTask, Python's
+	// task.delay(...)). A Python task is called as fn(*args, **kwargs).
+	EncodingArgs = "args"
+)
+
+// Task is a unit of work to enqueue: a kind naming the handler, a payload
+// with its encoding, and options.
 type Task struct {
-	Kind    string
-	Payload []byte
-	Options []Option
+	Kind     string
+	Payload  []byte
+	Encoding string // EncodingRaw, EncodingJSON or EncodingArgs; "" means raw
+	Options  []Option
 }
 
-// NewTask returns a task of the given kind.
+// NewTask returns a task of the given kind whose payload is opaque bytes.
 func NewTask(kind string, payload []byte, opts ...Option) *Task {
-	return &Task{Kind: kind, Payload: payload, Options: opts}
+	return &Task{Kind: kind, Payload: payload, Encoding: EncodingRaw, Options: opts}
 }
 
 // NewJSONTask returns a task whose payload is v encoded as JSON.
@@ -49,7 +66,54 @@ func NewJSONTask(kind string, v any, opts ...Option) (*Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: encode payload of task kind %q: %w", kind, err)
 	}
-	return NewTask(kind, b, opts...), nil
+	return &Task{Kind: kind, Payload: b, Encoding: EncodingJSON, Options: opts}, nil
+}
+
+// CallArgs is the payload of an EncodingArgs task: the positional and
+// keyword arguments of a call, as Python's task.delay(*args, **kwargs)
+// sends them. Both fields are always encoded, as [] and {} when empty.
+type CallArgs struct {
+	Args   []json.RawMessage          `json:"args"`
+	Kwargs map[string]json.RawMessage `json:"kwargs"`
+}
+
+// NewCallTask returns a task that calls kind with positional and keyword
+// arguments (EncodingArgs): a Python task def add(a, b) runs add(2, 3) for
+// NewCallTask("add", []any{2, 3}, nil) and for
+// NewCallTask("add", nil, map[string]any{"a": 2, "b": 3}).
+func NewCallTask(kind string, args []any, kwargs map[string]any, opts ...Option) (*Task, error) {
+	ca := CallArgs{Args: make([]json.RawMessage, len(args)), Kwargs: make(map[string]json.RawMessage, len(kwargs))}
+	for i, a := range args {
+		b, err := json.Marshal(a)
+		if err != nil {
+			return nil, fmt.Errorf("queue: encode argument %d of task kind %q: %w", i, kind, err)
+		}
+		ca.Args[i] = b
+	}
+	for k, v := range kwargs {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("queue: encode keyword argument %q of task kind %q: %w", k, kind, err)
+		}
+		ca.Kwargs[k] = b
+	}
+	b, err := json.Marshal(ca)
+	if err != nil {
+		return nil, fmt.Errorf("queue: encode arguments of task kind %q: %w", kind, err)
+	}
+	return &Task{Kind: kind, Payload: b, Encoding: EncodingArgs, Options: opts}, nil
+}
+
+// validEncoding checks a task's payload encoding and returns it with ""
+// read as raw.
+func validEncoding(enc string) (string, error) {
+	switch enc {
+	case "", EncodingRaw:
+		return EncodingRaw, nil
+	case EncodingJSON, EncodingArgs:
+		return enc, nil
+	}
+	return "", invalid("unknown payload encoding %q (want %q, %q or %q)", enc, EncodingRaw, EncodingJSON, EncodingArgs)
 }
 
 const (

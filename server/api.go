@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -26,6 +27,7 @@ type apiTask struct {
 	State         queue.State          `json:"state"`
 	Payload       json.RawMessage      `json:"payload,omitempty"`
 	PayloadBase64 string               `json:"payload_base64,omitempty"`
+	Encoding      string               `json:"encoding"`
 	MaxRetries    int                  `json:"max_retries"`
 	Timeout       string               `json:"timeout,omitempty"`
 	Deadline      *time.Time           `json:"deadline,omitempty"`
@@ -69,7 +71,7 @@ func jsonOrBase64(b []byte) (json.RawMessage, string) {
 
 func viewTask(t *queue.TaskInfo) *apiTask {
 	v := &apiTask{
-		ID: t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, MaxRetries: t.MaxRetries,
+		ID: t.ID, Kind: t.Kind, Queue: t.Queue, State: t.State, Encoding: cmp.Or(t.Encoding, queue.EncodingRaw), MaxRetries: t.MaxRetries,
 		Timeout: durString(t.Timeout), Deadline: timePtr(t.Deadline), Retention: durString(t.Retention),
 		EnqueuedAt: t.EnqueuedAt, ProcessAt: timePtr(t.ProcessAt), Attempts: t.Attempts, Errors: t.Errors,
 		StartedAt: timePtr(t.StartedAt), CompletedAt: timePtr(t.CompletedAt), WorkerID: t.WorkerID,
@@ -228,12 +230,14 @@ func (it *enqueueItem) task(d *enqueueItem) (*queue.Task, error) {
 		if payload, err = base64.StdEncoding.DecodeString(*it.PayloadBase64); err != nil {
 			return nil, badRequest("task kind %q: payload_base64: %v", it.Kind, err)
 		}
-	case len(it.Payload) > 0 && string(it.Payload) != "null":
+	case len(it.Payload) > 0:
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, it.Payload); err != nil {
 			return nil, badRequest("task kind %q: payload: %v", it.Kind, err)
 		}
 		payload = buf.Bytes()
+	default:
+		payload = []byte("null")
 	}
 	var opts []queue.Option
 	for _, src := range []*enqueueItem{d, it} {
@@ -265,7 +269,11 @@ func (it *enqueueItem) task(d *enqueueItem) (*queue.Task, error) {
 	if it.ID != "" {
 		opts = append(opts, queue.TaskID(it.ID))
 	}
-	return queue.NewTask(it.Kind, payload, opts...), nil
+	task := queue.NewTask(it.Kind, payload, opts...)
+	if it.PayloadBase64 == nil {
+		task.Encoding = queue.EncodingJSON
+	}
+	return task, nil
 }
 
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {

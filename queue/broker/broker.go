@@ -63,6 +63,7 @@ type Task struct {
 	Kind       string        `json:"kind"`
 	Queue      string        `json:"queue"`
 	Payload    []byte        `json:"payload"`
+	Encoding   string        `json:"encoding,omitempty"`  // how Payload is encoded: "raw", "json", "args" (queue.Encoding*); "" reads as raw
 	MaxRetries int           `json:"max_retries"`         // retries after the first attempt
 	Timeout    time.Duration `json:"timeout,omitempty"`   // per attempt; 0 = worker default
 	Deadline   time.Time     `json:"deadline,omitempty"`  // no attempt starts or runs past it

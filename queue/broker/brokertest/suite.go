@@ -173,14 +173,14 @@ func wantItemErr(t *testing.T, err error, n, i int, target error) {
 func testEnqueueGetTask(s *suite) {
 	now := s.clock.Now()
 	in := &broker.Task{
-		ID: "t1", Kind: "email.send", Queue: "q", Payload: []byte(`{"to":"a@b"}`),
+		ID: "t1", Kind: "email.send", Queue: "q", Payload: []byte(`{"to":"a@b"}`), Encoding: "json",
 		MaxRetries: 4, Timeout: 5 * time.Second, Deadline: now.Add(time.Hour), Retention: time.Minute,
 		EnqueuedAt: now.Add(-time.Second),
 	}
 	s.enqueue(in)
 	for _, q := range []string{"q", ""} {
 		got := s.wantState(q, "t1", broker.StatePending)
-		if got.Kind != in.Kind || got.Queue != "q" || !bytes.Equal(got.Payload, in.Payload) ||
+		if got.Kind != in.Kind || got.Queue != "q" || !bytes.Equal(got.Payload, in.Payload) || got.Encoding != in.Encoding ||
 			got.MaxRetries != 4 || got.Timeout != in.Timeout || got.Retention != in.Retention ||
 			!sameTime(got.Deadline, in.Deadline) || !sameTime(got.EnqueuedAt, in.EnqueuedAt) {
 			s.t.Fatalf("GetTask(%q) = %+v, want the fields of %+v", q, got, in)

@@ -30,7 +30,12 @@ import (
 // doubles and cannot hold Unix nanoseconds exactly. Sorted-set scores are
 // Unix milliseconds.
 
-const msgVersion = 1
+// msgVersion 2 added the payload encoding after the kind; version 1
+// records (written before it) are still read, with no encoding.
+const (
+	msgVersion1 = 1
+	msgVersion  = 2
+)
 
 var errCorrupt = errors.New("redis broker: corrupt task record")
 
@@ -51,13 +56,15 @@ func fromNanos(n int64) time.Time {
 func millis(t time.Time) int64 { return t.UnixMilli() }
 
 func encodeMsg(t *broker.Task) []byte {
-	b := make([]byte, 0, 48+len(t.Kind)+len(t.Payload))
+	b := make([]byte, 0, 48+len(t.Kind)+len(t.Encoding)+len(t.Payload))
 	b = strconv.AppendInt(b, int64(t.MaxRetries), 10)
 	b = append(b, ',')
 	b = strconv.AppendInt(b, int64(t.Retention), 10)
 	b = append(b, ',', msgVersion)
 	b = binary.AppendUvarint(b, uint64(len(t.Kind)))
 	b = append(b, t.Kind...)
+	b = binary.AppendUvarint(b, uint64(len(t.Encoding)))
+	b = append(b, t.Encoding...)
 	b = binary.AppendVarint(b, int64(t.Timeout))
 	b = binary.AppendVarint(b, nanos(t.Deadline))
 	b = binary.AppendVarint(b, nanos(t.EnqueuedAt))
@@ -82,16 +89,29 @@ func decodeMsg(s string, t *broker.Task) error {
 	}
 	t.MaxRetries = int(head[0])
 	t.Retention = time.Duration(head[1])
-	if len(s) == 0 || s[0] != msgVersion {
+	if len(s) == 0 || (s[0] != msgVersion && s[0] != msgVersion1) {
 		return fmt.Errorf("%w: unknown message version", errCorrupt)
 	}
+	version := s[0]
 	s = s[1:]
-	n, k := uvarint(s)
-	if k <= 0 || uint64(len(s)-k) < n {
+	str := func() (string, bool) {
+		n, k := uvarint(s)
+		if k <= 0 || uint64(len(s)-k) < n {
+			return "", false
+		}
+		v := s[k : k+int(n)]
+		s = s[k+int(n):]
+		return v, true
+	}
+	var ok bool
+	if t.Kind, ok = str(); !ok {
 		return errCorrupt
 	}
-	t.Kind = s[k : k+int(n)]
-	s = s[k+int(n):]
+	if version >= msgVersion {
+		if t.Encoding, ok = str(); !ok {
+			return errCorrupt
+		}
+	}
 	var v [4]int64
 	for i := range v {
 		x, k := varint(s)

@@ -12,15 +12,15 @@ func TestMsgRoundTrip(t *testing.T) {
 	now := time.Unix(0, 1_893_456_789_123_456_789)
 	for _, in := range []*broker.Task{
 		{Kind: "k", MaxRetries: 3},
-		{Kind: "email.send", Payload: []byte{0, 1, 2, 0xff, ','}, MaxRetries: 0, Timeout: time.Second,
+		{Kind: "email.send", Payload: []byte{0, 1, 2, 0xff, ','}, Encoding: "raw", MaxRetries: 0, Timeout: time.Second,
 			Deadline: now.Add(time.Hour), Retention: time.Minute, EnqueuedAt: now, ProcessAt: now.Add(-time.Hour)},
-		{Kind: string(bytes.Repeat([]byte("x"), 300)), Payload: bytes.Repeat([]byte{7}, 70_000), MaxRetries: 25, Timeout: -1},
+		{Kind: string(bytes.Repeat([]byte("x"), 300)), Payload: bytes.Repeat([]byte{7}, 70_000), Encoding: "args", MaxRetries: 25, Timeout: -1},
 	} {
 		var out broker.Task
 		if err := decodeMsg(string(encodeMsg(in)), &out); err != nil {
 			t.Fatal(err)
 		}
-		if out.Kind != in.Kind || !bytes.Equal(out.Payload, in.Payload) || out.MaxRetries != in.MaxRetries ||
+		if out.Kind != in.Kind || !bytes.Equal(out.Payload, in.Payload) || out.Encoding != in.Encoding || out.MaxRetries != in.MaxRetries ||
 			out.Timeout != in.Timeout || out.Retention != in.Retention || !out.Deadline.Equal(in.Deadline) ||
 			!out.EnqueuedAt.Equal(in.EnqueuedAt) || !out.ProcessAt.Equal(in.ProcessAt) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", out, in)
@@ -30,6 +30,20 @@ func TestMsgRoundTrip(t *testing.T) {
 		if err := decodeMsg(bad, &broker.Task{}); err == nil {
 			t.Fatalf("decodeMsg(%q) accepted", bad)
 		}
+	}
+}
+
+// TestMsgVersion1 reads a record written before the payload encoding was
+// stored (message version 1): no encoding, every other field intact.
+func TestMsgVersion1(t *testing.T) {
+	v1 := "3,60000000000,\x01\x01k\x02\x00\x00\x00payload"
+	var out broker.Task
+	if err := decodeMsg(v1, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Kind != "k" || out.Encoding != "" || string(out.Payload) != "payload" || out.MaxRetries != 3 ||
+		out.Retention != time.Minute || out.Timeout != 1 { // zigzag varint 2 is 1ns
+		t.Fatalf("version 1 record decoded as %+v", out)
 	}
 }
 
