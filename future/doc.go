@@ -18,4 +18,9 @@
 //     remaining callbacks still run.
 //   - A task that panics is reported as a *PanicError carrying the value and
 //     the stack of the panicking goroutine.
+//   - One vocabulary for executors: ErrClosed once an executor no longer
+//     takes work, ErrQueueFull when a non-blocking submission finds no
+//     room. pool, procpool and queue export these very values under their
+//     own names, so errors.Is gives the same answer whichever layer
+//     returned the error.
 package future

@@ -38,6 +38,18 @@ func (s State) String() string {
 // matches context.Canceled with errors.Is.
 var ErrCancelled = fmt.Errorf("future cancelled: %w", context.Canceled)
 
+// The errors every conq executor shares, so that errors.Is gives one answer
+// whichever layer returned them: pool.ErrClosed, procpool.ErrClosed and
+// queue.ErrClosed are ErrClosed; pool.ErrQueueFull is ErrQueueFull.
+var (
+	// ErrClosed: the executor has begun shutting down and takes no more
+	// work; work it had accepted but will not run fails with an error
+	// matching it.
+	ErrClosed = errors.New("conq: closed")
+	// ErrQueueFull: a non-blocking submission (TrySubmit) found no room.
+	ErrQueueFull = errors.New("conq: queue full")
+)
+
 // PanicError is the error of a task that panicked.
 type PanicError struct {
 	Value any    // what was passed to panic

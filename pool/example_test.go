@@ -141,5 +141,5 @@ func ExamplePool_Shutdown() {
 	// Output:
 	// context deadline exceeded
 	// stopped early context canceled
-	// pool: closed
+	// conq: closed
 }

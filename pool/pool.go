@@ -2,7 +2,6 @@ package pool
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -13,10 +12,12 @@ import (
 
 var (
 	// ErrClosed is returned by Submit and TrySubmit once shutdown has begun.
-	// Tasks cancelled by an expired Shutdown also match it.
-	ErrClosed = errors.New("pool: closed")
-	// ErrQueueFull is returned by TrySubmit when the queue has no room.
-	ErrQueueFull = errors.New("pool: queue full")
+	// Tasks cancelled by an expired Shutdown also match it. It is
+	// future.ErrClosed, the value every conq layer returns.
+	ErrClosed = future.ErrClosed
+	// ErrQueueFull is returned by TrySubmit when the queue has no room. It
+	// is future.ErrQueueFull.
+	ErrQueueFull = future.ErrQueueFull
 )
 
 // PanicError is the error of a task that panicked.

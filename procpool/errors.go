@@ -11,7 +11,8 @@ import (
 // Sentinel errors. The typed errors below match their sentinel with
 // errors.Is.
 var (
-	ErrPoolClosed      = errors.New("procpool: pool closed")
+	// Deprecated: ErrPoolClosed is the old name of ErrClosed.
+	ErrPoolClosed      = ErrClosed
 	ErrTaskTimeout     = fmt.Errorf("procpool: task timed out: %w", context.DeadlineExceeded)
 	ErrPayloadTooLarge = errors.New("procpool: payload too large")
 	ErrWorkerCrashed   = errors.New("procpool: worker crashed")

@@ -226,7 +226,7 @@ func mapErrorType(err error) string {
 		return "payload_too_large"
 	case errors.Is(err, procpool.ErrWorkerStart):
 		return "start_error"
-	case errors.Is(err, context.Canceled), errors.Is(err, procpool.ErrPoolClosed):
+	case errors.Is(err, context.Canceled), errors.Is(err, procpool.ErrClosed):
 		return "cancelled"
 	}
 	return "error"
