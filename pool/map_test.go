@@ -345,3 +345,77 @@ func TestMapPoolShutdownMidway(t *testing.T) {
 		}
 	}
 }
+
+func TestMapStopOnError(t *testing.T) {
+	p := newPool(t, pool.Config{Workers: 2})
+	ctx := waitCtx(t)
+	bad := errors.New("bad")
+	fn := func(ctx context.Context, v int) (int, error) {
+		switch {
+		case v == 5:
+			return v, bad
+		case v > 5:
+			<-ctx.Done() // runs until the map cancels it
+			return v, ctx.Err()
+		}
+		return v, nil
+	}
+	for _, chunk := range []int{1, 3} {
+		for name, mapper := range map[string]func(context.Context, *pool.Pool, iter.Seq[int], func(context.Context, int) (int, error), ...pool.MapOption) iter.Seq2[int, error]{
+			"Map": pool.Map[int, int], "MapUnordered": pool.MapUnordered[int, int],
+		} {
+			var got []int
+			var last error
+			for v, err := range mapper(ctx, p, slices.Values(seq(100)), fn, pool.ChunkSize(chunk), pool.StopOnError(true)) {
+				got, last = append(got, v), err
+			}
+			if !errors.Is(last, bad) || got[len(got)-1] != 5 {
+				t.Errorf("%s, chunk %d: got %v, last error %v; want element 5's error last", name, chunk, got, last)
+			}
+			if name == "Map" && !slices.Equal(got, seq(6)) {
+				t.Errorf("Map, chunk %d: got %v", chunk, got)
+			}
+			if st := p.Stats(); st.Running != 0 {
+				t.Errorf("%s, chunk %d: %d tasks running after the map returned", name, chunk, st.Running)
+			}
+		}
+	}
+	// StopOnError(false) is the default: every input gets its pair.
+	n := 0
+	for range pool.Map(ctx, p, slices.Values(seq(5)), func(context.Context, int) (int, error) { return 0, bad }, pool.StopOnError(false)) {
+		n++
+	}
+	if n != 5 {
+		t.Errorf("StopOnError(false): %d pairs, want 5", n)
+	}
+}
+
+// TestMapClosedKeepsEarlierResults: results of the tasks submitted before
+// the pool closed still come, in order, before the ErrClosed that ends the
+// map.
+func TestMapClosedKeepsEarlierResults(t *testing.T) {
+	p := newPool(t, pool.Config{Workers: 1})
+	ctx := waitCtx(t)
+	in := func(yield func(int) bool) {
+		for i := range 100 {
+			if i == 3 {
+				go p.Close() // graceful: the 3 queued tasks still run
+				eventually(t, "shutdown to begin", func() bool {
+					_, err := pool.TrySubmit(ctx, p, func(context.Context) (int, error) { return 0, nil })
+					return errors.Is(err, pool.ErrClosed)
+				})
+			}
+			if !yield(i) {
+				return
+			}
+		}
+	}
+	var got []int
+	var errs []error
+	for v, err := range pool.Map(ctx, p, in, square, pool.Window(10)) {
+		got, errs = append(got, v), append(errs, err)
+	}
+	if len(got) != 4 || !slices.Equal(got[:3], []int{0, 1, 4}) || errs[2] != nil || !errors.Is(errs[3], pool.ErrClosed) {
+		t.Errorf("got %v, errors %v; want 0 1 4 then ErrClosed", got, errs)
+	}
+}
