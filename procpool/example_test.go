@@ -40,7 +40,7 @@ func ExampleMapJSON() {
 	}
 	defer p.Shutdown(ctx)
 
-	for n, err := range procpool.MapJSON[int](ctx, p, "double", slices.Values([]int{1, 2, 3})) {
+	for n, err := range procpool.MapJSON[int, int](ctx, p, "double", slices.Values([]int{1, 2, 3})) {
 		fmt.Println(n, err)
 	}
 	// Output:

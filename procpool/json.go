@@ -7,17 +7,16 @@ import (
 	"iter"
 
 	"github.com/conqhq/conq/future"
+	"github.com/conqhq/conq/internal/window"
+	"github.com/conqhq/conq/pool"
 )
 
 // SubmitJSON submits a task whose argument and result travel as JSON (see
 // worker.HandleJSON and @task(json=True) in the Python SDK). Cancelling the
-// returned future cancels the task.
-func SubmitJSON[Out, In any](ctx context.Context, p *Pool, task string, in In) (*future.Future[Out], error) {
-	args, err := json.Marshal(in)
-	if err != nil {
-		return nil, fmt.Errorf("procpool: encoding the argument of %q: %w", task, err)
-	}
-	raw, err := p.Submit(ctx, task, args)
+// returned future cancels the task. Out cannot be inferred: write both,
+// SubmitJSON[In, Out].
+func SubmitJSON[In, Out any](ctx context.Context, p *Pool, task string, in In) (*future.Future[Out], error) {
+	raw, err := submitEncoded(ctx, p, task, in)
 	if err != nil {
 		return nil, err
 	}
@@ -34,8 +33,8 @@ func SubmitJSON[Out, In any](ctx context.Context, p *Pool, task string, in In) (
 }
 
 // CallJSON is SubmitJSON followed by waiting for the result.
-func CallJSON[Out, In any](ctx context.Context, p *Pool, task string, in In) (Out, error) {
-	f, err := SubmitJSON[Out](ctx, p, task, in)
+func CallJSON[In, Out any](ctx context.Context, p *Pool, task string, in In) (Out, error) {
+	f, err := SubmitJSON[In, Out](ctx, p, task, in)
 	if err != nil {
 		var zero Out
 		return zero, err
@@ -43,36 +42,36 @@ func CallJSON[Out, In any](ctx context.Context, p *Pool, task string, in In) (Ou
 	return f.Result(ctx)
 }
 
-// MapJSON is Map with JSON arguments and results.
-func MapJSON[Out, In any](ctx context.Context, p *Pool, task string, in iter.Seq[In]) iter.Seq2[Out, error] {
+// MapJSON is Map with JSON arguments and results. An argument that cannot
+// be encoded is that input's error, in its place.
+func MapJSON[In, Out any](ctx context.Context, p *Pool, task string, in iter.Seq[In], opts ...pool.MapOption) iter.Seq2[Out, error] {
+	cfg := window.NewConfig(p.Workers(), opts)
+	raw := window.Ordered(ctx, in, cfg, window.Submitter[In, []byte]{
+		One: func(ctx context.Context, v In) (*future.Future[[]byte], error) { return submitEncoded(ctx, p, task, v) },
+	})
 	return func(yield func(Out, error) bool) {
-		var encErr error
-		args := func(yieldArg func([]byte) bool) {
-			for v := range in {
-				b, err := json.Marshal(v)
-				if err != nil {
-					encErr = fmt.Errorf("procpool: encoding an argument of %q: %w", task, err)
-					return
-				}
-				if !yieldArg(b) {
-					return
-				}
-			}
-		}
-		for b, err := range p.Map(ctx, task, args) {
+		for b, err := range raw {
 			var v Out
+			undecodable := false
 			if err == nil {
 				err = decodeResult(task, b, &v)
+				undecodable = err != nil
 			}
-			if !yield(v, err) {
+			// The window has not seen a decoding error: stop on it here as
+			// it would.
+			if !yield(v, err) || (undecodable && cfg.StopOnError) {
 				return
 			}
 		}
-		if encErr != nil {
-			var zero Out
-			yield(zero, encErr)
-		}
 	}
+}
+
+func submitEncoded[In any](ctx context.Context, p *Pool, task string, in In) (*future.Future[[]byte], error) {
+	args, err := json.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("procpool: encoding the argument of %q: %w", task, err)
+	}
+	return p.Submit(ctx, task, args)
 }
 
 func decodeResult(task string, b []byte, v any) error {

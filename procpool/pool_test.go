@@ -25,7 +25,7 @@ func TestCall(t *testing.T) {
 	if got := mustCall(t, p, "noop", "x"); got != "" {
 		t.Fatalf("noop = %q", got)
 	}
-	n, err := CallJSON[int](context.Background(), p, "double", 21)
+	n, err := CallJSON[int, int](context.Background(), p, "double", 21)
 	if err != nil || n != 42 {
 		t.Fatalf("double = %d, %v", n, err)
 	}
@@ -447,7 +447,7 @@ func TestMap(t *testing.T) {
 	// MapJSON, with one failure in the middle.
 	ins := slices.Values([]any{1, 2, "three", 4})
 	var got []string
-	for v, err := range MapJSON[int](context.Background(), p, "double", ins) {
+	for v, err := range MapJSON[any, int](context.Background(), p, "double", ins) {
 		got = append(got, fmt.Sprint(v, err != nil))
 	}
 	if want := []string{"2 false", "4 false", "0 true", "8 false"}; !slices.Equal(got, want) {

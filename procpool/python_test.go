@@ -31,7 +31,7 @@ func TestPythonWorker(t *testing.T) {
 	if got := mustCall(t, p, "echo", "hi"); got != "hi" {
 		t.Fatalf("echo = %q", got)
 	}
-	if n, err := CallJSON[int](context.Background(), p, "double", 21); err != nil || n != 42 {
+	if n, err := CallJSON[int, int](context.Background(), p, "double", 21); err != nil || n != 42 {
 		t.Fatalf("double = %d, %v", n, err)
 	}
 	big := bytesOf(10<<20, 'q')

@@ -92,7 +92,7 @@ func runPrimesProc(ctx context.Context, workers int, numbers []uint64, report fu
 	}()
 	fs := make([]*future.Future[workerCheck], len(numbers))
 	for i, n := range numbers {
-		if fs[i], err = procpool.SubmitJSON[workerCheck](ctx, p, "check", n); err != nil {
+		if fs[i], err = procpool.SubmitJSON[uint64, workerCheck](ctx, p, "check", n); err != nil {
 			return err
 		}
 	}
