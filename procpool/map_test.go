@@ -157,3 +157,20 @@ func TestMapJSONErrorsInPlace(t *testing.T) {
 		t.Errorf("%d pairs, want 1", n)
 	}
 }
+
+func TestMustNew(t *testing.T) {
+	p := MustNew(mapCtx(t), Config{Command: []string{testWorker}, Workers: 1})
+	defer p.Close()
+	if got := mustCall(t, p, "echo", "ok"); got != "ok" {
+		t.Errorf("echo = %q", got)
+	}
+	defer func() {
+		var se *StartError
+		if r := recover(); r == nil {
+			t.Error("MustNew with a missing worker did not panic")
+		} else if err, ok := r.(error); !ok || !errors.As(err, &se) {
+			t.Errorf("panicked with %v, want the *StartError", r)
+		}
+	}()
+	MustNew(mapCtx(t), Config{Command: []string{"/nonexistent/worker"}, Workers: 1})
+}
