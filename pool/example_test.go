@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,6 +60,32 @@ func ExampleMap_chunked() {
 	}
 	fmt.Println(sum)
 	// Output: 2000
+}
+
+// By default every input gets its (value, error) pair; StopOnError makes
+// the first error the last pair and cancels the rest.
+func ExampleStopOnError() {
+	p := pool.MustNew(pool.Config{Workers: 2})
+	defer p.Close()
+	parse := func(_ context.Context, s string) (int, error) { return strconv.Atoi(s) }
+	in := slices.Values([]string{"1", "2", "x", "4"})
+
+	for v, err := range pool.Map(context.Background(), p, in, parse) {
+		fmt.Println(v, err)
+	}
+	fmt.Println("--")
+	for v, err := range pool.Map(context.Background(), p, in, parse, pool.StopOnError(true)) {
+		fmt.Println(v, err)
+	}
+	// Output:
+	// 1 <nil>
+	// 2 <nil>
+	// 0 strconv.Atoi: parsing "x": invalid syntax
+	// 4 <nil>
+	// --
+	// 1 <nil>
+	// 2 <nil>
+	// 0 strconv.Atoi: parsing "x": invalid syntax
 }
 
 func ExampleMapUnordered() {
