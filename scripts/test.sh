@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # `make test`: every test in the repository. It starts what it needs (a
-# private redis-server on a free port) and stops it afterwards.
+# private redis-server and a private Redis Cluster on free ports) and stops
+# them afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/redis.sh
+source scripts/redis-cluster.sh
 
 export CI="${CI:-}"
 redis_start
-trap redis_stop EXIT
+trap 'redis_cluster_stop; redis_stop' EXIT
+# A 3-master Redis Cluster (with replicas) for the cluster tests:
+# CONQ_TEST_REDIS_CLUSTER_URL.
+redis_cluster_start
 
 # Tests that need servers fail instead of skipping when they are missing.
 export CONQ_REQUIRE_SERVERS=1
