@@ -3,6 +3,7 @@ package redisproc_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strconv"
 	"syscall"
 	"testing"
@@ -74,6 +75,27 @@ func TestStandaloneKillRestart(t *testing.T) {
 			t.Fatalf("after restart: %q, %v", v, err)
 		}
 		pids = pidsOf(s)
+
+		// CPU time grows with work (10 ms steps, so enough of it).
+		before, err := s.CPU()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 20 {
+			_, _ = c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				for i := range 2000 {
+					p.Set(ctx, "k"+strconv.Itoa(i), "v", 0)
+				}
+				return nil
+			})
+		}
+		after, err := s.CPU()
+		if err != nil || after <= before {
+			t.Fatalf("CPU %v before 40000 SETs, %v after (%v)", before, after, err)
+		}
+		if self, err := redisproc.ProcessCPU(os.Getpid()); err != nil || self <= 0 {
+			t.Fatalf("own CPU %v, %v", self, err)
+		}
 	})
 	gone(t, pids)
 }
