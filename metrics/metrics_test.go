@@ -76,7 +76,7 @@ func TestWorkerMiddleware(t *testing.T) {
 	enq("skip", queue.MaxRetries(5)) // SkipRetry: dead at once
 	enq("panic", queue.MaxRetries(0))
 	enq("block")
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
@@ -256,7 +256,7 @@ func TestQueueCollectorWorkers(t *testing.T) {
 		<-release
 		return nil, nil
 	})
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer w.Shutdown(ctx)

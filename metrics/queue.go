@@ -9,11 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/conqhq/conq/queue"
-	"github.com/conqhq/conq/queue/broker"
 )
 
 // QueueLister is what QueueCollector reads: *queue.Inspector and every
-// broker.Broker have it.
+// queue.Broker have it.
 type QueueLister interface {
 	Queues(ctx context.Context) ([]queue.QueueInfo, error)
 }
@@ -108,7 +107,7 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
 	for _, q := range qs {
-		for _, st := range broker.States {
+		for _, st := range queue.States {
 			ch <- prometheus.MustNewConstMetric(c.tasks, prometheus.GaugeValue, float64(q.Counts[st]), q.Name, string(st))
 		}
 		p := 0.0

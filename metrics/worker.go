@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/conqhq/conq/queue"
-	"github.com/conqhq/conq/queue/broker"
 )
 
 // WorkerConfig configures WorkerMetrics.
@@ -23,8 +22,6 @@ type WorkerConfig struct {
 	// LatencyBuckets are the enqueue-to-start histogram's buckets in
 	// seconds. Default 1ms to ~1 h, exponential.
 	LatencyBuckets []float64
-	// Clock tells the time; it should be the broker's. Default wall clock.
-	Clock broker.Clock
 }
 
 // WorkerMetrics instruments task handlers. Its Middleware reports, per
@@ -43,7 +40,6 @@ type WorkerMetrics struct {
 	processed, failed, retried *prometheus.CounterVec
 	active                     *prometheus.GaugeVec
 	duration, latency          *prometheus.HistogramVec
-	clock                      broker.Clock
 }
 
 // NewWorkerMetrics registers the worker metrics. Two WorkerMetrics on one
@@ -58,9 +54,6 @@ func NewWorkerMetrics(cfg WorkerConfig) (*WorkerMetrics, error) {
 	}
 	if cfg.LatencyBuckets == nil {
 		cfg.LatencyBuckets = prometheus.ExponentialBuckets(0.001, 4, 12) // 1ms … ~70min
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = broker.SystemClock{}
 	}
 	labels := []string{"queue", "kind"}
 	counter := func(name, help string) *prometheus.CounterVec {
@@ -77,7 +70,6 @@ func NewWorkerMetrics(cfg WorkerConfig) (*WorkerMetrics, error) {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "task_queue_latency_seconds",
 			Help:    "Time from enqueue (or the scheduled time of a delayed task) to the start of its first attempt.",
 			Buckets: cfg.LatencyBuckets}, labels),
-		clock: cfg.Clock,
 	}
 	var err error
 	if m.processed, err = register(cfg.Registerer, m.processed); err != nil {
@@ -108,7 +100,7 @@ func (m *WorkerMetrics) Middleware() queue.Middleware {
 	return func(next queue.Handler) queue.Handler {
 		return queue.HandlerFunc(func(ctx context.Context, t *queue.TaskInfo) (result []byte, err error) {
 			lv := []string{t.Queue, t.Kind}
-			start := m.clock.Now()
+			start := queue.Now(ctx) // the broker's clock
 			if t.Attempts == 0 {
 				from := t.EnqueuedAt
 				if t.ProcessAt.After(from) {
@@ -123,7 +115,7 @@ func (m *WorkerMetrics) Middleware() queue.Middleware {
 			panicked := true
 			defer func() {
 				active.Dec()
-				m.duration.WithLabelValues(lv...).Observe(m.clock.Now().Sub(start).Seconds())
+				m.duration.WithLabelValues(lv...).Observe(queue.Now(ctx).Sub(start).Seconds())
 				m.processed.WithLabelValues(lv...).Inc()
 				if panicked {
 					// The worker turns the panic into a failed attempt.
@@ -131,7 +123,7 @@ func (m *WorkerMetrics) Middleware() queue.Middleware {
 				}
 				if err != nil {
 					m.failed.WithLabelValues(lv...).Inc()
-					if m.willRetry(t, err) {
+					if m.willRetry(ctx, t, err) {
 						m.retried.WithLabelValues(lv...).Inc()
 					}
 				}
@@ -148,9 +140,9 @@ func (m *WorkerMetrics) Middleware() queue.Middleware {
 // visible from here: a retry whose delay would cross the deadline (counted
 // as retried) and an attempt interrupted by a worker shutdown, which the
 // worker requeues without counting (counted as failed and retried).
-func (m *WorkerMetrics) willRetry(t *queue.TaskInfo, err error) bool {
+func (m *WorkerMetrics) willRetry(ctx context.Context, t *queue.TaskInfo, err error) bool {
 	if errors.Is(err, queue.SkipRetry) || t.Attempts+1 > t.MaxRetries {
 		return false
 	}
-	return t.Deadline.IsZero() || m.clock.Now().Before(t.Deadline)
+	return t.Deadline.IsZero() || queue.Now(ctx).Before(t.Deadline)
 }

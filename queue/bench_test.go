@@ -74,7 +74,7 @@ func benchBroker(b *testing.B, br broker.Broker, batch, prefetch int, preload bo
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	defer w.Shutdown(ctx)

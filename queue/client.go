@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -31,8 +32,6 @@ type ClientConfig struct {
 	// MaxPayloadSize caps a payload in bytes; default 1 MiB, negative for
 	// no cap (a broker may still have its own).
 	MaxPayloadSize int
-	// Clock stamps EnqueuedAt and resolves ProcessIn. Default: wall clock.
-	Clock broker.Clock
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -40,28 +39,18 @@ type ClientConfig struct {
 // Client enqueues tasks and waits for their results. It is safe for
 // concurrent use and does not own the broker.
 type Client struct {
-	b        broker.Broker
+	b        Broker
 	defaults []Option
 	maxSize  int
-	clock    broker.Clock
 	log      *slog.Logger
 }
 
 // NewClient returns a client of b.
-func NewClient(b broker.Broker, cfg ClientConfig) (*Client, error) {
+func NewClient(b Broker, cfg ClientConfig) (*Client, error) {
 	if b == nil {
 		return nil, invalid("NewClient: nil broker")
 	}
-	c := &Client{b: b, defaults: cfg.Options, maxSize: cfg.MaxPayloadSize, clock: cfg.Clock, log: cfg.Logger}
-	if c.maxSize == 0 {
-		c.maxSize = DefaultMaxPayloadSize
-	}
-	if c.clock == nil {
-		c.clock = broker.SystemClock{}
-	}
-	if c.log == nil {
-		c.log = slog.Default()
-	}
+	c := &Client{b: b, defaults: cfg.Options, maxSize: cmp.Or(cfg.MaxPayloadSize, DefaultMaxPayloadSize), log: cmp.Or(cfg.Logger, slog.Default())}
 	// Surface bad defaults now rather than on every Enqueue.
 	o := options{}
 	for _, opt := range c.defaults {
@@ -163,7 +152,7 @@ func uniqueDigest(kind, queue string, payload []byte) string {
 // Enqueue stores task in the broker and returns it as stored. Options given
 // here override the task's own.
 func (c *Client) Enqueue(ctx context.Context, task *Task, opts ...Option) (*TaskInfo, error) {
-	t, u, err := c.buildUnique(task, opts, c.clock.Now())
+	t, u, err := c.buildUnique(task, opts, c.b.Clock().Now())
 	if err != nil {
 		return nil, err
 	}
@@ -174,11 +163,7 @@ func (c *Client) Enqueue(ctx context.Context, task *Task, opts ...Option) (*Task
 		return t, nil
 	}
 	if err := c.b.Enqueue(ctx, t); err != nil {
-		var be *BatchError
-		if errors.As(err, &be) && len(be.Errs) == 1 {
-			err = be.Errs[0]
-		}
-		return nil, fmt.Errorf("queue: enqueue task %s (kind %q): %w", t.ID, t.Kind, err)
+		return nil, fmt.Errorf("queue: enqueue task %s (kind %q): %w", t.ID, t.Kind, broker.Only(err))
 	}
 	return t, nil
 }
@@ -187,7 +172,7 @@ func (c *Client) Enqueue(ctx context.Context, task *Task, opts ...Option) (*Task
 // If some fail it returns the others' infos (nil at failed positions) and a
 // *BatchError naming each failure.
 func (c *Client) EnqueueMany(ctx context.Context, tasks []*Task, opts ...Option) ([]*TaskInfo, error) {
-	now := c.clock.Now()
+	now := c.b.Clock().Now()
 	infos := make([]*TaskInfo, len(tasks))
 	errs := make([]error, len(tasks))
 	valid := make([]*broker.Task, 0, len(tasks))
@@ -235,16 +220,11 @@ func (c *Client) EnqueueMany(ctx context.Context, tasks []*Task, opts ...Option)
 
 // enqueueUnique stores t under its unique lock.
 func (c *Client) enqueueUnique(ctx context.Context, t *broker.Task, u uniqueness) error {
-	ue, ok := c.b.(broker.UniqueEnqueuer)
-	if !ok {
-		return fmt.Errorf("queue: enqueue task %s (kind %q): unique tasks: %w (%T)", t.ID, t.Kind, ErrUnsupported, c.b)
-	}
-	if err := ue.EnqueueUnique(ctx, t, u.key, u.ttl); err != nil {
-		var be *BatchError
-		if errors.As(err, &be) && len(be.Errs) == 1 {
-			err = be.Errs[0]
+	if err := c.b.EnqueueUnique(ctx, broker.UniqueParams{Task: t, Key: u.key, TTL: u.ttl}); err != nil {
+		if errors.Is(err, ErrUnsupported) {
+			return fmt.Errorf("queue: enqueue task %s (kind %q): unique tasks: %w (%T)", t.ID, t.Kind, err, c.b)
 		}
-		return fmt.Errorf("queue: enqueue task %s (kind %q): %w", t.ID, t.Kind, err)
+		return fmt.Errorf("queue: enqueue task %s (kind %q): %w", t.ID, t.Kind, broker.Only(err))
 	}
 	return nil
 }
@@ -276,12 +256,9 @@ func EnqueueCall(ctx context.Context, c *Client, kind string, args []any, kwargs
 // kept if it was enqueued with Retention; otherwise Result reports
 // ErrTaskNotFound once the task is done.
 func (c *Client) Result(ctx context.Context, id string) ([]byte, error) {
-	t, err := c.b.AwaitTask(ctx, "", id)
+	t, err := await(ctx, c.b, "", id, "result of")
 	if err != nil {
-		if errors.Is(err, ErrTaskNotFound) {
-			return nil, fmt.Errorf("queue: result of task %s: %w (never enqueued, deleted, or completed without Retention)", id, err)
-		}
-		return nil, fmt.Errorf("queue: result of task %s: %w", id, err)
+		return nil, err
 	}
 	if t.State == StateDead {
 		return nil, &TaskFailedError{ID: t.ID, Queue: t.Queue, Kind: t.Kind, Attempts: t.Attempts, Errors: t.Errors}

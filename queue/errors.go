@@ -22,6 +22,10 @@ var (
 	// from a timeout or a shutdown. The attempt ends dead, error kind
 	// "cancelled", whatever the handler returns.
 	ErrTaskCancelled = broker.ErrTaskCancelled
+	// ErrUnsupported: the broker lacks an optional role the call needs
+	// (unique tasks, cancelling, periodic tasks, limits, registries,
+	// throughput counters); see Inspector.Capabilities.
+	ErrUnsupported = broker.ErrUnsupported
 )
 
 var (
@@ -33,9 +37,6 @@ var (
 	// ErrWorkerState: Start on a started worker, or Shutdown of one never
 	// started.
 	ErrWorkerState = errors.New("worker not in a state for this call")
-	// ErrUnsupported: the broker lacks a capability the call needs (e.g.
-	// unique tasks, periodic tasks or limits).
-	ErrUnsupported = errors.New("not supported by the broker")
 )
 
 // SkipRetry, returned by a handler (wrapped or not), sends the task to the

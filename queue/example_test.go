@@ -25,7 +25,7 @@ func Example() {
 		panic(err)
 	}
 	queue.HandleJSON(w, "add", func(ctx context.Context, a Add) (int, error) { return a.A + a.B, nil })
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		panic(err)
 	}
 	defer w.Shutdown(ctx)
@@ -55,7 +55,7 @@ func ExampleSkipRetry() {
 	w.HandleFunc("charge", func(ctx context.Context, t *queue.TaskInfo) ([]byte, error) {
 		return nil, fmt.Errorf("card %s declined: %w", t.Payload, queue.SkipRetry)
 	})
-	w.Start()
+	w.Start(context.Background())
 	defer w.Shutdown(ctx)
 
 	client, _ := queue.NewClient(b, queue.ClientConfig{})

@@ -43,7 +43,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) newClient(opts ...queue.Option) *queue.Client {
 	e.t.Helper()
-	c, err := queue.NewClient(e.b, queue.ClientConfig{Clock: e.clock, Options: opts})
+	c, err := queue.NewClient(e.b, queue.ClientConfig{Options: opts})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -67,7 +67,6 @@ func (e *env) config() queue.WorkerConfig {
 		ShutdownTimeout: 5 * time.Second,
 		RetryDelay:      func(int, error, *queue.TaskInfo) time.Duration { return time.Minute },
 		Logger:          e.logger(),
-		Clock:           e.clock,
 	}
 }
 
@@ -78,7 +77,7 @@ func (e *env) worker(cfg queue.WorkerConfig, setup func(w *queue.Worker)) *queue
 		e.t.Fatal(err)
 	}
 	setup(w)
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
 	stopped := false

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -12,10 +13,10 @@ import (
 // Inspector looks at and manages queues and tasks: what the CLI's
 // "conq queue" commands are built on. It is a thin layer over the broker
 // that validates arguments and names the task or queue in every error.
-type Inspector struct{ b broker.Broker }
+type Inspector struct{ b Broker }
 
 // NewInspector returns an inspector of b.
-func NewInspector(b broker.Broker) *Inspector { return &Inspector{b: b} }
+func NewInspector(b Broker) *Inspector { return &Inspector{b: b} }
 
 // Queues lists every known queue, by name, with counts per state.
 func (i *Inspector) Queues(ctx context.Context) ([]QueueInfo, error) {
@@ -66,7 +67,7 @@ func (i *Inspector) Tasks(ctx context.Context, queue string, state State, offset
 	if offset < 0 {
 		return nil, invalid("negative offset %d", offset)
 	}
-	ts, err := i.b.ListTasks(ctx, queue, state, offset, max(limit, 0))
+	ts, err := i.b.ListTasks(ctx, broker.ListParams{Queue: queue, State: state, Offset: offset, Limit: max(limit, 0)})
 	if err != nil {
 		return nil, fmt.Errorf("queue: list %s tasks of queue %q: %w", state, queue, err)
 	}
@@ -84,6 +85,48 @@ func (i *Inspector) Task(ctx context.Context, queue, id string) (*TaskInfo, erro
 	}
 	return t, nil
 }
+
+// Await waits until the task is finished (completed or dead) and returns
+// its full record, or ctx's error if ctx ends first (the task carries on);
+// queue "" searches every queue. A completed task is only kept if it was
+// enqueued with Retention: otherwise Await reports ErrTaskNotFound once it
+// is done. Client.Result is Await reduced to the result.
+func (i *Inspector) Await(ctx context.Context, queue, id string) (*TaskInfo, error) {
+	if err := i.check(queue, id); err != nil {
+		return nil, err
+	}
+	return await(ctx, i.b, queue, id, "await")
+}
+
+// await is AwaitTask with the error naming the task and the call.
+func await(ctx context.Context, b Broker, queue, id, what string) (*TaskInfo, error) {
+	t, err := b.AwaitTask(ctx, queue, id)
+	if err != nil {
+		if errors.Is(err, ErrTaskNotFound) {
+			return nil, fmt.Errorf("queue: %s task %s: %w (never enqueued, deleted, or completed without Retention)", what, id, err)
+		}
+		return nil, fmt.Errorf("queue: %s task %s: %w", what, id, err)
+	}
+	return t, nil
+}
+
+// Capability is a set of the broker's optional roles.
+type Capability = broker.Capability
+
+// The optional roles a broker may have (the built-in ones have all).
+const (
+	CapUnique    = broker.CapUnique    // Unique and UniqueKey
+	CapCancel    = broker.CapCancel    // CancelTask
+	CapTicks     = broker.CapTicks     // Scheduler
+	CapLimits    = broker.CapLimits    // WorkerConfig.Limits
+	CapWorkers   = broker.CapWorkers   // Workers
+	CapSchedules = broker.CapSchedules // Schedules
+	CapStats     = broker.CapStats     // Throughput
+)
+
+// Capabilities lists the optional roles of the broker; calls that need
+// another fail with ErrUnsupported.
+func (i *Inspector) Capabilities() Capability { return i.b.Capabilities() }
 
 // RetryTask makes a dead, retrying or scheduled task pending now. Its error
 // history is kept; a dead task gets one more attempt.
@@ -144,17 +187,13 @@ func (i *Inspector) check(queue, id string) error {
 // "cancelled". A running task is flagged: its worker's next lease renewal
 // sees the flag and cancels the handler's ctx (cause ErrTaskCancelled),
 // and the attempt ends dead with kind "cancelled" — within the worker's
-// ExtendInterval. Dead and completed tasks give ErrInvalidState. The broker
-// must implement broker.Canceler.
+// ExtendInterval. Dead and completed tasks give ErrInvalidState. It needs
+// CapCancel.
 func (i *Inspector) CancelTask(ctx context.Context, queue, id string) (State, error) {
 	if err := i.check(queue, id); err != nil {
 		return "", err
 	}
-	c, ok := i.b.(broker.Canceler)
-	if !ok {
-		return "", unsupported("cancelling tasks", "broker.Canceler", i.b)
-	}
-	st, err := c.CancelTask(ctx, queue, id)
+	st, err := i.b.CancelTask(ctx, queue, id)
 	if err != nil {
 		return st, fmt.Errorf("queue: cancel task %s: %w", id, err)
 	}
@@ -167,14 +206,9 @@ type WorkerInfo = broker.WorkerInfo
 // RunningTask is a task a worker is running.
 type RunningTask = broker.RunningTask
 
-// Workers lists the live workers, by ID. The broker must implement
-// broker.WorkerRegistry.
+// Workers lists the live workers, by ID. It needs CapWorkers.
 func (i *Inspector) Workers(ctx context.Context) ([]WorkerInfo, error) {
-	r, ok := i.b.(broker.WorkerRegistry)
-	if !ok {
-		return nil, unsupported("listing workers", "broker.WorkerRegistry", i.b)
-	}
-	ws, err := r.ListWorkers(ctx)
+	ws, err := i.b.ListWorkers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("queue: list workers: %w", err)
 	}
@@ -197,14 +231,9 @@ type ScheduleInfo struct {
 }
 
 // Schedules lists the periodic entries of the running schedulers, by name
-// (see SchedulerConfig.PublishInterval). The broker must implement
-// broker.ScheduleRegistry.
+// (see SchedulerConfig.PublishInterval). It needs CapSchedules.
 func (i *Inspector) Schedules(ctx context.Context) ([]ScheduleInfo, error) {
-	r, ok := i.b.(broker.ScheduleRegistry)
-	if !ok {
-		return nil, unsupported("listing schedules", "broker.ScheduleRegistry", i.b)
-	}
-	es, err := r.ListEntries(ctx)
+	es, err := i.b.ListEntries(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("queue: list schedules: %w", err)
 	}
@@ -237,12 +266,10 @@ type Point = broker.Point
 
 // Throughput returns, per second of [from, to), the tasks completed and
 // the attempts failed in queue, or in every queue if queue is "". The
-// broker keeps these counters for broker.StatsWindow (70 minutes); it
-// must implement broker.StatsReader.
+// broker keeps these counters for 70 minutes; it needs CapStats.
 func (i *Inspector) Throughput(ctx context.Context, queue string, from, to time.Time) ([]Point, error) {
-	sr, ok := i.b.(broker.StatsReader)
-	if !ok {
-		return nil, unsupported("throughput counters", "broker.StatsReader", i.b)
+	if !i.b.Capabilities().Has(CapStats) {
+		return nil, fmt.Errorf("queue: throughput counters: %T keeps none: %w", i.b, ErrUnsupported)
 	}
 	var queues []string
 	if queue != "" {
@@ -266,7 +293,7 @@ func (i *Inspector) Throughput(ctx context.Context, queue string, from, to time.
 		out[k].At = start.Add(time.Duration(k) * time.Second)
 	}
 	for _, q := range queues {
-		ps, err := sr.Throughput(ctx, q, start, end)
+		ps, err := i.b.Throughput(ctx, broker.ThroughputParams{Queue: q, From: start, To: end})
 		if err != nil {
 			return nil, fmt.Errorf("queue: throughput of queue %q: %w", q, err)
 		}
@@ -278,8 +305,4 @@ func (i *Inspector) Throughput(ctx context.Context, queue string, from, to time.
 		}
 	}
 	return out, nil
-}
-
-func unsupported(what, iface string, b broker.Broker) error {
-	return fmt.Errorf("queue: %s needs a broker implementing %s; %T does not: %w", what, iface, b, ErrUnsupported)
 }

@@ -18,7 +18,7 @@ func TestInspector(t *testing.T) {
 	e.enqueue(queue.NewTask("k", nil), queue.Queue("b"))
 
 	// Make p1 dead by hand.
-	ts, err := e.mem.Fetch(e.ctx, []string{"a"}, 1, time.Minute, "w")
+	ts, err := e.mem.Fetch(e.ctx, broker.FetchParams{Queues: []string{"a"}, Max: 1, Lease: time.Minute, WorkerID: "w"})
 	if err != nil || len(ts) != 1 || ts[0].ID != p1.ID {
 		t.Fatal(ts, err)
 	}
@@ -60,7 +60,7 @@ func TestInspector(t *testing.T) {
 	if err := in.DeleteTask(e.ctx, "a", p2.ID); err != nil {
 		t.Fatal(err)
 	}
-	ts, _ = e.mem.Fetch(e.ctx, []string{"a"}, 1, time.Minute, "w")
+	ts, _ = e.mem.Fetch(e.ctx, broker.FetchParams{Queues: []string{"a"}, Max: 1, Lease: time.Minute, WorkerID: "w"})
 	if err := in.DeleteTask(e.ctx, "a", ts[0].ID); !errors.Is(err, queue.ErrInvalidState) {
 		t.Fatalf("DeleteTask(active) = %v", err)
 	}
@@ -71,7 +71,7 @@ func TestInspector(t *testing.T) {
 	if q, _ := in.Queue(e.ctx, "b"); !q.Paused {
 		t.Fatal("b not paused")
 	}
-	if ts, _ := e.mem.Fetch(e.ctx, []string{"b"}, 1, time.Minute, "w"); len(ts) != 0 {
+	if ts, _ := e.mem.Fetch(e.ctx, broker.FetchParams{Queues: []string{"b"}, Max: 1, Lease: time.Minute, WorkerID: "w"}); len(ts) != 0 {
 		t.Fatal("fetched from a paused queue")
 	}
 	if err := in.ResumeQueue(e.ctx, "b"); err != nil {

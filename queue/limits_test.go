@@ -12,6 +12,7 @@ import (
 
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/broker/brokertest"
 	"github.com/conqhq/conq/queue/broker/memory"
 )
 
@@ -64,7 +65,7 @@ func runLimitedWorkers(t *testing.T, bs []broker.Broker, cfg queue.WorkerConfig,
 		}
 		w.HandleFunc(kind, h)
 		w.HandleFunc("free", func(context.Context, *queue.TaskInfo) ([]byte, error) { return nil, nil })
-		if err := w.Start(); err != nil {
+		if err := w.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
@@ -189,7 +190,7 @@ func TestConcurrencySlotOfDeadWorkerFreed(t *testing.T) {
 	// A worker that died holding both slots: they free themselves when
 	// their leases end.
 	for _, h := range []string{"dead/1/1", "dead/2/1"} {
-		if ok, err := b.AcquireSlot(context.Background(), "concurrency:limited", h, 2, 300*time.Millisecond); !ok || err != nil {
+		if ok, err := b.AcquireSlot(context.Background(), broker.SlotParams{Name: "concurrency:limited", Holder: h, Limit: 2, Lease: 300 * time.Millisecond}); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 	}
@@ -227,7 +228,7 @@ func TestLimitConfig(t *testing.T) {
 			t.Errorf("limit %+v: %v", l, err)
 		}
 	}
-	var b broker.Broker = struct{ broker.Broker }{mem}
+	var b broker.Broker = brokertest.WithoutOptional(mem)
 	if _, err := queue.NewWorker(b, queue.WorkerConfig{Limits: map[string]queue.Limit{"k": {Concurrency: 1}}}); !errors.Is(err, queue.ErrUnsupported) {
 		t.Fatalf("limits on a broker without Limiter: %v", err)
 	}

@@ -194,12 +194,3 @@ func HandleJSON[In, Out any](r Registrar, kind string, fn func(ctx context.Conte
 		return b, nil
 	}))
 }
-
-type taskKey struct{}
-
-// TaskFromContext returns the task a handler's ctx belongs to (its attempt
-// number is Attempts+1).
-func TaskFromContext(ctx context.Context) (*TaskInfo, bool) {
-	t, ok := ctx.Value(taskKey{}).(*TaskInfo)
-	return t, ok
-}

@@ -168,7 +168,7 @@ func TestHandlerErrorKindAndStack(t *testing.T) {
 
 func TestSchedulerPublishesEntries(t *testing.T) {
 	e := newEnv(t)
-	s, err := queue.NewScheduler(e.b, queue.SchedulerConfig{Clock: e.clock, Logger: e.logger(), PublishInterval: 20 * time.Millisecond, ID: "sched-1"})
+	s, err := queue.NewScheduler(e.b, queue.SchedulerConfig{Logger: e.logger(), PublishInterval: 20 * time.Millisecond, ID: "sched-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestSchedulerPublishesEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(); err != nil {
+	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	insp := queue.NewInspector(e.b)

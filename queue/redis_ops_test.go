@@ -63,7 +63,7 @@ func TestRedisSchedulerTwoInstancesFireEachTickOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tasks, err := bs[0].ListTasks(context.Background(), "cron", queue.StatePending, 0, 100)
+	tasks, err := bs[0].ListTasks(context.Background(), broker.ListParams{Queue: "cron", State: queue.StatePending, Offset: 0, Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestRedisUnique(t *testing.T) {
 	}
 	ran := make(chan struct{}, 2)
 	w.HandleFunc("job", func(context.Context, *queue.TaskInfo) ([]byte, error) { ran <- struct{}{}; return nil, nil })
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer w.Shutdown(ctx)
@@ -172,7 +172,7 @@ func TestRedisCancelAndHeartbeat(t *testing.T) {
 		causes <- context.Cause(ctx)
 		return []byte("ignored"), nil // success after a cancel still ends dead
 	})
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer w.Shutdown(context.Background())

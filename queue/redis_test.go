@@ -37,7 +37,7 @@ func TestRedisEndToEnd(t *testing.T) {
 		}
 		return n * n, nil
 	})
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer w.Shutdown(ctx)

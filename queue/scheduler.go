@@ -1,14 +1,13 @@
 package queue
 
 import (
+	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -17,6 +16,8 @@ import (
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/backoff"
 	"github.com/conqhq/conq/queue/internal/heartbeat"
+	"github.com/conqhq/conq/queue/internal/ident"
+	"github.com/conqhq/conq/queue/internal/startstop"
 )
 
 // MissedPolicy says what a scheduler does about ticks that passed while no
@@ -62,9 +63,6 @@ type SchedulerConfig struct {
 	Location *time.Location
 	// Missed is the policy for ticks missed while no scheduler ran.
 	Missed MissedPolicy
-	// Clock tells the time of ticks; it should be the broker's. Default:
-	// wall clock.
-	Clock broker.Clock
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// ID names the scheduler in the entries it publishes. Default
@@ -107,25 +105,24 @@ type EntryInfo struct {
 // Scheduler enqueues periodic tasks. Any number of schedulers may run with
 // the same entries against one broker: the broker's atomic claim of each
 // (entry, tick) makes every tick enqueue exactly once. The broker must
-// implement broker.TickClaimer.
+// have CapTicks.
 //
 // Ticks that fall due while the scheduler runs are fired when due; if the
 // scheduler falls behind by several ticks of an entry (process paused,
 // broker unreachable, clock jump) it fires the latest one only.
 type Scheduler struct {
-	b      broker.Broker
-	claim  broker.TickClaimer
+	b      Broker
+	clock  broker.Clock
 	cfg    SchedulerConfig
 	client *Client
 	log    *slog.Logger
 
+	life startstop.Once
+	loop startstop.Base
+
 	mu      sync.Mutex
 	entries []*schedEntry
 	byName  map[string]*schedEntry
-	started bool
-	stopped bool
-	cancel  context.CancelFunc
-	done    chan struct{}
 	hb      *heartbeat.Heartbeat
 }
 
@@ -144,38 +141,25 @@ type schedEntry struct {
 }
 
 // NewScheduler returns a scheduler of b.
-func NewScheduler(b broker.Broker, cfg SchedulerConfig) (*Scheduler, error) {
+func NewScheduler(b Broker, cfg SchedulerConfig) (*Scheduler, error) {
 	if b == nil {
 		return nil, invalid("NewScheduler: nil broker")
 	}
-	tc, ok := b.(broker.TickClaimer)
-	if !ok {
-		return nil, fmt.Errorf("queue: NewScheduler: periodic tasks need a broker that claims ticks (broker.TickClaimer); %T does not: %w", b, ErrUnsupported)
+	if !b.Capabilities().Has(CapTicks) {
+		return nil, fmt.Errorf("queue: NewScheduler: periodic tasks need a broker that claims ticks (CapTicks); %T does not: %w", b, ErrUnsupported)
 	}
 	if cfg.Missed != MissedSkip && cfg.Missed != MissedRunOnce {
 		return nil, invalid("SchedulerConfig.Missed = %v", cfg.Missed)
 	}
-	if cfg.Location == nil {
-		cfg.Location = time.UTC
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = broker.SystemClock{}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.ID == "" {
-		host, _ := os.Hostname()
-		cfg.ID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), rand.Text()[:8])
-	}
-	if cfg.PublishInterval == 0 {
-		cfg.PublishInterval = 5 * time.Second
-	}
-	c, err := NewClient(b, ClientConfig{Clock: cfg.Clock, Logger: cfg.Logger})
+	cfg.Location = cmp.Or(cfg.Location, time.UTC)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	cfg.ID = cmp.Or(cfg.ID, ident.New())
+	cfg.PublishInterval = cmp.Or(cfg.PublishInterval, 5*time.Second)
+	c, err := NewClient(b, ClientConfig{Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
-	return &Scheduler{b: b, claim: tc, cfg: cfg, client: c, log: cfg.Logger, byName: make(map[string]*schedEntry)}, nil
+	return &Scheduler{b: b, clock: b.Clock(), cfg: cfg, client: c, log: cfg.Logger, byName: make(map[string]*schedEntry)}, nil
 }
 
 // Register adds an entry enqueueing task with opts at every tick of spec
@@ -216,7 +200,7 @@ func (s *Scheduler) RegisterEntry(e Entry) (string, error) {
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", err, ErrInvalidOption))
 	}
-	now := s.cfg.Clock.Now()
+	now := s.clock.Now()
 	t, u, err := s.client.buildUnique(e.Task, e.Options, now)
 	if err != nil {
 		return fail(err)
@@ -268,7 +252,7 @@ func tickID(name string, tick time.Time) string {
 
 // Entries lists the registered entries by name, with their next ticks.
 func (s *Scheduler) Entries() []EntryInfo {
-	now := s.cfg.Clock.Now()
+	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]EntryInfo, 0, len(s.entries))
@@ -300,7 +284,7 @@ func (s *Scheduler) start(ctx context.Context, e *schedEntry, now time.Time) (ne
 	if s.cfg.Missed != MissedRunOnce {
 		return next, time.Time{}
 	}
-	last, err := s.claim.LastTick(ctx, e.queue, e.Name)
+	last, err := s.b.LastTick(ctx, e.queue, e.Name)
 	if err != nil {
 		s.log.Warn("queue: scheduler: reading the last tick failed; missed ticks are skipped", "entry", e.Name, "err", err)
 		return next, time.Time{}
@@ -319,7 +303,7 @@ func (s *Scheduler) start(ctx context.Context, e *schedEntry, now time.Time) (ne
 // schedulers are not counted). Start calls it in a loop; call it directly
 // to drive a scheduler by hand (e.g. with a manual clock in tests).
 func (s *Scheduler) RunDue(ctx context.Context) (int, error) {
-	now := s.cfg.Clock.Now()
+	now := s.clock.Now()
 	s.mu.Lock()
 	entries := slices.Clone(s.entries)
 	s.mu.Unlock()
@@ -369,12 +353,9 @@ func (s *Scheduler) fire(ctx context.Context, e *schedEntry, tick, now time.Time
 		return false, fmt.Errorf("queue: periodic entry %s: %w", e.Name, err)
 	}
 	t.ID = tickID(e.Name, tick)
-	claimed, err := s.claim.ClaimTick(ctx, e.Name, tick, e.ttl, t)
+	claimed, err := s.b.ClaimTick(ctx, broker.ClaimParams{Key: e.Name, Tick: tick, TTL: e.ttl, Task: t})
 	if err != nil {
-		var be *BatchError
-		if errors.As(err, &be) && len(be.Errs) == 1 {
-			err = be.Errs[0]
-		}
+		err = broker.Only(err)
 		return false, fmt.Errorf("queue: periodic entry %s: enqueue tick %s: %w", e.Name, tick.Format(time.RFC3339), err)
 	}
 	if claimed {
@@ -389,32 +370,38 @@ func (s *Scheduler) fire(ctx context.Context, e *schedEntry, tick, now time.Time
 // registered while it runs and wall-clock jumps are noticed.
 const maxSchedulerSleep = time.Second
 
-// Start runs the scheduler in the background.
-func (s *Scheduler) Start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.started {
+// Start runs the scheduler in the background; ctx's values reach its
+// broker calls, its cancellation does not (Shutdown stops it; Run ties the
+// two together).
+func (s *Scheduler) Start(ctx context.Context) error {
+	if err := s.life.Start(); err != nil {
 		return fmt.Errorf("queue: Scheduler.Start: already started: %w", ErrWorkerState)
 	}
-	s.started = true
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	s.done = make(chan struct{})
-	go s.loop(ctx)
-	if reg, ok := s.b.(broker.ScheduleRegistry); ok && s.cfg.PublishInterval > 0 {
+	if s.cfg.PublishInterval > 0 && s.b.Capabilities().Has(CapSchedules) {
 		ttl := 3 * s.cfg.PublishInterval
+		s.mu.Lock()
 		s.hb = heartbeat.New("schedule publisher", s.cfg.PublishInterval,
-			func(ctx context.Context) error { return reg.PublishEntries(ctx, s.cfg.ID, s.published(), ttl) },
-			func(ctx context.Context) error { return reg.RemoveEntries(ctx, s.cfg.ID) },
+			func(ctx context.Context) error { return s.b.PublishEntries(ctx, s.cfg.ID, s.published(), ttl) },
+			func(ctx context.Context) error { return s.b.RemoveEntries(ctx, s.cfg.ID) },
 			s.log)
-		s.hb.Start()
+		s.mu.Unlock()
 	}
-	s.log.Info("queue: scheduler started", "entries", len(s.entries), "missed", s.cfg.Missed.String())
+	if err := s.loop.Start(ctx, s.run); err != nil {
+		return err
+	}
+	if s.hb != nil {
+		if err := s.hb.Start(ctx); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	n := len(s.entries)
+	s.mu.Unlock()
+	s.log.Info("queue: scheduler started", "entries", n, "missed", s.cfg.Missed.String())
 	return nil
 }
 
-func (s *Scheduler) loop(ctx context.Context) {
-	defer close(s.done)
+func (s *Scheduler) run(ctx context.Context) {
 	var bo backoff.Backoff
 	for {
 		_, err := s.RunDue(ctx)
@@ -427,7 +414,7 @@ func (s *Scheduler) loop(ctx context.Context) {
 			s.log.Error("queue: scheduler: enqueueing periodic tasks failed; retrying", "err", err, "retry_in", wait)
 		} else {
 			bo.Reset()
-			now := s.cfg.Clock.Now()
+			now := s.clock.Now()
 			s.mu.Lock()
 			for _, e := range s.entries {
 				if e.init && !e.next.IsZero() {
@@ -448,21 +435,14 @@ func (s *Scheduler) loop(ctx context.Context) {
 
 // Shutdown stops the scheduler and waits for its loop (or ctx).
 func (s *Scheduler) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	if !s.started || s.stopped {
-		s.mu.Unlock()
+	if err := s.life.Stop(); err != nil {
 		return fmt.Errorf("queue: Scheduler.Shutdown: not running: %w", ErrWorkerState)
 	}
-	s.stopped = true
-	s.mu.Unlock()
-	s.cancel()
-	select {
-	case <-s.done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := s.loop.Stop(ctx); err != nil {
+		return err
 	}
 	if s.hb != nil {
-		if err := s.hb.Shutdown(ctx); err != nil {
+		if err := s.hb.Stop(ctx); err != nil {
 			return fmt.Errorf("queue: scheduler: removing its published entries: %w", err)
 		}
 	}
@@ -475,7 +455,7 @@ func (s *Scheduler) ID() string { return s.cfg.ID }
 
 // published is Entries in the broker's form.
 func (s *Scheduler) published() []broker.ScheduleEntry {
-	now := s.cfg.Clock.Now()
+	now := s.clock.Now()
 	es := s.Entries()
 	out := make([]broker.ScheduleEntry, len(es))
 	for i, e := range es {
@@ -487,7 +467,7 @@ func (s *Scheduler) published() []broker.ScheduleEntry {
 
 // Run starts the scheduler, blocks until ctx ends, then shuts it down.
 func (s *Scheduler) Run(ctx context.Context) error {
-	if err := s.Start(); err != nil {
+	if err := s.Start(ctx); err != nil {
 		return err
 	}
 	<-ctx.Done()

@@ -11,12 +11,12 @@ import (
 
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/broker/brokertest"
 	"github.com/conqhq/conq/queue/broker/memory"
 )
 
 func (e *env) scheduler(cfg queue.SchedulerConfig) *queue.Scheduler {
 	e.t.Helper()
-	cfg.Clock = e.clock
 	cfg.Logger = e.logger()
 	s, err := queue.NewScheduler(e.b, cfg)
 	if err != nil {
@@ -37,7 +37,7 @@ func (e *env) runDue(s *queue.Scheduler) int {
 // pendingIDs lists the IDs of pending tasks of queue.
 func (e *env) pendingIDs(q string) []string {
 	e.t.Helper()
-	ts, err := e.mem.ListTasks(e.ctx, q, queue.StatePending, 0, 0)
+	ts, err := e.mem.ListTasks(e.ctx, broker.ListParams{Queue: q, State: queue.StatePending, Offset: 0, Limit: 0})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestSchedulerBadSpec(t *testing.T) {
 }
 
 func TestSchedulerNeedsTickClaimer(t *testing.T) {
-	var b broker.Broker = struct{ broker.Broker }{memory.New(memory.Config{})}
+	var b broker.Broker = brokertest.WithoutOptional(memory.New(memory.Config{}))
 	if _, err := queue.NewScheduler(b, queue.SchedulerConfig{}); !errors.Is(err, queue.ErrUnsupported) {
 		t.Fatalf("NewScheduler on a broker without TickClaimer: %v", err)
 	}

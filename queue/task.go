@@ -8,9 +8,15 @@ import (
 	"github.com/conqhq/conq/queue/broker"
 )
 
+// Broker stores the tasks: queue/broker/memory (in process) or
+// queue/broker/redis. Its contract is in package broker; queue users only
+// pass one around.
+type Broker = broker.Broker
+
 // TaskInfo is a task as the broker keeps it: what Enqueue returns, what a
 // handler is given and what the Inspector lists. Handlers must treat it as
-// read-only.
+// read-only; theirs has no lease fields (Token, LeaseUntil, WorkerID): use
+// FencingToken.
 type TaskInfo = broker.Task
 
 // QueueInfo is a queue's state: paused or not, and its task counts.
@@ -18,6 +24,12 @@ type QueueInfo = broker.QueueInfo
 
 // State is where a task is in its life.
 type State = broker.State
+
+// States lists every task state in display order.
+var States = broker.States
+
+// ParseState accepts a state name ("pending", ...).
+func ParseState(s string) (State, error) { return broker.ParseState(s) }
 
 // Task states.
 const (

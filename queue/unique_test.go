@@ -8,6 +8,7 @@ import (
 
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/broker/brokertest"
 	"github.com/conqhq/conq/queue/broker/memory"
 )
 
@@ -117,7 +118,7 @@ func TestUniqueOptionsAndSupport(t *testing.T) {
 			t.Errorf("bad unique option accepted: %v", err)
 		}
 	}
-	var b broker.Broker = struct{ broker.Broker }{memory.New(memory.Config{})}
+	var b broker.Broker = brokertest.WithoutOptional(memory.New(memory.Config{}))
 	c, _ := queue.NewClient(b, queue.ClientConfig{})
 	if _, err := c.Enqueue(e.ctx, queue.NewTask("k", nil), queue.Unique(time.Hour)); !errors.Is(err, queue.ErrUnsupported) {
 		t.Fatalf("unique on a broker without support: %v", err)

@@ -275,7 +275,7 @@ func TestLeaseLostCancelsHandlerAndDropsOutcome(t *testing.T) {
 		if n, _ := e.mem.Recover(e.ctx); n == 0 {
 			return false
 		}
-		ts, err := e.mem.Fetch(e.ctx, []string{queue.DefaultQueue}, 1, time.Hour, "other")
+		ts, err := e.mem.Fetch(e.ctx, broker.FetchParams{Queues: []string{queue.DefaultQueue}, Max: 1, Lease: time.Hour, WorkerID: "other"})
 		if err != nil || len(ts) != 1 {
 			t.Fatalf("other worker's fetch: %v, %v", ts, err)
 		}
@@ -311,7 +311,7 @@ func TestRecovererRunsTasksOfDeadWorkers(t *testing.T) {
 	e := newEnv(t)
 	info := e.enqueue(queue.NewTask("k", nil), queue.Retention(time.Hour))
 	// A worker fetches and dies without a word.
-	if ts, err := e.mem.Fetch(e.ctx, []string{queue.DefaultQueue}, 1, 30*time.Second, "dead-worker"); err != nil || len(ts) != 1 {
+	if ts, err := e.mem.Fetch(e.ctx, broker.FetchParams{Queues: []string{queue.DefaultQueue}, Max: 1, Lease: 30 * time.Second, WorkerID: "dead-worker"}); err != nil || len(ts) != 1 {
 		t.Fatal(ts, err)
 	}
 	e.worker(e.config(), func(w *queue.Worker) { w.HandleFunc("k", noop) })
@@ -366,7 +366,7 @@ func TestShutdownRequeuesRunningAndPrefetched(t *testing.T) {
 	}
 	<-started
 	if !waitFor(func() bool {
-		ts, _ := e.mem.ListTasks(e.ctx, queue.DefaultQueue, queue.StateActive, 0, 0)
+		ts, _ := e.mem.ListTasks(e.ctx, broker.ListParams{Queue: queue.DefaultQueue, State: queue.StateActive, Offset: 0, Limit: 0})
 		return len(ts) == 5
 	}) {
 		t.Fatal("worker did not prefetch")
@@ -583,17 +583,17 @@ func TestWorkerConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Start(); !errors.Is(err, queue.ErrInvalidOption) {
+	if err := w.Start(context.Background()); !errors.Is(err, queue.ErrInvalidOption) {
 		t.Fatalf("Start without handlers = %v", err)
 	}
 	if err := w.Shutdown(e.ctx); !errors.Is(err, queue.ErrWorkerState) {
 		t.Fatalf("Shutdown before Start = %v", err)
 	}
 	w.HandleFunc("k", noop)
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Start(); !errors.Is(err, queue.ErrWorkerState) {
+	if err := w.Start(context.Background()); !errors.Is(err, queue.ErrWorkerState) {
 		t.Fatalf("second Start = %v", err)
 	}
 	e.shutdown(w)

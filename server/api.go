@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/conqhq/conq/queue"
-	"github.com/conqhq/conq/queue/broker"
 )
 
 // apiTask is a task as the API shows it. Payload and result are inlined
@@ -427,7 +426,7 @@ func (s *Server) apiResult(w http.ResponseWriter, r *http.Request) {
 	if err == nil && !done(t) && wait > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		var at *queue.TaskInfo
-		at, err = s.b.AwaitTask(ctx, qname, id)
+		at, err = s.insp.Await(ctx, qname, id)
 		cancel()
 		switch {
 		case err == nil:
@@ -578,7 +577,7 @@ func pageParams(r *http.Request) (queue.State, int, int, error) {
 	q := r.URL.Query()
 	state := queue.StatePending
 	if v := q.Get("state"); v != "" {
-		st, err := broker.ParseState(v)
+		st, err := queue.ParseState(v)
 		if err != nil {
 			return "", 0, 0, badRequest("%v", err)
 		}
@@ -689,7 +688,7 @@ func (s *Server) apiNotFound(w http.ResponseWriter, r *http.Request) {
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	if _, err := s.b.Queues(ctx); err != nil {
+	if _, err := s.insp.Queues(ctx); err != nil {
 		// Unauthenticated: the cause (addresses, names) goes to the log only.
 		s.log.Warn("server: health check: broker unavailable", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "broker_unavailable", "broker unavailable")

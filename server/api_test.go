@@ -182,7 +182,7 @@ func TestEnqueueMany(t *testing.T) {
 func complete(t *testing.T, b broker.Broker, q, id string, result []byte) {
 	t.Helper()
 	ctx := context.Background()
-	ts, err := b.Fetch(ctx, []string{q}, 1, time.Minute, "test-worker")
+	ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{q}, Max: 1, Lease: time.Minute, WorkerID: "test-worker"})
 	if err != nil || len(ts) != 1 || ts[0].ID != id {
 		t.Fatalf("fetch %s: %v %v", id, ts, err)
 	}
@@ -319,7 +319,7 @@ func TestRetryAndDelete(t *testing.T) {
 	}
 
 	// An active task cannot be deleted.
-	fetched, err := ts.b.Fetch(context.Background(), []string{"q"}, 1, time.Minute, "w")
+	fetched, err := ts.b.Fetch(context.Background(), broker.FetchParams{Queues: []string{"q"}, Max: 1, Lease: time.Minute, WorkerID: "w"})
 	if err != nil || len(fetched) != 1 {
 		t.Fatal(fetched, err)
 	}
@@ -343,7 +343,7 @@ func TestPauseResume(t *testing.T) {
 	if r.json(t)["paused"] != true {
 		t.Fatalf("pause: %s", r.body)
 	}
-	if got, _ := ts.b.Fetch(context.Background(), []string{"p"}, 1, time.Minute, "w"); len(got) != 0 {
+	if got, _ := ts.b.Fetch(context.Background(), broker.FetchParams{Queues: []string{"p"}, Max: 1, Lease: time.Minute, WorkerID: "w"}); len(got) != 0 {
 		t.Fatal("fetched from a paused queue")
 	}
 	r = ts.do(t, "POST", "/api/v1/queues/p/resume", nil)
@@ -628,6 +628,10 @@ func TestNonLoopbackRefusal(t *testing.T) {
 // nopBroker is a broker.Broker whose methods are never called.
 type nopBroker struct{ broker.Broker }
 
+// Clock and Capabilities are read by New.
+func (nopBroker) Clock() broker.Clock             { return broker.SystemClock{} }
+func (nopBroker) Capabilities() broker.Capability { return 0 }
+
 func TestMetricsScrape(t *testing.T) {
 	ts := newTestServer(t, Config{})
 	for range 2 {
@@ -698,9 +702,9 @@ func TestThroughput(t *testing.T) {
 		t.Fatalf("processed %q failed %q", p, f)
 	}
 
-	// A broker without counters (Faulty shows only broker.Broker): the
-	// sampler's estimate.
-	ts := newTestServer(t, Config{Broker: brokertest.NewFaulty(memory.New(memory.Config{})), SampleInterval: 10 * time.Millisecond})
+	// A broker without counters (the core roles only): the sampler's
+	// estimate.
+	ts := newTestServer(t, Config{Broker: brokertest.WithoutOptional(memory.New(memory.Config{})), SampleInterval: 10 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go ts.Run(ctx)

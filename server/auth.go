@@ -199,7 +199,7 @@ func (s *Server) validSession(v string) bool {
 		return false
 	}
 	unix, err := strconv.ParseInt(exp, 10, 64)
-	return err == nil && s.cfg.Clock.Now().Unix() < unix
+	return err == nil && s.clock.Now().Unix() < unix
 }
 
 func (s *Server) mac(payload string) string {

@@ -16,7 +16,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/conqhq/conq/queue"
-	"github.com/conqhq/conq/queue/broker"
 )
 
 //go:embed templates/*.html
@@ -94,7 +93,7 @@ type page struct {
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name, title string, data any) {
 	p := page{
-		Title: title, CSRF: s.csrfToken(w, r), States: broker.States, Data: data, Nav: name,
+		Title: title, CSRF: s.csrfToken(w, r), States: queue.States, Data: data, Nav: name,
 		Path: r.URL.RequestURI(), Interval: 2000, Notice: notices[r.URL.Query().Get("done")],
 	}
 	if kind, ok := s.authenticate(r); ok && kind == authSession {
@@ -304,7 +303,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login?failed=1&next="+url.QueryEscape(next), http.StatusSeeOther)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: s.newSession(s.cfg.Clock.Now()), Path: "/",
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: s.newSession(s.clock.Now()), Path: "/",
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL / time.Second)})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }

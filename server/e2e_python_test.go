@@ -77,7 +77,7 @@ func TestPythonClientEndToEnd(t *testing.T) {
 	w.HandleFunc("fail", func(context.Context, *queue.TaskInfo) ([]byte, error) {
 		return nil, fmt.Errorf("upstream said no")
 	})
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {

@@ -168,7 +168,7 @@ func enqueue(t *testing.T, b broker.Broker, kind string, payload []byte, opts ..
 func kill(t *testing.T, b broker.Broker, q, id, msg string) {
 	t.Helper()
 	ctx := context.Background()
-	ts, err := b.Fetch(ctx, []string{q}, 1, time.Minute, "test-worker")
+	ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{q}, Max: 1, Lease: time.Minute, WorkerID: "test-worker"})
 	if err != nil || len(ts) != 1 || ts[0].ID != id {
 		t.Fatalf("fetch %s from %s: %v %v", id, q, ts, err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/broker/brokertest"
+	"github.com/conqhq/conq/queue/broker/memory"
 )
 
 // opsBrokers runs fn against the memory broker and the Redis one.
@@ -42,7 +44,7 @@ func TestCancelTaskAPI(t *testing.T) {
 
 		// An active task is flagged and stays active until its worker ends it.
 		active := enqueue(t, ts.b, "k", nil, queue.Queue("c"))
-		leased, err := ts.b.Fetch(context.Background(), []string{"c"}, 1, time.Minute, "w")
+		leased, err := ts.b.Fetch(context.Background(), broker.FetchParams{Queues: []string{"c"}, Max: 1, Lease: time.Minute, WorkerID: "w"})
 		if err != nil || len(leased) != 1 || leased[0].ID != active.ID {
 			t.Fatalf("fetch: %v %v", leased, err)
 		}
@@ -53,8 +55,8 @@ func TestCancelTaskAPI(t *testing.T) {
 			t.Fatalf("cancel active: %s", r.body)
 		}
 		ref := broker.LeaseRef{Queue: "c", ID: active.ID, Token: leased[0].Token}
-		if _, cancelled, err := ts.b.(broker.Canceler).ExtendLeasesCancel(context.Background(), []broker.LeaseRef{ref}, time.Minute); err != nil || len(cancelled) != 1 {
-			t.Fatalf("the lease is not reported cancelled: %v %v", cancelled, err)
+		if res, err := ts.b.ExtendLeases(context.Background(), broker.ExtendParams{Leases: []broker.LeaseRef{ref}, Lease: time.Minute}); err != nil || len(res.Cancelled) != 1 {
+			t.Fatalf("the lease is not reported cancelled: %+v %v", res, err)
 		}
 	})
 }
@@ -81,7 +83,7 @@ func TestWorkersAPI(t *testing.T) {
 			<-release
 			return nil, nil
 		})
-		if err := w.Start(); err != nil {
+		if err := w.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		defer func() {
@@ -131,7 +133,7 @@ func TestSchedulesAPI(t *testing.T) {
 			if _, err := s.RegisterEntry(queue.Entry{Name: "nightly", Spec: "@daily", Task: queue.NewTask("report", nil, queue.Queue("reports"))}); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Start(); err != nil {
+			if err := s.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
@@ -172,7 +174,7 @@ func TestExactThroughputAPI(t *testing.T) {
 			enqueue(t, ts.b, "k", nil, queue.Queue("tq"))
 		}
 		enqueue(t, ts.b, "k", nil, queue.Queue("other"))
-		leased, err := ts.b.Fetch(ctx, []string{"tq", "other"}, 4, time.Minute, "w")
+		leased, err := ts.b.Fetch(ctx, broker.FetchParams{Queues: []string{"tq", "other"}, Max: 4, Lease: time.Minute, WorkerID: "w"})
 		if err != nil || len(leased) != 4 {
 			t.Fatalf("fetch: %v %v", leased, err)
 		}
@@ -226,7 +228,7 @@ func TestExactThroughputAPI(t *testing.T) {
 }
 
 func TestOpsNotSupported(t *testing.T) {
-	ts := newTestServer(t, Config{Broker: nopBroker{}, SampleInterval: -1})
+	ts := newTestServer(t, Config{Broker: brokertest.WithoutOptional(memory.New(memory.Config{})), SampleInterval: -1})
 	for _, path := range []string{"/api/v1/workers", "/api/v1/schedules"} {
 		r := ts.do(t, "GET", path, nil)
 		if r.status != http.StatusNotImplemented || r.errCode(t) != "not_supported" {

@@ -24,7 +24,6 @@ import (
 
 	"github.com/conqhq/conq/metrics"
 	"github.com/conqhq/conq/queue"
-	"github.com/conqhq/conq/queue/broker"
 )
 
 // Defaults of Config.
@@ -40,8 +39,9 @@ var ErrInsecureListen = errors.New("refusing to listen on a non-loopback address
 
 // Config configures a Server. Broker is required; the rest has defaults.
 type Config struct {
-	// Broker holds the queues. The server does not close it.
-	Broker broker.Broker
+	// Broker holds the queues. The server does not close it; it tells the
+	// server's time too (sessions, charts).
+	Broker queue.Broker
 	// Addr is the listen address of ListenAndServe. Default 127.0.0.1:8080.
 	Addr string
 	// AuthToken, if set, is required as "Authorization: Bearer TOKEN" by
@@ -61,7 +61,7 @@ type Config struct {
 	// MaxWait caps the wait of GET /api/v1/tasks/{id}/result. Default 60s.
 	MaxWait time.Duration
 	// SampleInterval is the throughput sampler's period, for brokers that
-	// keep no throughput counters (broker.StatsReader; both built-in
+	// keep no throughput counters (queue.CapStats; both built-in
 	// brokers do, and then nothing is sampled); default 1s, the history
 	// kept is one hour of samples. Negative turns sampling off.
 	SampleInterval time.Duration
@@ -70,14 +70,12 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Clock defaults to the wall clock; it should be the broker's.
-	Clock broker.Clock
 }
 
 // Server serves the dashboard, API and metrics of one broker.
 type Server struct {
 	cfg     Config
-	b       broker.Broker
+	clock   interface{ Now() time.Time } // the broker's
 	client  *queue.Client
 	insp    *queue.Inspector
 	log     *slog.Logger
@@ -85,7 +83,7 @@ type Server struct {
 	tmpl    *templates
 	secret  []byte // signs session cookies; new at every start
 	tp      *throughput
-	stats   bool // the broker counts throughput (broker.StatsReader)
+	stats   bool // the broker counts throughput (queue.CapStats)
 
 	enqueued *metrics.EnqueueCounter
 	requests *prometheus.CounterVec
@@ -129,10 +127,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = broker.SystemClock{}
-	}
-	client, err := queue.NewClient(cfg.Broker, queue.ClientConfig{MaxPayloadSize: cfg.MaxPayloadSize, Clock: cfg.Clock, Logger: cfg.Logger})
+	client, err := queue.NewClient(cfg.Broker, queue.ClientConfig{MaxPayloadSize: cfg.MaxPayloadSize, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -141,10 +136,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: templates: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, b: cfg.Broker, client: client, insp: queue.NewInspector(cfg.Broker),
+		cfg: cfg, clock: cfg.Broker.Clock(), client: client, insp: queue.NewInspector(cfg.Broker),
 		log: cfg.Logger, tmpl: tmpl, secret: []byte(rand.Text() + rand.Text()),
 	}
-	_, s.stats = cfg.Broker.(broker.StatsReader)
+	s.stats = s.insp.Capabilities().Has(queue.CapStats)
 	if cfg.SampleInterval > 0 && !s.stats {
 		s.tp = newThroughput(cfg.SampleInterval, int(time.Hour/cfg.SampleInterval))
 	}

@@ -127,7 +127,7 @@ func (s *Server) exactThroughput(r *http.Request) (throughputView, error) {
 		}
 		minutes = n
 	}
-	end := s.cfg.Clock.Now().Truncate(time.Second)
+	end := s.clock.Now().Truncate(time.Second)
 	ps, err := s.insp.Throughput(r.Context(), q.Get("queue"), end.Add(-time.Duration(minutes)*time.Minute), end)
 	if err != nil {
 		return throughputView{}, err

@@ -144,7 +144,7 @@ func (e *conqEnv) work(tb testing.TB, n int, concurrency int, handler func(t *qu
 		return nil, nil
 	})
 	start := time.Now()
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	select {

@@ -2,175 +2,90 @@ package broker
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strings"
 	"time"
 )
 
-// State is where a task is in its life.
-type State string
-
-const (
-	StatePending   State = "pending"   // ready to run
-	StateScheduled State = "scheduled" // waits for ProcessAt
-	StateActive    State = "active"    // leased to a worker
-	StateRetry     State = "retry"     // failed, waits for its next attempt
-	StateDead      State = "dead"      // out of retries, kept for inspection
-	StateCompleted State = "completed" // finished, kept for Retention
-)
-
-// States lists every state in display order.
-var States = []State{StatePending, StateScheduled, StateActive, StateRetry, StateDead, StateCompleted}
-
-// ParseState accepts a state name.
-func ParseState(s string) (State, error) {
-	for _, st := range States {
-		if string(st) == strings.ToLower(s) {
-			return st, nil
-		}
-	}
-	return "", fmt.Errorf("unknown task state %q (want one of pending, scheduled, active, retry, dead, completed)", s)
-}
-
-// Sentinel errors. Implementations wrap them with the task ID or queue.
-var (
-	ErrTaskNotFound   = errors.New("task not found")
-	ErrTaskIDConflict = errors.New("task ID already exists")
-	// ErrLeaseLost: the caller's lease token is no longer the task's (its
-	// lease expired and the task was given to someone else, or it was
-	// deleted). The caller must drop the task.
-	ErrLeaseLost = errors.New("task lease lost")
-	// ErrInvalidState: the operation does not apply to the task's state
-	// (e.g. deleting an active task).
-	ErrInvalidState = errors.New("operation not allowed in the task's state")
-	ErrClosed       = errors.New("broker closed")
-)
-
-// AttemptError records one failed attempt.
-type AttemptError struct {
-	Attempt int       `json:"attempt"`
-	At      time.Time `json:"at"`
-	Kind    string    `json:"kind,omitempty"` // e.g. "error", "panic", "timeout", "lease_expired", "unknown_kind"
-	Message string    `json:"message"`
-	Stack   string    `json:"stack,omitempty"`
-}
-
-// Task is a task as stored by a broker. The fields in the first group are
-// set by the producer and never change; the rest are kept by the broker.
-type Task struct {
-	ID         string        `json:"id"`
-	Kind       string        `json:"kind"`
-	Queue      string        `json:"queue"`
-	Payload    []byte        `json:"payload"`
-	Encoding   string        `json:"encoding,omitempty"`  // how Payload is encoded: "raw", "json", "args" (queue.Encoding*); "" reads as raw
-	MaxRetries int           `json:"max_retries"`         // retries after the first attempt
-	Timeout    time.Duration `json:"timeout,omitempty"`   // per attempt; 0 = worker default
-	Deadline   time.Time     `json:"deadline,omitempty"`  // no attempt starts or runs past it
-	Retention  time.Duration `json:"retention,omitempty"` // keep the completed task and result this long
-	EnqueuedAt time.Time     `json:"enqueued_at"`
-	ProcessAt  time.Time     `json:"process_at,omitempty"` // zero: now
-
-	State       State          `json:"state"`
-	Attempts    int            `json:"attempts"` // attempts started and finished or lost
-	Errors      []AttemptError `json:"errors,omitempty"`
-	Result      []byte         `json:"result,omitempty"`
-	StartedAt   time.Time      `json:"started_at,omitempty"`
-	CompletedAt time.Time      `json:"completed_at,omitempty"`
-
-	// Lease, set on tasks returned by Fetch and while active.
-	Token      uint64    `json:"token,omitempty"`
-	LeaseUntil time.Time `json:"lease_until,omitempty"`
-	WorkerID   string    `json:"worker_id,omitempty"`
-}
-
-// LeaseRef names a lease: the task and the fencing token it was fetched with.
-type LeaseRef struct {
-	Queue string
-	ID    string
-	Token uint64
-}
-
-// Ack completes a task.
-type Ack struct {
-	LeaseRef
-	Result []byte
-}
-
-// Failure ends an attempt with an error. If Dead the task goes to the dead
-// state; otherwise it is retried at RetryAt (pending at once if zero).
-type Failure struct {
-	LeaseRef
-	Error   AttemptError
-	RetryAt time.Time
-	Dead    bool
-}
-
-// QueueInfo is a queue's state.
-type QueueInfo struct {
-	Name   string          `json:"name"`
-	Paused bool            `json:"paused"`
-	Counts map[State]int64 `json:"counts"`
-}
-
-// BatchError reports per-item failures of a batch call: Errs[i] is the
-// error of item i, nil where it succeeded.
-type BatchError struct{ Errs []error }
-
-func (e *BatchError) Error() string {
-	n, first := 0, error(nil)
-	for _, err := range e.Errs {
-		if err != nil {
-			if first == nil {
-				first = err
-			}
-			n++
-		}
-	}
-	if n == 1 {
-		return first.Error()
-	}
-	return fmt.Sprintf("%d of %d items failed; first: %v", n, len(e.Errs), first)
-}
-
-// Unwrap returns the item errors, so errors.Is(err, ErrTaskIDConflict) holds
-// when any item failed with it.
-func (e *BatchError) Unwrap() []error {
-	var errs []error
-	for _, err := range e.Errs {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errs
-}
-
-// DefaultListLimit is the page size of ListTasks when limit <= 0.
-const DefaultListLimit = 100
-
-// Broker stores tasks. All methods are safe for concurrent use and take ctx
-// first. Implementations take their clock from their config, so tests can
-// inject one.
+// Broker is the whole contract: a broker implements every role. The roles
+// are split only so a reader (and a broker that lacks the optional ones)
+// can take them one at a time; callers hold a Broker and never type-assert
+// for a capability. A wrapper that embeds Broker (brokertest.Faulty, a
+// tracing or metrics wrapper) therefore passes every call through by
+// construction.
+//
+// All methods are safe for concurrent use and take ctx first. Errors are
+// those of errors.go.
 type Broker interface {
+	Core
+	Optional
+}
+
+// Core is what every broker must do: store, lease, settle, maintain and
+// inspect tasks, and tell the time.
+type Core interface {
+	Producer
+	Consumer
+	Maintainer
+	Inspector
+
+	// Clock is the broker's clock, set once in its config (default the wall
+	// clock). Every queue component reads the time from it.
+	Clock() Clock
+
+	// Close releases the broker's resources; later calls fail with ErrClosed.
+	Close() error
+}
+
+// Optional is the part of the contract a broker may lack: such a broker
+// embeds Unsupported, whose methods answer ErrUnsupported, and leaves the
+// capability out of Capabilities.
+type Optional interface {
+	UniqueEnqueuer
+	Canceler
+	TickClaimer
+	Limiter
+	WorkerRegistry
+	ScheduleRegistry
+	StatsReader
+
+	// Capabilities lists the optional roles the broker implements; the
+	// methods of the others fail with ErrUnsupported. Callers check it to
+	// fail early (a worker given limits, a scheduler) or to do without (the
+	// server samples throughput itself).
+	Capabilities() Capability
+}
+
+// Producer stores new tasks.
+type Producer interface {
 	// Enqueue stores tasks, each atomically and independently: pending, or
 	// scheduled if ProcessAt is in the future. A task whose ID exists in its
-	// queue fails with ErrTaskIDConflict. Per-task failures come back as a
-	// *BatchError; any other error means the call itself failed.
+	// queue fails with ErrTaskIDConflict. EnqueuedAt defaults to now.
+	// Per-task failures come back as a *BatchError; any other error means
+	// the call itself failed.
 	Enqueue(ctx context.Context, tasks ...*Task) error
+}
 
-	// Fetch leases up to max pending tasks from the queues, taken in the
+// Consumer is the worker's side: lease tasks, keep the leases, settle them.
+// Complete, Fail, Requeue and ExtendLeases succeed only while the caller's
+// fencing token is the task's current one.
+type Consumer interface {
+	// Fetch leases up to p.Max pending tasks from p.Queues, taken in the
 	// order given (the caller decides priorities), skipping paused queues.
-	// Each returned task is active with a new Token, LeaseUntil = now+lease
-	// and Attempts not yet incremented. It does not wait: no task, no error.
-	Fetch(ctx context.Context, queues []string, max int, lease time.Duration, workerID string) ([]*Task, error)
+	// Each returned task is active with a new Token, LeaseUntil =
+	// now+p.Lease and Attempts not yet incremented. It does not wait: no
+	// task, no error.
+	Fetch(ctx context.Context, p FetchParams) ([]*Task, error)
 
-	// WaitReady blocks until a task may be ready in one of the queues, ctx
-	// ends, or max passes; a hint only, spurious returns are allowed.
-	WaitReady(ctx context.Context, queues []string, max time.Duration) error
+	// WaitReady blocks until a task may be ready in one of p.Queues, ctx
+	// ends, or p.Max passes; a hint only, spurious returns are allowed.
+	WaitReady(ctx context.Context, p WaitParams) error
 
-	// ExtendLeases renews leases to now+lease and returns those that are
-	// lost (ErrLeaseLost semantics), which the caller must stop working on.
-	ExtendLeases(ctx context.Context, leases []LeaseRef, lease time.Duration) (lost []LeaseRef, err error)
+	// ExtendLeases renews leases to now+p.Lease: the one lease renewal of
+	// the contract. It reports the leases lost (not renewed) and, among
+	// the renewed ones, those whose task is flagged for cancellation; they
+	// stay leased so the worker can record the cancelled attempt. A broker
+	// without CapCancel reports no cancelled leases.
+	ExtendLeases(ctx context.Context, p ExtendParams) (ExtendResult, error)
 
 	// Complete finishes tasks; each must still hold its lease (else its
 	// item error is ErrLeaseLost). Completed tasks with Retention > 0 are
@@ -178,26 +93,37 @@ type Broker interface {
 	// are deleted. Per-item errors come back as *BatchError.
 	Complete(ctx context.Context, acks ...Ack) error
 
-	// Fail ends attempts with errors (Attempts+1, error appended), moving
-	// each task to retry or dead. Per-item errors as *BatchError.
+	// Fail ends attempts with errors (Attempts+1, error appended, its At
+	// filled in if zero), moving each task to retry or dead. A task flagged
+	// for cancellation goes to dead with kind "cancelled" whatever was
+	// asked. Per-item errors as *BatchError.
 	Fail(ctx context.Context, failures ...Failure) error
 
 	// Requeue gives active tasks back to pending without counting an
-	// attempt (graceful shutdown). Per-item errors as *BatchError.
+	// attempt (graceful shutdown, limits); a task flagged for cancellation
+	// goes to dead instead. Per-item errors as *BatchError.
 	Requeue(ctx context.Context, leases ...LeaseRef) error
+}
 
+// Maintainer moves tasks whose time has come. Some process must call these
+// periodically (workers do, unless told not to).
+type Maintainer interface {
 	// Forward moves scheduled and retry tasks whose time has come to
 	// pending, and reports how many.
 	Forward(ctx context.Context) (int, error)
 
 	// Recover finds active tasks whose lease expired: each counts an
 	// attempt (error kind "lease_expired") and goes to pending, or dead
-	// when it has no retries left. It reports how many.
+	// when it has no retries left or was flagged for cancellation. It
+	// reports how many.
 	Recover(ctx context.Context) (int, error)
 
 	// Cleanup deletes completed tasks whose retention has passed.
 	Cleanup(ctx context.Context) (int, error)
+}
 
+// Inspector looks at tasks and queues, and manages them.
+type Inspector interface {
 	// GetTask returns a task by ID, looking in queue, or in every queue if
 	// queue is "". ErrTaskNotFound if absent.
 	GetTask(ctx context.Context, queue, id string) (*Task, error)
@@ -209,9 +135,8 @@ type Broker interface {
 	// Queues lists known queues with counts per state.
 	Queues(ctx context.Context) ([]QueueInfo, error)
 
-	// ListTasks lists tasks of a queue in a state, oldest first, from
-	// offset. limit <= 0 means DefaultListLimit; a negative offset is 0.
-	ListTasks(ctx context.Context, queue string, state State, offset, limit int) ([]*Task, error)
+	// ListTasks lists tasks as p says (see ListParams).
+	ListTasks(ctx context.Context, p ListParams) ([]*Task, error)
 
 	// DeleteTask deletes a task that is not active (ErrInvalidState).
 	DeleteTask(ctx context.Context, queue, id string) error
@@ -222,16 +147,129 @@ type Broker interface {
 	// Pause stops Fetch from taking tasks of queue; Resume undoes it.
 	Pause(ctx context.Context, queue string) error
 	Resume(ctx context.Context, queue string) error
-
-	// Close releases the broker's resources; later calls fail with ErrClosed.
-	Close() error
 }
 
-// Clock tells the time; brokers and queue components take one so tests can
-// move time by hand.
-type Clock interface{ Now() time.Time }
+// UniqueEnqueuer stores tasks under a uniqueness lock (CapUnique).
+type UniqueEnqueuer interface {
+	// EnqueueUnique stores p.Task like Enqueue, atomically with taking the
+	// lock p.Key in the task's queue for p.TTL. It fails with
+	// ErrDuplicateTask while the lock is held and ErrTaskIDConflict if the
+	// ID exists. The broker releases the lock when the task completes, dies
+	// or is deleted (only if the lock is still the task's), or when the TTL
+	// passes, whichever comes first.
+	EnqueueUnique(ctx context.Context, p UniqueParams) error
+}
 
-// SystemClock is the wall clock.
-type SystemClock struct{}
+// Canceler cancels tasks (CapCancel).
+type Canceler interface {
+	// CancelTask cancels a task and returns the state it was in. A
+	// pending, scheduled or retry task goes to dead at once with an error
+	// of kind "cancelled" (Attempts unchanged), kept for inspection. An
+	// active task is flagged: ExtendLeases reports its lease as cancelled,
+	// and whatever ends the attempt (Fail, Requeue, Recover) sends it to
+	// dead with kind "cancelled". Dead and completed tasks fail with
+	// ErrInvalidState; an absent one with ErrTaskNotFound. Cancelling a
+	// flagged task again is a no-op.
+	CancelTask(ctx context.Context, queue, id string) (State, error)
+}
 
-func (SystemClock) Now() time.Time { return time.Now() }
+// TickClaimer lets any number of schedulers share periodic entries: each
+// tick of an entry is enqueued by exactly one of them (CapTicks).
+type TickClaimer interface {
+	// ClaimTick enqueues p.Task (atomically, in one step) if p.Tick is
+	// later than the last tick claimed for p.Key in the task's queue, and
+	// records it as the last one for p.TTL. It reports whether this call
+	// claimed it; a tick already claimed, or whose task ID exists, is not
+	// an error. Callers give the task an ID derived from key and tick, so
+	// retrying after an error cannot enqueue twice.
+	ClaimTick(ctx context.Context, p ClaimParams) (bool, error)
+	// LastTick returns the last tick claimed for key in queue, or the zero
+	// time if none is recorded.
+	LastTick(ctx context.Context, queue, key string) (time.Time, error)
+}
+
+// Limiter keeps limits shared by every worker of the broker: counting
+// semaphores with leased slots, and token buckets (CapLimits). Names are
+// chosen by the caller (the worker uses the task kind).
+type Limiter interface {
+	// AcquireSlot takes one of p.Limit slots of p.Name for p.Holder until
+	// now+p.Lease and reports whether it got one. Slots whose lease passed
+	// are free again, so a holder that dies gives its slot back. Acquiring
+	// a slot the holder has already renews it.
+	AcquireSlot(ctx context.Context, p SlotParams) (bool, error)
+	// ExtendSlots renews the leases of the holders' slots; an expired slot
+	// is not brought back.
+	ExtendSlots(ctx context.Context, p ExtendSlotsParams) error
+	// ReleaseSlot frees holder's slot; releasing a slot not held is a no-op.
+	ReleaseSlot(ctx context.Context, name, holder string) error
+	// TakeToken takes a token from a bucket. It returns 0 when it took one,
+	// otherwise how long until one is available (nothing is taken).
+	TakeToken(ctx context.Context, p TokenParams) (time.Duration, error)
+}
+
+// WorkerRegistry records live workers (CapWorkers).
+type WorkerRegistry interface {
+	// Heartbeat stores info (replacing the worker's previous record) until
+	// now+ttl.
+	Heartbeat(ctx context.Context, info WorkerInfo, ttl time.Duration) error
+	// ListWorkers returns the workers whose record has not expired, by ID.
+	ListWorkers(ctx context.Context) ([]WorkerInfo, error)
+	// RemoveWorker deletes a worker's record; removing an absent one is a
+	// no-op.
+	RemoveWorker(ctx context.Context, id string) error
+}
+
+// ScheduleRegistry records the entries of live schedulers (CapSchedules).
+type ScheduleRegistry interface {
+	// PublishEntries stores the entries of scheduler id (replacing its
+	// previous ones) until now+ttl.
+	PublishEntries(ctx context.Context, id string, entries []ScheduleEntry, ttl time.Duration) error
+	// ListEntries returns the entries of every scheduler whose record has
+	// not expired, ordered by name, then scheduler ID.
+	ListEntries(ctx context.Context) ([]ScheduleEntry, error)
+	// RemoveEntries deletes scheduler id's entries.
+	RemoveEntries(ctx context.Context, id string) error
+}
+
+// StatsReader reads per-queue counters that the broker keeps as it
+// completes and fails tasks, per second, for StatsWindow (CapStats).
+type StatsReader interface {
+	// Throughput returns one point per second of [p.From, p.To), truncated
+	// to whole seconds, oldest first; seconds with nothing are zero points.
+	Throughput(ctx context.Context, p ThroughputParams) ([]Point, error)
+}
+
+// Capability is a set of optional roles.
+type Capability uint32
+
+// The optional roles.
+const (
+	CapUnique    Capability = 1 << iota // UniqueEnqueuer
+	CapCancel                           // Canceler (and cancelled leases in ExtendLeases)
+	CapTicks                            // TickClaimer
+	CapLimits                           // Limiter
+	CapWorkers                          // WorkerRegistry
+	CapSchedules                        // ScheduleRegistry
+	CapStats                            // StatsReader
+
+	// CapAll is every optional role: what the built-in brokers have.
+	CapAll = CapUnique | CapCancel | CapTicks | CapLimits | CapWorkers | CapSchedules | CapStats
+)
+
+var capNames = []string{"unique", "cancel", "ticks", "limits", "workers", "schedules", "stats"}
+
+// Has reports whether c includes every role of x.
+func (c Capability) Has(x Capability) bool { return c&x == x }
+
+func (c Capability) String() string {
+	var names []string
+	for i, n := range capNames {
+		if c&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, "|")
+}

@@ -98,7 +98,7 @@ func start(t *testing.T) *env {
 	for _, kind := range []string{"echo", "fail", "skip", "crash_once", "sleep", "missing"} {
 		w.Handle(kind, h)
 	}
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.Shutdown(context.Background()) })

@@ -203,7 +203,7 @@ func TestBrowserDashboard(t *testing.T) {
 			}
 			return nil, nil
 		})
-		if err := w.Start(); err != nil {
+		if err := w.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		defer func() {
@@ -258,7 +258,7 @@ func TestBrowserDashboard(t *testing.T) {
 		if _, err := sched.RegisterEntry(queue.Entry{Name: "hourly-report", Spec: "@hourly", Task: queue.NewTask("report.build", nil, queue.Queue("reports"))}); err != nil {
 			t.Fatal(err)
 		}
-		if err := sched.Start(); err != nil {
+		if err := sched.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		defer sched.Shutdown(context.Background())

@@ -70,7 +70,7 @@ func TestRedisRestart(t *testing.T) {
 			}
 			return nil, nil
 		})
-		if err := w.Start(); err != nil {
+		if err := w.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		workers = append(workers, w)

@@ -224,12 +224,12 @@ func benchQueue(ctx context.Context, b broker.Broker, o benchQueueOptions, logge
 		}
 		res.EnqueueSeconds = time.Since(t0).Seconds()
 		start = time.Now()
-		if err := w.Start(); err != nil {
+		if err := w.Start(ctx); err != nil {
 			return nil, err
 		}
 	} else {
 		res.Mode, res.Rate = "rate", o.rate
-		if err := w.Start(); err != nil {
+		if err := w.Start(ctx); err != nil {
 			return nil, err
 		}
 		time.Sleep(100 * time.Millisecond) // let the worker reach its first wait

@@ -154,7 +154,7 @@ func startGoWorker(t *testing.T, url, prefix string, register func(w *queue.Work
 		t.Fatal(err)
 	}
 	register(w)
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

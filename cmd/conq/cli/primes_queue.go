@@ -90,7 +90,7 @@ func runPrimesQueue(ctx context.Context, workers int, numbers []uint64, report f
 		p := primes.IsPrime(n)
 		return primesQueueResult{N: n, Prime: p, Elapsed: int64(time.Since(t0))}, nil
 	})
-	if err := w.Start(); err != nil {
+	if err := w.Start(ctx); err != nil {
 		return err
 	}
 	defer func() {

@@ -101,7 +101,7 @@ entries:
 		t.Fatal(err)
 	}
 	defer b.Close()
-	tasks, err := b.ListTasks(ctx, "cron", queue.StatePending, 0, 100)
+	tasks, err := queue.NewInspector(b).Tasks(ctx, "cron", queue.StatePending, 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package brokertest
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,46 +10,34 @@ import (
 	"github.com/conqhq/conq/queue/broker"
 )
 
-// Cases of the optional capabilities (broker/ext.go). Each skips when the
-// broker does not implement the capability.
+// Cases of the optional roles unique tasks, tick claims and limits. On a
+// broker without the role, Run checks instead that its calls fail with
+// broker.ErrUnsupported.
 func init() {
-	cases = append(cases, []struct {
-		name string
-		fn   func(s *suite)
-	}{
-		{"UniqueDuplicateAndRelease", testUniqueDuplicateAndRelease},
-		{"UniqueReleasedOnDeadAndDelete", testUniqueReleasedOnDeadAndDelete},
-		{"UniqueTTL", testUniqueTTL},
-		{"UniqueScheduled", testUniqueScheduled},
-		{"ClaimTick", testClaimTick},
-		{"ClaimTickConcurrent", testClaimTickConcurrent},
-		{"LimiterSlots", testLimiterSlots},
-		{"LimiterSlotLease", testLimiterSlotLease},
-		{"LimiterTokenBucket", testLimiterTokenBucket},
+	cases = append(cases, []testCase{
+		{"UniqueDuplicateAndRelease", broker.CapUnique, testUniqueDuplicateAndRelease},
+		{"UniqueReleasedOnDeadAndDelete", broker.CapUnique, testUniqueReleasedOnDeadAndDelete},
+		{"UniqueTTL", broker.CapUnique, testUniqueTTL},
+		{"UniqueScheduled", broker.CapUnique, testUniqueScheduled},
+		{"ClaimTick", broker.CapTicks, testClaimTick},
+		{"ClaimTickConcurrent", broker.CapTicks, testClaimTickConcurrent},
+		{"LimiterSlots", broker.CapLimits, testLimiterSlots},
+		{"LimiterSlotLease", broker.CapLimits, testLimiterSlotLease},
+		{"LimiterTokenBucket", broker.CapLimits, testLimiterTokenBucket},
 	}...)
 }
 
-// capability returns the broker as the optional interface T, or skips the
-// case: the suite serves brokers that lack some capabilities. The built-in
-// brokers assert at compile time that they have every one, so their runs
-// cannot skip silently.
-func capability[T any](s *suite) T {
-	c, ok := s.b.(T)
-	if !ok {
-		s.t.Skipf("%T does not implement %v", s.b, reflect.TypeFor[T]())
-	}
-	return c
-}
+// The role a case needs, as its interface, for readability; Run has
+// already checked the broker's Capabilities.
+func (s *suite) unique() broker.UniqueEnqueuer { return s.b }
 
-func (s *suite) unique() broker.UniqueEnqueuer { return capability[broker.UniqueEnqueuer](s) }
+func (s *suite) claimer() broker.TickClaimer { return s.b }
 
-func (s *suite) claimer() broker.TickClaimer { return capability[broker.TickClaimer](s) }
-
-func (s *suite) limiter() broker.Limiter { return capability[broker.Limiter](s) }
+func (s *suite) limiter() broker.Limiter { return s.b }
 
 func (s *suite) enqueueUnique(u broker.UniqueEnqueuer, t *broker.Task, key string, ttl time.Duration, want error) {
 	s.t.Helper()
-	err := u.EnqueueUnique(s.ctx, t, key, ttl)
+	err := u.EnqueueUnique(s.ctx, broker.UniqueParams{Task: t, Key: key, TTL: ttl})
 	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
 		s.t.Fatalf("EnqueueUnique(%s, key %q) = %v, want %v", t.ID, key, err, want)
 	}
@@ -155,7 +142,7 @@ func testClaimTick(s *suite) {
 	tick := s.clock.Now().Truncate(time.Second).Add(time.Second)
 	claim := func(key string, tick time.Time, id string, want bool) {
 		s.t.Helper()
-		got, err := c.ClaimTick(s.ctx, key, tick, time.Hour, newTask("q", id))
+		got, err := c.ClaimTick(s.ctx, broker.ClaimParams{Key: key, Tick: tick, TTL: time.Hour, Task: newTask("q", id)})
 		if err != nil || got != want {
 			s.t.Fatalf("ClaimTick(%s, %s, %s) = %v, %v; want %v", key, tick, id, got, err, want)
 		}
@@ -178,7 +165,7 @@ func testClaimTick(s *suite) {
 	// A task scheduled for later is stored as scheduled.
 	t := newTask("q", "e-4")
 	t.ProcessAt = s.clock.Now().Add(time.Hour)
-	if ok, err := c.ClaimTick(s.ctx, "e", tick.Add(3*time.Second), time.Hour, t); !ok || err != nil {
+	if ok, err := c.ClaimTick(s.ctx, broker.ClaimParams{Key: "e", Tick: tick.Add(3 * time.Second), TTL: time.Hour, Task: t}); !ok || err != nil {
 		s.t.Fatalf("ClaimTick(scheduled) = %v, %v", ok, err)
 	}
 	s.wantState("q", "e-4", broker.StateScheduled)
@@ -199,7 +186,7 @@ func testClaimTickConcurrent(s *suite) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ok, err := c.ClaimTick(s.ctx, "e", at, time.Hour, newTask("q", fmt.Sprintf("t%d", round)))
+				ok, err := c.ClaimTick(s.ctx, broker.ClaimParams{Key: "e", Tick: at, TTL: time.Hour, Task: newTask("q", fmt.Sprintf("t%d", round))})
 				if err != nil {
 					s.t.Errorf("ClaimTick #%d: %v", i, err)
 				}
@@ -222,7 +209,7 @@ func testLimiterSlots(s *suite) {
 	l := s.limiter()
 	acquire := func(h string, want bool) {
 		s.t.Helper()
-		got, err := l.AcquireSlot(s.ctx, "n", h, 2, time.Minute)
+		got, err := l.AcquireSlot(s.ctx, broker.SlotParams{Name: "n", Holder: h, Limit: 2, Lease: time.Minute})
 		if err != nil || got != want {
 			s.t.Fatalf("AcquireSlot(%s) = %v, %v; want %v", h, got, err, want)
 		}
@@ -231,7 +218,7 @@ func testLimiterSlots(s *suite) {
 	acquire("b", true)
 	acquire("c", false)
 	acquire("a", true) // a holder renews its own slot
-	if ok, err := l.AcquireSlot(s.ctx, "other", "c", 2, time.Minute); !ok || err != nil {
+	if ok, err := l.AcquireSlot(s.ctx, broker.SlotParams{Name: "other", Holder: "c", Limit: 2, Lease: time.Minute}); !ok || err != nil {
 		s.t.Fatalf("AcquireSlot(other name) = %v, %v", ok, err)
 	}
 	if err := l.ReleaseSlot(s.ctx, "n", "a"); err != nil {
@@ -248,14 +235,14 @@ func testLimiterSlotLease(s *suite) {
 	l := s.limiter()
 	acquire := func(h string, want bool) {
 		s.t.Helper()
-		got, err := l.AcquireSlot(s.ctx, "n", h, 1, 10*time.Second)
+		got, err := l.AcquireSlot(s.ctx, broker.SlotParams{Name: "n", Holder: h, Limit: 1, Lease: 10 * time.Second})
 		if err != nil || got != want {
 			s.t.Fatalf("AcquireSlot(%s) = %v, %v; want %v", h, got, err, want)
 		}
 	}
 	acquire("a", true)
 	s.clock.Advance(8 * time.Second)
-	if err := l.ExtendSlots(s.ctx, "n", []string{"a", "ghost"}, 10*time.Second); err != nil {
+	if err := l.ExtendSlots(s.ctx, broker.ExtendSlotsParams{Name: "n", Holders: []string{"a", "ghost"}, Lease: 10 * time.Second}); err != nil {
 		s.t.Fatal(err)
 	}
 	s.clock.Advance(8 * time.Second)
@@ -263,7 +250,7 @@ func testLimiterSlotLease(s *suite) {
 	s.clock.Advance(3 * time.Second)
 	acquire("b", true) // a's lease ran out (its holder died)
 	// Extending an expired slot does not bring it back.
-	if err := l.ExtendSlots(s.ctx, "n", []string{"a"}, 10*time.Second); err != nil {
+	if err := l.ExtendSlots(s.ctx, broker.ExtendSlotsParams{Name: "n", Holders: []string{"a"}, Lease: 10 * time.Second}); err != nil {
 		s.t.Fatal(err)
 	}
 	acquire("a", false)
@@ -273,7 +260,7 @@ func testLimiterTokenBucket(s *suite) {
 	l := s.limiter()
 	take := func() time.Duration {
 		s.t.Helper()
-		d, err := l.TakeToken(s.ctx, "n", 2, 2)
+		d, err := l.TakeToken(s.ctx, broker.TokenParams{Name: "n", Rate: 2, Burst: 2})
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -302,7 +289,7 @@ func testLimiterTokenBucket(s *suite) {
 	if got[0] != 0 || got[1] != 0 || got[2] == 0 {
 		s.t.Fatalf("after an idle hour: waits %v; the bucket should hold exactly 2 tokens", got)
 	}
-	if _, err := l.TakeToken(s.ctx, "other", 0, 1); err == nil {
+	if _, err := l.TakeToken(s.ctx, broker.TokenParams{Name: "other", Rate: 0, Burst: 1}); err == nil {
 		s.t.Fatal("TakeToken with rate 0 succeeded")
 	}
 }

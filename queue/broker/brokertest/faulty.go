@@ -14,7 +14,10 @@ var ErrInjected = errors.New("brokertest: injected broker fault")
 
 // Faulty wraps a Broker and fails calls on demand, to test how callers
 // survive an unreachable broker. Methods are named as in broker.Broker
-// ("Fetch", "Complete", ...). Close always reaches the wrapped broker.
+// ("Fetch", "Complete", ...). It embeds the whole contract, so nothing the
+// wrapped broker does is hidden, and it overrides every call (TestFaulty
+// checks it) so a fault can be injected on any of them. Close, Clock and
+// Capabilities always reach the wrapped broker.
 type Faulty struct {
 	broker.Broker
 
@@ -98,25 +101,25 @@ func (f *Faulty) Enqueue(ctx context.Context, tasks ...*broker.Task) error {
 	return f.Broker.Enqueue(ctx, tasks...)
 }
 
-func (f *Faulty) Fetch(ctx context.Context, queues []string, max int, lease time.Duration, workerID string) ([]*broker.Task, error) {
+func (f *Faulty) Fetch(ctx context.Context, p broker.FetchParams) ([]*broker.Task, error) {
 	if err := f.fault("Fetch"); err != nil {
 		return nil, err
 	}
-	return f.Broker.Fetch(ctx, queues, max, lease, workerID)
+	return f.Broker.Fetch(ctx, p)
 }
 
-func (f *Faulty) WaitReady(ctx context.Context, queues []string, max time.Duration) error {
+func (f *Faulty) WaitReady(ctx context.Context, p broker.WaitParams) error {
 	if err := f.fault("WaitReady"); err != nil {
 		return err
 	}
-	return f.Broker.WaitReady(ctx, queues, max)
+	return f.Broker.WaitReady(ctx, p)
 }
 
-func (f *Faulty) ExtendLeases(ctx context.Context, leases []broker.LeaseRef, lease time.Duration) ([]broker.LeaseRef, error) {
+func (f *Faulty) ExtendLeases(ctx context.Context, p broker.ExtendParams) (broker.ExtendResult, error) {
 	if err := f.fault("ExtendLeases"); err != nil {
-		return nil, err
+		return broker.ExtendResult{}, err
 	}
-	return f.Broker.ExtendLeases(ctx, leases, lease)
+	return f.Broker.ExtendLeases(ctx, p)
 }
 
 func (f *Faulty) Complete(ctx context.Context, acks ...broker.Ack) error {
@@ -182,11 +185,11 @@ func (f *Faulty) Queues(ctx context.Context) ([]broker.QueueInfo, error) {
 	return f.Broker.Queues(ctx)
 }
 
-func (f *Faulty) ListTasks(ctx context.Context, queue string, state broker.State, offset, limit int) ([]*broker.Task, error) {
+func (f *Faulty) ListTasks(ctx context.Context, p broker.ListParams) ([]*broker.Task, error) {
 	if err := f.fault("ListTasks"); err != nil {
 		return nil, err
 	}
-	return f.Broker.ListTasks(ctx, queue, state, offset, limit)
+	return f.Broker.ListTasks(ctx, p)
 }
 
 func (f *Faulty) DeleteTask(ctx context.Context, queue, id string) error {
@@ -215,4 +218,109 @@ func (f *Faulty) Resume(ctx context.Context, queue string) error {
 		return err
 	}
 	return f.Broker.Resume(ctx, queue)
+}
+
+func (f *Faulty) EnqueueUnique(ctx context.Context, p broker.UniqueParams) error {
+	if err := f.fault("EnqueueUnique"); err != nil {
+		return err
+	}
+	return f.Broker.EnqueueUnique(ctx, p)
+}
+
+func (f *Faulty) CancelTask(ctx context.Context, queue, id string) (broker.State, error) {
+	if err := f.fault("CancelTask"); err != nil {
+		return "", err
+	}
+	return f.Broker.CancelTask(ctx, queue, id)
+}
+
+func (f *Faulty) ClaimTick(ctx context.Context, p broker.ClaimParams) (bool, error) {
+	if err := f.fault("ClaimTick"); err != nil {
+		return false, err
+	}
+	return f.Broker.ClaimTick(ctx, p)
+}
+
+func (f *Faulty) LastTick(ctx context.Context, queue, key string) (time.Time, error) {
+	if err := f.fault("LastTick"); err != nil {
+		return time.Time{}, err
+	}
+	return f.Broker.LastTick(ctx, queue, key)
+}
+
+func (f *Faulty) AcquireSlot(ctx context.Context, p broker.SlotParams) (bool, error) {
+	if err := f.fault("AcquireSlot"); err != nil {
+		return false, err
+	}
+	return f.Broker.AcquireSlot(ctx, p)
+}
+
+func (f *Faulty) ExtendSlots(ctx context.Context, p broker.ExtendSlotsParams) error {
+	if err := f.fault("ExtendSlots"); err != nil {
+		return err
+	}
+	return f.Broker.ExtendSlots(ctx, p)
+}
+
+func (f *Faulty) ReleaseSlot(ctx context.Context, name, holder string) error {
+	if err := f.fault("ReleaseSlot"); err != nil {
+		return err
+	}
+	return f.Broker.ReleaseSlot(ctx, name, holder)
+}
+
+func (f *Faulty) TakeToken(ctx context.Context, p broker.TokenParams) (time.Duration, error) {
+	if err := f.fault("TakeToken"); err != nil {
+		return 0, err
+	}
+	return f.Broker.TakeToken(ctx, p)
+}
+
+func (f *Faulty) Heartbeat(ctx context.Context, info broker.WorkerInfo, ttl time.Duration) error {
+	if err := f.fault("Heartbeat"); err != nil {
+		return err
+	}
+	return f.Broker.Heartbeat(ctx, info, ttl)
+}
+
+func (f *Faulty) ListWorkers(ctx context.Context) ([]broker.WorkerInfo, error) {
+	if err := f.fault("ListWorkers"); err != nil {
+		return nil, err
+	}
+	return f.Broker.ListWorkers(ctx)
+}
+
+func (f *Faulty) RemoveWorker(ctx context.Context, id string) error {
+	if err := f.fault("RemoveWorker"); err != nil {
+		return err
+	}
+	return f.Broker.RemoveWorker(ctx, id)
+}
+
+func (f *Faulty) PublishEntries(ctx context.Context, id string, entries []broker.ScheduleEntry, ttl time.Duration) error {
+	if err := f.fault("PublishEntries"); err != nil {
+		return err
+	}
+	return f.Broker.PublishEntries(ctx, id, entries, ttl)
+}
+
+func (f *Faulty) ListEntries(ctx context.Context) ([]broker.ScheduleEntry, error) {
+	if err := f.fault("ListEntries"); err != nil {
+		return nil, err
+	}
+	return f.Broker.ListEntries(ctx)
+}
+
+func (f *Faulty) RemoveEntries(ctx context.Context, id string) error {
+	if err := f.fault("RemoveEntries"); err != nil {
+		return err
+	}
+	return f.Broker.RemoveEntries(ctx, id)
+}
+
+func (f *Faulty) Throughput(ctx context.Context, p broker.ThroughputParams) ([]broker.Point, error) {
+	if err := f.fault("Throughput"); err != nil {
+		return nil, err
+	}
+	return f.Broker.Throughput(ctx, p)
 }

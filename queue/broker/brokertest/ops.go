@@ -12,22 +12,19 @@ import (
 // Cases of the operational capabilities (cancel, throughput, worker and
 // scheduler records) and of behaviours the brokers must agree on.
 func init() {
-	cases = append(cases, []struct {
-		name string
-		fn   func(s *suite)
-	}{
-		{"CompleteRetentionCountsAttempt", testCompleteRetentionCountsAttempt},
-		{"ListTasksDefaultLimit", testListTasksDefaultLimit},
-		{"CancelWaiting", testCancelWaiting},
-		{"CancelActive", testCancelActive},
-		{"CancelActiveRequeueRecover", testCancelActiveRequeueRecover},
-		{"Throughput", testThroughput},
-		{"WorkerRegistry", testWorkerRegistry},
-		{"ScheduleRegistry", testScheduleRegistry},
+	cases = append(cases, []testCase{
+		{"CompleteRetentionCountsAttempt", 0, testCompleteRetentionCountsAttempt},
+		{"ListTasksDefaultLimit", 0, testListTasksDefaultLimit},
+		{"CancelWaiting", broker.CapCancel, testCancelWaiting},
+		{"CancelActive", broker.CapCancel, testCancelActive},
+		{"CancelActiveRequeueRecover", broker.CapCancel, testCancelActiveRequeueRecover},
+		{"Throughput", broker.CapStats, testThroughput},
+		{"WorkerRegistry", broker.CapWorkers, testWorkerRegistry},
+		{"ScheduleRegistry", broker.CapSchedules, testScheduleRegistry},
 	}...)
 }
 
-func (s *suite) canceler() broker.Canceler { return capability[broker.Canceler](s) }
+func (s *suite) canceler() broker.Canceler { return s.b }
 
 func testCompleteRetentionCountsAttempt(s *suite) {
 	t := newTask("q", "a")
@@ -65,7 +62,7 @@ func testListTasksDefaultLimit(s *suite) {
 	}
 	s.enqueue(ts...)
 	for _, limit := range []int{0, -1} {
-		got, err := s.b.ListTasks(s.ctx, "q", broker.StatePending, 0, limit)
+		got, err := s.b.ListTasks(s.ctx, broker.ListParams{Queue: "q", State: broker.StatePending, Offset: 0, Limit: limit})
 		if err != nil || len(got) != broker.DefaultListLimit {
 			s.t.Fatalf("ListTasks(limit %d) = %d tasks, %v; want %d", limit, len(got), err, broker.DefaultListLimit)
 		}
@@ -73,7 +70,7 @@ func testListTasksDefaultLimit(s *suite) {
 			s.t.Fatalf("first task %s, want t000", got[0].ID)
 		}
 	}
-	got, err := s.b.ListTasks(s.ctx, "q", broker.StatePending, broker.DefaultListLimit, 0)
+	got, err := s.b.ListTasks(s.ctx, broker.ListParams{Queue: "q", State: broker.StatePending, Offset: broker.DefaultListLimit, Limit: 0})
 	if err != nil || len(got) != 5 || got[0].ID != fmt.Sprintf("t%03d", broker.DefaultListLimit) {
 		s.t.Fatalf("ListTasks(offset %d, limit 0) = %v, %v; want the last 5", broker.DefaultListLimit, ids(got), err)
 	}
@@ -163,16 +160,21 @@ func testCancelActive(s *suite) {
 	}
 	s.wantState("q", "a", broker.StateActive) // until the worker ends the attempt
 	s.clock.Advance(10 * time.Second)
-	lost, cancelled, err := c.ExtendLeasesCancel(s.ctx, []broker.LeaseRef{ref(ta), ref(tb)}, lease)
-	if err != nil || len(lost) != 0 || len(cancelled) != 1 || cancelled[0] != ref(ta) {
-		s.t.Fatalf("ExtendLeasesCancel = lost %v, cancelled %v, %v; want cancelled [a]", lost, cancelled, err)
+	res, err := s.b.ExtendLeases(s.ctx, broker.ExtendParams{Leases: []broker.LeaseRef{ref(ta), ref(tb)}, Lease: lease})
+	if err != nil || len(res.Lost) != 0 || len(res.Cancelled) != 1 || res.Cancelled[0] != ref(ta) {
+		s.t.Fatalf("ExtendLeases = lost %v, cancelled %v, %v; want cancelled [a]", res.Lost, res.Cancelled, err)
 	}
 	if got := s.get("q", "a"); !sameTime(got.LeaseUntil, s.clock.Now().Add(lease)) {
 		s.t.Fatalf("cancelled task's lease is %v, want renewed to %v", got.LeaseUntil, s.clock.Now().Add(lease))
 	}
-	// Plain ExtendLeases renews it without reporting it.
-	if lost, err := s.b.ExtendLeases(s.ctx, []broker.LeaseRef{ref(ta)}, lease); err != nil || len(lost) != 0 {
-		s.t.Fatalf("ExtendLeases = %v, %v", lost, err)
+	// The flag lasts until the attempt ends: the next renewal reports it
+	// again, and still renews the lease.
+	s.clock.Advance(10 * time.Second)
+	if res, err := s.b.ExtendLeases(s.ctx, broker.ExtendParams{Leases: []broker.LeaseRef{ref(ta)}, Lease: lease}); err != nil || len(res.Lost) != 0 || len(res.Cancelled) != 1 {
+		s.t.Fatalf("second ExtendLeases = %+v, %v; want a cancelled again", res, err)
+	}
+	if got := s.get("q", "a"); !sameTime(got.LeaseUntil, s.clock.Now().Add(lease)) {
+		s.t.Fatalf("cancelled task's lease is %v after the second renewal, want %v", got.LeaseUntil, s.clock.Now().Add(lease))
 	}
 	// The worker fails the attempt: dead whatever it asked, kind cancelled.
 	if err := s.b.Fail(s.ctx, broker.Failure{LeaseRef: ref(ta), Error: broker.AttemptError{Kind: "error", Message: "context canceled"}}); err != nil {
@@ -186,8 +188,8 @@ func testCancelActive(s *suite) {
 	s.wantState("q", "b", broker.StatePending)
 	// The flag does not outlive the attempt: b runs again unflagged.
 	tb = s.fetchOne("q")
-	if _, cancelled, err := c.ExtendLeasesCancel(s.ctx, []broker.LeaseRef{ref(tb)}, lease); err != nil || len(cancelled) != 0 {
-		s.t.Fatalf("ExtendLeasesCancel(b) cancelled %v, %v", cancelled, err)
+	if res, err := s.b.ExtendLeases(s.ctx, broker.ExtendParams{Leases: []broker.LeaseRef{ref(tb)}, Lease: lease}); err != nil || len(res.Cancelled) != 0 {
+		s.t.Fatalf("ExtendLeases(b) cancelled %v, %v", res.Cancelled, err)
 	}
 	// A worker that records kind cancelled itself keeps its message.
 	if _, err := c.CancelTask(s.ctx, "q", "b"); err != nil {
@@ -243,7 +245,7 @@ func testCancelActiveRequeueRecover(s *suite) {
 }
 
 func testThroughput(s *suite) {
-	sr := capability[broker.StatsReader](s)
+	sr := broker.StatsReader(s.b)
 	s.clock.Set(s.clock.Now().Truncate(time.Minute).Add(59 * time.Second)) // cross a minute
 	t0 := s.clock.Now().Truncate(time.Second)
 	ts := make([]*broker.Task, 6)
@@ -273,7 +275,7 @@ func testThroughput(s *suite) {
 	if n, err := s.b.Recover(s.ctx); err != nil || n != 2 {
 		s.t.Fatalf("Recover = %d, %v", n, err)
 	}
-	points, err := sr.Throughput(s.ctx, "q", t0.Add(-time.Second), t0.Add(lease+3*time.Second))
+	points, err := sr.Throughput(s.ctx, broker.ThroughputParams{Queue: "q", From: t0.Add(-time.Second), To: t0.Add(lease + 3*time.Second)})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -290,16 +292,16 @@ func testThroughput(s *suite) {
 		}
 	}
 	// Other queues are separate; empty ranges are empty.
-	if ps, err := sr.Throughput(s.ctx, "other", t0, t0.Add(2*time.Second)); err != nil || len(ps) != 2 || ps[0].Processed+ps[1].Processed != 0 {
+	if ps, err := sr.Throughput(s.ctx, broker.ThroughputParams{Queue: "other", From: t0, To: t0.Add(2 * time.Second)}); err != nil || len(ps) != 2 || ps[0].Processed+ps[1].Processed != 0 {
 		s.t.Fatalf("Throughput(other) = %+v, %v", ps, err)
 	}
-	if ps, err := sr.Throughput(s.ctx, "q", t0, t0); err != nil || len(ps) != 0 {
+	if ps, err := sr.Throughput(s.ctx, broker.ThroughputParams{Queue: "q", From: t0, To: t0}); err != nil || len(ps) != 0 {
 		s.t.Fatalf("Throughput(empty range) = %+v, %v", ps, err)
 	}
 }
 
 func testWorkerRegistry(s *suite) {
-	r := capability[broker.WorkerRegistry](s)
+	r := broker.WorkerRegistry(s.b)
 	now := s.clock.Now()
 	w1 := broker.WorkerInfo{ID: "w1", Host: "h", PID: 7, Queues: []string{"a", "b"}, Concurrency: 4, StartedAt: now, HeartbeatAt: now,
 		Running: []broker.RunningTask{{ID: "t1", Queue: "a", Kind: "k", StartedAt: now}}}
@@ -348,7 +350,7 @@ func testWorkerRegistry(s *suite) {
 }
 
 func testScheduleRegistry(s *suite) {
-	r := capability[broker.ScheduleRegistry](s)
+	r := broker.ScheduleRegistry(s.b)
 	now := s.clock.Now()
 	e := broker.ScheduleEntry{Name: "b", Spec: "@every 1m", Kind: "k", Queue: "q", Next: now.Add(time.Minute), Prev: now, Fired: 3}
 	if err := r.PublishEntries(s.ctx, "s1", []broker.ScheduleEntry{e, {Name: "a", Spec: "@hourly", Kind: "k2", Queue: "q", Next: now.Add(time.Hour)}}, 10*time.Second); err != nil {

@@ -22,7 +22,9 @@ type Factory func(t *testing.T, clock broker.Clock) broker.Broker
 const lease = 30 * time.Second
 
 // Run runs the conformance suite against brokers made by newBroker. Each
-// subtest gets its own broker and clock.
+// subtest gets its own broker and clock. Nothing is skipped: a case of an
+// optional role the broker's Capabilities leave out checks instead that
+// every call of the role fails with broker.ErrUnsupported.
 func Run(t *testing.T, newBroker Factory) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -30,6 +32,14 @@ func Run(t *testing.T, newBroker Factory) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			s := &suite{t: t, b: newBroker(t, clock), clock: clock, ctx: ctx}
+			if s.b.Clock() != broker.Clock(clock) {
+				t.Fatalf("%T.Clock() is not the clock the factory was given", s.b)
+			}
+			if caps := s.b.Capabilities(); !caps.Has(tc.need) {
+				// Not skipped: a broker without the role must say so.
+				s.wantUnsupported(tc.need &^ caps)
+				return
+			}
 			tc.fn(s)
 		})
 	}
@@ -42,35 +52,40 @@ type suite struct {
 	ctx   context.Context
 }
 
-var cases = []struct {
+// testCase is one case of the suite; need names the optional roles it
+// exercises (0: core only).
+type testCase struct {
 	name string
+	need broker.Capability
 	fn   func(s *suite)
-}{
-	{"EnqueueGetTask", testEnqueueGetTask},
-	{"EnqueueIDConflict", testEnqueueIDConflict},
-	{"EnqueueDoesNotAlias", testEnqueueDoesNotAlias},
-	{"ScheduledForward", testScheduledForward},
-	{"FetchLease", testFetchLease},
-	{"FetchOrder", testFetchOrder},
-	{"FetchPaused", testFetchPaused},
-	{"WaitReady", testWaitReady},
-	{"ExtendLeases", testExtendLeases},
-	{"Fencing", testFencing},
-	{"Recover", testRecover},
-	{"RecoverToDead", testRecoverToDead},
-	{"FailRetryAndHistory", testFailRetryAndHistory},
-	{"FailDead", testFailDead},
-	{"Requeue", testRequeue},
-	{"CompleteWithoutRetention", testCompleteWithoutRetention},
-	{"CompleteRetentionCleanup", testCompleteRetentionCleanup},
-	{"AwaitTask", testAwaitTask},
-	{"Queues", testQueues},
-	{"ListTasks", testListTasks},
-	{"DeleteTask", testDeleteTask},
-	{"RetryTask", testRetryTask},
-	{"BatchErrorPerItem", testBatchErrorPerItem},
-	{"ConcurrentFetch", testConcurrentFetch},
-	{"Close", testClose},
+}
+
+var cases = []testCase{
+	{"EnqueueGetTask", 0, testEnqueueGetTask},
+	{"EnqueueIDConflict", 0, testEnqueueIDConflict},
+	{"EnqueueDoesNotAlias", 0, testEnqueueDoesNotAlias},
+	{"ScheduledForward", 0, testScheduledForward},
+	{"FetchLease", 0, testFetchLease},
+	{"FetchOrder", 0, testFetchOrder},
+	{"FetchPaused", 0, testFetchPaused},
+	{"WaitReady", 0, testWaitReady},
+	{"ExtendLeases", 0, testExtendLeases},
+	{"Fencing", 0, testFencing},
+	{"Recover", 0, testRecover},
+	{"RecoverToDead", 0, testRecoverToDead},
+	{"FailRetryAndHistory", 0, testFailRetryAndHistory},
+	{"FailDead", 0, testFailDead},
+	{"Requeue", 0, testRequeue},
+	{"CompleteWithoutRetention", 0, testCompleteWithoutRetention},
+	{"CompleteRetentionCleanup", 0, testCompleteRetentionCleanup},
+	{"AwaitTask", 0, testAwaitTask},
+	{"Queues", 0, testQueues},
+	{"ListTasks", 0, testListTasks},
+	{"DeleteTask", 0, testDeleteTask},
+	{"RetryTask", 0, testRetryTask},
+	{"BatchErrorPerItem", 0, testBatchErrorPerItem},
+	{"ConcurrentFetch", 0, testConcurrentFetch},
+	{"Close", 0, testClose},
 }
 
 // ---- helpers
@@ -88,7 +103,7 @@ func (s *suite) enqueue(tasks ...*broker.Task) {
 
 func (s *suite) fetch(max int, queues ...string) []*broker.Task {
 	s.t.Helper()
-	ts, err := s.b.Fetch(s.ctx, queues, max, lease, "w1")
+	ts, err := s.b.Fetch(s.ctx, broker.FetchParams{Queues: queues, Max: max, Lease: lease, WorkerID: "w1"})
 	if err != nil {
 		s.t.Fatalf("Fetch(%v, %d): %v", queues, max, err)
 	}
@@ -359,7 +374,7 @@ func testWaitReady(s *suite) {
 	// Ready at once: returns without waiting for max.
 	s.enqueue(newTask("q", "a"))
 	start := time.Now()
-	if err := s.b.WaitReady(s.ctx, []string{"q"}, 20*time.Second); err != nil {
+	if err := s.b.WaitReady(s.ctx, broker.WaitParams{Queues: []string{"q"}, Max: 20 * time.Second}); err != nil {
 		s.t.Fatal(err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -368,7 +383,7 @@ func testWaitReady(s *suite) {
 	s.fetchOne("q")
 	// Nothing ready: returns by max.
 	start = time.Now()
-	if err := s.b.WaitReady(s.ctx, []string{"q"}, 50*time.Millisecond); err != nil {
+	if err := s.b.WaitReady(s.ctx, broker.WaitParams{Queues: []string{"q"}, Max: 50 * time.Millisecond}); err != nil {
 		s.t.Fatal(err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
@@ -376,7 +391,7 @@ func testWaitReady(s *suite) {
 	}
 	// Woken by an enqueue from elsewhere.
 	done := make(chan error, 1)
-	go func() { done <- s.b.WaitReady(s.ctx, []string{"q"}, 20*time.Second) }()
+	go func() { done <- s.b.WaitReady(s.ctx, broker.WaitParams{Queues: []string{"q"}, Max: 20 * time.Second}) }()
 	time.Sleep(20 * time.Millisecond)
 	s.enqueue(newTask("q", "b"))
 	select {
@@ -390,7 +405,7 @@ func testWaitReady(s *suite) {
 	// Cancelled ctx.
 	ctx, cancel := context.WithCancel(s.ctx)
 	cancel()
-	if err := s.b.WaitReady(ctx, []string{"empty"}, 20*time.Second); err == nil {
+	if err := s.b.WaitReady(ctx, broker.WaitParams{Queues: []string{"empty"}, Max: 20 * time.Second}); err == nil {
 		// Spurious nil returns are allowed, but it must not block.
 		s.t.Log("WaitReady with a cancelled ctx returned nil")
 	}
@@ -403,9 +418,13 @@ func testExtendLeases(s *suite) {
 	stale := ref(b)
 	stale.Token += 1000
 	missing := broker.LeaseRef{Queue: "q", ID: "nope", Token: 1}
-	lost, err := s.b.ExtendLeases(s.ctx, []broker.LeaseRef{ref(a), stale, missing}, time.Minute)
+	res, err := s.b.ExtendLeases(s.ctx, broker.ExtendParams{Leases: []broker.LeaseRef{ref(a), stale, missing}, Lease: time.Minute})
 	if err != nil {
 		s.t.Fatal(err)
+	}
+	lost := res.Lost
+	if len(res.Cancelled) != 0 {
+		s.t.Fatalf("cancelled = %v, want none", res.Cancelled)
 	}
 	sort.Slice(lost, func(i, j int) bool { return lost[i].ID < lost[j].ID })
 	if len(lost) != 2 || lost[0] != stale || lost[1] != missing {
@@ -421,8 +440,8 @@ func testExtendLeases(s *suite) {
 	}
 	s.wantState("q", "a", broker.StateActive)
 	s.wantState("q", "b", broker.StatePending)
-	if lost, err := s.b.ExtendLeases(s.ctx, nil, time.Minute); err != nil || len(lost) != 0 {
-		s.t.Fatalf("ExtendLeases(nil) = %v, %v", lost, err)
+	if res, err := s.b.ExtendLeases(s.ctx, broker.ExtendParams{Leases: nil, Lease: time.Minute}); err != nil || len(res.Lost)+len(res.Cancelled) != 0 {
+		s.t.Fatalf("ExtendLeases(nil) = %+v, %v", res, err)
 	}
 }
 
@@ -447,8 +466,8 @@ func testFencing(s *suite) {
 	if err := s.b.Requeue(s.ctx, stale); !errors.Is(err, broker.ErrLeaseLost) {
 		s.t.Fatalf("Requeue with stale token = %v, want ErrLeaseLost", err)
 	}
-	if lost, err := s.b.ExtendLeases(s.ctx, []broker.LeaseRef{stale}, lease); err != nil || len(lost) != 1 {
-		s.t.Fatalf("ExtendLeases with stale token = %v, %v; want it lost", lost, err)
+	if res, err := s.b.ExtendLeases(s.ctx, broker.ExtendParams{Leases: []broker.LeaseRef{stale}, Lease: lease}); err != nil || len(res.Lost) != 1 {
+		s.t.Fatalf("ExtendLeases with stale token = %+v, %v; want it lost", res, err)
 	}
 	got := s.wantState("q", "a", broker.StateActive)
 	if got.Token != cur.Token || got.Attempts != 1 {
@@ -747,7 +766,7 @@ func testListTasks(s *suite) {
 	}
 	var got []string
 	for off := 0; ; off += 3 {
-		page, err := s.b.ListTasks(s.ctx, "q", broker.StatePending, off, 3)
+		page, err := s.b.ListTasks(s.ctx, broker.ListParams{Queue: "q", State: broker.StatePending, Offset: off, Limit: 3})
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -767,17 +786,17 @@ func testListTasks(s *suite) {
 	if !slices.Equal(got, want) {
 		s.t.Fatalf("pages = %v, want %v (oldest first)", got, want)
 	}
-	if page, err := s.b.ListTasks(s.ctx, "q", broker.StatePending, 100, 3); err != nil || len(page) != 0 {
+	if page, err := s.b.ListTasks(s.ctx, broker.ListParams{Queue: "q", State: broker.StatePending, Offset: 100, Limit: 3}); err != nil || len(page) != 0 {
 		s.t.Fatalf("page past the end = %v, %v", ids(page), err)
 	}
-	if page, err := s.b.ListTasks(s.ctx, "q", broker.StateDead, 0, 10); err != nil || len(page) != 0 {
+	if page, err := s.b.ListTasks(s.ctx, broker.ListParams{Queue: "q", State: broker.StateDead, Offset: 0, Limit: 10}); err != nil || len(page) != 0 {
 		s.t.Fatalf("dead tasks = %v, %v", ids(page), err)
 	}
-	if page, err := s.b.ListTasks(s.ctx, "nosuchqueue", broker.StatePending, 0, 10); err != nil || len(page) != 0 {
+	if page, err := s.b.ListTasks(s.ctx, broker.ListParams{Queue: "nosuchqueue", State: broker.StatePending, Offset: 0, Limit: 10}); err != nil || len(page) != 0 {
 		s.t.Fatalf("tasks of an unknown queue = %v, %v", ids(page), err)
 	}
 	t := s.fetchOne("q")
-	if page, err := s.b.ListTasks(s.ctx, "q", broker.StateActive, 0, 10); err != nil || !slices.Equal(ids(page), []string{t.ID}) {
+	if page, err := s.b.ListTasks(s.ctx, broker.ListParams{Queue: "q", State: broker.StateActive, Offset: 0, Limit: 10}); err != nil || !slices.Equal(ids(page), []string{t.ID}) {
 		s.t.Fatalf("active tasks = %v, %v", ids(page), err)
 	}
 }
@@ -899,7 +918,7 @@ func testConcurrentFetch(s *suite) {
 		go func() {
 			defer wg.Done()
 			for {
-				got, err := s.b.Fetch(s.ctx, []string{"q0", "q1", "q2"}, 1+w%4, lease, fmt.Sprintf("w%d", w))
+				got, err := s.b.Fetch(s.ctx, broker.FetchParams{Queues: []string{"q0", "q1", "q2"}, Max: 1 + w%4, Lease: lease, WorkerID: fmt.Sprintf("w%d", w)})
 				if err != nil {
 					errs <- err
 					return
@@ -958,7 +977,7 @@ func testClose(s *suite) {
 	if err := s.b.Enqueue(s.ctx, newTask("q", "b")); !errors.Is(err, broker.ErrClosed) {
 		s.t.Fatalf("Enqueue after Close = %v, want ErrClosed", err)
 	}
-	if _, err := s.b.Fetch(s.ctx, []string{"q"}, 1, lease, "w"); !errors.Is(err, broker.ErrClosed) {
+	if _, err := s.b.Fetch(s.ctx, broker.FetchParams{Queues: []string{"q"}, Max: 1, Lease: lease, WorkerID: "w"}); !errors.Is(err, broker.ErrClosed) {
 		s.t.Fatalf("Fetch after Close = %v, want ErrClosed", err)
 	}
 }

@@ -46,7 +46,8 @@ func (q *queueState) releaseUnique(e *entry) {
 }
 
 // EnqueueUnique implements broker.UniqueEnqueuer.
-func (b *Broker) EnqueueUnique(ctx context.Context, t *broker.Task, key string, ttl time.Duration) error {
+func (b *Broker) EnqueueUnique(ctx context.Context, p broker.UniqueParams) error {
+	t, key, ttl := p.Task, p.Key, p.TTL
 	if key == "" {
 		return errors.New("enqueue unique: empty key")
 	}
@@ -83,7 +84,8 @@ func (b *Broker) EnqueueUnique(ctx context.Context, t *broker.Task, key string, 
 }
 
 // ClaimTick implements broker.TickClaimer.
-func (b *Broker) ClaimTick(ctx context.Context, key string, tick time.Time, ttl time.Duration, t *broker.Task) (bool, error) {
+func (b *Broker) ClaimTick(ctx context.Context, p broker.ClaimParams) (bool, error) {
+	key, tick, ttl, t := p.Key, p.Tick, p.TTL, p.Task
 	if key == "" {
 		return false, errors.New("claim tick: empty key")
 	}
@@ -129,7 +131,8 @@ func (b *Broker) LastTick(ctx context.Context, queue, key string) (time.Time, er
 }
 
 // AcquireSlot implements broker.Limiter.
-func (b *Broker) AcquireSlot(ctx context.Context, name, holder string, limit int, lease time.Duration) (bool, error) {
+func (b *Broker) AcquireSlot(ctx context.Context, p broker.SlotParams) (bool, error) {
+	name, holder, limit, lease := p.Name, p.Holder, p.Limit, p.Lease
 	if err := b.lock(ctx); err != nil {
 		return false, err
 	}
@@ -156,7 +159,8 @@ func (b *Broker) AcquireSlot(ctx context.Context, name, holder string, limit int
 }
 
 // ExtendSlots implements broker.Limiter.
-func (b *Broker) ExtendSlots(ctx context.Context, name string, holders []string, lease time.Duration) error {
+func (b *Broker) ExtendSlots(ctx context.Context, p broker.ExtendSlotsParams) error {
+	name, holders, lease := p.Name, p.Holders, p.Lease
 	if err := b.lock(ctx); err != nil {
 		return err
 	}
@@ -182,7 +186,8 @@ func (b *Broker) ReleaseSlot(ctx context.Context, name, holder string) error {
 }
 
 // TakeToken implements broker.Limiter.
-func (b *Broker) TakeToken(ctx context.Context, name string, rate float64, burst int) (time.Duration, error) {
+func (b *Broker) TakeToken(ctx context.Context, p broker.TokenParams) (time.Duration, error) {
+	name, rate, burst := p.Name, p.Rate, p.Burst
 	if rate <= 0 || burst <= 0 {
 		return 0, fmt.Errorf("take token: rate %v and burst %d must be positive", rate, burst)
 	}

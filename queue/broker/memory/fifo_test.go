@@ -28,7 +28,7 @@ func TestPendingFIFOUnderChurn(t *testing.T) {
 		}
 	}
 	take := func(n int) {
-		ts, err := b.Fetch(ctx, []string{"q"}, n, time.Minute, "w")
+		ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: n, Lease: time.Minute, WorkerID: "w"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +87,7 @@ func BenchmarkEnqueueFetchComplete(b *testing.B) {
 		if err := br.Enqueue(ctx, tasks...); err != nil {
 			b.Fatal(err)
 		}
-		ts, _ := br.Fetch(ctx, []string{"q"}, batch, time.Minute, "w")
+		ts, _ := br.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: batch, Lease: time.Minute, WorkerID: "w"})
 		for j, t := range ts {
 			acks[j] = broker.Ack{LeaseRef: broker.LeaseRef{Queue: "q", ID: t.ID, Token: t.Token}}
 		}

@@ -44,18 +44,13 @@ type Broker struct {
 	ops opsState // stats, workers, schedules (ops.go)
 }
 
-// Every capability the conformance suite checks: losing one is a compile
-// error, not a silently skipped case.
-var (
-	_ broker.Broker           = (*Broker)(nil)
-	_ broker.UniqueEnqueuer   = (*Broker)(nil)
-	_ broker.TickClaimer      = (*Broker)(nil)
-	_ broker.Limiter          = (*Broker)(nil)
-	_ broker.Canceler         = (*Broker)(nil)
-	_ broker.StatsReader      = (*Broker)(nil)
-	_ broker.WorkerRegistry   = (*Broker)(nil)
-	_ broker.ScheduleRegistry = (*Broker)(nil)
-)
+var _ broker.Broker = (*Broker)(nil)
+
+// Capabilities implements broker.Broker: every optional role.
+func (b *Broker) Capabilities() broker.Capability { return broker.CapAll }
+
+// Clock implements broker.Broker: Config.Clock.
+func (b *Broker) Clock() broker.Clock { return b.clock }
 
 // New returns an empty broker.
 func New(cfg Config) *Broker {
@@ -281,7 +276,8 @@ func (b *Broker) enqueue(t *broker.Task, now time.Time) error {
 }
 
 // Fetch implements broker.Broker.
-func (b *Broker) Fetch(ctx context.Context, queues []string, max int, lease time.Duration, workerID string) ([]*broker.Task, error) {
+func (b *Broker) Fetch(ctx context.Context, p broker.FetchParams) ([]*broker.Task, error) {
+	queues, max, lease, workerID := p.Queues, p.Max, p.Lease, p.WorkerID
 	if err := b.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -315,7 +311,8 @@ func (b *Broker) Fetch(ctx context.Context, queues []string, max int, lease time
 }
 
 // WaitReady implements broker.Broker.
-func (b *Broker) WaitReady(ctx context.Context, queues []string, max time.Duration) error {
+func (b *Broker) WaitReady(ctx context.Context, p broker.WaitParams) error {
+	queues, max := p.Queues, p.Max
 	if err := b.lock(ctx); err != nil {
 		return err
 	}
@@ -365,14 +362,13 @@ func leaseLost(op string, ref broker.LeaseRef) error {
 	return fmt.Errorf("%s task %q in queue %q (token %d): %w", op, ref.ID, ref.Queue, ref.Token, broker.ErrLeaseLost)
 }
 
-// ExtendLeases implements broker.Broker.
-func (b *Broker) ExtendLeases(ctx context.Context, leases []broker.LeaseRef, lease time.Duration) ([]broker.LeaseRef, error) {
-	lost, _, err := b.ExtendLeasesCancel(ctx, leases, lease)
-	return lost, err
+// ExtendLeases implements broker.Consumer.
+func (b *Broker) ExtendLeases(ctx context.Context, p broker.ExtendParams) (broker.ExtendResult, error) {
+	lost, cancelled, err := b.extendLeases(ctx, p.Leases, p.Lease)
+	return broker.ExtendResult{Lost: lost, Cancelled: cancelled}, err
 }
 
-// ExtendLeasesCancel implements broker.Canceler.
-func (b *Broker) ExtendLeasesCancel(ctx context.Context, leases []broker.LeaseRef, lease time.Duration) (lost, cancelled []broker.LeaseRef, err error) {
+func (b *Broker) extendLeases(ctx context.Context, leases []broker.LeaseRef, lease time.Duration) (lost, cancelled []broker.LeaseRef, err error) {
 	if err := b.lock(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -650,7 +646,8 @@ func (b *Broker) Queues(ctx context.Context) ([]broker.QueueInfo, error) {
 
 // ListTasks implements broker.Broker. Tasks are ordered by when they
 // entered the state.
-func (b *Broker) ListTasks(ctx context.Context, queue string, state broker.State, offset, limit int) ([]*broker.Task, error) {
+func (b *Broker) ListTasks(ctx context.Context, p broker.ListParams) ([]*broker.Task, error) {
+	queue, state, offset, limit := p.Queue, p.State, p.Offset, p.Limit
 	if _, ok := stateIndex[state]; !ok {
 		return nil, fmt.Errorf("list tasks: unknown state %q", state)
 	}

@@ -28,3 +28,13 @@ func TestConformanceThroughFaulty(t *testing.T) {
 		return b
 	})
 }
+
+func TestConformanceWithoutOptional(t *testing.T) {
+	// A broker with the core roles only: every optional case checks that
+	// its calls answer ErrUnsupported.
+	brokertest.Run(t, func(t *testing.T, clock broker.Clock) broker.Broker {
+		b := brokertest.WithoutOptional(memory.New(memory.Config{Clock: clock}))
+		t.Cleanup(func() { b.Close() })
+		return b
+	})
+}

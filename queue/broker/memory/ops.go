@@ -65,7 +65,8 @@ func (o *opsState) count(queue string, now time.Time, processed, failed int64) {
 }
 
 // Throughput implements broker.StatsReader.
-func (b *Broker) Throughput(ctx context.Context, queue string, from, to time.Time) ([]broker.Point, error) {
+func (b *Broker) Throughput(ctx context.Context, p broker.ThroughputParams) ([]broker.Point, error) {
+	queue, from, to := p.Queue, p.From, p.To
 	if err := b.lock(ctx); err != nil {
 		return nil, err
 	}

@@ -98,7 +98,7 @@ func BenchmarkFetchComplete100(b *testing.B) {
 			left = 100
 			b.StartTimer()
 		}
-		ts, err := br.Fetch(ctx, []string{"q"}, batch, time.Minute, "w")
+		ts, err := br.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: batch, Lease: time.Minute, WorkerID: "w"})
 		if err != nil || len(ts) != batch {
 			b.Fatalf("fetch: %d, %v", len(ts), err)
 		}

@@ -53,18 +53,13 @@ func (b *Broker) forgetRegistered(queues []any) {
 	}
 }
 
-// Every capability the conformance suite checks: losing one is a compile
-// error, not a silently skipped case.
-var (
-	_ broker.Broker           = (*Broker)(nil)
-	_ broker.UniqueEnqueuer   = (*Broker)(nil)
-	_ broker.TickClaimer      = (*Broker)(nil)
-	_ broker.Limiter          = (*Broker)(nil)
-	_ broker.Canceler         = (*Broker)(nil)
-	_ broker.StatsReader      = (*Broker)(nil)
-	_ broker.WorkerRegistry   = (*Broker)(nil)
-	_ broker.ScheduleRegistry = (*Broker)(nil)
-)
+var _ broker.Broker = (*Broker)(nil)
+
+// Capabilities implements broker.Broker: every optional role.
+func (b *Broker) Capabilities() broker.Capability { return broker.CapAll }
+
+// Clock implements broker.Broker: Config.Clock.
+func (b *Broker) Clock() broker.Clock { return b.cfg.Clock }
 
 // New returns a broker on cfg.Client. The caller keeps ownership of the
 // client: Close does not close it.

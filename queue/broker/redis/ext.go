@@ -15,12 +15,6 @@ import (
 // scripts that end a task can release its lock with declared keys. Limits
 // are global to the prefix: each name has its own hash tag.
 
-var (
-	_ broker.UniqueEnqueuer = (*Broker)(nil)
-	_ broker.TickClaimer    = (*Broker)(nil)
-	_ broker.Limiter        = (*Broker)(nil)
-)
-
 // newTaskArgs prepares t for a single-task script: it fills the ID and
 // EnqueuedAt like Enqueue and returns (msg, meta, score); meta and score are
 // "" for a task pending now.
@@ -54,7 +48,8 @@ func (b *Broker) register(ctx context.Context, queue string) error {
 
 // EnqueueUnique stores t and takes the lock key of t's queue for ttl, in
 // one script.
-func (b *Broker) EnqueueUnique(ctx context.Context, t *broker.Task, key string, ttl time.Duration) error {
+func (b *Broker) EnqueueUnique(ctx context.Context, p broker.UniqueParams) error {
+	t, key, ttl := p.Task, p.Key, p.TTL
 	if err := b.check(); err != nil {
 		return err
 	}
@@ -85,7 +80,8 @@ func (b *Broker) EnqueueUnique(ctx context.Context, t *broker.Task, key string, 
 
 // ClaimTick enqueues t if tick is later than the last tick claimed for key
 // in t's queue. Ticks are compared to the millisecond.
-func (b *Broker) ClaimTick(ctx context.Context, key string, tick time.Time, ttl time.Duration, t *broker.Task) (bool, error) {
+func (b *Broker) ClaimTick(ctx context.Context, p broker.ClaimParams) (bool, error) {
+	key, tick, ttl, t := p.Key, p.Tick, p.TTL, p.Task
 	if err := b.check(); err != nil {
 		return false, err
 	}
@@ -147,7 +143,8 @@ func validLimitName(name string) error {
 func keyTTL(lease time.Duration) int64 { return (2*lease + time.Hour).Milliseconds() }
 
 // AcquireSlot takes one of limit slots of name for holder until now+lease.
-func (b *Broker) AcquireSlot(ctx context.Context, name, holder string, limit int, lease time.Duration) (bool, error) {
+func (b *Broker) AcquireSlot(ctx context.Context, p broker.SlotParams) (bool, error) {
+	name, holder, limit, lease := p.Name, p.Holder, p.Limit, p.Lease
 	if err := b.check(); err != nil {
 		return false, err
 	}
@@ -164,7 +161,8 @@ func (b *Broker) AcquireSlot(ctx context.Context, name, holder string, limit int
 }
 
 // ExtendSlots renews the leases of holders' slots to now+lease.
-func (b *Broker) ExtendSlots(ctx context.Context, name string, holders []string, lease time.Duration) error {
+func (b *Broker) ExtendSlots(ctx context.Context, p broker.ExtendSlotsParams) error {
+	name, holders, lease := p.Name, p.Holders, p.Lease
 	if err := b.check(); err != nil {
 		return err
 	}
@@ -202,7 +200,8 @@ func (b *Broker) ReleaseSlot(ctx context.Context, name, holder string) error {
 
 // TakeToken takes a token from the bucket name (rate tokens a second, at
 // most burst), or reports how long until one is available.
-func (b *Broker) TakeToken(ctx context.Context, name string, rate float64, burst int) (time.Duration, error) {
+func (b *Broker) TakeToken(ctx context.Context, p broker.TokenParams) (time.Duration, error) {
+	name, rate, burst := p.Name, p.Rate, p.Burst
 	if err := b.check(); err != nil {
 		return 0, err
 	}

@@ -14,7 +14,8 @@ import (
 
 // Fetch leases up to max tasks, one script call per queue in the order
 // given, moving to the next queue only while the batch is not full.
-func (b *Broker) Fetch(ctx context.Context, queues []string, max int, lease time.Duration, workerID string) ([]*broker.Task, error) {
+func (b *Broker) Fetch(ctx context.Context, p broker.FetchParams) ([]*broker.Task, error) {
+	queues, max, lease, workerID := p.Queues, p.Max, p.Lease, p.WorkerID
 	if err := b.check(); err != nil {
 		return nil, err
 	}
@@ -69,7 +70,8 @@ func (b *Broker) Fetch(ctx context.Context, queues []string, max int, lease time
 // Forward, Fail, Requeue, Recover, RetryTask and Resume push tokens there
 // when tasks become pending, so an idle worker costs one blocked connection
 // and wakes within a round trip. ctx is honoured even while BLPOP blocks.
-func (b *Broker) WaitReady(ctx context.Context, queues []string, max time.Duration) error {
+func (b *Broker) WaitReady(ctx context.Context, p broker.WaitParams) error {
+	queues, max := p.Queues, p.Max
 	if err := b.check(); err != nil {
 		return err
 	}
@@ -137,15 +139,14 @@ func (b *Broker) WaitReady(ctx context.Context, queues []string, max time.Durati
 	}
 }
 
-// ExtendLeases renews leases with one script call per queue, pipelined.
-func (b *Broker) ExtendLeases(ctx context.Context, leases []broker.LeaseRef, lease time.Duration) ([]broker.LeaseRef, error) {
-	lost, _, err := b.ExtendLeasesCancel(ctx, leases, lease)
-	return lost, err
+// ExtendLeases renews leases with one script call per queue, pipelined,
+// and reports those lost and those flagged for cancellation.
+func (b *Broker) ExtendLeases(ctx context.Context, p broker.ExtendParams) (broker.ExtendResult, error) {
+	lost, cancelled, err := b.extendLeases(ctx, p.Leases, p.Lease)
+	return broker.ExtendResult{Lost: lost, Cancelled: cancelled}, err
 }
 
-// ExtendLeasesCancel implements broker.Canceler: ExtendLeases that also
-// reports renewed leases whose task is flagged for cancellation.
-func (b *Broker) ExtendLeasesCancel(ctx context.Context, leases []broker.LeaseRef, lease time.Duration) (lost, cancelled []broker.LeaseRef, err error) {
+func (b *Broker) extendLeases(ctx context.Context, leases []broker.LeaseRef, lease time.Duration) (lost, cancelled []broker.LeaseRef, err error) {
 	if err := b.check(); err != nil {
 		return nil, nil, err
 	}

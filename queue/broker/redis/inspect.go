@@ -141,7 +141,8 @@ var stateKey = map[broker.State]int{
 // ListTasks lists a queue's tasks in one state, oldest first: pending in
 // FIFO order, the others by their sorted-set score (process time, lease
 // expiry, time of death, retention expiry).
-func (b *Broker) ListTasks(ctx context.Context, queue string, state broker.State, offset, limit int) ([]*broker.Task, error) {
+func (b *Broker) ListTasks(ctx context.Context, p broker.ListParams) ([]*broker.Task, error) {
+	queue, state, offset, limit := p.Queue, p.State, p.Offset, p.Limit
 	if err := b.check(); err != nil {
 		return nil, err
 	}

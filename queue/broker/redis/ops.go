@@ -20,13 +20,6 @@ import (
 // scheduler records are global to the prefix: a hash of JSON records and
 // a sorted set of their expiry times, under one hash tag each.
 
-var (
-	_ broker.Canceler         = (*Broker)(nil)
-	_ broker.StatsReader      = (*Broker)(nil)
-	_ broker.WorkerRegistry   = (*Broker)(nil)
-	_ broker.ScheduleRegistry = (*Broker)(nil)
-)
-
 // CancelTask implements broker.Canceler in one script call.
 func (b *Broker) CancelTask(ctx context.Context, queue, id string) (broker.State, error) {
 	if err := b.check(); err != nil {
@@ -65,7 +58,8 @@ func (b *Broker) CancelTask(ctx context.Context, queue, id string) (broker.State
 
 // Throughput implements broker.StatsReader: one HGETALL per minute of the
 // range, pipelined.
-func (b *Broker) Throughput(ctx context.Context, queue string, from, to time.Time) ([]broker.Point, error) {
+func (b *Broker) Throughput(ctx context.Context, p broker.ThroughputParams) ([]broker.Point, error) {
+	queue, from, to := p.Queue, p.From, p.To
 	if err := b.check(); err != nil {
 		return nil, err
 	}

@@ -89,14 +89,14 @@ func TestPrefixIsolation(t *testing.T) {
 	if _, err := b2.GetTask(ctx, "", "x"); !errors.Is(err, broker.ErrTaskNotFound) {
 		t.Fatalf("b2 found b1's task: %v", err)
 	}
-	got, err := b2.Fetch(ctx, []string{"q", "only1"}, 10, time.Minute, "w")
+	got, err := b2.Fetch(ctx, broker.FetchParams{Queues: []string{"q", "only1"}, Max: 10, Lease: time.Minute, WorkerID: "w"})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("b2 fetched %d tasks, %v; want 1", len(got), err)
 	}
 	if err := b2.Pause(ctx, "q"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := b1.Fetch(ctx, []string{"q"}, 10, time.Minute, "w"); len(got) != 1 {
+	if got, _ := b1.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: 10, Lease: time.Minute, WorkerID: "w"}); len(got) != 1 {
 		t.Fatalf("pause under one prefix affected the other: fetched %d", len(got))
 	}
 }
@@ -128,7 +128,7 @@ func TestHashTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{"default", "critical", "with:colon"} {
-		ts, err := b.Fetch(ctx, []string{q}, 4, time.Minute, "w")
+		ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{q}, Max: 4, Lease: time.Minute, WorkerID: "w"})
 		if err != nil || len(ts) != 4 {
 			t.Fatalf("fetch %s: %d, %v", q, len(ts), err)
 		}
@@ -143,16 +143,16 @@ func TestHashTags(t *testing.T) {
 		}
 	}
 	// The optional capabilities' keys too.
-	if err := b.EnqueueUnique(ctx, task("default", "u"), "uk", time.Hour); err != nil {
+	if err := b.EnqueueUnique(ctx, broker.UniqueParams{Task: task("default", "u"), Key: "uk", TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.ClaimTick(ctx, "every-minute", time.Now(), time.Hour, task("critical", "tick")); err != nil {
+	if _, err := b.ClaimTick(ctx, broker.ClaimParams{Key: "every-minute", Tick: time.Now(), TTL: time.Hour, Task: task("critical", "tick")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.AcquireSlot(ctx, "kind.x", "h", 1, time.Minute); err != nil {
+	if _, err := b.AcquireSlot(ctx, broker.SlotParams{Name: "kind.x", Holder: "h", Limit: 1, Lease: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.TakeToken(ctx, "kind.x", 10, 1); err != nil {
+	if _, err := b.TakeToken(ctx, broker.TokenParams{Name: "kind.x", Rate: 10, Burst: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// Worker and scheduler records.
@@ -203,7 +203,7 @@ func TestScriptFlush(t *testing.T) {
 		t.Fatalf("pipelined enqueue after SCRIPT FLUSH: %v", err)
 	}
 	flush()
-	ts, err := b.Fetch(ctx, []string{"a", "b"}, 10, time.Minute, "w")
+	ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"a", "b"}, Max: 10, Lease: time.Minute, WorkerID: "w"})
 	if err != nil || len(ts) != 3 {
 		t.Fatalf("fetch after SCRIPT FLUSH: %d, %v", len(ts), err)
 	}
@@ -260,7 +260,7 @@ func TestWaitReadyWakes(t *testing.T) {
 	b, _ := newTestBroker(t, nil)
 	done := make(chan time.Time, 1)
 	go func() {
-		_ = b.WaitReady(ctx, []string{"other", "q"}, 5*time.Second)
+		_ = b.WaitReady(ctx, broker.WaitParams{Queues: []string{"other", "q"}, Max: 5 * time.Second})
 		done <- time.Now()
 	}()
 	time.Sleep(50 * time.Millisecond)
@@ -279,7 +279,7 @@ func TestWaitReadyWakes(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	go func() { time.Sleep(30 * time.Millisecond); cancel() }()
 	start = time.Now()
-	if err := b.WaitReady(cctx, []string{"empty"}, 10*time.Second); !errors.Is(err, context.Canceled) {
+	if err := b.WaitReady(cctx, broker.WaitParams{Queues: []string{"empty"}, Max: 10 * time.Second}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("WaitReady after cancel = %v", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -300,7 +300,7 @@ func TestLargeBatches(t *testing.T) {
 	if err := b.Enqueue(ctx, tasks...); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.Fetch(ctx, []string{"q0", "q1"}, n, time.Minute, "w")
+	got, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"q0", "q1"}, Max: n, Lease: time.Minute, WorkerID: "w"})
 	if err != nil || len(got) != n {
 		t.Fatalf("Fetch(%d) = %d, %v", n, len(got), err)
 	}
@@ -308,8 +308,8 @@ func TestLargeBatches(t *testing.T) {
 	for i, tk := range got {
 		refs[i] = lr(tk)
 	}
-	if lost, err := b.ExtendLeases(ctx, refs, time.Hour); err != nil || len(lost) != 0 {
-		t.Fatalf("ExtendLeases: %d lost, %v", len(lost), err)
+	if lost, err := b.ExtendLeases(ctx, broker.ExtendParams{Leases: refs, Lease: time.Hour}); err != nil || len(lost.Lost) != 0 {
+		t.Fatalf("ExtendLeases: %d lost, %v", len(lost.Lost), err)
 	}
 	fails := make([]broker.Failure, n/2)
 	for i := range fails {
@@ -415,7 +415,7 @@ func TestReconnect(t *testing.T) {
 	if err := b.Enqueue(ctx, tasks...); err != nil {
 		t.Fatal(err)
 	}
-	ts, err := b.Fetch(ctx, []string{"q"}, 10, time.Minute, "w")
+	ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: 10, Lease: time.Minute, WorkerID: "w"})
 	if err != nil || len(ts) != 10 {
 		t.Fatalf("fetch: %d, %v", len(ts), err)
 	}
@@ -431,11 +431,13 @@ func TestReconnect(t *testing.T) {
 	for name, call := range map[string]func(ctx context.Context) error{
 		"Enqueue": func(ctx context.Context) error { return b.Enqueue(ctx, task("q", "down")) },
 		"Fetch": func(ctx context.Context) error {
-			_, err := b.Fetch(ctx, []string{"q"}, 1, time.Minute, "w")
+			_, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: 1, Lease: time.Minute, WorkerID: "w"})
 			return err
 		},
-		"Complete":  func(ctx context.Context) error { return b.Complete(ctx, broker.Ack{LeaseRef: lr(ts[5])}) },
-		"WaitReady": func(ctx context.Context) error { return b.WaitReady(ctx, []string{"q"}, time.Second) },
+		"Complete": func(ctx context.Context) error { return b.Complete(ctx, broker.Ack{LeaseRef: lr(ts[5])}) },
+		"WaitReady": func(ctx context.Context) error {
+			return b.WaitReady(ctx, broker.WaitParams{Queues: []string{"q"}, Max: time.Second})
+		},
 		"Queues": func(ctx context.Context) error {
 			_, err := b.Queues(ctx)
 			return err
@@ -484,7 +486,7 @@ func TestReconnect(t *testing.T) {
 	if err := b.Enqueue(ctx, task("q", "after")); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.Fetch(ctx, []string{"q"}, 1000, time.Minute, "w")
+	got, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: 1000, Lease: time.Minute, WorkerID: "w"})
 	if err != nil || len(got) != 91 {
 		t.Fatalf("fetch after restart: %d, %v; want 91", len(got), err)
 	}

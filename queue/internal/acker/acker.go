@@ -12,6 +12,7 @@ import (
 
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/backoff"
+	"github.com/conqhq/conq/queue/internal/startstop"
 )
 
 // Op is what to do with a task.
@@ -33,7 +34,7 @@ type Item struct {
 }
 
 // Acker batches outcomes. Broker errors are retried with backoff until
-// Shutdown's ctx ends; item errors (such as broker.ErrLeaseLost) are final.
+// Stop's ctx ends; item errors (such as broker.ErrLeaseLost) are final.
 type Acker struct {
 	Broker    broker.Broker
 	BatchSize int // default 256
@@ -42,23 +43,23 @@ type Acker struct {
 	// an item error, or the call's error if it was given up.
 	Settled func(it *Item, err error)
 
+	startstop.Base
 	mu     sync.RWMutex
 	closed bool
 	in     chan Item
-	done   chan struct{}
-	ctx    context.Context // cancelled when Shutdown gives up retrying
+	ctx    context.Context // of broker calls; cancelled when Stop gives up retrying
 	cancel context.CancelFunc
 }
 
-// Start runs the batching goroutine.
-func (a *Acker) Start() {
+// Start runs the batching goroutine. It ends when Stop has closed the
+// input and every item is settled, not when its context is cancelled.
+func (a *Acker) Start(ctx context.Context) error {
 	if a.BatchSize <= 0 {
 		a.BatchSize = 256
 	}
 	a.in = make(chan Item, 4*a.BatchSize)
-	a.done = make(chan struct{})
-	a.ctx, a.cancel = context.WithCancel(context.Background())
-	go a.loop()
+	a.ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	return a.Base.Start(ctx, func(context.Context) { a.loop() })
 }
 
 // Push queues an outcome; it blocks while the buffer is full and reports
@@ -74,7 +75,6 @@ func (a *Acker) Push(it Item) bool {
 }
 
 func (a *Acker) loop() {
-	defer close(a.done)
 	batch := make([]Item, 0, a.BatchSize)
 	for {
 		it, ok := <-a.in
@@ -160,9 +160,9 @@ func (a *Acker) call(what string, items []*Item, fn func(ctx context.Context) er
 	}
 }
 
-// Shutdown stops taking items and flushes those queued. If ctx ends first,
+// Stop stops taking items and flushes those queued. If ctx ends first,
 // pending broker retries are abandoned and ctx's error returned.
-func (a *Acker) Shutdown(ctx context.Context) error {
+func (a *Acker) Stop(ctx context.Context) error {
 	if a.in == nil {
 		return nil
 	}
@@ -174,7 +174,9 @@ func (a *Acker) Shutdown(ctx context.Context) error {
 		close(a.in)
 	}
 	a.mu.Unlock()
-	<-a.done
+	// Wait for every item to be settled: once ctx ends the broker calls
+	// give up at once, so this does not outlast ctx by more than a call.
+	_ = a.Base.Stop(context.WithoutCancel(ctx))
 	a.cancel()
 	return ctx.Err()
 }

@@ -63,7 +63,7 @@ func TestBatchesWhatQueuesUp(t *testing.T) {
 		settled[it.Ref.ID] = err
 		mu.Unlock()
 	}}
-	a.Start()
+	a.Start(context.Background())
 	a.Push(Item{Op: OpComplete, Ref: broker.LeaseRef{ID: "first"}})
 	for !func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.calls) == 1 }() {
 		time.Sleep(time.Millisecond)
@@ -77,7 +77,7 @@ func TestBatchesWhatQueuesUp(t *testing.T) {
 		a.Push(Item{Op: OpComplete, Ref: broker.LeaseRef{ID: id}})
 	}
 	close(s.gate)
-	if err := a.Shutdown(context.Background()); err != nil {
+	if err := a.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if a.Push(Item{}) {
@@ -100,7 +100,7 @@ func TestRetriesBrokerErrors(t *testing.T) {
 	close(s.gate)
 	done := make(chan error, 1)
 	a := &Acker{Broker: s, Logger: slog.New(slog.DiscardHandler), Settled: func(it *Item, err error) { done <- err }}
-	a.Start()
+	a.Start(context.Background())
 	a.Push(Item{Op: OpComplete, Ref: broker.LeaseRef{ID: "x"}})
 	if err := <-done; err != nil {
 		t.Fatalf("settled with %v after retries", err)
@@ -108,7 +108,7 @@ func TestRetriesBrokerErrors(t *testing.T) {
 	if len(s.calls) != 4 {
 		t.Fatalf("%d calls, want 4", len(s.calls))
 	}
-	a.Shutdown(context.Background())
+	a.Stop(context.Background())
 }
 
 func TestShutdownGivesUpWhenCtxEnds(t *testing.T) {
@@ -116,11 +116,11 @@ func TestShutdownGivesUpWhenCtxEnds(t *testing.T) {
 	close(s.gate)
 	done := make(chan error, 1)
 	a := &Acker{Broker: s, Logger: slog.New(slog.DiscardHandler), Settled: func(it *Item, err error) { done <- err }}
-	a.Start()
+	a.Start(context.Background())
 	a.Push(Item{Op: OpComplete, Ref: broker.LeaseRef{ID: "x"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := a.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if err := a.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown = %v", err)
 	}
 	if err := <-done; err == nil {

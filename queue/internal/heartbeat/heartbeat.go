@@ -11,8 +11,8 @@ import (
 	"github.com/conqhq/conq/queue/internal/maint"
 )
 
-// Heartbeat calls Beat every Interval (the first at once) and Remove on
-// Shutdown.
+// Heartbeat calls beat every interval (the first at once) and remove on
+// Stop.
 type Heartbeat struct {
 	p      *maint.Periodic
 	remove func(ctx context.Context) error
@@ -29,11 +29,11 @@ func New(name string, interval time.Duration, beat, remove func(ctx context.Cont
 }
 
 // Start starts beating.
-func (h *Heartbeat) Start() { h.p.Start() }
+func (h *Heartbeat) Start(ctx context.Context) error { return h.p.Start(ctx) }
 
-// Shutdown stops beating and removes the record (within ctx).
-func (h *Heartbeat) Shutdown(ctx context.Context) error {
-	if err := h.p.Shutdown(ctx); err != nil {
+// Stop stops beating and removes the record (within ctx).
+func (h *Heartbeat) Stop(ctx context.Context) error {
+	if err := h.p.Stop(ctx); err != nil {
 		return err
 	}
 	return h.remove(ctx)

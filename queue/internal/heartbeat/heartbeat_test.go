@@ -27,7 +27,7 @@ func TestBeatsThenRemoves(t *testing.T) {
 		removes.Add(1)
 		return nil
 	}, slog.New(slog.DiscardHandler))
-	h.Start()
+	h.Start(context.Background())
 	deadline := time.Now().Add(5 * time.Second)
 	for beats.Load() < 3 {
 		if time.Now().After(deadline) {
@@ -35,7 +35,7 @@ func TestBeatsThenRemoves(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := h.Shutdown(context.Background()); err != nil {
+	if err := h.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	n := beats.Load()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/backoff"
+	"github.com/conqhq/conq/queue/internal/startstop"
 )
 
 // maxBatch bounds one ExtendLeases call.
@@ -16,10 +17,11 @@ const maxBatch = 1000
 
 // Extender renews, in one batched call every Interval, the leases of every
 // task added to it, and cancels the task's context (with cause
-// broker.ErrLeaseLost) when the broker reports the lease lost. With a
-// broker.Canceler it also cancels, with cause broker.ErrTaskCancelled, the
-// contexts of tasks flagged for cancellation, and keeps renewing their
-// leases until they are removed, so the worker can record the attempt.
+// broker.ErrLeaseLost) when the broker reports the lease lost. It also
+// cancels, with cause broker.ErrTaskCancelled, the contexts of tasks the
+// broker reports flagged for cancellation, and keeps renewing their leases
+// until they are removed, so the worker can record the attempt. Both come
+// from the one renewal call, Broker.ExtendLeases.
 type Extender struct {
 	Broker   broker.Broker
 	Lease    time.Duration
@@ -29,9 +31,7 @@ type Extender struct {
 	mu     sync.Mutex
 	leases map[broker.LeaseRef]*held
 
-	once   sync.Once
-	cancel context.CancelFunc
-	done   chan struct{}
+	startstop.Base
 }
 
 type held struct {
@@ -69,15 +69,9 @@ func (e *Extender) Held() []broker.LeaseRef {
 }
 
 // Start runs the renewal loop.
-func (e *Extender) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	e.done = make(chan struct{})
-	go e.loop(ctx)
-}
+func (e *Extender) Start(ctx context.Context) error { return e.Base.Start(ctx, e.loop) }
 
 func (e *Extender) loop(ctx context.Context) {
-	defer close(e.done)
 	bo := backoff.Backoff{Min: min(50*time.Millisecond, e.Interval), Max: e.Interval}
 	for {
 		wait := e.Interval
@@ -99,20 +93,13 @@ func (e *Extender) loop(ctx context.Context) {
 // ExtendOnce renews every tracked lease now.
 func (e *Extender) ExtendOnce(ctx context.Context) error {
 	refs := e.Held()
-	canceler, _ := e.Broker.(broker.Canceler)
 	for len(refs) > 0 {
 		n := min(len(refs), maxBatch)
-		var lost, cancelled []broker.LeaseRef
-		var err error
-		if canceler != nil {
-			lost, cancelled, err = canceler.ExtendLeasesCancel(ctx, refs[:n], e.Lease)
-		} else {
-			lost, err = e.Broker.ExtendLeases(ctx, refs[:n], e.Lease)
-		}
+		res, err := e.Broker.ExtendLeases(ctx, broker.ExtendParams{Leases: refs[:n], Lease: e.Lease})
 		if err != nil {
 			return err
 		}
-		for _, ref := range lost {
+		for _, ref := range res.Lost {
 			e.mu.Lock()
 			h, ok := e.leases[ref]
 			delete(e.leases, ref)
@@ -122,7 +109,7 @@ func (e *Extender) ExtendOnce(ctx context.Context) error {
 				h.cancel(broker.ErrLeaseLost)
 			}
 		}
-		for _, ref := range cancelled {
+		for _, ref := range res.Cancelled {
 			e.mu.Lock()
 			h, ok := e.leases[ref]
 			first := ok && !h.cancelled
@@ -138,18 +125,4 @@ func (e *Extender) ExtendOnce(ctx context.Context) error {
 		refs = refs[n:]
 	}
 	return nil
-}
-
-// Shutdown stops the loop and waits for it, or for ctx.
-func (e *Extender) Shutdown(ctx context.Context) error {
-	if e.cancel == nil {
-		return nil
-	}
-	e.once.Do(e.cancel)
-	select {
-	case <-e.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -27,7 +27,7 @@ func TestExtendsInOneCallAndCancelsLost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ts, err := b.Fetch(ctx, []string{"q"}, 3, time.Minute, "w")
+	ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: 3, Lease: time.Minute, WorkerID: "w"})
 	if err != nil || len(ts) != 3 {
 		t.Fatal(ts, err)
 	}
@@ -68,12 +68,12 @@ func TestExtendsInOneCallAndCancelsLost(t *testing.T) {
 	}
 	e.Interval = 5 * time.Millisecond
 	b.FailNext("ExtendLeases", 2, nil)
-	e.Start()
+	e.Start(context.Background())
 	deadline := time.Now().Add(5 * time.Second)
 	for b.Calls("ExtendLeases") < 7 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if err := e.Shutdown(ctx); err != nil {
+	if err := e.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if b.Calls("ExtendLeases") < 7 {
@@ -91,7 +91,7 @@ func TestCancelledTaskStaysLeased(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ts, err := mem.Fetch(ctx, []string{"q"}, 2, time.Minute, "w")
+	ts, err := mem.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: 2, Lease: time.Minute, WorkerID: "w"})
 	if err != nil || len(ts) != 2 {
 		t.Fatal(ts, err)
 	}

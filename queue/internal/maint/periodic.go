@@ -6,10 +6,10 @@ package maint
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/conqhq/conq/queue/internal/backoff"
+	"github.com/conqhq/conq/queue/internal/startstop"
 )
 
 // Periodic calls Do every Interval until shut down. After a failed call it
@@ -20,21 +20,13 @@ type Periodic struct {
 	Do       func(ctx context.Context) (int, error)
 	Logger   *slog.Logger
 
-	once   sync.Once
-	cancel context.CancelFunc
-	done   chan struct{}
+	startstop.Base
 }
 
 // Start runs the loop in a goroutine; the first call is immediate.
-func (p *Periodic) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
-	p.done = make(chan struct{})
-	go p.loop(ctx)
-}
+func (p *Periodic) Start(ctx context.Context) error { return p.Base.Start(ctx, p.loop) }
 
 func (p *Periodic) loop(ctx context.Context) {
-	defer close(p.done)
 	bo := backoff.Backoff{Min: min(50*time.Millisecond, p.Interval), Max: p.Interval}
 	for {
 		wait := p.Interval
@@ -54,19 +46,5 @@ func (p *Periodic) loop(ctx context.Context) {
 		if !backoff.Sleep(ctx, wait) {
 			return
 		}
-	}
-}
-
-// Shutdown stops the loop and waits for it, or for ctx.
-func (p *Periodic) Shutdown(ctx context.Context) error {
-	if p.cancel == nil {
-		return nil
-	}
-	p.once.Do(p.cancel)
-	select {
-	case <-p.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

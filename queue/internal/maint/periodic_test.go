@@ -26,18 +26,18 @@ func TestPeriodicKeepsGoingAfterErrors(t *testing.T) {
 			}
 			return 1, nil
 		}}
-	p.Start()
+	p.Start(context.Background())
 	deadline := time.Now().Add(5 * time.Second)
 	for calls.Load() < 6 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if err := p.Shutdown(context.Background()); err != nil {
+	if err := p.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if calls.Load() < 6 {
 		t.Fatalf("%d calls", calls.Load())
 	}
-	if err := p.Shutdown(context.Background()); err != nil {
+	if err := p.Stop(context.Background()); err != nil {
 		t.Fatal("second Shutdown:", err)
 	}
 }
@@ -58,12 +58,12 @@ func TestComponentsCallTheirBrokerMethod(t *testing.T) {
 		"Recover": NewRecoverer(b, time.Hour, log),
 		"Cleanup": NewJanitor(b, time.Hour, log),
 	} {
-		p.Start()
+		p.Start(context.Background())
 		deadline := time.Now().Add(5 * time.Second)
 		for b.Calls(name) == 0 && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
-		p.Shutdown(ctx)
+		p.Stop(ctx)
 		if b.Calls(name) != 1 {
 			t.Fatalf("%s called %d times", name, b.Calls(name))
 		}
