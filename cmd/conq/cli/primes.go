@@ -58,9 +58,10 @@ type primesMode struct {
 	// Setup, if set, is called when the command is built, to add the
 	// mode's own flags. The prepare function it returns is called before
 	// any mode runs, with the selected mode: it validates the flags (say,
-	// rejects them with another mode) and returns the ctx that Run gets,
-	// which may carry their values.
-	Setup func(cmd *cobra.Command) (prepare func(ctx context.Context, mode string) (context.Context, error))
+	// rejects them with another mode) and, for its own mode, may return
+	// the runner to use instead of Run, with the flag values bound (never
+	// in the ctx: flag values are arguments, not request-scoped values).
+	Setup func(cmd *cobra.Command) (prepare func(mode string) (primesRunner, error))
 }
 
 var primesModes = map[string]primesMode{}
@@ -114,6 +115,7 @@ type primesOptions struct {
 	sweep   string
 	plot    string
 	numbers string
+	run     primesRunner // the mode's runner with its flags bound, if it has any
 }
 
 // sweepRange is the parsed --sweep A..B.
@@ -143,7 +145,7 @@ Modes:
   conq primes --sweep 1..4 --plot speedup.svg`,
 		Args: cobra.NoArgs,
 	}
-	var prepares []func(context.Context, string) (context.Context, error)
+	var prepares []func(string) (primesRunner, error)
 	for _, name := range primesModeNames() {
 		if setup := primesModes[name].Setup; setup != nil {
 			if prepare := setup(cmd); prepare != nil {
@@ -152,16 +154,18 @@ Modes:
 		}
 	}
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		ctx := cmd.Context()
 		if _, ok := primesModes[o.mode]; ok {
 			for _, prepare := range prepares {
-				var err error
-				if ctx, err = prepare(ctx, o.mode); err != nil {
+				run, err := prepare(o.mode)
+				if err != nil {
 					return err
+				}
+				if run != nil {
+					o.run = run
 				}
 			}
 		}
-		return runPrimes(ctx, cmd, o)
+		return runPrimes(cmd.Context(), cmd, o)
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.mode, "mode", "pool", "execution mode: "+strings.Join(primesModeNames(), ", "))
@@ -225,6 +229,9 @@ func parseNumbers(s string) ([]uint64, error) {
 
 func runPrimes(ctx context.Context, cmd *cobra.Command, o primesOptions) error {
 	mode, ok := primesModes[o.mode]
+	if o.run != nil {
+		mode.Run = o.run
+	}
 	if !ok {
 		return primesUsage("--mode %q: unknown mode; want one of %s", o.mode, strings.Join(primesModeNames(), ", "))
 	}

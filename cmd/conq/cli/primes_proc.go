@@ -29,25 +29,28 @@ func init() {
 	addCommand(newInternalWorkerCmd)
 }
 
-// primesWorkerCmdKey carries --worker-cmd to the mode in the command's ctx,
-// so concurrent commands stay independent.
-type primesWorkerCmdKey struct{}
-
 // setupPrimesProc adds --worker-cmd to conq primes.
-func setupPrimesProc(cmd *cobra.Command) func(context.Context, string) (context.Context, error) {
+// The value is bound to this command's runner, so concurrent commands
+// stay independent.
+func setupPrimesProc(cmd *cobra.Command) func(string) (primesRunner, error) {
 	var line string
 	cmd.Flags().StringVar(&line, "worker-cmd", "", "with --mode proc: worker command line (default: conq's own Go worker, or $"+primesWorkerEnv+")")
-	return func(ctx context.Context, mode string) (context.Context, error) {
-		if mode != "proc" && cmd.Flags().Changed("worker-cmd") {
-			return nil, usageError("--worker-cmd is only for --mode proc")
+	return func(mode string) (primesRunner, error) {
+		if mode != "proc" {
+			if cmd.Flags().Changed("worker-cmd") {
+				return nil, usageError("--worker-cmd is only for --mode proc")
+			}
+			return nil, nil
 		}
-		return context.WithValue(ctx, primesWorkerCmdKey{}, line), nil
+		return func(ctx context.Context, workers int, numbers []uint64, report func(primeCheck)) error {
+			return runPrimesProcWith(ctx, line, workers, numbers, report)
+		}, nil
 	}
 }
 
-// primesWorkerCommand resolves the worker of the proc mode.
-func primesWorkerCommand(ctx context.Context) ([]string, error) {
-	line, _ := ctx.Value(primesWorkerCmdKey{}).(string)
+// primesWorkerCommand resolves the worker of the proc mode from
+// --worker-cmd ("" if not given).
+func primesWorkerCommand(line string) ([]string, error) {
 	if line == "" {
 		line = os.Getenv(primesWorkerEnv)
 	}
@@ -73,7 +76,11 @@ type workerCheck struct {
 }
 
 func runPrimesProc(ctx context.Context, workers int, numbers []uint64, report func(primeCheck)) error {
-	argv, err := primesWorkerCommand(ctx)
+	return runPrimesProcWith(ctx, "", workers, numbers, report)
+}
+
+func runPrimesProcWith(ctx context.Context, workerCmd string, workers int, numbers []uint64, report func(primeCheck)) error {
+	argv, err := primesWorkerCommand(workerCmd)
 	if err != nil {
 		return err
 	}

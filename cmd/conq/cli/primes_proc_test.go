@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -79,19 +78,18 @@ func TestPrimesProcWorkerCommand(t *testing.T) {
 	if err := cmd.Flags().Parse([]string{"--worker-cmd", "python3 'my worker.py'"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := prepare(context.Background(), "pool"); err == nil || !strings.Contains(err.Error(), "--worker-cmd is only for --mode proc") {
+	if _, err := prepare("pool"); err == nil || !strings.Contains(err.Error(), "--worker-cmd is only for --mode proc") {
 		t.Fatalf("--worker-cmd with --mode pool: %v", err)
 	}
-	ctx, err := prepare(context.Background(), "proc")
-	if err != nil {
-		t.Fatal(err)
+	if run, err := prepare("proc"); err != nil || run == nil {
+		t.Fatalf("prepare(proc) = %v, %v; want a runner bound to --worker-cmd", run != nil, err)
 	}
-	argv, err := primesWorkerCommand(ctx)
+	argv, err := primesWorkerCommand(cmd.Flags().Lookup("worker-cmd").Value.String())
 	if err != nil || len(argv) != 2 || argv[1] != "my worker.py" {
 		t.Fatalf("argv = %q, %v", argv, err)
 	}
 	t.Setenv(primesWorkerEnv, "")
-	argv, err = primesWorkerCommand(context.Background())
+	argv, err = primesWorkerCommand("")
 	if err != nil || len(argv) != 3 || argv[1] != internalWorkerCmd || argv[2] != "primes" {
 		t.Fatalf("default argv = %q, %v", argv, err)
 	}

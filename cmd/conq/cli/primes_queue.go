@@ -31,21 +31,27 @@ func init() {
 	})
 }
 
-// setupPrimesQueue adds --broker to conq primes; its value reaches the mode
-// through the command's ctx, so concurrent commands stay independent.
-func setupPrimesQueue(cmd *cobra.Command) func(context.Context, string) (context.Context, error) {
+// setupPrimesQueue adds --broker to conq primes; its value is bound to
+// this command's runner, so concurrent commands stay independent.
+func setupPrimesQueue(cmd *cobra.Command) func(string) (primesRunner, error) {
 	var url string
 	cmd.Flags().StringVar(&url, "broker", "", "with --mode queue: broker URL, redis://host[:port][/db] or rediss://...; default: the embedded in-process broker")
-	return func(ctx context.Context, mode string) (context.Context, error) {
-		if mode != "queue" && cmd.Flags().Changed("broker") {
-			return nil, usageError("--broker is only for --mode queue")
+	return func(mode string) (primesRunner, error) {
+		if mode != "queue" {
+			if cmd.Flags().Changed("broker") {
+				return nil, usageError("--broker is only for --mode queue")
+			}
+			return nil, nil
 		}
 		if url != "" {
 			if err := checkBrokerURL(url); err != nil {
 				return nil, err
 			}
 		}
-		return context.WithValue(ctx, primesQueueKey{}, primesQueueConfig{url: url, stderr: cmd.ErrOrStderr()}), nil
+		cfg := primesQueueConfig{url: url, stderr: cmd.ErrOrStderr()}
+		return func(ctx context.Context, workers int, numbers []uint64, report func(primeCheck)) error {
+			return runPrimesQueueWith(ctx, cfg, workers, numbers, report)
+		}, nil
 	}
 }
 
@@ -55,8 +61,6 @@ type primesQueueConfig struct {
 	stderr io.Writer
 }
 
-type primesQueueKey struct{}
-
 // primesQueueResult is a task's result.
 type primesQueueResult struct {
 	N       uint64 `json:"n"`
@@ -65,10 +69,10 @@ type primesQueueResult struct {
 }
 
 func runPrimesQueue(ctx context.Context, workers int, numbers []uint64, report func(primeCheck)) error {
-	cfg, ok := ctx.Value(primesQueueKey{}).(primesQueueConfig)
-	if !ok {
-		cfg.stderr = io.Discard
-	}
+	return runPrimesQueueWith(ctx, primesQueueConfig{stderr: io.Discard}, workers, numbers, report)
+}
+
+func runPrimesQueueWith(ctx context.Context, cfg primesQueueConfig, workers int, numbers []uint64, report func(primeCheck)) error {
 	logger := quietLogger(cfg.stderr)
 	b, err := openBroker(ctx, cfg.url, logger)
 	if err != nil {

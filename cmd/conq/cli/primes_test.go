@@ -286,24 +286,25 @@ func TestPrimesModeRegistry(t *testing.T) {
 	registerPrimesMode("test-reverse", primesMode{})
 }
 
-type primesTestKey struct{}
-
 func TestPrimesModeSetup(t *testing.T) {
 	var seen any
 	registerPrimesMode("test-flags", primesMode{
-		Setup: func(cmd *cobra.Command) func(context.Context, string) (context.Context, error) {
+		Setup: func(cmd *cobra.Command) func(string) (primesRunner, error) {
 			level := cmd.Flags().Int("test-level", 0, "a mode's own flag")
-			return func(ctx context.Context, mode string) (context.Context, error) {
-				if mode != "test-flags" && cmd.Flags().Changed("test-level") {
-					return nil, primesUsage("--test-level is only for --mode test-flags")
+			return func(mode string) (primesRunner, error) {
+				if mode != "test-flags" {
+					if cmd.Flags().Changed("test-level") {
+						return nil, primesUsage("--test-level is only for --mode test-flags")
+					}
+					return nil, nil
 				}
-				return context.WithValue(ctx, primesTestKey{}, *level), nil
+				return func(ctx context.Context, _ int, numbers []uint64, report func(primeCheck)) error {
+					seen = *level
+					return runPrimesSeq(ctx, 1, numbers, report)
+				}, nil
 			}
 		},
-		Run: func(ctx context.Context, _ int, numbers []uint64, report func(primeCheck)) error {
-			seen = ctx.Value(primesTestKey{})
-			return runPrimesSeq(ctx, 1, numbers, report)
-		},
+		Run: runPrimesSeq,
 	})
 	defer delete(primesModes, "test-flags")
 	if code, _, errOut := primesCLI(t, context.Background(), "--mode", "test-flags", "--test-level", "7", "--numbers", "2"); code != 0 || seen != 7 {

@@ -14,8 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/conqhq/conq/metrics"
-	"github.com/conqhq/conq/procpool"
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/procexec"
 )
@@ -116,62 +114,33 @@ func runWorker(ctx context.Context, o workerOptions, stderr io.Writer) error {
 	}
 	defer b.Close()
 
-	w, err := queue.NewWorker(b, queue.WorkerConfig{
-		Queues:          queues,
-		StrictPriority:  o.strict,
-		Concurrency:     o.concurrency,
-		Prefetch:        prefetch,
-		LeaseDuration:   o.lease,
-		ShutdownTimeout: o.shutdownTimeout,
-		DefaultTimeout:  o.timeout,
-		Logger:          logger,
-	})
-	if err != nil {
-		return usageError("%v", err)
+	cfg := procexec.ServeConfig{
+		Command: argv,
+		Worker: queue.WorkerConfig{
+			Queues:          queues,
+			StrictPriority:  o.strict,
+			Concurrency:     o.concurrency,
+			Prefetch:        prefetch,
+			LeaseDuration:   o.lease,
+			ShutdownTimeout: o.shutdownTimeout,
+			DefaultTimeout:  o.timeout,
+		},
+		Logger: logger,
 	}
-
 	if o.metricsListen != "" {
-		ln, err := net.Listen("tcp", o.metricsListen)
-		if err != nil {
+		if cfg.Metrics, err = net.Listen("tcp", o.metricsListen); err != nil {
 			return usageError("--metrics-listen: %v", err)
 		}
-		reg := metrics.NewRegistry()
-		wm, err := metrics.NewWorkerMetrics(metrics.WorkerConfig{Registerer: reg})
-		if err != nil {
-			ln.Close()
-			return failure(err)
-		}
-		w.Use(wm.Middleware())
-		mctx, stopMetrics := context.WithCancel(ctx)
-		defer stopMetrics()
-		go func() { _ = metrics.ServeListener(mctx, ln, reg, logger) }()
-		logger.Info("conq worker: metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 	}
-	pool, err := procpool.New(ctx, procpool.Config{
-		Command: argv,
-		Workers: o.concurrency,
-		Logger:  logger.With("component", "procpool"),
-	})
-	if err != nil {
-		return failure(fmt.Errorf("--exec %q: %w", o.exec, err))
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = pool.Shutdown(sctx)
-	}()
-
-	serveAllKinds(w, procexec.Handler(pool))
 	logger.Info("conq worker: serving", "broker", redactedURL(o.broker), "exec", o.exec, "concurrency", o.concurrency)
-	if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return failure(fmt.Errorf("worker shutdown: %w", err))
+	switch err := procexec.Serve(ctx, b, cfg); {
+	case errors.Is(err, queue.ErrInvalidOption):
+		return usageError("%v", err)
+	case err != nil:
+		return failure(fmt.Errorf("--exec %q: %w", o.exec, err))
 	}
 	return nil
 }
-
-// serveAllKinds sends tasks of every kind to h, through the worker's
-// middleware whenever it is added.
-func serveAllKinds(w *queue.Worker, h queue.Handler) { w.HandleDefault(h) }
 
 // parseQueueWeights parses "a,b:3,c:1" into weights (default 1).
 func parseQueueWeights(s string) (map[string]int, error) {

@@ -1,0 +1,99 @@
+package procexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/conqhq/conq/metrics"
+	"github.com/conqhq/conq/procpool"
+	"github.com/conqhq/conq/queue"
+)
+
+// ServeConfig configures Serve.
+type ServeConfig struct {
+	// Command is the worker program (Go or Python SDK), one process per
+	// slot of Worker.Concurrency. Required.
+	Command []string
+	// Worker configures the queue worker; its Logger is Logger.
+	Worker queue.WorkerConfig
+	// Metrics, if set, serves Prometheus metrics of the worker (task
+	// counts, durations, latencies) at http://ADDR/metrics on it, without
+	// authentication. Serve closes it.
+	Metrics net.Listener
+	// PoolShutdownTimeout bounds the stop of the worker processes after
+	// the queue worker has stopped. Default 10s.
+	PoolShutdownTimeout time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Serve runs a queue worker of b whose every task kind is sent to a pool of
+// worker processes (Handler), until ctx ends; then it shuts the worker
+// down gracefully (queue.Worker.Run) and stops the processes. It is what
+// "conq worker" runs, for Go programs that embed it:
+//
+//	b, _ := redis.Open(ctx, url, redis.Config{})
+//	err := procexec.Serve(ctx, b, procexec.ServeConfig{
+//		Command: []string{"python3", "tasks.py"},
+//		Worker:  queue.WorkerConfig{Concurrency: 8},
+//	})
+//
+// A bad configuration is an error wrapping queue.ErrInvalidOption; a
+// worker program that does not start is an error naming Command.
+func Serve(ctx context.Context, b queue.Broker, cfg ServeConfig) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Metrics != nil {
+		defer cfg.Metrics.Close()
+	}
+	if len(cfg.Command) == 0 {
+		return fmt.Errorf("procexec: ServeConfig.Command is empty: %w", queue.ErrInvalidOption)
+	}
+	wc := cfg.Worker
+	wc.Logger = log
+	w, err := queue.NewWorker(b, wc)
+	if err != nil {
+		return err
+	}
+	if cfg.Metrics != nil {
+		reg := metrics.NewRegistry()
+		wm, err := metrics.NewWorkerMetrics(metrics.WorkerConfig{Registerer: reg})
+		if err != nil {
+			return err
+		}
+		w.Use(wm.Middleware())
+		mctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() { _ = metrics.ServeListener(mctx, cfg.Metrics, reg, log) }()
+		log.Info("queue: worker metrics", "url", "http://"+cfg.Metrics.Addr().String()+"/metrics")
+	}
+	pool, err := procpool.New(ctx, procpool.Config{
+		Command: cfg.Command,
+		Workers: w.Info().Concurrency,
+		Logger:  log.With("component", "procpool"),
+	})
+	if err != nil {
+		return fmt.Errorf("procexec: worker program %q: %w", cfg.Command, err)
+	}
+	defer func() {
+		d := cfg.PoolShutdownTimeout
+		if d <= 0 {
+			d = 10 * time.Second
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+		defer cancel()
+		_ = pool.Shutdown(sctx)
+	}()
+	// Every kind goes to the pool, through the worker's middleware.
+	w.HandleDefault(Handler(pool))
+	if err := w.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("procexec: worker shutdown: %w", err)
+	}
+	return nil
+}
