@@ -31,7 +31,7 @@ func TestPayloadEncodings(t *testing.T) {
 }
 
 func TestHandleJSONBindsCalls(t *testing.T) {
-	m := NewMux()
+	m := newMux()
 	HandleJSON(m, "double", func(_ context.Context, n int) (int, error) { return 2 * n, nil })
 	run := func(payload, enc string) (string, error) {
 		out, err := m.ProcessTask(context.Background(), &TaskInfo{Kind: "double", Payload: []byte(payload), Encoding: enc})

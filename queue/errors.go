@@ -24,7 +24,7 @@ var (
 	ErrTaskCancelled = broker.ErrTaskCancelled
 	// ErrUnsupported: the broker lacks an optional role the call needs
 	// (unique tasks, cancelling, periodic tasks, limits, registries,
-	// throughput counters); see Inspector.Capabilities.
+	// throughput counters).
 	ErrUnsupported = broker.ErrUnsupported
 )
 

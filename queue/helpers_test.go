@@ -158,3 +158,13 @@ func (b *syncBuffer) String() string {
 }
 
 func noop(context.Context, *queue.TaskInfo) ([]byte, error) { return nil, nil }
+
+// registrar is a worker that is never started, to register handlers on.
+func registrar(t *testing.T) *queue.Worker {
+	t.Helper()
+	w, err := queue.NewWorker(memory.New(memory.Config{}), queue.WorkerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}

@@ -110,23 +110,9 @@ func await(ctx context.Context, b Broker, queue, id, what string) (*TaskInfo, er
 	return t, nil
 }
 
-// Capability is a set of the broker's optional roles.
-type Capability = broker.Capability
-
-// The optional roles a broker may have (the built-in ones have all).
-const (
-	CapUnique    = broker.CapUnique    // Unique and UniqueKey
-	CapCancel    = broker.CapCancel    // CancelTask
-	CapTicks     = broker.CapTicks     // Scheduler
-	CapLimits    = broker.CapLimits    // WorkerConfig.Limits
-	CapWorkers   = broker.CapWorkers   // Workers
-	CapSchedules = broker.CapSchedules // Schedules
-	CapStats     = broker.CapStats     // Throughput
-)
-
-// Capabilities lists the optional roles of the broker; calls that need
-// another fail with ErrUnsupported.
-func (i *Inspector) Capabilities() Capability { return i.b.Capabilities() }
+// KeepsThroughput reports whether the broker counts completed and failed
+// tasks per second, so that Throughput answers (both built-in brokers do).
+func (i *Inspector) KeepsThroughput() bool { return i.b.Capabilities().Has(broker.CapStats) }
 
 // RetryTask makes a dead, retrying or scheduled task pending now. Its error
 // history is kept; a dead task gets one more attempt.
@@ -187,8 +173,8 @@ func (i *Inspector) check(queue, id string) error {
 // "cancelled". A running task is flagged: its worker's next lease renewal
 // sees the flag and cancels the handler's ctx (cause ErrTaskCancelled),
 // and the attempt ends dead with kind "cancelled" — within the worker's
-// ExtendInterval. Dead and completed tasks give ErrInvalidState. It needs
-// CapCancel.
+// ExtendInterval. Dead and completed tasks give ErrInvalidState; a broker
+// that cannot cancel, ErrUnsupported.
 func (i *Inspector) CancelTask(ctx context.Context, queue, id string) (State, error) {
 	if err := i.check(queue, id); err != nil {
 		return "", err
@@ -206,7 +192,8 @@ type WorkerInfo = broker.WorkerInfo
 // RunningTask is a task a worker is running.
 type RunningTask = broker.RunningTask
 
-// Workers lists the live workers, by ID. It needs CapWorkers.
+// Workers lists the live workers, by ID (ErrUnsupported if the broker
+// keeps no registry).
 func (i *Inspector) Workers(ctx context.Context) ([]WorkerInfo, error) {
 	ws, err := i.b.ListWorkers(ctx)
 	if err != nil {
@@ -231,7 +218,8 @@ type ScheduleInfo struct {
 }
 
 // Schedules lists the periodic entries of the running schedulers, by name
-// (see SchedulerConfig.PublishInterval). It needs CapSchedules.
+// (see SchedulerConfig.PublishInterval); ErrUnsupported if the broker
+// keeps no registry.
 func (i *Inspector) Schedules(ctx context.Context) ([]ScheduleInfo, error) {
 	es, err := i.b.ListEntries(ctx)
 	if err != nil {
@@ -266,9 +254,9 @@ type Point = broker.Point
 
 // Throughput returns, per second of [from, to), the tasks completed and
 // the attempts failed in queue, or in every queue if queue is "". The
-// broker keeps these counters for 70 minutes; it needs CapStats.
+// broker keeps these counters for 70 minutes (see KeepsThroughput).
 func (i *Inspector) Throughput(ctx context.Context, queue string, from, to time.Time) ([]Point, error) {
-	if !i.b.Capabilities().Has(CapStats) {
+	if !i.KeepsThroughput() {
 		return nil, fmt.Errorf("queue: throughput counters: %T keeps none: %w", i.b, ErrUnsupported)
 	}
 	var queues []string

@@ -24,8 +24,8 @@ type Limit struct {
 	Burst int
 }
 
-// DefaultLimitWait is the default of WorkerConfig.LimitWait.
-const DefaultLimitWait = time.Second
+// defaultLimitWait is the default of WorkerConfig.LimitWait.
+const defaultLimitWait = time.Second
 
 func (c *WorkerConfig) checkLimits() error {
 	for kind, l := range c.Limits {
@@ -51,7 +51,7 @@ func (c *WorkerConfig) checkLimits() error {
 		return invalid("WorkerConfig.LimitWait = %v: must not be negative", c.LimitWait)
 	}
 	if c.LimitWait == 0 {
-		c.LimitWait = DefaultLimitWait
+		c.LimitWait = defaultLimitWait
 	}
 	return nil
 }
@@ -59,5 +59,5 @@ func (c *WorkerConfig) checkLimits() error {
 // errNoLimiter explains a worker configured with limits on a broker that
 // cannot keep them.
 func errNoLimiter(b Broker) error {
-	return fmt.Errorf("queue: WorkerConfig.Limits needs a broker that keeps shared limits (CapLimits); %T does not: %w", b, ErrUnsupported)
+	return fmt.Errorf("queue: WorkerConfig.Limits needs a broker that keeps shared limits; %T does not: %w", b, ErrUnsupported)
 }

@@ -27,16 +27,12 @@ func (f HandlerFunc) ProcessTask(ctx context.Context, t *TaskInfo) ([]byte, erro
 // Middleware wraps a handler, e.g. for logging, metrics or tracing.
 type Middleware func(Handler) Handler
 
-// Registrar is what handlers are registered on: *Mux and *Worker.
-type Registrar interface {
-	Handle(kind string, h Handler)
-}
-
-// Mux routes tasks to handlers by kind, through its middleware. Tasks of a
-// kind with no handler go to the default handler (HandleDefault), or fail
-// with *UnknownKindError if there is none; the middleware sees them either
-// way. It is safe for concurrent use.
-type Mux struct {
+// mux routes tasks to handlers by kind, through its middleware (the
+// Worker's Handle, HandleDefault and Use). Tasks of a kind with no handler
+// go to the default handler, or fail with *UnknownKindError if there is
+// none; the middleware sees them either way. It is safe for concurrent
+// use.
+type mux struct {
 	mu       sync.RWMutex
 	handlers map[string]Handler
 	mws      []Middleware
@@ -45,12 +41,11 @@ type Mux struct {
 	fallback Handler
 }
 
-// NewMux returns an empty Mux.
-func NewMux() *Mux { return &Mux{handlers: make(map[string]Handler)} }
+func newMux() *mux { return &mux{handlers: make(map[string]Handler)} }
 
 // Handle registers h for kind. It panics on an empty kind, a nil handler or
 // a second handler for one kind, like http.ServeMux: these are bugs.
-func (m *Mux) Handle(kind string, h Handler) {
+func (m *mux) Handle(kind string, h Handler) {
 	if err := validToken("kind", kind, maxKind); err != nil {
 		panic(err.Error())
 	}
@@ -72,7 +67,7 @@ func (m *Mux) Handle(kind string, h Handler) {
 // HandleDefault registers h for tasks of every kind that has no handler of
 // its own (e.g. a handler that runs each kind as a command). It panics on
 // a nil handler or a second default handler.
-func (m *Mux) HandleDefault(h Handler) {
+func (m *mux) HandleDefault(h Handler) {
 	if h == nil {
 		panic("queue: nil default handler")
 	}
@@ -86,42 +81,34 @@ func (m *Mux) HandleDefault(h Handler) {
 }
 
 // HandleFunc registers fn for kind.
-func (m *Mux) HandleFunc(kind string, fn func(ctx context.Context, t *TaskInfo) ([]byte, error)) {
+func (m *mux) HandleFunc(kind string, fn func(ctx context.Context, t *TaskInfo) ([]byte, error)) {
 	m.Handle(kind, HandlerFunc(fn))
 }
 
 // Use appends middleware; the first added is the outermost. It applies to
 // every handler, registered before or after.
-func (m *Mux) Use(mws ...Middleware) {
+func (m *mux) Use(mws ...Middleware) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.mws = append(m.mws, mws...)
 	m.chain = nil
 }
 
-// Kinds returns the number of registered kinds (the default handler not
-// included).
-func (m *Mux) Kinds() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.handlers)
-}
-
 // empty reports whether no handler, default included, is registered.
-func (m *Mux) empty() bool {
+func (m *mux) empty() bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return len(m.handlers) == 0 && m.fallback == nil
 }
 
-func (m *Mux) wrap(h Handler) Handler {
+func (m *mux) wrap(h Handler) Handler {
 	for i := len(m.mws) - 1; i >= 0; i-- {
 		h = m.mws[i](h)
 	}
 	return h
 }
 
-func (m *Mux) lookup(kind string) Handler {
+func (m *mux) lookup(kind string) Handler {
 	m.mu.RLock()
 	if m.chain != nil {
 		h, ok := m.chain[kind]
@@ -154,23 +141,23 @@ func (m *Mux) lookup(kind string) Handler {
 }
 
 // ProcessTask dispatches t to the handler of its kind.
-func (m *Mux) ProcessTask(ctx context.Context, t *TaskInfo) ([]byte, error) {
+func (m *mux) ProcessTask(ctx context.Context, t *TaskInfo) ([]byte, error) {
 	return m.lookup(t.Kind).ProcessTask(ctx, t)
 }
 
-// HandleJSON registers fn for kind with JSON on both sides: the payload is
+// HandleJSON registers fn on r (a *Worker) for kind with JSON on both sides: the payload is
 // decoded into an In and fn's Out is encoded as the result. A call
 // (EncodingArgs, e.g. Python's task.delay(x)) binds when it has exactly one
 // positional argument and no keyword arguments: that argument is decoded
 // into In. A payload that does not decode into In fails the task with
 // SkipRetry, since no retry can fix it. Use struct{} for Out when there is
 // no result.
-func HandleJSON[In, Out any](r Registrar, kind string, fn func(ctx context.Context, args In) (Out, error)) {
+func HandleJSON[In, Out any](r interface{ Handle(kind string, h Handler) }, kind string, fn func(ctx context.Context, args In) (Out, error)) {
 	r.Handle(kind, HandlerFunc(func(ctx context.Context, t *TaskInfo) ([]byte, error) {
 		var args In
 		payload := t.Payload
 		if t.Encoding == EncodingArgs {
-			var ca CallArgs
+			var ca callArgs
 			if err := json.Unmarshal(payload, &ca); err != nil {
 				return nil, fmt.Errorf("malformed call arguments for task kind %q: %v: %w", kind, err, SkipRetry)
 			}

@@ -138,7 +138,7 @@ func TestMuxHandleDefault(t *testing.T) {
 	if seen.Load() != 3 {
 		t.Fatalf("middleware saw %d tasks, want 3", seen.Load())
 	}
-	m := queue.NewMux()
+	m := registrar(t)
 	m.HandleDefault(queue.HandlerFunc(noop))
 	defer func() {
 		if recover() == nil {

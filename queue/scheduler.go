@@ -13,11 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/conqhq/conq/internal/startstop"
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/backoff"
 	"github.com/conqhq/conq/queue/internal/heartbeat"
 	"github.com/conqhq/conq/queue/internal/ident"
-	"github.com/conqhq/conq/queue/internal/startstop"
 )
 
 // MissedPolicy says what a scheduler does about ticks that passed while no
@@ -90,22 +90,10 @@ type Entry struct {
 	Options []Option
 }
 
-// EntryInfo describes a registered entry.
-type EntryInfo struct {
-	Name  string    `json:"name"`
-	Spec  string    `json:"spec"`
-	Kind  string    `json:"kind"`
-	Queue string    `json:"queue"`
-	Next  time.Time `json:"next"`           // next tick
-	Prev  time.Time `json:"prev,omitzero"`  // last tick handled, by this scheduler or another
-	Fired int64     `json:"fired"`          // ticks this scheduler enqueued
-	Error string    `json:"error,omitzero"` // last enqueue error, until one succeeds
-}
-
 // Scheduler enqueues periodic tasks. Any number of schedulers may run with
 // the same entries against one broker: the broker's atomic claim of each
 // (entry, tick) makes every tick enqueue exactly once. The broker must
-// have CapTicks.
+// claim ticks (the built-in ones do).
 //
 // Ticks that fall due while the scheduler runs are fired when due; if the
 // scheduler falls behind by several ticks of an entry (process paused,
@@ -145,8 +133,8 @@ func NewScheduler(b Broker, cfg SchedulerConfig) (*Scheduler, error) {
 	if b == nil {
 		return nil, invalid("NewScheduler: nil broker")
 	}
-	if !b.Capabilities().Has(CapTicks) {
-		return nil, fmt.Errorf("queue: NewScheduler: periodic tasks need a broker that claims ticks (CapTicks); %T does not: %w", b, ErrUnsupported)
+	if !b.Capabilities().Has(broker.CapTicks) {
+		return nil, fmt.Errorf("queue: NewScheduler: periodic tasks need a broker that claims ticks; %T does not: %w", b, ErrUnsupported)
 	}
 	if cfg.Missed != MissedSkip && cfg.Missed != MissedRunOnce {
 		return nil, invalid("SchedulerConfig.Missed = %v", cfg.Missed)
@@ -250,28 +238,24 @@ func tickID(name string, tick time.Time) string {
 	return "periodic:" + name + ":" + strconv.FormatInt(tick.UnixMilli(), 10)
 }
 
-// Entries lists the registered entries by name, with their next ticks.
-func (s *Scheduler) Entries() []EntryInfo {
+// Entries lists the registered entries by name, with their next ticks, as
+// Inspector.Schedules shows them; Fired counts the ticks this scheduler
+// enqueued, Prev the last tick handled by any, Error the last enqueue
+// error until one succeeds.
+func (s *Scheduler) Entries() []ScheduleInfo {
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]EntryInfo, 0, len(s.entries))
+	out := make([]ScheduleInfo, 0, len(s.entries))
 	for _, e := range s.entries {
 		next := e.next
 		if !e.init {
 			next = e.sched.next(now)
 		}
-		out = append(out, EntryInfo{Name: e.Name, Spec: e.Spec, Kind: e.kind, Queue: e.queue, Next: next, Prev: e.prev, Fired: e.fired, Error: e.err})
+		out = append(out, ScheduleInfo{Name: e.Name, Spec: e.Spec, Kind: e.kind, Queue: e.queue, Next: next, Prev: e.prev, Fired: e.fired, Error: e.err,
+			Schedulers: []string{s.cfg.ID}})
 	}
-	slices.SortFunc(out, func(a, b EntryInfo) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b ScheduleInfo) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -377,7 +361,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	if err := s.life.Start(); err != nil {
 		return fmt.Errorf("queue: Scheduler.Start: already started: %w", ErrWorkerState)
 	}
-	if s.cfg.PublishInterval > 0 && s.b.Capabilities().Has(CapSchedules) {
+	if s.cfg.PublishInterval > 0 && s.b.Capabilities().Has(broker.CapSchedules) {
 		ttl := 3 * s.cfg.PublishInterval
 		s.mu.Lock()
 		s.hb = heartbeat.New("schedule publisher", s.cfg.PublishInterval,

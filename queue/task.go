@@ -81,10 +81,10 @@ func NewJSONTask(kind string, v any, opts ...Option) (*Task, error) {
 	return &Task{Kind: kind, Payload: b, Encoding: EncodingJSON, Options: opts}, nil
 }
 
-// CallArgs is the payload of an EncodingArgs task: the positional and
+// callArgs is the payload of an EncodingArgs task: the positional and
 // keyword arguments of a call, as Python's task.delay(*args, **kwargs)
 // sends them. Both fields are always encoded, as [] and {} when empty.
-type CallArgs struct {
+type callArgs struct {
 	Args   []json.RawMessage          `json:"args"`
 	Kwargs map[string]json.RawMessage `json:"kwargs"`
 }
@@ -94,7 +94,7 @@ type CallArgs struct {
 // NewCallTask("add", []any{2, 3}, nil) and for
 // NewCallTask("add", nil, map[string]any{"a": 2, "b": 3}).
 func NewCallTask(kind string, args []any, kwargs map[string]any, opts ...Option) (*Task, error) {
-	ca := CallArgs{Args: make([]json.RawMessage, len(args)), Kwargs: make(map[string]json.RawMessage, len(kwargs))}
+	ca := callArgs{Args: make([]json.RawMessage, len(args)), Kwargs: make(map[string]json.RawMessage, len(kwargs))}
 	for i, a := range args {
 		b, err := json.Marshal(a)
 		if err != nil {

@@ -8,10 +8,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/conqhq/conq/internal/startstop"
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/engine"
 	"github.com/conqhq/conq/queue/internal/ident"
-	"github.com/conqhq/conq/queue/internal/startstop"
 )
 
 // WorkerConfig configures a Worker. The zero value is ready to use.
@@ -143,7 +143,7 @@ const runFlushTimeout = 10 * time.Second
 type Worker struct {
 	b    Broker
 	cfg  WorkerConfig
-	mux  *Mux
+	mux  *mux
 	life startstop.Once
 	eng  *engine.Engine
 }
@@ -159,7 +159,7 @@ func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 	if len(cfg.Limits) > 0 && !b.Capabilities().Has(broker.CapLimits) {
 		return nil, errNoLimiter(b)
 	}
-	w := &Worker{b: b, cfg: cfg, mux: NewMux()}
+	w := &Worker{b: b, cfg: cfg, mux: newMux()}
 	ec := engine.Config{
 		Broker: b, StrictPriority: cfg.StrictPriority, Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch,
 		Lease: cfg.LeaseDuration, ExtendInterval: cfg.ExtendInterval, ShutdownTimeout: cfg.ShutdownTimeout,
@@ -195,7 +195,9 @@ func (w *Worker) handle(ctx context.Context, t *TaskInfo, a engine.Attempt) ([]b
 	return w.mux.ProcessTask(ctx, t)
 }
 
-// Handle registers h for tasks of kind.
+// Handle registers h for tasks of kind. It panics on an empty kind, a nil
+// handler or a second handler for one kind, like http.ServeMux: these are
+// bugs.
 func (w *Worker) Handle(kind string, h Handler) { w.mux.Handle(kind, h) }
 
 // HandleFunc registers fn for tasks of kind.
@@ -203,11 +205,13 @@ func (w *Worker) HandleFunc(kind string, fn func(ctx context.Context, t *TaskInf
 	w.mux.HandleFunc(kind, fn)
 }
 
-// HandleDefault registers h for every kind without a handler of its own
-// (see Mux.HandleDefault).
+// HandleDefault registers h for tasks of every kind that has no handler of
+// its own (e.g. a handler that runs each kind as a command). It panics on
+// a nil handler or a second default handler.
 func (w *Worker) HandleDefault(h Handler) { w.mux.HandleDefault(h) }
 
-// Use adds middleware around every handler.
+// Use adds middleware around every handler, registered before or after;
+// the first added is the outermost.
 func (w *Worker) Use(mws ...Middleware) { w.mux.Use(mws...) }
 
 // ID returns the worker's ID, as recorded in leases.

@@ -420,6 +420,12 @@ func TestBrokerOutage(t *testing.T) {
 	var processed atomic.Int32
 	e.worker(e.config(), func(w *queue.Worker) {
 		w.HandleFunc("k", func(context.Context, *queue.TaskInfo) ([]byte, error) { processed.Add(1); return nil, nil })
+		w.HandleFunc("slow", func(ctx context.Context, _ *queue.TaskInfo) ([]byte, error) {
+			if !waitFor(func() bool { return faulty.Failures("ExtendLeases") >= 2 }) {
+				return nil, errors.New("the lease was never renewed through the failing call")
+			}
+			return nil, ctx.Err()
+		})
 	})
 	if !waitFor(func() bool { return faulty.Failures("Fetch") >= 3 }) {
 		t.Fatal("worker stopped trying to fetch")
@@ -429,7 +435,10 @@ func TestBrokerOutage(t *testing.T) {
 	}
 	faulty.SetUp()
 	faulty.FailNext("Complete", 3, nil)
+	// The call production renews leases with: one running task keeps a
+	// lease held until both injected renewal failures have happened.
 	faulty.FailNext("ExtendLeases", 2, nil)
+	slow := e.enqueue(queue.NewTask("slow", nil), queue.Retention(time.Hour))
 	var ids []string
 	for range 20 {
 		ids = append(ids, e.enqueue(queue.NewTask("k", nil), queue.Retention(time.Hour)).ID)
@@ -439,6 +448,10 @@ func TestBrokerOutage(t *testing.T) {
 	}
 	if faulty.Failures("Complete") != 3 {
 		t.Fatalf("Complete failures %d", faulty.Failures("Complete"))
+	}
+	e.waitState(slow.ID, queue.StateCompleted)
+	if faulty.Failures("ExtendLeases") != 2 {
+		t.Fatalf("ExtendLeases failures %d, want the 2 injected", faulty.Failures("ExtendLeases"))
 	}
 	logs := e.logs.String()
 	for _, want := range []string{"fetching tasks failed", "recording task outcomes failed"} {
@@ -623,7 +636,7 @@ func TestRunStopsWithContext(t *testing.T) {
 }
 
 func TestMuxRegistrationPanics(t *testing.T) {
-	m := queue.NewMux()
+	m := registrar(t)
 	m.HandleFunc("k", noop)
 	for name, fn := range map[string]func(){
 		"duplicate":  func() { m.HandleFunc("k", noop) },

@@ -61,7 +61,7 @@ type Config struct {
 	// MaxWait caps the wait of GET /api/v1/tasks/{id}/result. Default 60s.
 	MaxWait time.Duration
 	// SampleInterval is the throughput sampler's period, for brokers that
-	// keep no throughput counters (queue.CapStats; both built-in
+	// keep no throughput counters (Inspector.KeepsThroughput; both built-in
 	// brokers do, and then nothing is sampled); default 1s, the history
 	// kept is one hour of samples. Negative turns sampling off.
 	SampleInterval time.Duration
@@ -83,7 +83,7 @@ type Server struct {
 	tmpl    *templates
 	secret  []byte // signs session cookies; new at every start
 	tp      *throughput
-	stats   bool // the broker counts throughput (queue.CapStats)
+	stats   bool // the broker counts throughput
 
 	enqueued *metrics.EnqueueCounter
 	requests *prometheus.CounterVec
@@ -139,7 +139,7 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, clock: cfg.Broker.Clock(), client: client, insp: queue.NewInspector(cfg.Broker),
 		log: cfg.Logger, tmpl: tmpl, secret: []byte(rand.Text() + rand.Text()),
 	}
-	s.stats = s.insp.Capabilities().Has(queue.CapStats)
+	s.stats = s.insp.KeepsThroughput()
 	if cfg.SampleInterval > 0 && !s.stats {
 		s.tp = newThroughput(cfg.SampleInterval, int(time.Hour/cfg.SampleInterval))
 	}
@@ -200,13 +200,15 @@ func isLoopbackHost(host string) bool {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Run runs the background work (the throughput sampler, for brokers
-// without counters) until ctx ends.
-// Serve and ListenAndServe call it; call it yourself when mounting Handler
-// in your own http.Server.
+// without counters) until ctx ends; a second Run while one runs returns at
+// once. Serve and ListenAndServe call it; call it yourself when mounting
+// Handler in your own http.Server.
 func (s *Server) Run(ctx context.Context) {
-	if s.tp != nil {
-		s.tp.run(ctx, s.insp, s.log)
+	if s.tp == nil || s.tp.start(ctx, s.insp, s.log) != nil {
+		return
 	}
+	<-ctx.Done()
+	_ = s.tp.Stop(context.WithoutCancel(ctx))
 }
 
 // ListenAndServe listens on Config.Addr and serves until ctx ends.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/conqhq/conq/internal/startstop"
 	"github.com/conqhq/conq/queue"
 )
 
@@ -26,6 +27,7 @@ const throughputNote = "Estimated from the broker's counts, sampled by this serv
 // queues. A slot is unknown (null) when the broker did not answer.
 type throughput struct {
 	interval time.Duration
+	startstop.Base
 
 	mu        sync.Mutex
 	processed []float64 // ring buffers; -1 = unknown
@@ -45,6 +47,12 @@ func newThroughput(interval time.Duration, size int) *throughput {
 
 type queueLister interface {
 	Queues(ctx context.Context) ([]queue.QueueInfo, error)
+}
+
+// start runs the sampler until stop (the lifecycle every background
+// component of conq shares).
+func (t *throughput) start(ctx context.Context, src queueLister, log *slog.Logger) error {
+	return t.Base.Start(ctx, func(ctx context.Context) { t.run(ctx, src, log) })
 }
 
 func (t *throughput) run(ctx context.Context, src queueLister, log *slog.Logger) {

@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/conqhq/conq/internal/startstop"
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/backoff"
-	"github.com/conqhq/conq/queue/internal/startstop"
 )
 
 // Op is what to do with a task.

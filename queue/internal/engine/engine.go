@@ -36,13 +36,13 @@ import (
 	"cmp"
 
 	"github.com/conqhq/conq/future"
+	"github.com/conqhq/conq/internal/startstop"
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/acker"
 	"github.com/conqhq/conq/queue/internal/backoff"
 	"github.com/conqhq/conq/queue/internal/heartbeat"
 	"github.com/conqhq/conq/queue/internal/lease"
 	"github.com/conqhq/conq/queue/internal/maint"
-	"github.com/conqhq/conq/queue/internal/startstop"
 )
 
 // Config is a checked, defaulted worker configuration (queue.WorkerConfig

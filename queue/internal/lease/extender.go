@@ -7,9 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/conqhq/conq/internal/startstop"
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/backoff"
-	"github.com/conqhq/conq/queue/internal/startstop"
 )
 
 // maxBatch bounds one ExtendLeases call.

@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/conqhq/conq/internal/startstop"
 	"github.com/conqhq/conq/queue/internal/backoff"
-	"github.com/conqhq/conq/queue/internal/startstop"
 )
 
 // Periodic calls Do every Interval until shut down. After a failed call it

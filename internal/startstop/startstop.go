@@ -1,6 +1,6 @@
-// Package startstop is the one start/stop lifecycle of the queue's
-// background components (fetcher, acker, lease extender, heartbeats,
-// maintenance, scheduler loop, server sampler), modelled on river's
+// Package startstop is the one start/stop lifecycle of conq's background
+// components (the queue's fetcher, acker, lease extender, heartbeats,
+// maintenance and scheduler loop; the server's throughput sampler), modelled on river's
 // rivershared/startstop: a component embeds Base, its Start calls
 // Base.Start with its loop, and Stop is inherited.
 //
