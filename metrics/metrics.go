@@ -12,6 +12,14 @@
 // Every constructor takes a prometheus.Registerer so that tests and
 // embedding programs can use their own registry; nil means
 // prometheus.DefaultRegisterer.
+//
+// # Policy, written down
+//
+//   - Only the public queue API is used: the package imports no broker.
+//   - Times are the broker's clock (queue.Now in a handler's ctx), so
+//     durations and latencies agree with leases and deadlines, also under a
+//     test's manual clock.
+//   - A scrape never fails because the broker does: conq_broker_up says so.
 package metrics
 
 import (

@@ -26,4 +26,19 @@
 // and UniqueKey reject duplicates of a pending task with ErrDuplicateTask;
 // WorkerConfig.Limits caps a task kind's concurrency and rate across all
 // workers. See docs/operations.md.
+//
+// # Policy, written down
+//
+//   - The front is small: Client, Worker, Scheduler, Inspector, Task and
+//     its options. The machinery is in queue/internal (engine, acker, lease,
+//     maint, heartbeat) and the storage contract in queue/broker.
+//   - The clock is the broker's (Broker.Clock): nothing here takes a clock
+//     of its own.
+//   - Start(ctx) passes ctx's values to handlers and broker calls, never its
+//     cancellation; Shutdown (or Run, when its ctx ends) stops gracefully.
+//   - A handler sees its task without lease internals; FencingToken is the
+//     documented way to the lease's token.
+//   - Errors name the task or queue and wrap a sentinel of errors.go (many
+//     are the broker's, re-exported); a missing broker role is
+//     ErrUnsupported.
 package queue

@@ -7,6 +7,15 @@
 // New refuses the configuration without one. State-changing dashboard
 // requests carry a CSRF token, every response carries a strict CSP, and
 // payloads are rendered as escaped text.
+//
+// # Policy, written down
+//
+//   - The server is written on the public queue API only (Client,
+//     Inspector); it imports no queue/broker package, so it works with any
+//     broker, wrapped or not.
+//   - Its time is the broker's clock.
+//   - Loopback without credentials, anything else with them: New refuses an
+//     unsafe configuration rather than warn.
 package server
 
 import (

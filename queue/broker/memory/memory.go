@@ -3,6 +3,13 @@
 // exits. Every method takes one mutex; the hot paths (Enqueue, Fetch,
 // Complete) are O(1) per task, so a single process runs millions of tasks a
 // second through it.
+//
+// # Policy, written down
+//
+//   - Every state change happens under the one mutex: a call is atomic.
+//   - Tasks are copied in and out, never shared with the caller.
+//   - Time is Config.Clock's (Broker.Clock), for every component using the
+//     broker.
 package memory
 
 import (

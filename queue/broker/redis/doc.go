@@ -1,6 +1,6 @@
 // Package redis is a broker.Broker on Redis 6.2+ (LPOP with a count,
-// sub-second BLPOP), built on go-redis v9. It also implements the optional
-// broker.UniqueEnqueuer, broker.TickClaimer and broker.Limiter.
+// sub-second BLPOP), built on go-redis v9, with every optional role of the
+// contract (Capabilities is broker.CapAll).
 //
 // Every state change is one Lua script (scripts/*.lua, embedded) that
 // receives every key it touches in KEYS. All keys of a queue share the
@@ -14,4 +14,14 @@
 // across queues. See docs/redis.md for the key layout and memory use.
 //
 //	b, err := redisbroker.Open(ctx, "redis://:secret@localhost:6379/0", redisbroker.Config{Prefix: "myapp"})
+//
+// # Policy, written down
+//
+//   - One task state change is one script: no transition is ever half
+//     done, whoever calls and however the connection fails.
+//   - Every key a script touches is in KEYS and in the queue's hash tag,
+//     so scripts stay valid on Redis Cluster.
+//   - Time is Config.Clock's, passed to scripts as arguments: Redis's own
+//     clock is never read, so tests move time by hand and the broker and
+//     the components reading Broker.Clock agree.
 package redis
