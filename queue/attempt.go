@@ -17,9 +17,10 @@ import (
 
 type taskKey struct{}
 
-// handlerTask is what a handler's context carries.
+// handlerTask is what a handler's context carries: its own copy of the
+// task, without the lease fields, and the lease.
 type handlerTask struct {
-	t       *TaskInfo
+	t       TaskInfo
 	attempt engine.Attempt
 	clock   broker.Clock
 }
@@ -36,7 +37,7 @@ func TaskFromContext(ctx context.Context) (*TaskInfo, bool) {
 	if !ok {
 		return nil, false
 	}
-	return h.t, true
+	return &h.t, true
 }
 
 // FencingToken returns the fencing token of the attempt a handler's ctx

@@ -68,8 +68,8 @@ type Config struct {
 	HeartbeatInterval time.Duration // <= 0: none
 	Logger            *slog.Logger
 
-	// Handler runs one attempt; t has no lease fields (the fencing token is
-	// in Attempt, given too).
+	// Handler runs one attempt. t is the engine's: the handler must not
+	// change it (queue gives handlers a copy without the lease fields).
 	Handler func(ctx context.Context, t *broker.Task, a Attempt) ([]byte, error)
 	// Failure decides how a failed attempt is recorded: its error, whether
 	// the task is dead, and when it is retried otherwise. ctx is the
@@ -369,17 +369,14 @@ func (e *Engine) process(j *job) {
 	e.fail(j, ae, dead, retryAt)
 }
 
-// call runs the handler on a copy of t without its lease, turning a panic
-// into a *future.PanicError.
+// call runs the handler, turning a panic into a *future.PanicError.
 func (e *Engine) call(ctx context.Context, t *broker.Task, a Attempt) (result []byte, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			result, err = nil, future.NewPanicError(v)
 		}
 	}()
-	view := *t
-	view.Token, view.LeaseUntil, view.WorkerID = 0, time.Time{}, ""
-	return e.cfg.Handler(ctx, &view, a)
+	return e.cfg.Handler(ctx, t, a)
 }
 
 func (e *Engine) fail(j *job, ae broker.AttemptError, dead bool, retryAt time.Time) {
