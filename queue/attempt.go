@@ -17,12 +17,25 @@ import (
 
 type taskKey struct{}
 
-// handlerTask is what a handler's context carries: its own copy of the
-// task, without the lease fields, and the lease.
+// handlerCtx is a handler's context: the worker's, with the task and its
+// lease, in one allocation per attempt (a context.WithValue and its value
+// would take two).
+type handlerCtx struct {
+	context.Context
+	h handlerTask
+}
+
 type handlerTask struct {
-	t       TaskInfo
+	t       *TaskInfo // without lease fields
 	attempt engine.Attempt
 	clock   broker.Clock
+}
+
+func (c *handlerCtx) Value(key any) any {
+	if key == (taskKey{}) {
+		return &c.h
+	}
+	return c.Context.Value(key)
 }
 
 func fromContext(ctx context.Context) (*handlerTask, bool) {
@@ -37,7 +50,7 @@ func TaskFromContext(ctx context.Context) (*TaskInfo, bool) {
 	if !ok {
 		return nil, false
 	}
-	return &h.t, true
+	return h.t, true
 }
 
 // FencingToken returns the fencing token of the attempt a handler's ctx

@@ -191,9 +191,7 @@ func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 // handle runs one attempt through the mux, with the task and its lease in
 // the context. The handler's task has no lease fields (see FencingToken).
 func (w *Worker) handle(ctx context.Context, t *TaskInfo, a engine.Attempt) ([]byte, error) {
-	h := &handlerTask{t: *t, attempt: a, clock: w.b.Clock()}
-	h.t.Token, h.t.LeaseUntil, h.t.WorkerID = 0, time.Time{}, ""
-	return w.mux.ProcessTask(context.WithValue(ctx, taskKey{}, h), &h.t)
+	return w.mux.ProcessTask(&handlerCtx{Context: ctx, h: handlerTask{t: t, attempt: a, clock: w.b.Clock()}}, t)
 }
 
 // Handle registers h for tasks of kind. It panics on an empty kind, a nil

@@ -68,8 +68,8 @@ type Config struct {
 	HeartbeatInterval time.Duration // <= 0: none
 	Logger            *slog.Logger
 
-	// Handler runs one attempt. t is the engine's: the handler must not
-	// change it (queue gives handlers a copy without the lease fields).
+	// Handler runs one attempt. t has no lease fields (the lease is given
+	// in Attempt); the handler must not change it.
 	Handler func(ctx context.Context, t *broker.Task, a Attempt) ([]byte, error)
 	// Failure decides how a failed attempt is recorded: its error, whether
 	// the task is dead, and when it is retried otherwise. ctx is the
@@ -244,6 +244,8 @@ func (e *Engine) fetch(ctx context.Context) {
 		bo.Reset()
 		for _, t := range tasks {
 			j := &job{t: t, ref: t.Ref()}
+			// Handlers see no lease internals: the lease is in j.ref.
+			t.Token, t.LeaseUntil, t.WorkerID = 0, time.Time{}, ""
 			j.ctx, j.cancel = context.WithCancelCause(e.hardCtx)
 			e.ext.Add(j.ref, j.cancel)
 			e.jobs <- j // never blocks: a slot is held for it
@@ -339,7 +341,7 @@ func (e *Engine) process(j *job) {
 		defer cancel()
 	}
 
-	result, err := e.call(ctx, t, Attempt{Token: t.Token, WorkerID: t.WorkerID, StartedAt: now})
+	result, err := e.call(ctx, t, Attempt{Token: j.ref.Token, WorkerID: e.cfg.WorkerID, StartedAt: now})
 
 	if e.abandoned.Load() {
 		return // Shutdown has requeued it already

@@ -27,7 +27,7 @@ func (e *Engine) admit(j *job) (release func(), ok bool) {
 	lim := e.b
 	ctx := j.ctx
 	giveUp := time.Now().Add(e.cfg.LimitWait)
-	holder := fmt.Sprintf("%s/%s/%d", j.t.Queue, j.t.ID, j.t.Token)
+	holder := fmt.Sprintf("%s/%s/%d", j.ref.Queue, j.ref.ID, j.ref.Token)
 	kind := j.t.Kind
 	// sleep waits d, or less if LimitWait ends first; false: give up.
 	sleep := func(d time.Duration) bool {
