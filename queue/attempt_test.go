@@ -13,12 +13,11 @@ type traceKey struct{}
 func TestHandlerContextFromStart(t *testing.T) {
 	e := newEnv(t)
 	type seen struct {
-		trace    any
-		token    uint64
-		ok       bool
-		leaseOn  bool
-		now      time.Time
-		canceled bool
+		trace   any
+		token   uint64
+		ok      bool
+		leaseOn bool
+		now     time.Time
 	}
 	got := make(chan seen, 1)
 	release := make(chan struct{})
