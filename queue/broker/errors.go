@@ -3,6 +3,8 @@ package broker
 import (
 	"errors"
 	"fmt"
+
+	"github.com/conqhq/conq/future"
 )
 
 // The errors of the contract, all in this file. Implementations wrap the
@@ -21,8 +23,9 @@ var (
 	// ErrInvalidState: the operation does not apply to the task's state
 	// (e.g. deleting an active task).
 	ErrInvalidState = errors.New("operation not allowed in the task's state")
-	// ErrClosed: a call after Close.
-	ErrClosed = errors.New("broker closed")
+	// ErrClosed: a call after Close. It is future.ErrClosed, the one
+	// "closed" sentinel of every conq layer (pool, procpool, queue).
+	ErrClosed = future.ErrClosed
 	// ErrDuplicateTask: a unique task was enqueued while another task
 	// holding the same unique key is still pending, scheduled, retrying or
 	// active (and its lock has not expired).

@@ -65,6 +65,12 @@ type Task struct {
 	StartedAt   time.Time      `json:"started_at,omitempty"`
 	CompletedAt time.Time      `json:"completed_at,omitempty"`
 
+	// Shard is the shard of its queue the task is stored in; 0 for an
+	// unsharded queue (the built-in brokers keep one shard per queue, so
+	// always 0). Fetch fills it and the lease carries it (Ref), so a
+	// sharded broker routes every call on the lease by (Queue, Shard).
+	Shard int `json:"shard,omitempty"`
+
 	// Lease, set on tasks returned by Fetch and while active.
 	Token      uint64    `json:"token,omitempty"`
 	LeaseUntil time.Time `json:"lease_until,omitempty"`
@@ -72,11 +78,15 @@ type Task struct {
 }
 
 // Ref returns the lease t was fetched with.
-func (t *Task) Ref() LeaseRef { return LeaseRef{Queue: t.Queue, ID: t.ID, Token: t.Token} }
+func (t *Task) Ref() LeaseRef {
+	return LeaseRef{Queue: t.Queue, Shard: t.Shard, ID: t.ID, Token: t.Token}
+}
 
-// LeaseRef names a lease: the task and the fencing token it was fetched with.
+// LeaseRef names a lease: the task (its queue, shard and ID) and the
+// fencing token it was fetched with. Tokens need only be unique per shard.
 type LeaseRef struct {
 	Queue string
+	Shard int // Task.Shard; 0 unsharded
 	ID    string
 	Token uint64
 }

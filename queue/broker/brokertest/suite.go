@@ -145,9 +145,8 @@ func (s *suite) wantNotFound(queue, id string) {
 	}
 }
 
-func ref(t *broker.Task) broker.LeaseRef {
-	return broker.LeaseRef{Queue: t.Queue, ID: t.ID, Token: t.Token}
-}
+// ref is the lease of a fetched task, its shard included.
+func ref(t *broker.Task) broker.LeaseRef { return t.Ref() }
 
 func ids(ts []*broker.Task) []string {
 	out := make([]string, len(ts))
