@@ -5,6 +5,56 @@ import (
 	"time"
 )
 
+// Ranges of the options, checked where they enter (the options here, task
+// specifications, the CLI, the HTTP API): values outside them would be
+// stored wrongly (Lua numbers are doubles, times are kept as Unix
+// nanoseconds) or make no sense for a task.
+const (
+	// MaxRetriesLimit is the most retries a task may have: at the default
+	// backoff's 10 minutes between late attempts, that is 19 years.
+	MaxRetriesLimit = 1_000_000
+	// MaxDuration bounds every duration option (Timeout, ProcessIn,
+	// Retention, Unique): 100 years.
+	MaxDuration = 876000 * time.Hour
+	// MaxListOffset bounds the offset of a task listing
+	// (Inspector.Tasks through the CLI and the HTTP API).
+	MaxListOffset = 1_000_000_000
+)
+
+// Times given to Deadline and ProcessAt must lie in [minTime, maxTime):
+// brokers keep them as Unix nanoseconds, which end in 2262.
+var (
+	minTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// durationProblem says what is wrong with d as an option duration, or "".
+func durationProblem(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "must not be negative (range 0 to 100 years)"
+	case d > MaxDuration:
+		return "is over the maximum of 100 years (876000h)"
+	}
+	return ""
+}
+
+// timeProblem says what is wrong with t as an option time, or "".
+func timeProblem(t time.Time) string {
+	if t.Before(minTime) || !t.Before(maxTime) {
+		return "is outside 1970-01-01 to 2200-01-01"
+	}
+	return ""
+}
+
+// retriesProblem says what is wrong with n as a retry count, or "".
+func retriesProblem(n int) string {
+	if n < 0 || n > MaxRetriesLimit {
+		return fmt.Sprintf("must be in 0..%d", MaxRetriesLimit)
+	}
+	return ""
+}
+
 // Option sets how a task is enqueued. Options apply in order: the client's
 // defaults, then the task's own, then those given to Enqueue; the last wins.
 type Option func(*options)
@@ -38,22 +88,23 @@ func Queue(name string) Option {
 }
 
 // MaxRetries sets how many times a failed task is retried after its first
-// attempt; 0 means one attempt only.
+// attempt; 0 means one attempt only. At most MaxRetriesLimit.
 func MaxRetries(n int) Option {
 	return func(o *options) {
-		if n < 0 {
-			o.fail(invalid("MaxRetries(%d): must be 0 or more", n))
+		if p := retriesProblem(n); p != "" {
+			o.fail(invalid("MaxRetries(%d): %s", n, p))
 			return
 		}
 		o.maxRetries = n
 	}
 }
 
-// Timeout bounds each attempt; the handler's ctx ends when it passes.
+// Timeout bounds each attempt; the handler's ctx ends when it passes. 0
+// means the worker's default; at most MaxDuration.
 func Timeout(d time.Duration) Option {
 	return func(o *options) {
-		if d < 0 {
-			o.fail(invalid("Timeout(%v): must be positive", d))
+		if p := durationProblem(d); p != "" {
+			o.fail(invalid("Timeout(%v): %s", d, p))
 			return
 		}
 		o.timeout = d
@@ -62,21 +113,36 @@ func Timeout(d time.Duration) Option {
 
 // Deadline bounds the task as a whole: no attempt starts after it, a running
 // one has its ctx end at it, and a task that would retry past it is dead.
+// The zero time means none; others must lie between 1970 and 2200.
 func Deadline(t time.Time) Option {
-	return func(o *options) { o.deadline = t }
+	return func(o *options) {
+		if p := timeProblem(t); p != "" && !t.IsZero() {
+			o.fail(invalid("Deadline(%s): %s", t.Format(time.RFC3339), p))
+			return
+		}
+		o.deadline = t
+	}
 }
 
 // ProcessAt delays the task until t. It waits in the broker, not in any
-// worker's memory.
+// worker's memory. The zero time means now; others must lie between 1970
+// and 2200 (a time in the past means now).
 func ProcessAt(t time.Time) Option {
-	return func(o *options) { o.processAt, o.processIn = t, 0 }
+	return func(o *options) {
+		if p := timeProblem(t); p != "" && !t.IsZero() {
+			o.fail(invalid("ProcessAt(%s): %s", t.Format(time.RFC3339), p))
+			return
+		}
+		o.processAt, o.processIn = t, 0
+	}
 }
 
-// ProcessIn delays the task by d from when it is enqueued.
+// ProcessIn delays the task by d from when it is enqueued; at most
+// MaxDuration.
 func ProcessIn(d time.Duration) Option {
 	return func(o *options) {
-		if d < 0 {
-			o.fail(invalid("ProcessIn(%v): must not be negative", d))
+		if p := durationProblem(d); p != "" {
+			o.fail(invalid("ProcessIn(%v): %s", d, p))
 			return
 		}
 		o.processIn, o.processAt = d, time.Time{}
@@ -85,11 +151,11 @@ func ProcessIn(d time.Duration) Option {
 
 // Retention keeps the completed task and its result for d, so Result can
 // fetch it. Without it a completed task is deleted at once (a dead task is
-// always kept until deleted).
+// always kept until deleted). At most MaxDuration.
 func Retention(d time.Duration) Option {
 	return func(o *options) {
-		if d < 0 {
-			o.fail(invalid("Retention(%v): must not be negative", d))
+		if p := durationProblem(d); p != "" {
+			o.fail(invalid("Retention(%v): %s", d, p))
 			return
 		}
 		o.retention = d
@@ -119,11 +185,15 @@ const DefaultUniqueTTL = 24 * time.Hour
 // lock is released when the first task completes, dies or is deleted, or
 // when ttl passes, whichever comes first; after ttl a duplicate is accepted
 // even if the first task has not run yet. Checking and taking the lock is
-// atomic with the enqueue in the broker.
+// atomic with the enqueue in the broker. ttl is at most MaxDuration.
 func Unique(ttl time.Duration) Option {
 	return func(o *options) {
 		if ttl <= 0 {
 			o.fail(invalid("Unique(%v): ttl must be positive", ttl))
+			return
+		}
+		if p := durationProblem(ttl); p != "" {
+			o.fail(invalid("Unique(%v): ttl %s", ttl, p))
 			return
 		}
 		o.unique, o.uniqueTTL = true, ttl

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,13 +19,20 @@ import (
 //	entries:
 //	  - name: nightly-report  # default: derived from kind and spec
 //	    spec: "0 30 2 * * *"  # 02:30:00 every day
-//	    kind: report.nightly
-//	    queue: reports        # default "default"
-//	    payload: '{"day": "yesterday"}'   # raw bytes, or:
-//	    # json: {day: yesterday}          # any value, encoded as JSON
+//	    kind: report.nightly  # the task: a TaskSpec's fields
+//	    queue: reports
+//	    payload: {day: yesterday}
 //	    max_retries: 3
 //	    timeout: 10m
 //	    retention: 1h
+//
+// Besides name and spec, an entry has the fields of a TaskSpec, with the
+// same names and duration grammar as `conq enqueue --file` and the HTTP
+// API, except those that make no sense for a task enqueued at every tick
+// (id, unique, deadline, process_at). Files written before TaskSpec keep
+// working: "json: VALUE" is the payload VALUE, and a payload that is a
+// YAML string is raw text (payload_text), as it always was in schedule
+// files.
 //
 // Unknown fields are errors, so a typo does not silently drop a setting.
 type ScheduleFile struct {
@@ -35,17 +41,67 @@ type ScheduleFile struct {
 	Entries  []ScheduleFileEntry `yaml:"entries" json:"entries"`
 }
 
-// ScheduleFileEntry is one entry of a ScheduleFile.
+// ScheduleFileEntry is one entry of a ScheduleFile: the entry's name, its
+// cron spec and the task it enqueues.
 type ScheduleFileEntry struct {
-	Name       string `yaml:"name" json:"name,omitempty"`
-	Spec       string `yaml:"spec" json:"spec"`
-	Kind       string `yaml:"kind" json:"kind"`
-	Queue      string `yaml:"queue" json:"queue,omitempty"`
-	Payload    string `yaml:"payload" json:"payload,omitempty"`
-	JSON       any    `yaml:"json" json:"json,omitempty"`
-	MaxRetries *int   `yaml:"max_retries" json:"max_retries,omitempty"`
-	Timeout    string `yaml:"timeout" json:"timeout,omitempty"`
-	Retention  string `yaml:"retention" json:"retention,omitempty"`
+	Name string
+	Spec string
+	Task TaskSpec
+}
+
+// scheduleOnly are the TaskSpec fields a periodic entry refuses, with why.
+var scheduleOnly = map[string]string{
+	"id":         "each tick's task ID is derived from the entry and the tick",
+	"unique":     "each tick enqueues exactly once already",
+	"deadline":   "a fixed deadline would pass after the first ticks",
+	"process_at": "a fixed time would pass after the first tick; use process_in",
+}
+
+// UnmarshalYAML reads an entry: name and spec, the older spellings
+// ("json", a string "payload"), then the rest as a TaskSpec.
+func (e *ScheduleFileEntry) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: an entry is a mapping (name, spec, kind, ...)", n.Line)
+	}
+	task := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
+	given := map[string]bool{} // as written
+	payloads := 0              // payload, json: one at most
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		key := k.Value
+		if given[key] {
+			return fmt.Errorf("line %d: field %q given twice", k.Line, key)
+		}
+		given[key] = true
+		if key == "payload" || key == "json" {
+			if payloads++; payloads > 1 {
+				return fmt.Errorf("line %d: both payload and json are set", k.Line)
+			}
+		}
+		switch {
+		case key == "name" || key == "spec":
+			if v.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: %s: want a string", v.Line, key)
+			}
+			if key == "name" {
+				e.Name = v.Value
+			} else {
+				e.Spec = v.Value
+			}
+			continue
+		case key == "json":
+			key = "payload"
+		case key == "payload" && v.Kind == yaml.ScalarNode && v.ShortTag() == "!!str":
+			key = "payload_text"
+		case scheduleOnly[key] != "":
+			return fmt.Errorf("line %d: %s is not supported on periodic tasks: %s", k.Line, key, scheduleOnly[key])
+		}
+		if key != k.Value {
+			k = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key, Line: k.Line, Column: k.Column}
+		}
+		task.Content = append(task.Content, k, v)
+	}
+	return e.Task.UnmarshalYAML(task)
 }
 
 // LoadScheduleFile reads and parses the file at path.
@@ -108,7 +164,7 @@ func (f *ScheduleFile) Register(s *Scheduler) error {
 		if err != nil {
 			name := fe.Name
 			if name == "" {
-				name = fmt.Sprintf("kind %q", fe.Kind)
+				name = fmt.Sprintf("kind %q", fe.Task.Kind)
 			}
 			return fmt.Errorf("schedule file: entry #%d (%s): %w", i+1, name, err)
 		}
@@ -120,39 +176,12 @@ func (fe *ScheduleFileEntry) entry() (Entry, error) {
 	if fe.Spec == "" {
 		return Entry{}, invalid("no spec")
 	}
-	if fe.Kind == "" {
+	if fe.Task.Kind == "" {
 		return Entry{}, invalid("no kind")
 	}
-	payload, enc := []byte(fe.Payload), EncodingRaw
-	if fe.JSON != nil {
-		if fe.Payload != "" {
-			return Entry{}, invalid("both payload and json are set")
-		}
-		b, err := json.Marshal(fe.JSON)
-		if err != nil {
-			return Entry{}, invalid("json: %v", err)
-		}
-		payload, enc = b, EncodingJSON
+	t, err := fe.Task.Task()
+	if err != nil {
+		return Entry{}, err
 	}
-	var opts []Option
-	if fe.Queue != "" {
-		opts = append(opts, Queue(fe.Queue))
-	}
-	if fe.MaxRetries != nil {
-		opts = append(opts, MaxRetries(*fe.MaxRetries))
-	}
-	for _, d := range []struct {
-		field, v string
-		opt      func(time.Duration) Option
-	}{{"timeout", fe.Timeout, Timeout}, {"retention", fe.Retention, Retention}} {
-		if d.v == "" {
-			continue
-		}
-		v, err := time.ParseDuration(d.v)
-		if err != nil {
-			return Entry{}, invalid("%s %q: %v", d.field, d.v, err)
-		}
-		opts = append(opts, d.opt(v))
-	}
-	return Entry{Name: fe.Name, Spec: fe.Spec, Task: &Task{Kind: fe.Kind, Payload: payload, Encoding: enc}, Options: opts}, nil
+	return Entry{Name: fe.Name, Spec: fe.Spec, Task: &Task{Kind: t.Kind, Payload: t.Payload, Encoding: t.Encoding}, Options: t.Options}, nil
 }

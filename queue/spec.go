@@ -1,0 +1,830 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+)
+
+// TaskSpec is a task as people write it down: one specification, with one
+// set of field names and one duration grammar, read by `conq enqueue
+// --file` (one JSON object a line), the HTTP API (POST /api/v1/tasks) and
+// schedule files (YAML or JSON). It says everything Task and Option can:
+//
+//	{"kind": "email.send",                 required
+//	 "payload": {"to": "a@b.c"},           one JSON value (encoding "json"), or
+//	 "payload_base64": "AAEC",             raw bytes (encoding "raw"), or
+//	 "payload_text": "hello",              raw bytes given as text, or
+//	 "args": [2, 3], "kwargs": {"b": 3},   a call's arguments (encoding "args")
+//	 "queue": "mail",                      default "default"
+//	 "max_retries": 3,                     0..1000000, default 5
+//	 "timeout": "30s",                     per attempt
+//	 "deadline": "2026-11-21T23:00:00Z",   RFC 3339
+//	 "process_at": "2026-11-21T22:00:00Z", or "process_in": "1h"
+//	 "retention": "1h",
+//	 "id": "welcome-42",
+//	 "unique": {"ttl": "1h", "key": "user:42"}}
+//
+// Durations are Go duration strings ("90s", "1m30s", "250ms") or numbers
+// of seconds (90, 0.5, or the string "90"), from 0 to 100 years (see
+// ParseDuration). Unknown fields are errors, so a typo does not drop a
+// setting silently. With no payload field the payload is the JSON value
+// null.
+//
+// The zero value of each field means "not set": the client's defaults (or
+// the built-in ones) apply. Decode with encoding/json or gopkg.in/yaml.v3
+// (both strict), check with Validate, and turn into a task with Task.
+type TaskSpec struct {
+	Kind string
+	// Payload and Encoding: EncodingJSON (one JSON value), EncodingRaw
+	// (bytes) or EncodingArgs (the JSON object {"args": [...], "kwargs":
+	// {...}}, see CallArgs). A nil Payload with no Encoding is JSON null.
+	Payload  []byte
+	Encoding string
+
+	Queue      string
+	MaxRetries *int
+	Timeout    *time.Duration
+	Deadline   time.Time
+	ProcessAt  time.Time
+	ProcessIn  *time.Duration
+	Retention  *time.Duration
+	ID         string
+	Unique     *UniqueSpec
+}
+
+// UniqueSpec makes a task unique (see Unique and UniqueKey): TTL 0 means
+// DefaultUniqueTTL, Key "" means the task's kind, queue and payload.
+type UniqueSpec struct {
+	TTL time.Duration
+	Key string
+}
+
+// SpecError is a bad field of a task specification. It wraps
+// ErrInvalidOption.
+type SpecError struct {
+	Field   string // e.g. "max_retries", "tasks[2].timeout" is left to callers
+	Value   string // the value as given, shortened
+	Problem string // e.g. "must be in 0..1000000"
+}
+
+func (e *SpecError) Error() string {
+	if e.Field == "" {
+		return e.Problem
+	}
+	if e.Value == "" {
+		return e.Field + ": " + e.Problem
+	}
+	return e.Field + " " + e.Value + ": " + e.Problem
+}
+
+func (e *SpecError) Unwrap() error { return ErrInvalidOption }
+
+func specErr(field, value, format string, a ...any) *SpecError {
+	if len(value) > 80 {
+		value = strings.ToValidUTF8(value[:77], "") + "..."
+	}
+	return &SpecError{Field: field, Value: value, Problem: fmt.Sprintf(format, a...)}
+}
+
+// specProblem is an error of the specification as a whole.
+func specProblem(format string, a ...any) *SpecError {
+	return &SpecError{Problem: fmt.Sprintf(format, a...)}
+}
+
+// durationGrammar is how errors describe the duration grammar.
+const durationGrammar = `want a Go duration like "90s" or "1h30m", or a number of seconds`
+
+// ParseDuration parses a duration in the one grammar of task
+// specifications, the CLI and the HTTP API: a Go duration string ("90s",
+// "1m30s", "250ms", "2h45m"; units ns, us, ms, s, m, h) or a plain decimal
+// number of seconds ("90", "0.5"). Surrounding spaces are ignored. It does
+// not check ranges: each option has its own.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty duration: " + durationGrammar)
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	if isDecimal(s) {
+		f, err := strconv.ParseFloat(s, 64)
+		if err == nil {
+			return secondsDuration(f)
+		}
+	}
+	return 0, errors.New(durationGrammar)
+}
+
+// isDecimal: an optional sign, digits, an optional fraction; no exponents,
+// no "NaN" or "Inf".
+func isDecimal(s string) bool {
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	digits, dot := 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.' && !dot:
+			dot = true
+		default:
+			return false
+		}
+	}
+	return digits > 0
+}
+
+// secondsDuration converts seconds to a Duration, refusing what does not
+// fit (about 292 years).
+func secondsDuration(f float64) (time.Duration, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > float64(math.MaxInt64)/float64(time.Second)-1 {
+		return 0, errors.New("is too large for a duration")
+	}
+	return time.Duration(math.Round(f * float64(time.Second))), nil
+}
+
+// specWire is a specification as decoded from JSON: raw values, parsed one
+// by one so that errors name the field. Legacy names are accepted only by
+// the inputs that had them (see ParseTaskLine).
+type specWire struct {
+	Kind          *string         `json:"kind"`
+	Payload       json.RawMessage `json:"payload"`
+	PayloadBase64 *string         `json:"payload_base64"`
+	PayloadText   *string         `json:"payload_text"`
+	Args          json.RawMessage `json:"args"`
+	Kwargs        json.RawMessage `json:"kwargs"`
+	Queue         *string         `json:"queue"`
+	MaxRetries    json.RawMessage `json:"max_retries"`
+	Timeout       json.RawMessage `json:"timeout"`
+	Deadline      json.RawMessage `json:"deadline"`
+	ProcessAt     json.RawMessage `json:"process_at"`
+	ProcessIn     json.RawMessage `json:"process_in"`
+	Retention     json.RawMessage `json:"retention"`
+	ID            *string         `json:"id"`
+	Unique        json.RawMessage `json:"unique"`
+
+	// Older names of `conq enqueue --file` lines.
+	Retries json.RawMessage `json:"retries"`
+	In      json.RawMessage `json:"in"`
+}
+
+// set reports whether a raw field was given (null counts as not given).
+func set(r json.RawMessage) bool { return len(r) > 0 && string(r) != "null" }
+
+// UnmarshalJSON decodes a specification strictly: unknown fields, bad
+// values and more than one payload form are errors naming the field.
+func (s *TaskSpec) UnmarshalJSON(b []byte) error {
+	v, err := decodeSpec(b, false)
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// ParseTaskSpec decodes one JSON task specification (see TaskSpec) and
+// validates it.
+func ParseTaskSpec(data []byte) (TaskSpec, error) {
+	s, err := decodeSpec(data, false)
+	if err == nil {
+		err = s.Validate()
+	}
+	return s, err
+}
+
+// ParseTaskLine decodes one line of a tasks file (`conq enqueue --file`):
+// a JSON task specification that may also use the names the file had
+// before TaskSpec, "retries" for max_retries and "in" for process_in. It
+// does not validate.
+func ParseTaskLine(line []byte) (TaskSpec, error) {
+	return decodeSpec(line, true)
+}
+
+func decodeSpec(b []byte, legacy bool) (TaskSpec, error) {
+	var w specWire
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return TaskSpec{}, specSyntaxError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return TaskSpec{}, specProblem("more than one JSON value")
+	}
+	if !legacy {
+		for name, r := range map[string]json.RawMessage{"retries": w.Retries, "in": w.In} {
+			if r != nil {
+				return TaskSpec{}, specProblem("unknown field %q", name)
+			}
+		}
+	}
+	return w.spec()
+}
+
+// specSyntaxError rewords encoding/json's errors: no Go type names.
+func specSyntaxError(err error) error {
+	var ute *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &ute) && ute.Field == "":
+		return specProblem("not a task object: got a JSON %s", ute.Value)
+	case errors.As(err, &ute):
+		return &SpecError{Field: ute.Field, Problem: fmt.Sprintf("got a JSON %s, want a %s", ute.Value, strings.TrimPrefix(ute.Type.String(), "*"))}
+	case errors.As(err, &se):
+		return specProblem("not a task object: invalid JSON: %s", strings.TrimPrefix(se.Error(), "json: "))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return specProblem("not a task object: invalid JSON: unexpected end of input")
+	case errors.Is(err, io.EOF):
+		return specProblem("empty: want a JSON task object")
+	}
+	return specProblem("%s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+func (w *specWire) spec() (TaskSpec, error) {
+	var s TaskSpec
+	if w.Kind != nil {
+		s.Kind = *w.Kind
+	}
+	forms := 0
+	if set(w.Payload) {
+		forms++
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, w.Payload); err != nil {
+			return s, specErr("payload", "", "%v", err)
+		}
+		s.Payload, s.Encoding = buf.Bytes(), EncodingJSON
+	}
+	if w.PayloadBase64 != nil {
+		forms++
+		p, err := base64.StdEncoding.DecodeString(*w.PayloadBase64)
+		if err != nil {
+			return s, specErr("payload_base64", "", "not standard base64: %v", err)
+		}
+		s.Payload, s.Encoding = p, EncodingRaw
+	}
+	if w.PayloadText != nil {
+		forms++
+		s.Payload, s.Encoding = []byte(*w.PayloadText), EncodingRaw
+	}
+	if set(w.Args) || set(w.Kwargs) {
+		forms++
+		p, err := callPayload(w.Args, w.Kwargs)
+		if err != nil {
+			return s, err
+		}
+		s.Payload, s.Encoding = p, EncodingArgs
+	}
+	if forms > 1 {
+		return s, specProblem("give one of payload, payload_base64, payload_text or args/kwargs, not several")
+	}
+	if s.Payload == nil && s.Encoding == "" && w.Payload != nil {
+		s.Payload, s.Encoding = []byte("null"), EncodingJSON // "payload": null
+	}
+	if w.Queue != nil {
+		s.Queue = *w.Queue
+		if s.Queue == "" {
+			return s, specErr("queue", `""`, "empty queue name")
+		}
+	}
+	if w.ID != nil {
+		s.ID = *w.ID
+		if s.ID == "" {
+			return s, specErr("id", `""`, "empty task ID")
+		}
+	}
+	var err error
+	if s.MaxRetries, err = specInt("max_retries", w.MaxRetries); err != nil {
+		return s, err
+	}
+	if set(w.Retries) {
+		if s.MaxRetries != nil {
+			return s, specProblem("give max_retries or retries, not both")
+		}
+		if s.MaxRetries, err = specInt("retries", w.Retries); err != nil {
+			return s, err
+		}
+	}
+	if s.Timeout, err = specDuration("timeout", w.Timeout); err != nil {
+		return s, err
+	}
+	if s.ProcessIn, err = specDuration("process_in", w.ProcessIn); err != nil {
+		return s, err
+	}
+	if set(w.In) {
+		if s.ProcessIn != nil {
+			return s, specProblem("give process_in or in, not both")
+		}
+		if s.ProcessIn, err = specDuration("in", w.In); err != nil {
+			return s, err
+		}
+	}
+	if s.Retention, err = specDuration("retention", w.Retention); err != nil {
+		return s, err
+	}
+	if s.Deadline, err = specTime("deadline", w.Deadline); err != nil {
+		return s, err
+	}
+	if s.ProcessAt, err = specTime("process_at", w.ProcessAt); err != nil {
+		return s, err
+	}
+	if !s.ProcessAt.IsZero() && s.ProcessIn != nil {
+		return s, specProblem("give process_at or process_in, not both")
+	}
+	if set(w.Unique) {
+		u, err := specUnique(w.Unique)
+		if err != nil {
+			return s, err
+		}
+		s.Unique = u
+	}
+	return s, nil
+}
+
+// callPayload builds an EncodingArgs payload from the args array and the
+// kwargs object (either may be missing).
+func callPayload(args, kwargs json.RawMessage) ([]byte, error) {
+	ca := CallArgs{Args: []json.RawMessage{}, Kwargs: map[string]json.RawMessage{}}
+	if set(args) {
+		if err := json.Unmarshal(args, &ca.Args); err != nil {
+			return nil, specErr("args", "", "want a JSON array of arguments")
+		}
+		if ca.Args == nil {
+			ca.Args = []json.RawMessage{}
+		}
+	}
+	if set(kwargs) {
+		if err := json.Unmarshal(kwargs, &ca.Kwargs); err != nil {
+			return nil, specErr("kwargs", "", "want a JSON object of keyword arguments")
+		}
+		if ca.Kwargs == nil {
+			ca.Kwargs = map[string]json.RawMessage{}
+		}
+	}
+	b, err := json.Marshal(ca)
+	if err != nil {
+		return nil, specErr("args", "", "%v", err)
+	}
+	return b, nil
+}
+
+// specInt reads an integer field (a JSON number without fraction).
+func specInt(field string, r json.RawMessage) (*int, error) {
+	if !set(r) {
+		return nil, nil
+	}
+	s := string(r)
+	if s[0] == '"' {
+		return nil, specErr(field, s, "want a number, not a string")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < math.MinInt || n > math.MaxInt {
+		return nil, specErr(field, s, "not an integer in 0..%d", MaxRetriesLimit)
+	}
+	v := int(n)
+	return &v, nil
+}
+
+// specDuration reads a duration field: a string in ParseDuration's grammar
+// or a JSON number of seconds.
+func specDuration(field string, r json.RawMessage) (*time.Duration, error) {
+	if !set(r) {
+		return nil, nil
+	}
+	var d time.Duration
+	if r[0] == '"' {
+		var s string
+		if err := json.Unmarshal(r, &s); err != nil {
+			return nil, specErr(field, string(r), "%v", err)
+		}
+		v, err := ParseDuration(s)
+		if err != nil {
+			return nil, specErr(field, strconv.Quote(s), "%v", err)
+		}
+		d = v
+	} else {
+		f, err := strconv.ParseFloat(string(r), 64)
+		if err != nil {
+			return nil, specErr(field, string(r), "%s", durationGrammar)
+		}
+		if d, err = secondsDuration(f); err != nil {
+			return nil, specErr(field, string(r), "%v", err)
+		}
+	}
+	return &d, nil
+}
+
+// specTime reads an RFC 3339 time.
+func specTime(field string, r json.RawMessage) (time.Time, error) {
+	if !set(r) {
+		return time.Time{}, nil
+	}
+	var s string
+	if err := json.Unmarshal(r, &s); err != nil {
+		return time.Time{}, specErr(field, string(r), `want an RFC 3339 time like "2026-11-21T23:00:00Z"`)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, specErr(field, strconv.Quote(s), `want an RFC 3339 time like "2026-11-21T23:00:00Z"`)
+	}
+	return t, nil
+}
+
+func specUnique(r json.RawMessage) (*UniqueSpec, error) {
+	var w struct {
+		TTL json.RawMessage `json:"ttl"`
+		Key *string         `json:"key"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(r))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return nil, specErr("unique", "", `want an object like {"ttl": "1h", "key": "user:42"} (both optional): %s`,
+			strings.TrimPrefix(err.Error(), "json: "))
+	}
+	u := &UniqueSpec{}
+	d, err := specDuration("unique.ttl", w.TTL)
+	if err != nil {
+		return nil, err
+	}
+	if d != nil {
+		if *d == 0 {
+			return nil, specErr("unique.ttl", string(w.TTL), "must be positive (leave it out for the default, 24h)")
+		}
+		u.TTL = *d
+	}
+	if w.Key != nil {
+		if *w.Key == "" {
+			return nil, specErr("unique.key", `""`, "empty key (leave it out to key on kind, queue and payload)")
+		}
+		u.Key = *w.Key
+	}
+	return u, nil
+}
+
+// UnmarshalYAML decodes a specification from YAML: the same fields and
+// grammar as JSON (the YAML is turned into JSON first), so `timeout: 90`
+// is 90 seconds and `payload: {to: a@b.c}` a JSON object.
+func (s *TaskSpec) UnmarshalYAML(n *yaml.Node) error {
+	b, err := yamlToJSON(n)
+	if err != nil {
+		return err
+	}
+	v, err := decodeSpec(b, false)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*s = v
+	return nil
+}
+
+// yamlToJSON converts a YAML mapping node to a JSON object.
+func yamlToJSON(n *yaml.Node) ([]byte, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, specProblem("line %d: want a mapping of task fields", n.Line)
+	}
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return nil, specProblem("line %d: %v", n.Line, err)
+	}
+	v, err := jsonable(v)
+	if err != nil {
+		return nil, specProblem("line %d: %v", n.Line, err)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, specProblem("line %d: %v", n.Line, err)
+	}
+	return b, nil
+}
+
+// jsonable turns what yaml.v3 decodes into a value encoding/json takes:
+// mappings need string keys, and numbers must be finite.
+func jsonable(v any) (any, error) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			j, err := jsonable(e)
+			if err != nil {
+				return nil, err
+			}
+			x[k] = j
+		}
+		return x, nil
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			ks, ok := k.(string)
+			if !ok {
+				return nil, fmt.Errorf("mapping key %v is not a string (JSON objects have string keys)", k)
+			}
+			j, err := jsonable(e)
+			if err != nil {
+				return nil, err
+			}
+			m[ks] = j
+		}
+		return m, nil
+	case []any:
+		for i, e := range x {
+			j, err := jsonable(e)
+			if err != nil {
+				return nil, err
+			}
+			x[i] = j
+		}
+		return x, nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("%v is not a JSON number", x)
+		}
+	case []byte: // !!binary
+		if !utf8.Valid(x) {
+			return base64.StdEncoding.EncodeToString(x), nil
+		}
+		return string(x), nil
+	}
+	return v, nil
+}
+
+// Validate checks every field against its range, naming the field: the
+// kind (required), the payload's encoding and JSON, the queue name, retries
+// (0..MaxRetriesLimit), durations (0 to MaxDuration), times (1970 to 2200;
+// a deadline must not have passed, and a task must be due before it), the
+// ID and the unique key. The payload's size is the client's to check
+// (ClientConfig.MaxPayloadSize).
+func (s TaskSpec) Validate() error {
+	if s.Kind == "" {
+		return specErr("kind", "", "missing (every task needs one)")
+	}
+	if err := validToken("kind", s.Kind, maxKind); err != nil {
+		return &SpecError{Field: "kind", Problem: bare(err)}
+	}
+	if err := s.validatePayload(); err != nil {
+		return err
+	}
+	return s.validateOptions(time.Now())
+}
+
+func (s TaskSpec) validatePayload() error {
+	if s.Payload == nil && s.Encoding == "" {
+		return nil
+	}
+	enc, err := validEncoding(s.Encoding)
+	if err != nil {
+		return specErr("encoding", strconv.Quote(s.Encoding), "want %q, %q or %q", EncodingRaw, EncodingJSON, EncodingArgs)
+	}
+	switch enc {
+	case EncodingJSON:
+		if !json.Valid(s.Payload) {
+			return specErr("payload", "", "not valid JSON")
+		}
+	case EncodingArgs:
+		var ca struct {
+			Args   *[]json.RawMessage          `json:"args"`
+			Kwargs *map[string]json.RawMessage `json:"kwargs"`
+		}
+		if err := json.Unmarshal(s.Payload, &ca); err != nil || ca.Args == nil || ca.Kwargs == nil {
+			return specErr("args", "", `an "args" payload is the JSON object {"args": [...], "kwargs": {...}}`)
+		}
+	}
+	return nil
+}
+
+// validateOptions checks every field but kind and payload.
+func (s TaskSpec) validateOptions(now time.Time) error {
+	if s.Queue != "" {
+		if err := validQueueName(s.Queue); err != nil {
+			return &SpecError{Field: "queue", Problem: bare(err)}
+		}
+	}
+	if s.MaxRetries != nil {
+		if p := retriesProblem(*s.MaxRetries); p != "" {
+			return specErr("max_retries", strconv.Itoa(*s.MaxRetries), "%s", p)
+		}
+	}
+	for _, d := range []struct {
+		field string
+		v     *time.Duration
+	}{{"timeout", s.Timeout}, {"process_in", s.ProcessIn}, {"retention", s.Retention}} {
+		if d.v == nil {
+			continue
+		}
+		if p := durationProblem(*d.v); p != "" {
+			return specErr(d.field, d.v.String(), "%s", p)
+		}
+	}
+	for _, t := range []struct {
+		field string
+		v     time.Time
+	}{{"deadline", s.Deadline}, {"process_at", s.ProcessAt}} {
+		if t.v.IsZero() {
+			continue
+		}
+		if p := timeProblem(t.v); p != "" {
+			return specErr(t.field, t.v.Format(time.RFC3339), "%s", p)
+		}
+	}
+	if !s.ProcessAt.IsZero() && s.ProcessIn != nil {
+		return specProblem("give process_at or process_in, not both")
+	}
+	if !s.Deadline.IsZero() {
+		if !s.Deadline.After(now) {
+			return specErr("deadline", s.Deadline.Format(time.RFC3339), "has already passed")
+		}
+		at := s.ProcessAt
+		if s.ProcessIn != nil {
+			at = now.Add(*s.ProcessIn)
+		}
+		if !at.IsZero() && !at.Before(s.Deadline) {
+			return specErr("deadline", s.Deadline.Format(time.RFC3339), "is not after the time the task is due, %s", at.Format(time.RFC3339))
+		}
+	}
+	if s.ID != "" {
+		if err := validToken("ID", s.ID, maxID); err != nil {
+			return &SpecError{Field: "id", Problem: bare(err)}
+		}
+	}
+	if u := s.Unique; u != nil {
+		if u.TTL < 0 {
+			return specErr("unique.ttl", u.TTL.String(), "must be positive")
+		}
+		if p := durationProblem(u.TTL); p != "" {
+			return specErr("unique.ttl", u.TTL.String(), "%s", p)
+		}
+		if u.Key != "" {
+			if err := validToken("unique key", u.Key, maxID); err != nil {
+				return &SpecError{Field: "unique.key", Problem: bare(err)}
+			}
+		}
+	}
+	return nil
+}
+
+// bare is an invalid() error's message without its "queue: " prefix and
+// sentinel suffix.
+func bare(err error) string {
+	return strings.TrimPrefix(strings.TrimSuffix(err.Error(), ": "+ErrInvalidOption.Error()), "queue: ")
+}
+
+// WithDefaults returns s with every option it does not set taken from d
+// (d's kind, payload and ID are ignored): how a batch's or a command
+// line's options become the defaults of each task.
+func (s TaskSpec) WithDefaults(d TaskSpec) TaskSpec {
+	if s.Queue == "" {
+		s.Queue = d.Queue
+	}
+	if s.MaxRetries == nil {
+		s.MaxRetries = d.MaxRetries
+	}
+	if s.Timeout == nil {
+		s.Timeout = d.Timeout
+	}
+	if s.Deadline.IsZero() {
+		s.Deadline = d.Deadline
+	}
+	if s.ProcessAt.IsZero() && s.ProcessIn == nil {
+		s.ProcessAt, s.ProcessIn = d.ProcessAt, d.ProcessIn
+	}
+	if s.Retention == nil {
+		s.Retention = d.Retention
+	}
+	if s.Unique == nil {
+		s.Unique = d.Unique
+	}
+	return s
+}
+
+// Options returns the options s sets, in the form Enqueue takes.
+func (s TaskSpec) Options() []Option {
+	var opts []Option
+	if s.Queue != "" {
+		opts = append(opts, Queue(s.Queue))
+	}
+	if s.MaxRetries != nil {
+		opts = append(opts, MaxRetries(*s.MaxRetries))
+	}
+	if s.Timeout != nil {
+		opts = append(opts, Timeout(*s.Timeout))
+	}
+	if !s.Deadline.IsZero() {
+		opts = append(opts, Deadline(s.Deadline))
+	}
+	if !s.ProcessAt.IsZero() {
+		opts = append(opts, ProcessAt(s.ProcessAt))
+	}
+	if s.ProcessIn != nil {
+		opts = append(opts, ProcessIn(*s.ProcessIn))
+	}
+	if s.Retention != nil {
+		opts = append(opts, Retention(*s.Retention))
+	}
+	if s.ID != "" {
+		opts = append(opts, TaskID(s.ID))
+	}
+	if u := s.Unique; u != nil {
+		if u.TTL > 0 {
+			opts = append(opts, Unique(u.TTL))
+		}
+		if u.Key != "" {
+			opts = append(opts, UniqueKey(u.Key))
+		}
+		if u.TTL == 0 && u.Key == "" {
+			opts = append(opts, Unique(DefaultUniqueTTL))
+		}
+	}
+	return opts
+}
+
+// Task validates s and returns it as a task to enqueue, its options
+// included.
+func (s TaskSpec) Task() (*Task, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	payload, enc := s.Payload, s.Encoding
+	if payload == nil && enc == "" {
+		payload, enc = []byte("null"), EncodingJSON
+	}
+	if enc == "" {
+		enc = EncodingRaw
+	}
+	return &Task{Kind: s.Kind, Payload: payload, Encoding: enc, Options: s.Options()}, nil
+}
+
+// MarshalJSON writes s in its canonical form: durations as Go duration
+// strings, times in RFC 3339, the payload as "payload" (JSON),
+// "payload_base64" (raw) or "args" and "kwargs".
+func (s TaskSpec) MarshalJSON() ([]byte, error) {
+	type wire struct {
+		Kind          string                     `json:"kind,omitempty"`
+		Payload       json.RawMessage            `json:"payload,omitempty"`
+		PayloadBase64 *string                    `json:"payload_base64,omitempty"`
+		Args          *[]json.RawMessage         `json:"args,omitempty"`
+		Kwargs        map[string]json.RawMessage `json:"kwargs,omitempty"`
+		Queue         string                     `json:"queue,omitempty"`
+		MaxRetries    *int                       `json:"max_retries,omitempty"`
+		Timeout       string                     `json:"timeout,omitempty"`
+		Deadline      string                     `json:"deadline,omitempty"`
+		ProcessAt     string                     `json:"process_at,omitempty"`
+		ProcessIn     string                     `json:"process_in,omitempty"`
+		Retention     string                     `json:"retention,omitempty"`
+		ID            string                     `json:"id,omitempty"`
+		Unique        *struct {
+			TTL string `json:"ttl,omitempty"`
+			Key string `json:"key,omitempty"`
+		} `json:"unique,omitempty"`
+	}
+	w := wire{Kind: s.Kind, Queue: s.Queue, MaxRetries: s.MaxRetries, ID: s.ID}
+	switch {
+	case s.Payload == nil && s.Encoding == "":
+	case s.Encoding == EncodingJSON:
+		w.Payload = s.Payload
+	case s.Encoding == EncodingArgs:
+		var ca CallArgs
+		if err := json.Unmarshal(s.Payload, &ca); err != nil {
+			return nil, fmt.Errorf("queue: TaskSpec: args payload: %w", err)
+		}
+		if ca.Args == nil {
+			ca.Args = []json.RawMessage{} // "args" is always written: it marks the encoding
+		}
+		w.Args, w.Kwargs = &ca.Args, ca.Kwargs
+	default:
+		b := base64.StdEncoding.EncodeToString(s.Payload)
+		w.PayloadBase64 = &b
+	}
+	dur := func(d *time.Duration) string {
+		if d == nil {
+			return ""
+		}
+		return d.String()
+	}
+	tm := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.Format(time.RFC3339Nano)
+	}
+	w.Timeout, w.ProcessIn, w.Retention = dur(s.Timeout), dur(s.ProcessIn), dur(s.Retention)
+	w.Deadline, w.ProcessAt = tm(s.Deadline), tm(s.ProcessAt)
+	if u := s.Unique; u != nil {
+		w.Unique = &struct {
+			TTL string `json:"ttl,omitempty"`
+			Key string `json:"key,omitempty"`
+		}{Key: u.Key}
+		if u.TTL != 0 {
+			w.Unique.TTL = u.TTL.String()
+		}
+	}
+	return json.Marshal(w)
+}
