@@ -31,7 +31,7 @@ func addBrokerFlag(cmd *cobra.Command, p *string) {
 	cmd.Flags().StringVar(p, "broker", "", brokerUsage)
 }
 
-const brokerUsage = "broker URL: redis://[user:pass@]host[:port][/db] or rediss://... (default $" + brokerEnv + ")"
+const brokerUsage = "broker URL: redis://[user:pass@]host[:port][/db], rediss://... or unix:///path/redis.sock (default $" + brokerEnv + ")"
 
 // openBroker opens the broker named by rawURL: the embedded memory broker
 // when it is empty, Redis for redis:// and rediss:// (and unix:// sockets).
@@ -69,9 +69,9 @@ func checkBrokerURL(rawURL string) error {
 	case "redis", "rediss", "unix":
 		return nil
 	case "":
-		return usageError("--broker %q has no scheme: want redis://host[:port][/db] or rediss://... (or no --broker for the embedded broker)", redactedURL(rawURL))
+		return usageError("--broker %q has no scheme: want redis://host[:port][/db], rediss://... or unix:///path/redis.sock (or no --broker for the embedded broker)", redactedURL(rawURL))
 	default:
-		return usageError("--broker %q: unsupported scheme %q: want redis:// or rediss:// (or no --broker for the embedded broker)", redactedURL(rawURL), scheme)
+		return usageError("--broker %q: unsupported scheme %q: want redis://, rediss:// or unix:// (or no --broker for the embedded broker)", redactedURL(rawURL), scheme)
 	}
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/conqhq/conq/queue"
-	"github.com/conqhq/conq/queue/broker/memory"
 )
 
 func init() { addCommand(newEnqueueCmd) }
@@ -27,21 +27,54 @@ const waitRetention = time.Hour
 // enqueueBatch bounds one EnqueueMany call of --file.
 const enqueueBatch = 5000
 
+// Bounds of --file: the whole file is checked before anything is
+// enqueued, so it is held in memory.
+const (
+	maxFileTasks = 1_000_000
+	maxFileBytes = 256 << 20
+)
+
+// maxStdinPayload bounds what --payload - reads: twice the payload limit,
+// as the JSON is compacted before its size is checked.
+const maxStdinPayload = 2 * queue.DefaultMaxPayloadSize
+
 type enqueueOptions struct {
 	broker      string
 	kind        string
 	payload     string
+	args        string
+	kwargs      string
 	file        string
 	queue       string
 	retries     int
-	in          time.Duration
+	in          durationFlag
 	id          string
-	timeout     time.Duration
-	retention   time.Duration
+	timeout     durationFlag
+	retention   durationFlag
 	wait        bool
-	waitTimeout time.Duration
+	waitTimeout durationFlag
 	json        bool
 	set         func(name string) bool
+}
+
+// durationFlag is a flag in the duration grammar of task specifications
+// (queue.ParseDuration): "90s", "1h30m", or a number of seconds.
+type durationFlag time.Duration
+
+func (d *durationFlag) String() string {
+	if *d == 0 {
+		return "0" // pflag shows no default for "0"
+	}
+	return time.Duration(*d).String()
+}
+func (d *durationFlag) Type() string { return "duration" }
+func (d *durationFlag) Set(s string) error {
+	v, err := queue.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = durationFlag(v)
+	return nil
 }
 
 func newEnqueueCmd() *cobra.Command {
@@ -53,16 +86,24 @@ func newEnqueueCmd() *cobra.Command {
 for the task to finish and prints its result instead; if the task ended
 dead it prints the last error and exits with status 1.
 
+The payload is one JSON value (--payload), or a call's arguments (--args
+'[2, 3]' and/or --kwargs '{"b": 3}'), which a Python task receives as
+fn(2, 3, b=3).
+
 With --file it enqueues one task per line of a JSON Lines file ("-" for
-stdin) in batches and prints their IDs in order. Each line is an object:
+stdin) in batches and prints their IDs in order. Each line is a task
+specification, as in the HTTP API (docs/cli-queue.md lists the fields):
 
   {"kind": "send_email", "payload": {"to": "a@b.c"}, "queue": "emails",
-   "retries": 3, "in": "30s", "id": "email-42", "timeout": "1m", "retention": "1h"}
+   "max_retries": 3, "process_in": "30s", "id": "email-42", "timeout": "1m", "retention": "1h"}
 
 Only "kind" is required. The whole file is checked before anything is
 enqueued: a bad line is reported by number and nothing is enqueued.
-Command-line options (--queue, --retries, ...) are defaults for the lines.`,
+Command-line options (--queue, --retries, ...) are defaults for the lines.
+
+Durations are Go durations (30s, 1h30m) or numbers of seconds (90).`,
 		Example: `  conq enqueue --broker redis://localhost:6379/0 --kind is_prime --payload 9999999999999917 --wait
+  conq enqueue --broker redis://localhost:6379/0 --kind add --args '[2, 3]' --wait
   conq enqueue --broker redis://localhost:6379/0 --kind report --payload '{"day":"2026-11-21"}' --in 1h --queue low
   conq enqueue --broker redis://localhost:6379/0 --file tasks.jsonl`,
 		Args: cobra.NoArgs,
@@ -74,93 +115,108 @@ Command-line options (--queue, --retries, ...) are defaults for the lines.`,
 	f := cmd.Flags()
 	addBrokerFlag(cmd, &o.broker)
 	f.StringVar(&o.kind, "kind", "", "task kind (the handler's name)")
-	f.StringVar(&o.payload, "payload", "null", `payload as JSON ("-": read it from stdin)`)
+	f.StringVar(&o.payload, "payload", "null", `payload as JSON ("-": read it from stdin, at most 2 MiB)`)
+	f.StringVar(&o.args, "args", "", `positional arguments as a JSON array, e.g. '[2, 3]' (payload encoding "args")`)
+	f.StringVar(&o.kwargs, "kwargs", "", `keyword arguments as a JSON object, e.g. '{"b": 3}' (payload encoding "args")`)
 	f.StringVarP(&o.file, "file", "f", "", `JSON Lines file of tasks to enqueue ("-": stdin)`)
 	f.StringVarP(&o.queue, "queue", "q", queue.DefaultQueue, "queue name")
-	f.IntVar(&o.retries, "retries", queue.DefaultMaxRetries, "retries after the first attempt")
-	f.DurationVar(&o.in, "in", 0, "run it this long from now (e.g. 30s, 2h)")
+	f.IntVar(&o.retries, "retries", queue.DefaultMaxRetries, fmt.Sprintf("retries after the first attempt (0..%d)", queue.MaxRetriesLimit))
+	f.Var(&o.in, "in", "run it this long from now (e.g. 30s, 2h, or seconds)")
 	f.StringVar(&o.id, "id", "", "task ID (unique per queue: enqueueing an existing ID fails); default random")
-	f.DurationVar(&o.timeout, "timeout", 0, "time limit of each attempt (0: the worker's default)")
-	f.DurationVar(&o.retention, "retention", 0, "keep the completed task and its result this long (--wait: default 1h)")
+	f.Var(&o.timeout, "timeout", "time limit of each attempt (0: the worker's default)")
+	f.Var(&o.retention, "retention", "keep the completed task and its result this long (--wait: default 1h)")
 	f.BoolVarP(&o.wait, "wait", "w", false, "wait for the task to finish and print its result")
-	f.DurationVar(&o.waitTimeout, "wait-timeout", 0, "give up waiting after this long (0: wait forever); the task carries on")
+	f.Var(&o.waitTimeout, "wait-timeout", "give up waiting after this long (0: wait forever); the task carries on")
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	return cmd
 }
 
-// taskLine is one line of an --file.
-type taskLine struct {
-	Kind      string          `json:"kind"`
-	Payload   json.RawMessage `json:"payload"`
-	Queue     *string         `json:"queue"`
-	Retries   *int            `json:"retries"`
-	In        *string         `json:"in"`
-	ID        string          `json:"id"`
-	Timeout   *string         `json:"timeout"`
-	Retention *string         `json:"retention"`
+// specFlags names the command-line flag of each specification field, for
+// messages.
+var specFlags = map[string]string{
+	"kind": "--kind", "payload": "--payload", "args": "--args", "kwargs": "--kwargs", "id": "--id",
+	"queue": "--queue", "max_retries": "--retries", "process_in": "--in", "timeout": "--timeout", "retention": "--retention",
+}
+
+// flagError turns a specification error into one naming the flag.
+func flagError(err error) error {
+	var se *queue.SpecError
+	if errors.As(err, &se) {
+		if name, ok := specFlags[se.Field]; ok {
+			if se.Value == "" {
+				return usageError("%s: %s", name, se.Problem)
+			}
+			return usageError("%s %s: %s", name, se.Value, se.Problem)
+		}
+	}
+	return usageError("%v", err)
+}
+
+// defaultsSpec is the specification the command-line options give every
+// task.
+func (o enqueueOptions) defaultsSpec() queue.TaskSpec {
+	retries := o.retries
+	d := queue.TaskSpec{Queue: o.queue, MaxRetries: &retries}
+	dur := func(v durationFlag) *time.Duration { d := time.Duration(v); return &d }
+	if o.set("in") {
+		d.ProcessIn = dur(o.in)
+	}
+	if o.set("timeout") {
+		d.Timeout = dur(o.timeout)
+	}
+	retention := o.retention
+	if o.wait && !o.set("retention") {
+		retention = durationFlag(waitRetention)
+	}
+	if retention != 0 || o.set("retention") {
+		d.Retention = dur(retention)
+	}
+	return d
 }
 
 func runEnqueue(ctx context.Context, o enqueueOptions, stdin io.Reader, stdout, stderr io.Writer) error {
-	if o.retries < 0 {
-		return usageError("--retries %d: must be 0 or more", o.retries)
-	}
-	if o.in < 0 || o.timeout < 0 || o.retention < 0 || o.waitTimeout < 0 {
-		return usageError("--in, --timeout, --retention and --wait-timeout must not be negative")
-	}
 	if o.file != "" {
-		if o.set("kind") || o.set("payload") || o.set("id") || o.wait {
-			return usageError("--file cannot be combined with --kind, --payload, --id or --wait")
+		if o.set("kind") || o.set("payload") || o.set("args") || o.set("kwargs") || o.set("id") || o.wait {
+			return usageError("--file cannot be combined with --kind, --payload, --args, --kwargs, --id or --wait")
 		}
 	} else if o.kind == "" {
 		return usageError("--kind is required (or --file)")
 	}
-	if o.waitTimeout > 0 && !o.wait {
+	if o.set("payload") && (o.set("args") || o.set("kwargs")) {
+		return usageError("--payload cannot be combined with --args or --kwargs: the payload is one JSON value or a call's arguments")
+	}
+	if o.waitTimeout != 0 && !o.wait {
 		return usageError("--wait-timeout needs --wait")
 	}
-	defaults := []queue.Option{queue.Queue(o.queue), queue.MaxRetries(o.retries)}
-	if o.in > 0 {
-		defaults = append(defaults, queue.ProcessIn(o.in))
+	if o.waitTimeout < 0 || time.Duration(o.waitTimeout) > queue.MaxDuration {
+		return usageError("--wait-timeout %v: must be in 0 to 100 years (876000h)", time.Duration(o.waitTimeout))
 	}
-	if o.timeout > 0 {
-		defaults = append(defaults, queue.Timeout(o.timeout))
-	}
-	retention := o.retention
-	if o.wait && !o.set("retention") {
-		retention = waitRetention
-	}
-	if retention > 0 {
-		defaults = append(defaults, queue.Retention(retention))
+	// The options alone first, so that a bad one is named by its flag.
+	defaults := o.defaultsSpec()
+	if err := (queue.TaskSpec{Kind: "-"}).WithDefaults(defaults).Validate(); err != nil {
+		return flagError(err)
 	}
 
 	var tasks []*queue.Task
 	var lines []int // line numbers of --file tasks
 	if o.file != "" {
 		var err error
-		if tasks, lines, err = readTaskFile(o.file, stdin); err != nil {
+		if tasks, lines, err = readTaskFile(o.file, stdin, defaults); err != nil {
 			return usageError("--file %s: %v", o.file, err)
 		}
 	} else {
-		payload := []byte(o.payload)
-		if o.payload == "-" {
-			var err error
-			if payload, err = io.ReadAll(stdin); err != nil {
-				return failure(fmt.Errorf("reading the payload from stdin: %w", err))
-			}
-			payload = bytes.TrimSpace(payload)
+		spec, err := o.taskSpec(stdin)
+		if err != nil {
+			return err
 		}
-		if !json.Valid(payload) {
-			return usageError("--payload is not valid JSON: %v (quote strings: --payload '\"text\"')", jsonError(payload))
+		t, err := spec.WithDefaults(defaults).Task()
+		if err != nil {
+			return flagError(err)
 		}
-		var opts []queue.Option
-		if o.id != "" {
-			opts = append(opts, queue.TaskID(o.id))
+		if err := checkSize(t); err != nil {
+			return usageError("%v", err)
 		}
-		tasks = []*queue.Task{jsonTask(o.kind, compact(payload), opts...)}
-	}
-	// Check every task exactly as the client will before touching the
-	// broker: a bad file enqueues nothing.
-	if err := validateTasks(tasks, defaults, lines); err != nil {
-		return err
+		tasks = []*queue.Task{t}
 	}
 
 	b, err := openSharedBroker(ctx, "enqueue", o.broker, quietLogger(stderr))
@@ -168,7 +224,7 @@ func runEnqueue(ctx context.Context, o enqueueOptions, stdin io.Reader, stdout, 
 		return err
 	}
 	defer b.Close()
-	client, err := queue.NewClient(b, queue.ClientConfig{Options: defaults, Logger: quietLogger(stderr)})
+	client, err := queue.NewClient(b, queue.ClientConfig{Logger: quietLogger(stderr)})
 	if err != nil {
 		return usageError("%v", err)
 	}
@@ -190,36 +246,68 @@ func runEnqueue(ctx context.Context, o enqueueOptions, stdin io.Reader, stdout, 
 	return waitResult(ctx, client, info, o, stdout, stderr)
 }
 
-// validateTasks runs tasks through a client on a scratch memory broker,
-// which applies exactly the checks of the real one (kind, options, payload
-// size, duplicate IDs within the batch).
-func validateTasks(tasks []*queue.Task, defaults []queue.Option, lines []int) error {
-	scratch := memory.New(memory.Config{})
-	defer scratch.Close()
-	c, err := queue.NewClient(scratch, queue.ClientConfig{Options: defaults})
-	if err != nil {
-		// The options come from the command line's flags, not a config.
-		if inner := errors.Unwrap(err); inner != nil {
-			err = inner
+// taskSpec is the task of --kind, --payload (or --args and --kwargs) and
+// --id, decoded as the task specification they spell.
+func (o enqueueOptions) taskSpec(stdin io.Reader) (queue.TaskSpec, error) {
+	obj := map[string]json.RawMessage{}
+	obj["kind"], _ = json.Marshal(o.kind)
+	if o.id != "" {
+		obj["id"], _ = json.Marshal(o.id)
+	}
+	if o.set("args") || o.set("kwargs") {
+		for _, a := range []struct{ name, v string }{{"args", o.args}, {"kwargs", o.kwargs}} {
+			if !o.set(a.name) {
+				continue
+			}
+			if !json.Valid([]byte(a.v)) {
+				return queue.TaskSpec{}, usageError("--%s is not valid JSON: %v", a.name, jsonError([]byte(a.v)))
+			}
+			obj[a.name] = json.RawMessage(a.v)
 		}
-		return usageError("bad option: %v", err)
-	}
-	_, err = c.EnqueueMany(context.Background(), tasks)
-	if err == nil {
-		return nil
-	}
-	var be *queue.BatchError
-	if errors.As(err, &be) {
-		for i, e := range be.Errs {
-			if e != nil {
-				if lines != nil {
-					return usageError("line %d: %v (nothing was enqueued)", lines[i], e)
-				}
-				return usageError("%v", e)
+	} else {
+		payload := []byte(o.payload)
+		if o.payload == "-" {
+			var err error
+			if payload, err = readStdinPayload(stdin); err != nil {
+				return queue.TaskSpec{}, err
 			}
 		}
+		if !json.Valid(payload) {
+			return queue.TaskSpec{}, usageError("--payload is not valid JSON: %v (quote strings: --payload '\"text\"')", jsonError(payload))
+		}
+		obj["payload"] = payload
 	}
-	return usageError("%v", err)
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return queue.TaskSpec{}, usageError("%v", err)
+	}
+	var spec queue.TaskSpec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return queue.TaskSpec{}, flagError(err)
+	}
+	return spec, nil
+}
+
+// readStdinPayload reads --payload - through a limit: a payload too large
+// to enqueue is refused without reading the rest.
+func readStdinPayload(stdin io.Reader) ([]byte, error) {
+	payload, err := io.ReadAll(io.LimitReader(stdin, maxStdinPayload+1))
+	if err != nil {
+		return nil, failure(fmt.Errorf("reading the payload from stdin: %w", err))
+	}
+	if len(payload) > maxStdinPayload {
+		return nil, usageError("--payload -: stdin holds more than %d bytes, over the limit of %d bytes for a payload", maxStdinPayload, queue.DefaultMaxPayloadSize)
+	}
+	return bytes.TrimSpace(payload), nil
+}
+
+// checkSize applies the client's payload limit before anything is
+// enqueued.
+func checkSize(t *queue.Task) error {
+	if len(t.Payload) > queue.DefaultMaxPayloadSize {
+		return &queue.PayloadTooLargeError{Kind: t.Kind, Size: len(t.Payload), Max: queue.DefaultMaxPayloadSize}
+	}
+	return nil
 }
 
 func enqueueFailure(err error) error {
@@ -283,7 +371,7 @@ func enqueuedJSON(t *queue.TaskInfo) enqueuedTask {
 func waitResult(ctx context.Context, c *queue.Client, info *queue.TaskInfo, o enqueueOptions, stdout, stderr io.Writer) error {
 	if o.waitTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.waitTimeout)
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(o.waitTimeout))
 		defer cancel()
 	}
 	res, err := c.Result(ctx, info.ID)
@@ -300,7 +388,7 @@ func waitResult(ctx context.Context, c *queue.Client, info *queue.TaskInfo, o en
 		}
 		return &ExitError{Code: 1, Err: err}
 	case errors.Is(err, context.DeadlineExceeded) && o.waitTimeout > 0:
-		return &ExitError{Code: 1, Err: fmt.Errorf("task %s did not finish within --wait-timeout %v; it is still queued or running", info.ID, o.waitTimeout)}
+		return &ExitError{Code: 1, Err: fmt.Errorf("task %s did not finish within --wait-timeout %v; it is still queued or running", info.ID, time.Duration(o.waitTimeout))}
 	default:
 		return failure(fmt.Errorf("waiting for task %s: %w", info.ID, err))
 	}
@@ -327,8 +415,10 @@ func resultValue(res []byte) json.RawMessage {
 	return b
 }
 
-// readTaskFile parses a JSON Lines task file; blank lines are skipped.
-func readTaskFile(name string, stdin io.Reader) (tasks []*queue.Task, lines []int, err error) {
+// readTaskFile parses a JSON Lines task file, blank lines skipped, into
+// tasks with the command line's defaults, checking each as the client
+// will: a bad file enqueues nothing.
+func readTaskFile(name string, stdin io.Reader, defaults queue.TaskSpec) (tasks []*queue.Task, lines []int, err error) {
 	r := stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -338,19 +428,35 @@ func readTaskFile(name string, stdin io.Reader) (tasks []*queue.Task, lines []in
 		defer f.Close()
 		r = f
 	}
-	sc := bufio.NewScanner(r)
+	lr := &io.LimitedReader{R: r, N: maxFileBytes + 1}
+	sc := bufio.NewScanner(lr)
 	sc.Buffer(make([]byte, 64<<10), 2*queue.DefaultMaxPayloadSize+64<<10)
+	type key struct{ queue, id string }
+	ids := map[key]int{}
 	for n := 1; sc.Scan(); n++ {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
 			continue
 		}
-		t, err := parseTaskLine(line)
+		if len(tasks) == maxFileTasks {
+			return nil, nil, fmt.Errorf("more than %d tasks: split the file (nothing was enqueued)", maxFileTasks)
+		}
+		t, spec, err := parseTaskLine(line, defaults)
 		if err != nil {
 			return nil, nil, fmt.Errorf("line %d: %v (nothing was enqueued)", n, err)
 		}
+		if spec.ID != "" {
+			k := key{cmp.Or(spec.Queue, queue.DefaultQueue), spec.ID}
+			if prev, dup := ids[k]; dup {
+				return nil, nil, fmt.Errorf("line %d: task ID %q in queue %q is on line %d too (nothing was enqueued)", n, k.id, k.queue, prev)
+			}
+			ids[k] = n
+		}
 		tasks = append(tasks, t)
 		lines = append(lines, n)
+	}
+	if lr.N <= 0 {
+		return nil, nil, fmt.Errorf("over %d MiB: split the file (nothing was enqueued)", maxFileBytes>>20)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, nil, fmt.Errorf("reading: %w (nothing was enqueued)", err)
@@ -361,48 +467,20 @@ func readTaskFile(name string, stdin io.Reader) (tasks []*queue.Task, lines []in
 	return tasks, lines, nil
 }
 
-func parseTaskLine(line []byte) (*queue.Task, error) {
-	var tl taskLine
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&tl); err != nil {
-		return nil, fmt.Errorf("not a task object: %v", err)
+// parseTaskLine reads one line: a task specification (the older names
+// "retries" and "in" still accepted), with the defaults. It returns the
+// task and its specification, defaults applied.
+func parseTaskLine(line []byte, defaults queue.TaskSpec) (*queue.Task, queue.TaskSpec, error) {
+	spec, err := queue.ParseTaskLine(line)
+	if err != nil {
+		return nil, spec, err
 	}
-	if dec.More() {
-		return nil, errors.New("more than one JSON value on the line")
+	spec = spec.WithDefaults(defaults)
+	t, err := spec.Task()
+	if err != nil {
+		return nil, spec, err
 	}
-	if tl.Kind == "" {
-		return nil, errors.New(`missing "kind"`)
-	}
-	payload := []byte(tl.Payload)
-	if len(payload) == 0 {
-		payload = []byte("null")
-	}
-	var opts []queue.Option
-	if tl.Queue != nil {
-		opts = append(opts, queue.Queue(*tl.Queue))
-	}
-	if tl.Retries != nil {
-		opts = append(opts, queue.MaxRetries(*tl.Retries))
-	}
-	if tl.ID != "" {
-		opts = append(opts, queue.TaskID(tl.ID))
-	}
-	for _, d := range []struct {
-		name string
-		v    *string
-		opt  func(time.Duration) queue.Option
-	}{{"in", tl.In, queue.ProcessIn}, {"timeout", tl.Timeout, queue.Timeout}, {"retention", tl.Retention, queue.Retention}} {
-		if d.v == nil {
-			continue
-		}
-		v, err := time.ParseDuration(*d.v)
-		if err != nil {
-			return nil, fmt.Errorf("%q: %q is not a duration like 30s or 2h", d.name, *d.v)
-		}
-		opts = append(opts, d.opt(v))
-	}
-	return jsonTask(tl.Kind, compact(payload), opts...), nil
+	return t, spec, checkSize(t)
 }
 
 // compact removes insignificant whitespace from valid JSON.

@@ -28,7 +28,7 @@ func TestEnqueueInvalidInput(t *testing.T) {
 		want  string
 	}{
 		{"bad payload", "", []string{"--kind", "k", "--payload", "{bad"}, "--payload is not valid JSON"},
-		{"retries", "", []string{"--kind", "k", "--retries", "-1"}, "--retries -1: must be 0 or more"},
+		{"retries", "", []string{"--kind", "k", "--retries", "-1"}, "--retries -1: must be in 0..1000000"},
 		{"in", "", []string{"--kind", "k", "--in", "bogus"}, `invalid argument "bogus" for "--in"`},
 		{"negative in", "", []string{"--kind", "k", "--in", "-5s"}, "must not be negative"},
 		{"queue name", "", []string{"--kind", "k", "--queue", "bad queue"}, `queue name "bad queue"`},
@@ -75,9 +75,9 @@ func TestEnqueueFileBadLineEnqueuesNothing(t *testing.T) {
 	for _, c := range []struct{ file, want string }{
 		{`{"kind":"a","payload":1}` + "\n\n" + `{"kind":"b","payload":{"x":` + "\n", "line 3: not a task object"},
 		{`{"kind":"a"}` + "\n" + `{"kind":"a","retries":-2}`, "line 2: "},
-		{`{"kind":"a"}` + "\n" + `{"kind":"a","in":"soon"}`, `line 2: "in": "soon" is not a duration`},
-		{`{"kind":"a","colour":"red"}`, `line 1: not a task object: json: unknown field "colour"`},
-		{`{"payload":1}`, `line 1: missing "kind"`},
+		{`{"kind":"a"}` + "\n" + `{"kind":"a","in":"soon"}`, `line 2: in "soon": want a Go duration`},
+		{`{"kind":"a","colour":"red"}`, `line 1: unknown field "colour"`},
+		{`{"payload":1}`, `line 1: kind: missing`},
 		{`{"kind":"a","id":"x"}` + "\n" + `{"kind":"a","id":"x"}`, "line 2: "},
 		{"", "no tasks in the file"},
 	} {

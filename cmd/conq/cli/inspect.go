@@ -166,8 +166,11 @@ func newInspectTasksCmd(o *inspectOptions) *cobra.Command {
 			if err != nil {
 				return usageError("--state: %v", err)
 			}
-			if limit < 0 || offset < 0 {
-				return usageError("--limit and --offset must not be negative")
+			if limit < 0 || limit > queue.MaxListOffset {
+				return usageError("--limit %d: must be in 0..%d (0: all)", limit, queue.MaxListOffset)
+			}
+			if offset < 0 || offset > queue.MaxListOffset {
+				return usageError("--offset %d: must be in 0..%d", offset, queue.MaxListOffset)
 			}
 			ctx := cmd.Context()
 			return withInspector(ctx, "inspect", o.broker, cmd.ErrOrStderr(), func(in *queue.Inspector) error {
@@ -202,7 +205,11 @@ func newInspectTasksCmd(o *inspectOptions) *cobra.Command {
 					tasks = tasks[:limit]
 				}
 				if o.json {
-					return writeJSON(cmd.OutOrStdout(), tasks)
+					views := make([]taskView, len(tasks))
+					for i, t := range tasks {
+						views[i] = taskJSON(t)
+					}
+					return writeJSON(cmd.OutOrStdout(), views)
 				}
 				return printTasks(cmd.OutOrStdout(), tasks)
 			})
@@ -302,23 +309,44 @@ func newInspectTaskCmd(o *inspectOptions) *cobra.Command {
 	return cmd
 }
 
-// taskView is a task for --json, with payload and result as JSON values.
+// taskView is a task for --json, with payload and result as JSON values,
+// durations as Go duration strings and unset times left out, as the HTTP
+// API shows it (its fields shadow TaskInfo's).
 type taskView struct {
 	*queue.TaskInfo
-	Payload json.RawMessage `json:"payload"`
-	Result  json.RawMessage `json:"result,omitempty"`
-	Timeout string          `json:"timeout,omitempty"`
+	Payload     json.RawMessage `json:"payload"`
+	Result      json.RawMessage `json:"result,omitempty"`
+	Timeout     string          `json:"timeout,omitempty"`
+	Retention   string          `json:"retention,omitempty"`
+	Deadline    *time.Time      `json:"deadline,omitempty"`
+	ProcessAt   *time.Time      `json:"process_at,omitempty"`
+	StartedAt   *time.Time      `json:"started_at,omitempty"`
+	CompletedAt *time.Time      `json:"completed_at,omitempty"`
+	LeaseUntil  *time.Time      `json:"lease_until,omitempty"`
 }
 
 func taskJSON(t *queue.TaskInfo) taskView {
-	v := taskView{TaskInfo: t, Payload: resultValue(t.Payload)}
+	v := taskView{TaskInfo: t, Payload: resultValue(t.Payload),
+		Deadline: setTime(t.Deadline), ProcessAt: setTime(t.ProcessAt), StartedAt: setTime(t.StartedAt),
+		CompletedAt: setTime(t.CompletedAt), LeaseUntil: setTime(t.LeaseUntil)}
 	if len(t.Result) > 0 {
 		v.Result = resultValue(t.Result)
 	}
 	if t.Timeout > 0 {
 		v.Timeout = t.Timeout.String()
 	}
+	if t.Retention > 0 {
+		v.Retention = t.Retention.String()
+	}
 	return v
+}
+
+// setTime is t, or nil for the zero time (left out of JSON).
+func setTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 func printTask(w io.Writer, t *queue.TaskInfo) error {
