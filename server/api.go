@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -126,6 +127,8 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, "queue_not_found"
 	case errors.Is(err, queue.ErrTaskIDConflict):
 		return http.StatusConflict, "duplicate_id"
+	case errors.Is(err, queue.ErrDuplicateTask):
+		return http.StatusConflict, "duplicate_task"
 	case errors.Is(err, queue.ErrInvalidState):
 		return http.StatusConflict, "invalid_state"
 	case errors.Is(err, queue.ErrUnsupported):
@@ -159,153 +162,116 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, status, code, msg)
 }
 
-// duration decodes a JSON duration: a Go duration string ("1m30s") or a
-// number of seconds.
-type duration struct {
-	d   time.Duration
-	set bool
-}
-
-func (d *duration) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("duration %q: want a Go duration like \"90s\" or a number of seconds", s)
-		}
-		d.d, d.set = v, true
-		return nil
-	}
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("duration %s: want a Go duration like \"90s\" or a number of seconds", b)
-	}
-	if f > float64(1<<63-1)/float64(time.Second) || f < -float64(1<<63-1)/float64(time.Second) {
-		return fmt.Errorf("duration %s seconds is out of range", b)
-	}
-	d.d, d.set = time.Duration(f*float64(time.Second)), true
-	return nil
-}
-
-// enqueueItem is one task of POST /api/v1/tasks.
-type enqueueItem struct {
-	Kind          string          `json:"kind"`
-	Payload       json.RawMessage `json:"payload"`
-	PayloadBase64 *string         `json:"payload_base64"`
-	Queue         string          `json:"queue"`
-	MaxRetries    *int            `json:"max_retries"`
-	Timeout       duration        `json:"timeout"`
-	ProcessIn     duration        `json:"process_in"`
-	ProcessAt     *time.Time      `json:"process_at"`
-	Deadline      *time.Time      `json:"deadline"`
-	Retention     duration        `json:"retention"`
-	ID            string          `json:"id"`
-}
-
-// enqueueRequest is one task, or many in Tasks with the top-level options
-// as their defaults.
+// enqueueRequest is the body of POST /api/v1/tasks: one task
+// specification (queue.TaskSpec), or many in "tasks" with the top-level
+// options as the defaults of each.
 type enqueueRequest struct {
-	enqueueItem
-	Tasks []enqueueItem `json:"tasks"`
+	single   *queue.TaskSpec
+	defaults queue.TaskSpec
+	tasks    []queue.TaskSpec
 }
 
-// options turns an item (with defaults d) into a task and its options.
-func (it *enqueueItem) task(d *enqueueItem) (*queue.Task, error) {
-	if it.Kind == "" {
-		return nil, badRequest("missing task kind")
+// batchOnlyPerTask are the fields a batch gives per task, not as defaults.
+var batchOnlyPerTask = []string{"kind", "payload", "payload_base64", "payload_text", "args", "kwargs", "id"}
+
+// parseEnqueue decodes an enqueue body (one JSON value, already read
+// through the size limit).
+func parseEnqueue(body []byte) (*enqueueRequest, error) {
+	var top map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&top); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, badRequest("empty request body: send a JSON object")
+		}
+		return nil, badRequest("malformed JSON body: %v", err)
 	}
-	var payload []byte
-	switch {
-	case it.PayloadBase64 != nil && len(it.Payload) > 0:
-		return nil, badRequest("task kind %q: give payload or payload_base64, not both", it.Kind)
-	case it.PayloadBase64 != nil:
-		var err error
-		if payload, err = base64.StdEncoding.DecodeString(*it.PayloadBase64); err != nil {
-			return nil, badRequest("task kind %q: payload_base64: %v", it.Kind, err)
-		}
-	case len(it.Payload) > 0:
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, it.Payload); err != nil {
-			return nil, badRequest("task kind %q: payload: %v", it.Kind, err)
-		}
-		payload = buf.Bytes()
-	default:
-		payload = []byte("null")
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, badRequest("malformed JSON body: more than one JSON value")
 	}
-	var opts []queue.Option
-	for _, src := range []*enqueueItem{d, it} {
-		if src == nil {
-			continue
+	if top == nil {
+		return nil, badRequest("malformed JSON body: want a JSON object, not null")
+	}
+	raw, batch := top["tasks"]
+	if !batch {
+		var spec queue.TaskSpec
+		if err := json.Unmarshal(body, &spec); err != nil {
+			return nil, err
 		}
-		if src.Queue != "" {
-			opts = append(opts, queue.Queue(src.Queue))
+		if err := spec.Validate(); err != nil {
+			return nil, err
 		}
-		if src.MaxRetries != nil {
-			opts = append(opts, queue.MaxRetries(*src.MaxRetries))
-		}
-		if src.Timeout.set {
-			opts = append(opts, queue.Timeout(src.Timeout.d))
-		}
-		if src.ProcessIn.set {
-			opts = append(opts, queue.ProcessIn(src.ProcessIn.d))
-		}
-		if src.ProcessAt != nil {
-			opts = append(opts, queue.ProcessAt(*src.ProcessAt))
-		}
-		if src.Deadline != nil {
-			opts = append(opts, queue.Deadline(*src.Deadline))
-		}
-		if src.Retention.set {
-			opts = append(opts, queue.Retention(src.Retention.d))
+		return &enqueueRequest{single: &spec}, nil
+	}
+	for _, f := range batchOnlyPerTask {
+		if _, ok := top[f]; ok {
+			return nil, badRequest("a batch gives kind, payload and id per task, inside \"tasks\" (%q is at the top)", f)
 		}
 	}
-	if it.ID != "" {
-		opts = append(opts, queue.TaskID(it.ID))
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, badRequest("\"tasks\": want a JSON array of task objects")
 	}
-	task := queue.NewTask(it.Kind, payload, opts...)
-	if it.PayloadBase64 == nil {
-		task.Encoding = queue.EncodingJSON
+	if len(items) == 0 {
+		return nil, badRequest("empty \"tasks\" list")
 	}
-	return task, nil
+	delete(top, "tasks")
+	rest, err := json.Marshal(top)
+	if err != nil {
+		return nil, badRequest("malformed JSON body: %v", err)
+	}
+	req := &enqueueRequest{tasks: make([]queue.TaskSpec, len(items))}
+	if err := json.Unmarshal(rest, &req.defaults); err != nil {
+		return nil, err
+	}
+	for i, it := range items {
+		if err := json.Unmarshal(it, &req.tasks[i]); err != nil {
+			return nil, fmt.Errorf("tasks[%d]: %w", i, err)
+		}
+		req.tasks[i] = req.tasks[i].WithDefaults(req.defaults)
+		if err := req.tasks[i].Validate(); err != nil {
+			return nil, fmt.Errorf("tasks[%d]: %w", i, err)
+		}
+	}
+	return req, nil
 }
 
-func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return fmt.Errorf("Content-Type %q: send application/json: %w", ct, errMediaType)
+// readJSONBody reads a JSON request body through the size limit. The body
+// must be declared JSON: Content-Type application/json (any parameters),
+// anything else or nothing is 415.
+func (s *Server) readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" {
+		return nil, fmt.Errorf("no Content-Type: send the body as application/json: %w", errMediaType)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err != nil || mt != "application/json" {
+		return nil, fmt.Errorf("Content-Type %q: send application/json: %w", ct, errMediaType)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fmt.Errorf("request body is over the limit of %d bytes: %w", s.cfg.MaxBodyBytes, err)
+			return nil, fmt.Errorf("request body is over the limit of %d bytes: %w", s.cfg.MaxBodyBytes, err)
 		}
-		if errors.Is(err, io.EOF) {
-			return badRequest("empty request body: send a JSON object")
-		}
-		return badRequest("malformed JSON body: %v", err)
+		return nil, badRequest("reading the request body: %v", err)
 	}
-	if dec.More() {
-		return badRequest("malformed JSON body: more than one JSON value")
-	}
-	return nil
+	return body, nil
 }
 
 // apiEnqueue: POST /api/v1/tasks.
 func (s *Server) apiEnqueue(w http.ResponseWriter, r *http.Request) {
-	var req enqueueRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
+	body, err := s.readJSONBody(w, r)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if req.Tasks == nil {
-		task, err := req.enqueueItem.task(nil)
+	req, err := parseEnqueue(body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.single != nil {
+		task, err := req.single.Task()
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -319,17 +285,9 @@ func (s *Server) apiEnqueue(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusCreated, viewTask(info))
 		return
 	}
-	if req.Kind != "" || len(req.Payload) > 0 || req.PayloadBase64 != nil || req.ID != "" {
-		s.fail(w, r, badRequest("a batch gives kind, payload and id per task, inside \"tasks\""))
-		return
-	}
-	if len(req.Tasks) == 0 {
-		s.fail(w, r, badRequest("empty \"tasks\" list"))
-		return
-	}
-	tasks := make([]*queue.Task, len(req.Tasks))
-	for i := range req.Tasks {
-		t, err := req.Tasks[i].task(&req.enqueueItem)
+	tasks := make([]*queue.Task, len(req.tasks))
+	for i, spec := range req.tasks {
+		t, err := spec.Task()
 		if err != nil {
 			s.fail(w, r, fmt.Errorf("tasks[%d]: %w", i, err))
 			return
@@ -410,14 +368,9 @@ func (s *Server) apiResult(w http.ResponseWriter, r *http.Request) {
 	id, qname := r.PathValue("id"), r.URL.Query().Get("queue")
 	var wait time.Duration
 	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			if secs, ferr := strconv.ParseFloat(v, 64); ferr == nil {
-				d, err = time.Duration(secs*float64(time.Second)), nil
-			}
-		}
+		d, err := queue.ParseDuration(v)
 		if err != nil || d < 0 {
-			s.fail(w, r, badRequest("wait=%q: want a duration like 10s", v))
+			s.fail(w, r, badRequest("wait=%q: want a duration like 10s or a number of seconds, 0 or more (capped at %v)", v, s.cfg.MaxWait))
 			return
 		}
 		wait = min(d, s.cfg.MaxWait)
@@ -586,8 +539,8 @@ func pageParams(r *http.Request) (queue.State, int, int, error) {
 	offset, limit := 0, DefaultPageSize
 	if v := q.Get("offset"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return "", 0, 0, badRequest("offset=%q: want a number >= 0", v)
+		if err != nil || n < 0 || n > queue.MaxListOffset {
+			return "", 0, 0, badRequest("offset=%q: want a number in 0..%d", v, queue.MaxListOffset)
 		}
 		offset = n
 	}

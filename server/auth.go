@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -186,20 +187,69 @@ func (s *Server) newSession(now time.Time) string {
 }
 
 func (s *Server) validSession(v string) bool {
+	nonce, _, ok := s.session(v)
+	return ok && !s.revoked.has(nonce)
+}
+
+// session checks a session cookie's signature and expiry, and returns its
+// nonce and expiry.
+func (s *Server) session(v string) (nonce string, expiry int64, ok bool) {
 	i := strings.LastIndexByte(v, '.')
 	if i < 0 {
-		return false
+		return "", 0, false
 	}
 	payload, mac := v[:i], v[i+1:]
 	if !equal(mac, s.mac(payload)) {
-		return false
+		return "", 0, false
 	}
-	_, exp, ok := strings.Cut(payload, ".")
+	nonce, exp, ok := strings.Cut(payload, ".")
 	if !ok {
-		return false
+		return "", 0, false
 	}
 	unix, err := strconv.ParseInt(exp, 10, 64)
-	return err == nil && s.clock.Now().Unix() < unix
+	if err != nil || s.clock.Now().Unix() >= unix {
+		return "", 0, false
+	}
+	return nonce, unix, true
+}
+
+// endSession ends the session of cookie value v server-side (logout), so
+// a copy of the cookie no longer works either.
+func (s *Server) endSession(v string) {
+	if nonce, exp, ok := s.session(v); ok {
+		s.revoked.add(nonce, exp, s.clock.Now().Unix())
+	}
+}
+
+// revokedSessions are the sessions ended by logout before their expiry.
+// Session cookies are signed, not stored, so ending one means remembering
+// it until it would have expired. Only a valid session can be added, so
+// the set is bounded by logins; expired entries are dropped as others are
+// added. The zero value is ready to use.
+type revokedSessions struct {
+	mu sync.Mutex
+	m  map[string]int64 // nonce -> expiry (Unix seconds)
+}
+
+func (r *revokedSessions) add(nonce string, expiry, now int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[string]int64)
+	}
+	for n, exp := range r.m {
+		if exp <= now {
+			delete(r.m, n)
+		}
+	}
+	r.m[nonce] = expiry
+}
+
+func (r *revokedSessions) has(nonce string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.m[nonce]
+	return ok
 }
 
 func (s *Server) mac(payload string) string {
@@ -211,11 +261,27 @@ func (s *Server) mac(payload string) string {
 // equal compares secrets in constant time (for equal lengths).
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
+// maxRedirectPath bounds a redirect target taken from a request.
+const maxRedirectPath = 4096
+
 // localPath returns p if it is a path on this server, else fallback: it
-// keeps redirects after forms and login on the server.
+// keeps redirects after forms and login on the server. Only an absolute
+// path is local: "/" and not a second "/" or "\" ("//host" and "/\host"
+// are scheme-relative URLs to browsers). Control characters are refused
+// anywhere, since browsers drop TAB, CR and LF ("/\t/host" reads as
+// "//host"), and so are backslashes, which browsers read as "/" and which
+// http.Redirect's path cleaning could move next to the first slash.
 func localPath(p, fallback string) string {
-	if p == "" || p[0] != '/' || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || strings.ContainsAny(p, "\r\n") {
+	if p == "" || p[0] != '/' || len(p) > maxRedirectPath {
 		return fallback
+	}
+	if len(p) > 1 && p[1] == '/' {
+		return fallback
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return fallback
+		}
 	}
 	return p
 }

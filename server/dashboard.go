@@ -269,7 +269,7 @@ func (s *Server) routesDashboard(mux *http.ServeMux, guard func(http.Handler) ht
 		return s.insp.ResumeQueue(r.Context(), r.PathValue("queue"))
 	}))
 	static, _ := fs.Sub(staticFS, "static")
-	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(filesOnly{static})))
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
@@ -308,11 +308,31 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-// logout: POST /logout — drops the session cookie.
+// filesOnly serves the files of an fs.FS and nothing for its directories,
+// so /static/ lists nothing.
+type filesOnly struct{ fs.FS }
+
+func (f filesOnly) Open(name string) (fs.File, error) {
+	file, err := f.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := file.Stat(); err != nil || st.IsDir() {
+		file.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return file, nil
+}
+
+// logout: POST /logout — ends the session server-side and drops its
+// cookie.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if !s.validCSRF(r, r.PostFormValue(csrfField)) {
 		http.Error(w, "403 forbidden: missing or wrong CSRF token", http.StatusForbidden)
 		return
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		s.endSession(c.Value)
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)

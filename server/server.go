@@ -91,6 +91,7 @@ type Server struct {
 	handler http.Handler
 	tmpl    *templates
 	secret  []byte // signs session cookies; new at every start
+	revoked revokedSessions
 	tp      *throughput
 	stats   bool // the broker counts throughput
 
