@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 func TestParseURL(t *testing.T) {
@@ -62,6 +64,22 @@ func TestParseURLErrors(t *testing.T) {
 		{"redis://localhost/0?bogus=1", "unknown option"},
 		{"redis://localhost/0?skip_verify=true", "needs rediss"},
 		{"unix://", "socket path"},
+		// Ranges (issue 8 repros: pool_size=-5 panicked in go-redis,
+		// max_retries=-5 broke every command, dial_timeout=-1s reported an
+		// i/o timeout).
+		{"redis://localhost/0?pool_size=-5", "option pool_size=\"-5\": want a whole number in 1..10000"},
+		{"redis://localhost/0?pool_size=0", "in 1..10000"},
+		{"redis://localhost/0?pool_size=100000000000", "in 1..10000"},
+		{"redis://localhost/0?max_retries=-5", "option max_retries=\"-5\": want a whole number in -1..100"},
+		{"redis://localhost/0?max_retries=101", "in -1..100"},
+		{"redis://localhost/0?dial_timeout=-1s", "option dial_timeout=\"-1s\": want a duration from 0"},
+		{"redis://localhost/0?read_timeout=2h", "option read_timeout"},
+		{"redis://localhost/0?write_timeout=-1ns", "option write_timeout"},
+		{"redis://localhost/0?db=-1", "option db"},
+		{"redis://localhost/0?db=4294967296", "option db"},
+		{"redis://localhost/4294967296", "database"},
+		{"redis://localhost/0?db=%zz", "options"},
+		{"rediss://localhost/0?skip_verify=maybe", "option skip_verify"},
 		{"redis://user:hunter2@host:bad", "bad redis URL"},
 	} {
 		_, err := ParseURL(c.url)
@@ -74,6 +92,22 @@ func TestParseURLErrors(t *testing.T) {
 		if strings.Contains(err.Error(), "hunter2") {
 			t.Fatalf("error leaks the password: %v", err)
 		}
+	}
+}
+
+// Every URL ParseURL accepts builds a client without a panic, with
+// options in range.
+func TestParseURLBounds(t *testing.T) {
+	for _, u := range []string{
+		"redis://h/0?pool_size=1&max_retries=-1&dial_timeout=0s&read_timeout=1h&write_timeout=0",
+		"redis://h/2147483647?pool_size=10000&max_retries=100",
+		"rediss://h/0?skip_verify=false&dial_timeout=1ms",
+	} {
+		o, err := ParseURL(u)
+		if err != nil {
+			t.Fatalf("ParseURL(%q): %v", u, err)
+		}
+		goredis.NewClient(o).Close()
 	}
 }
 
