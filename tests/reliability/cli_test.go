@@ -71,7 +71,7 @@ func TestCLIBadInput(t *testing.T) {
 	}{
 		{string(bigPayload), []string{"--kind", "typed", "--payload", "-"}, "over the limit of 1048576 bytes"},
 		{"", []string{"--kind", "typed", "--payload", "{not json"}, "--payload is not valid JSON"},
-		{"", []string{"--kind", "typed", "--retries", "-1"}, "--retries -1: must be 0 or more"},
+		{"", []string{"--kind", "typed", "--retries", "-1"}, "--retries -1: must be in 0..1000000"},
 		{"", []string{"--kind", "typed", "--in", "bogus"}, `invalid argument "bogus" for "--in" flag`},
 		{"", []string{"--kind", "typed", "--queue", "no/slashes"}, `queue name "no/slashes"`},
 		{"", []string{"--kind", "typed", "--broker", "ftp://127.0.0.1"}, `unsupported scheme "ftp"`},
