@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `make fuzz`: run every fuzz target for a while. Usage:
+#   scripts/fuzz.sh [FUZZTIME] [NAME_REGEXP]
+# FUZZTIME is go test's -fuzztime: a duration (30s, 5m) or a count of
+# executions (1000000x). NAME_REGEXP picks targets (default: all).
+# Each target's seed corpus (testdata/fuzz/NAME) also runs with plain
+# `go test`, so `make test` replays every committed input.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime="${1:-${FUZZTIME:-30s}}"
+only="${2:-.}"
+
+# package  target   (every parser of user or wire input)
+targets=(
+  "./internal/wire            FuzzDecodeFrame"     # process protocol frames (procpool)
+  "./queue/broker/redis       FuzzDecode"          # task records as stored in Redis
+  "./queue/broker/redis       FuzzParseURL"        # broker URLs
+  "./queue                    FuzzTaskSpecJSON"    # task specifications: HTTP bodies, JSON
+  "./queue                    FuzzTaskLine"        # conq enqueue --file lines
+  "./queue                    FuzzTaskSpecYAML"    # task specifications in YAML
+  "./queue                    FuzzScheduleFile"    # schedule files
+  "./queue                    FuzzCronSpec"        # cron specs
+  "./queue                    FuzzParseDuration"   # the duration grammar
+  "./cmd/conq/cli             FuzzTaskFile"        # conq enqueue --file, whole files
+  "./server                   FuzzEnqueueBody"     # POST /api/v1/tasks bodies
+  "./server                   FuzzListParams"      # list query parameters
+  "./server                   FuzzLocalPath"       # login/form redirect targets
+)
+
+failed=0
+for t in "${targets[@]}"; do
+  read -r pkg name _ <<<"$t"
+  [[ "$name" =~ $only ]] || continue
+  echo "== $name ($pkg, -fuzztime $fuzztime)"
+  start=$SECONDS
+  if out=$(go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1); then
+    # The last progress line has the execution count.
+    grep -E '^fuzz: elapsed' <<<"$out" | tail -n 1 || true
+    echo "ok $name in $((SECONDS - start))s"
+  else
+    echo "$out" | tail -n 40
+    echo "FAIL $name (the failing input is saved under $pkg/testdata/fuzz/$name)"
+    failed=1
+  fi
+done
+
+# The Python SDK's frame reader is fuzzed by a randomized test (2000
+# random and mutated streams; the Go side is FuzzDecodeFrame).
+if [[ "python:ReaderFuzzTest" =~ $only ]] && [ -d sdk/python ]; then
+  echo "== ReaderFuzzTest (sdk/python)"
+  (cd sdk/python && python3 -m unittest tests.test_conq.ReaderFuzzTest 2>&1 | tail -n 3) || failed=1
+fi
+exit $failed
