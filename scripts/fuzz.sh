@@ -4,7 +4,8 @@
 # FUZZTIME is go test's -fuzztime: a duration (30s, 5m) or a count of
 # executions (1000000x). NAME_REGEXP picks targets (default: all).
 # Each target's seed corpus (testdata/fuzz/NAME) also runs with plain
-# `go test`, so `make test` replays every committed input.
+# `go test`, so `make test` replays every committed input. -timeout 0:
+# go test's default 10m would end long runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime="${1:-${FUZZTIME:-30s}}"
@@ -33,7 +34,7 @@ for t in "${targets[@]}"; do
   [[ "$name" =~ $only ]] || continue
   echo "== $name ($pkg, -fuzztime $fuzztime)"
   start=$SECONDS
-  if out=$(go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1); then
+  if out=$(go test -timeout 0 -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1); then
     # The last progress line has the execution count.
     grep -E '^fuzz: elapsed' <<<"$out" | tail -n 1 || true
     echo "ok $name in $((SECONDS - start))s"
