@@ -29,7 +29,7 @@ import (
 // Besides name and spec, an entry has the fields of a TaskSpec, with the
 // same names and duration grammar as `conq enqueue --file` and the HTTP
 // API, except those that make no sense for a task enqueued at every tick
-// (id, unique, deadline, process_at). Files written before TaskSpec keep
+// (id, unique, unique_key, deadline, process_at). Files written before TaskSpec keep
 // working: "json: VALUE" is the payload VALUE, and a payload that is a
 // YAML string is raw text (payload_text), as it always was in schedule
 // files.
@@ -53,6 +53,7 @@ type ScheduleFileEntry struct {
 var scheduleOnly = map[string]string{
 	"id":         "each tick's task ID is derived from the entry and the tick",
 	"unique":     "each tick enqueues exactly once already",
+	"unique_key": "each tick enqueues exactly once already",
 	"deadline":   "a fixed deadline would pass after the first ticks",
 	"process_at": "a fixed time would pass after the first tick; use process_in",
 }

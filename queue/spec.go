@@ -33,7 +33,8 @@ import (
 //	 "process_at": "2026-11-21T22:00:00Z", or "process_in": "1h"
 //	 "retention": "1h",
 //	 "id": "welcome-42",
-//	 "unique": {"ttl": "1h", "key": "user:42"}}
+//	 "unique": "2h",                       refuse duplicates for up to 2h,
+//	 "unique_key": "user:42"}              keyed on this (default: kind, queue, payload)
 //
 // Durations are Go duration strings ("90s", "1m30s", "250ms") or numbers
 // of seconds (90, 0.5, or the string "90"), from 0 to 100 years (see
@@ -175,6 +176,7 @@ type specWire struct {
 	Retention     json.RawMessage `json:"retention"`
 	ID            *string         `json:"id"`
 	Unique        json.RawMessage `json:"unique"`
+	UniqueKey     *string         `json:"unique_key"`
 
 	// Older names of `conq enqueue --file` lines.
 	Retries json.RawMessage `json:"retries"`
@@ -342,8 +344,8 @@ func (w *specWire) spec() (TaskSpec, error) {
 	if !s.ProcessAt.IsZero() && s.ProcessIn != nil {
 		return s, specProblem("give process_at or process_in, not both")
 	}
-	if set(w.Unique) {
-		u, err := specUnique(w.Unique)
+	if set(w.Unique) || w.UniqueKey != nil {
+		u, err := specUnique(w.Unique, w.UniqueKey)
 		if err != nil {
 			return s, err
 		}
@@ -441,33 +443,25 @@ func specTime(field string, r json.RawMessage) (time.Time, error) {
 	return t, nil
 }
 
-func specUnique(r json.RawMessage) (*UniqueSpec, error) {
-	var w struct {
-		TTL json.RawMessage `json:"ttl"`
-		Key *string         `json:"key"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(r))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return nil, specErr("unique", "", `want an object like {"ttl": "1h", "key": "user:42"} (both optional): %s`,
-			strings.TrimPrefix(err.Error(), "json: "))
-	}
+// specUnique reads "unique" (the lock's time to live, a duration) and
+// "unique_key" (the lock's key); either makes the task unique.
+func specUnique(ttl json.RawMessage, key *string) (*UniqueSpec, error) {
 	u := &UniqueSpec{}
-	d, err := specDuration("unique.ttl", w.TTL)
+	d, err := specDuration("unique", ttl)
 	if err != nil {
 		return nil, err
 	}
 	if d != nil {
-		if *d == 0 {
-			return nil, specErr("unique.ttl", string(w.TTL), "must be positive (leave it out for the default, 24h)")
+		if *d <= 0 {
+			return nil, specErr("unique", string(ttl), "must be positive: the time the lock lasts at most (leave it out with unique_key for the default, 24h)")
 		}
 		u.TTL = *d
 	}
-	if w.Key != nil {
-		if *w.Key == "" {
-			return nil, specErr("unique.key", `""`, "empty key (leave it out to key on kind, queue and payload)")
+	if key != nil {
+		if *key == "" {
+			return nil, specErr("unique_key", `""`, "empty key (leave it out to key on kind, queue and payload)")
 		}
-		u.Key = *w.Key
+		u.Key = *key
 	}
 	return u, nil
 }
@@ -657,14 +651,14 @@ func (s TaskSpec) validateOptions(now time.Time) error {
 	}
 	if u := s.Unique; u != nil {
 		if u.TTL < 0 {
-			return specErr("unique.ttl", u.TTL.String(), "must be positive")
+			return specErr("unique", u.TTL.String(), "must be positive")
 		}
 		if p := durationProblem(u.TTL); p != "" {
-			return specErr("unique.ttl", u.TTL.String(), "%s", p)
+			return specErr("unique", u.TTL.String(), "%s", p)
 		}
 		if u.Key != "" {
 			if err := validToken("unique key", u.Key, maxID); err != nil {
-				return &SpecError{Field: "unique.key", Problem: bare(err)}
+				return &SpecError{Field: "unique_key", Problem: bare(err)}
 			}
 		}
 	}
@@ -780,10 +774,8 @@ func (s TaskSpec) MarshalJSON() ([]byte, error) {
 		ProcessIn     string                     `json:"process_in,omitempty"`
 		Retention     string                     `json:"retention,omitempty"`
 		ID            string                     `json:"id,omitempty"`
-		Unique        *struct {
-			TTL string `json:"ttl,omitempty"`
-			Key string `json:"key,omitempty"`
-		} `json:"unique,omitempty"`
+		Unique        string                     `json:"unique,omitempty"`
+		UniqueKey     string                     `json:"unique_key,omitempty"`
 	}
 	w := wire{Kind: s.Kind, Queue: s.Queue, MaxRetries: s.MaxRetries, ID: s.ID}
 	switch {
@@ -818,12 +810,11 @@ func (s TaskSpec) MarshalJSON() ([]byte, error) {
 	w.Timeout, w.ProcessIn, w.Retention = dur(s.Timeout), dur(s.ProcessIn), dur(s.Retention)
 	w.Deadline, w.ProcessAt = tm(s.Deadline), tm(s.ProcessAt)
 	if u := s.Unique; u != nil {
-		w.Unique = &struct {
-			TTL string `json:"ttl,omitempty"`
-			Key string `json:"key,omitempty"`
-		}{Key: u.Key}
+		w.UniqueKey = u.Key
 		if u.TTL != 0 {
-			w.Unique.TTL = u.TTL.String()
+			w.Unique = u.TTL.String()
+		} else if u.Key == "" {
+			w.Unique = DefaultUniqueTTL.String() // what UniqueSpec{} means
 		}
 	}
 	return json.Marshal(w)

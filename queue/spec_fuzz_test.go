@@ -20,7 +20,7 @@ import (
 // ErrInvalidOption; nothing panics.
 
 var specSeeds = []string{
-	`{"kind":"email.send","payload":{"to":"a@b.c"},"queue":"mail","max_retries":3,"timeout":"30s","deadline":"2199-01-01T00:00:00Z","process_in":90,"retention":"1h","id":"welcome-42","unique":{"ttl":"2h","key":"user:42"}}`,
+	`{"kind":"email.send","payload":{"to":"a@b.c"},"queue":"mail","max_retries":3,"timeout":"30s","deadline":"2199-01-01T00:00:00Z","process_in":90,"retention":"1h","id":"welcome-42","unique":"2h","unique_key":"user:42"}`,
 	`{"kind":"k","payload_base64":"AAH/"}`,
 	`{"kind":"k","payload_text":"hello"}`,
 	`{"kind":"add","args":[2,3],"kwargs":{"b":3}}`,
@@ -28,7 +28,7 @@ var specSeeds = []string{
 	`{"kind":"k","timeout":1e300}`,
 	`{"kind":"k","process_at":"2100-01-01T00:00:00.123456789+02:00"}`,
 	`{"kind":"k","retries":2,"in":"30s"}`,
-	`{"kind":"k","unique":{}}`,
+	`{"kind":"k","unique_key":"k"}`, `{"kind":"k","unique":3600}`,
 	`{"kind":"k","payload":null,"queue":null}`,
 	`[1]`, `{`, `null`, ``,
 }
@@ -100,7 +100,7 @@ func FuzzTaskLine(f *testing.F) {
 }
 
 func FuzzTaskSpecYAML(f *testing.F) {
-	f.Add([]byte("kind: email.send\npayload: {to: a@b.c}\nqueue: mail\nmax_retries: 3\ntimeout: 30s\ndeadline: 2199-01-01T00:00:00Z\nprocess_in: 90\nretention: 1h\nid: welcome-42\nunique: {ttl: 2h, key: \"user:42\"}\n"))
+	f.Add([]byte("kind: email.send\npayload: {to: a@b.c}\nqueue: mail\nmax_retries: 3\ntimeout: 30s\ndeadline: 2199-01-01T00:00:00Z\nprocess_in: 90\nretention: 1h\nid: welcome-42\nunique: 2h\nunique_key: \"user:42\"\n"))
 	f.Add([]byte("kind: k\nargs: [1, {a: [b]}]\nkwargs: {x: .inf}\n"))
 	f.Add([]byte("kind: k\npayload: {1: 2}\n"))
 	f.Add([]byte("kind: k\npayload: !!binary AAH/\n"))

@@ -37,7 +37,7 @@ func TestParseDuration(t *testing.T) {
 func TestTaskSpecJSONAndYAML(t *testing.T) {
 	js := `{"kind": "email.send", "payload": {"to": "a@b.c"}, "queue": "mail", "max_retries": 3,
 		"timeout": "30s", "deadline": "2199-01-01T00:00:00Z", "process_in": 90, "retention": "1h",
-		"id": "welcome-42", "unique": {"ttl": "2h", "key": "user:42"}}`
+		"id": "welcome-42", "unique": "2h", "unique_key": "user:42"}`
 	ym := `
 kind: email.send
 payload: {to: a@b.c}
@@ -48,7 +48,8 @@ deadline: 2199-01-01T00:00:00Z
 process_in: 90
 retention: 1h
 id: welcome-42
-unique: {ttl: 2h, key: "user:42"}
+unique: 2h
+unique_key: "user:42"
 `
 	var a, b queue.TaskSpec
 	if err := json.Unmarshal([]byte(js), &a); err != nil {
@@ -63,7 +64,7 @@ unique: {ttl: 2h, key: "user:42"}
 		t.Fatalf("JSON and YAML differ:\n%s\n%s", ja, jb)
 	}
 	want := `{"kind":"email.send","payload":{"to":"a@b.c"},"queue":"mail","max_retries":3,"timeout":"30s",` +
-		`"deadline":"2199-01-01T00:00:00Z","process_in":"1m30s","retention":"1h0m0s","id":"welcome-42","unique":{"ttl":"2h0m0s","key":"user:42"}}`
+		`"deadline":"2199-01-01T00:00:00Z","process_in":"1m30s","retention":"1h0m0s","id":"welcome-42","unique":"2h0m0s","unique_key":"user:42"}`
 	if string(ja) != want {
 		t.Fatalf("canonical form\n%s\nwant\n%s", ja, want)
 	}
@@ -172,9 +173,12 @@ func TestTaskSpecErrors(t *testing.T) {
 		{`{"kind":"k","queue":"a/b"}`, `queue: queue name "a/b"`},
 		{`{"kind":"k","queue":""}`, "queue \"\": empty queue name"},
 		{`{"kind":"k","id":"a b"}`, "id: task ID"},
-		{`{"kind":"k","unique":true}`, "unique: want an object"},
-		{`{"kind":"k","unique":{"ttl":"0s"}}`, `unique.ttl "0s": must be positive`},
-		{`{"kind":"k","unique":{"ttl":"1h","colour":1}}`, `unknown field "colour"`},
+		{`{"kind":"k","unique":true}`, "unique true: want a Go duration"},
+		{`{"kind":"k","unique":{"ttl":"1h"}}`, "unique {"},
+		{`{"kind":"k","unique":"0s"}`, `unique "0s": must be positive`},
+		{`{"kind":"k","unique":"1000000h"}`, `unique 1000000h0m0s: is over the maximum`},
+		{`{"kind":"k","unique_key":""}`, `unique_key "": empty key`},
+		{`{"kind":"k","unique_key":"a b"}`, `unique_key: task unique key`},
 	} {
 		_, err := queue.ParseTaskSpec([]byte(c.in))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -30,7 +30,7 @@ func TestEnqueueTaskSpec(t *testing.T) {
 		t.Fatalf("stored %+v, %v", stored, err)
 	}
 	// Unique tasks.
-	body := map[string]any{"kind": "sync", "unique": map[string]any{"key": "user:42", "ttl": "1h"}}
+	body := map[string]any{"kind": "sync", "unique": "1h", "unique_key": "user:42"}
 	expectStatus(t, ts.do(t, "POST", "/api/v1/tasks", body), http.StatusCreated)
 	r = ts.do(t, "POST", "/api/v1/tasks", body)
 	expectStatus(t, r, http.StatusConflict)

@@ -17,7 +17,7 @@ func FuzzEnqueueBody(f *testing.F) {
 	for _, s := range []string{
 		`{"kind": "email.send", "payload": {"to": "a@example.com"}, "queue": "mail", "max_retries": 3, "timeout": "30s", "process_in": 60, "retention": "1h", "id": "welcome-42"}`,
 		`{"queue": "thumbs", "retention": "10m", "tasks": [{"kind": "thumb", "payload": {"img": 1}}, {"kind": "thumb", "payload": {"img": 2}, "id": "img-2"}]}`,
-		`{"kind":"add","args":[2],"kwargs":{"b":3},"unique":{"key":"k","ttl":3600}}`,
+		`{"kind":"add","args":[2],"kwargs":{"b":3},"unique":3600,"unique_key":"k"}`,
 		`{"kind":"blob","payload_base64":"AAH/"}`,
 		`{"kind":"k","max_retries":9223372036854775807}`,
 		`{"tasks":[]}`, `{"tasks":null}`, `{"kind":"k","tasks":[{"kind":"k"}]}`, `null`, `[]`, ``, `{"kind":"k"}{"kind":"k"}`,
