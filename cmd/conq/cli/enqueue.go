@@ -507,8 +507,3 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
-
-// jsonTask is a task whose payload is the JSON text payload.
-func jsonTask(kind string, payload []byte, opts ...queue.Option) *queue.Task {
-	return &queue.Task{Kind: kind, Payload: payload, Encoding: queue.EncodingJSON, Options: opts}
-}
