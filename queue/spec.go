@@ -49,7 +49,7 @@ type TaskSpec struct {
 	Kind string
 	// Payload and Encoding: EncodingJSON (one JSON value), EncodingRaw
 	// (bytes) or EncodingArgs (the JSON object {"args": [...], "kwargs":
-	// {...}}, see CallArgs). A nil Payload with no Encoding is JSON null.
+	// {...}}, as NewCallTask makes). A nil Payload with no Encoding is JSON null.
 	Payload  []byte
 	Encoding string
 
@@ -357,7 +357,7 @@ func (w *specWire) spec() (TaskSpec, error) {
 // callPayload builds an EncodingArgs payload from the args array and the
 // kwargs object (either may be missing).
 func callPayload(args, kwargs json.RawMessage) ([]byte, error) {
-	ca := CallArgs{Args: []json.RawMessage{}, Kwargs: map[string]json.RawMessage{}}
+	ca := callArgs{Args: []json.RawMessage{}, Kwargs: map[string]json.RawMessage{}}
 	if set(args) {
 		if err := json.Unmarshal(args, &ca.Args); err != nil {
 			return nil, specErr("args", "", "want a JSON array of arguments")
@@ -783,7 +783,7 @@ func (s TaskSpec) MarshalJSON() ([]byte, error) {
 	case s.Encoding == EncodingJSON:
 		w.Payload = s.Payload
 	case s.Encoding == EncodingArgs:
-		var ca CallArgs
+		var ca callArgs
 		if err := json.Unmarshal(s.Payload, &ca); err != nil {
 			return nil, fmt.Errorf("queue: TaskSpec: args payload: %w", err)
 		}
