@@ -53,9 +53,53 @@ type Config struct {
 	RestartBackoff    time.Duration
 	MaxRestartBackoff time.Duration
 
+	// Containment is how the pool keeps track of the processes a worker
+	// starts, so that none outlives the worker (see "Process trees" in the
+	// package documentation). Default ContainAuto.
+	Containment Containment
+
 	// Logger receives pool events and the workers' stdout and stderr, one
 	// record per line, tagged with the worker id. Default slog.Default().
 	Logger *slog.Logger
+}
+
+// Containment says how a pool finds every descendant of a worker in order
+// to kill it with the worker. Each mode includes the ones below it.
+type Containment int
+
+const (
+	// ContainAuto uses a cgroup per worker when the pool's process may
+	// create cgroups (Linux, cgroup v2, a writable cgroup of its own), and
+	// otherwise makes the pool's process a child subreaper. Elsewhere than
+	// on Linux it is ContainGroup.
+	ContainAuto Containment = iota
+	// ContainCgroup puts each worker in a cgroup v2 of its own, created
+	// under the pool's cgroup, and kills the whole cgroup when the worker
+	// ends: descendants cannot leave it without privileges. New fails if
+	// cgroups are not available.
+	ContainCgroup
+	// ContainSubreaper makes the pool's process a child subreaper
+	// (PR_SET_CHILD_SUBREAPER, process-wide) so that orphaned descendants
+	// are reparented to it rather than to init, and recognises them by an
+	// environment variable they inherit. New fails off Linux.
+	ContainSubreaper
+	// ContainGroup only kills each worker's process group: descendants
+	// that call setsid or setpgid escape.
+	ContainGroup
+)
+
+func (c Containment) String() string {
+	switch c {
+	case ContainAuto:
+		return "auto"
+	case ContainCgroup:
+		return "cgroup"
+	case ContainSubreaper:
+		return "subreaper"
+	case ContainGroup:
+		return "group"
+	}
+	return fmt.Sprintf("Containment(%d)", int(c))
 }
 
 // Defaults.
@@ -131,6 +175,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxPayload < 0 || c.MaxPayload > maxPayloadLimit {
 		errs = append(errs, fmt.Errorf("MaxPayload = %d, want 1..%d", c.MaxPayload, maxPayloadLimit))
+	}
+	if c.Containment < ContainAuto || c.Containment > ContainGroup {
+		errs = append(errs, fmt.Errorf("Containment = %d, want one of the Contain constants", int(c.Containment)))
 	}
 	if c.MaxStartFailures < 0 {
 		errs = append(errs, fmt.Errorf("MaxStartFailures = %d, want > 0", c.MaxStartFailures))

@@ -13,7 +13,9 @@
 // runs a task over many arguments in order; SubmitJSON, CallJSON and MapJSON
 // carry typed values as JSON.
 //
-// Supervision, written down:
+// # Policy, written down
+//
+// Supervision:
 //   - A worker that dies while running a task (exit, signal, segfault, OOM
 //     kill) fails that task alone with a *WorkerCrashedError carrying its
 //     exit status and last stderr lines, and is replaced.
@@ -31,4 +33,54 @@
 //   - Workers never outlive the pool: Shutdown and Close reap them, and on
 //     Linux the kernel kills them if the pool's process dies (Pdeathsig);
 //     the SDKs also exit when their request stream ends.
+//
+// Process trees: the pool owns each worker's whole process tree. Whenever a
+// worker ends (crash, kill, timeout, recycling, Shutdown, an idle exit),
+// every descendant the pool can find is killed with SIGKILL, and a worker's
+// end is seen from the process itself, never only from end of file on its
+// pipes: a worker that exits while a child it forked still holds those
+// pipes fails its task with a *WorkerCrashedError at once. How descendants
+// are found is Config.Containment:
+//   - Always: each worker leads a process group of its own, killed as a
+//     group on every exit path. The kill happens while the exited worker is
+//     still a zombie (waitid with WNOWAIT), so the group id cannot have been
+//     reused by then.
+//   - ContainCgroup (the default on Linux when the pool's process may create
+//     cgroups: cgroup v2 and a writable cgroup of its own, for example root
+//     or a systemd unit with Delegate=yes): each worker is cloned straight
+//     into a cgroup of its own, conq-<pid>-<n>/w<worker id> under the pool's
+//     cgroup, and cgroup.kill ends the tree. setsid, double forks and
+//     daemons stay inside. The cgroups are removed with the workers; ones
+//     left by a pool process that was SIGKILLed are emptied and removed by
+//     the next pool started in the same cgroup.
+//   - ContainSubreaper (the default when no cgroup can be made): the pool's
+//     process becomes a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so
+//     orphans of a worker's tree are reparented to it rather than to init,
+//     and every worker gets a random CONQ_WORKER_TOKEN in its environment,
+//     which descendants inherit; the tree is killed by group and by token.
+//     This is a process-wide setting, and it concerns the whole program
+//     embedding the pool: while it is on (from the first such pool to the
+//     last one closed), orphans of every descendant of the program, not only
+//     of workers, are reparented to it, and getppid() in them returns the
+//     program's pid, not 1. The pool reaps only processes it recognises as
+//     worker descendants (by token, or by the process group of a worker),
+//     never other children, so os/exec's Wait elsewhere in the program is
+//     not disturbed; but an orphan of the program's own children is then
+//     the program's zombie until the program exits. Choose ContainGroup if
+//     that matters, or give the program a writable cgroup.
+//   - ContainGroup: the process group only.
+//
+// What a worker may still leak: under ContainCgroup, a descendant that
+// moves itself to another cgroup (it needs the privileges to), or a process
+// started on its behalf by something else, such as systemd-run, a D-Bus
+// activated service or a container runtime; under ContainSubreaper, also a
+// descendant that leaves the worker's process group and execs with an
+// environment without CONQ_WORKER_TOKEN (env -i, some daemonizers), and
+// anything reparented to another subreaper between the worker and the pool
+// (a descendant that is itself a subreaper, such as a container shim);
+// under ContainGroup, any descendant that calls setsid or setpgid. If the
+// pool's process is SIGKILLed, workers die by Pdeathsig, but their
+// descendants live on (in the leftover cgroup until the next pool cleans
+// it, or reparented to init). Outside Linux only ContainGroup exists, and
+// the group is killed only when the pool kills the worker.
 package procpool

@@ -16,6 +16,7 @@ import (
 // at a time per process. Its methods are safe for concurrent use.
 type Pool struct {
 	cfg   Config
+	jail  *jail // how the workers' descendants are found and killed
 	queue chan *call
 	ids   atomic.Uint64 // call ids
 	wids  atomic.Int64  // worker ids
@@ -49,6 +50,11 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		aborting: make(chan struct{}),
 		procs:    make(map[*process]struct{}),
 	}
+	jail, err := newJail(cfg.Containment, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	p.jail = jail
 	p.life, p.lifeStop = context.WithCancel(context.Background())
 	startCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -71,6 +77,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 			}
 		}
 		p.lifeStop()
+		p.jail.close()
 		return nil, err
 	}
 	for _, pr := range procs {
@@ -188,7 +195,16 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	}
 	p.failQueued(ErrPoolClosed)
 	p.lifeStop()
+	p.closeJail()
 	return err
+}
+
+// closeJail releases the pool's cgroup or subreaper once every worker is
+// reaped; later Shutdowns do nothing.
+func (p *Pool) closeJail() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.jail.close()
 }
 
 // Close stops the pool at once: running and queued tasks fail with

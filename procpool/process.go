@@ -35,9 +35,10 @@ type process struct {
 	log   *slog.Logger
 	grace time.Duration // CancelGrace
 
-	reqW  *os.File // pool → worker frames (the worker's fd 3)
-	respR *os.File // worker → pool frames (the worker's fd 4)
+	reqW  *os.File  // pool → worker frames (the worker's fd 3)
+	respR *exitPipe // worker → pool frames (the worker's fd 4)
 	r     *wire.Reader
+	tree  *tree // the worker and its descendants
 
 	wmu      sync.Mutex // guards w, cancelTimer and the sent/answered flags of the current call
 	w        *wire.Writer
@@ -46,7 +47,8 @@ type process struct {
 	current atomic.Pointer[call]
 	tasks   int
 
-	exited  chan struct{} // closed once Wait has returned
+	exited  chan struct{} // closed once the worker is reaped and its tree killed
+	cleared chan struct{} // closed once its tree is gone (cgroup removed)
 	outputs sync.WaitGroup
 	stderr  tail
 
@@ -83,18 +85,29 @@ func (p *Pool) spawn(ctx context.Context, id int) (*process, error) {
 		growPipe(respR, 1<<20)
 	}
 
+	tr, err := p.jail.newTree(id)
+	if err != nil {
+		closeAll()
+		return nil, &StartError{Command: cfg.Command, Reason: "preparing the worker's process tree", Err: err}
+	}
 	cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
 	cmd.Dir = cfg.Dir
-	cmd.Env = append(append(os.Environ(), cfg.Env...),
+	cmd.Env = append(append(append(os.Environ(), cfg.Env...),
 		wire.EnvFDs+"=3,4",
 		wire.EnvID+"="+strconv.Itoa(id),
 		wire.EnvMaxFrame+"="+strconv.Itoa(cfg.maxFrame()),
 		wire.EnvProtocol+"="+strconv.Itoa(wire.Version),
-	)
+	), tr.env()...)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = []*os.File{reqR, respW}
-	cmd.SysProcAttr = sysProcAttr()
-	if err := startCmd(cmd); err != nil {
+	if err := tr.start(func(attr *syscall.SysProcAttr) (int, error) {
+		cmd.SysProcAttr = attr
+		if err := startCmd(cmd); err != nil {
+			cmd.Process = nil
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	}); err != nil {
 		closeAll()
 		return nil, &StartError{Command: cfg.Command, Reason: "exec failed", Err: err}
 	}
@@ -104,24 +117,29 @@ func (p *Pool) spawn(ctx context.Context, id int) (*process, error) {
 	outW.Close()
 	errW.Close()
 
+	resp, out, errp := newExitPipe(respR), newExitPipe(outR), newExitPipe(errR)
 	pr := &process{
-		id: id, pid: cmd.Process.Pid, cmd: cmd, grace: cfg.CancelGrace,
+		id: id, pid: cmd.Process.Pid, cmd: cmd, grace: cfg.CancelGrace, tree: tr,
 		log:  cfg.Logger.With("worker", id, "pid", cmd.Process.Pid),
-		reqW: reqW, respR: respR,
-		r: wire.NewReader(respR, cfg.maxFrame()), w: wire.NewWriter(reqW),
-		exited: make(chan struct{}),
+		reqW: reqW, respR: resp,
+		r: wire.NewReader(resp, cfg.maxFrame()), w: wire.NewWriter(reqW),
+		exited:  make(chan struct{}),
+		cleared: make(chan struct{}),
 	}
 	pr.outputs.Add(2)
-	go pr.forward(outR, "stdout", slog.LevelInfo, nil)
-	go pr.forward(errR, "stderr", slog.LevelWarn, &pr.stderr)
+	go pr.forward(out, "stdout", slog.LevelInfo, nil)
+	go pr.forward(errp, "stderr", slog.LevelWarn, &pr.stderr)
 	go func() {
-		_ = cmd.Wait()
+		// The exit is seen from the process itself, not from end of file
+		// on its pipes, which a descendant may hold open: tree.wait kills
+		// the descendants first, then reaps the worker.
+		tr.wait(cmd.Wait)
+		resp.finish()
+		out.finish()
+		errp.finish()
 		close(pr.exited)
-		// A grandchild may still hold the output pipes; do not wait for it.
-		time.AfterFunc(time.Second, func() {
-			_ = outR.SetReadDeadline(time.Now())
-			_ = errR.SetReadDeadline(time.Now())
-		})
+		tr.release()
+		close(pr.cleared)
 	}()
 
 	if err := pr.handshake(ctx, cfg.StartTimeout); err != nil {
@@ -139,14 +157,18 @@ func (p *Pool) spawn(ctx context.Context, id int) (*process, error) {
 }
 
 func (pr *process) handshake(ctx context.Context, timeout time.Duration) error {
-	_ = pr.respR.SetReadDeadline(time.Now().Add(timeout))
-	stop := context.AfterFunc(ctx, func() { _ = pr.respR.SetReadDeadline(time.Now()) })
+	_ = pr.respR.f.SetReadDeadline(time.Now().Add(timeout))
+	stop := context.AfterFunc(ctx, func() { _ = pr.respR.f.SetReadDeadline(time.Now()) })
 	f, err := pr.r.Read()
 	stop()
 	if ctx.Err() != nil {
 		return fmt.Errorf("start interrupted: %w", ctx.Err())
 	}
-	_ = pr.respR.SetReadDeadline(time.Time{})
+	if err == nil {
+		// Not after an error: the exit may have set the deadline that
+		// makes reads drain instead of wait.
+		_ = pr.respR.f.SetReadDeadline(time.Time{})
+	}
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("no ready frame within %v", timeout)
@@ -174,7 +196,7 @@ func (pr *process) handshake(ctx context.Context, timeout time.Duration) error {
 }
 
 // forward logs a worker's output stream line by line.
-func (pr *process) forward(f *os.File, stream string, level slog.Level, t *tail) {
+func (pr *process) forward(f *exitPipe, stream string, level slog.Level, t *tail) {
 	defer pr.outputs.Done()
 	defer f.Close()
 	br := bufio.NewReaderSize(f, outputLineMax)
@@ -204,18 +226,14 @@ func trimEOL(b []byte) []byte {
 	return b
 }
 
-// kill kills the worker (and its process group) and unblocks any reader of
-// its responses. It is safe to call more than once and after exit.
+// kill kills the worker and its descendants and unblocks any reader of its
+// responses. It is safe to call more than once and after exit.
 func (pr *process) kill() {
 	pr.killOnce.Do(func() {
 		pr.killed.Store(true)
-		select {
-		case <-pr.exited:
-		default:
-			killGroup(pr.pid)
-			_ = pr.cmd.Process.Kill()
-		}
-		_ = pr.respR.SetReadDeadline(time.Now())
+		pr.tree.kill()
+		_ = pr.cmd.Process.Kill() // a pidfd signal: never another process
+		_ = pr.respR.f.SetReadDeadline(time.Now())
 	})
 }
 
@@ -239,6 +257,7 @@ func (pr *process) stop(grace time.Duration) {
 func (pr *process) reap() {
 	<-pr.exited
 	pr.outputs.Wait()
+	<-pr.cleared
 	pr.reqW.Close()
 	pr.respR.Close()
 }

@@ -5,16 +5,6 @@ import (
 	"syscall"
 )
 
-// sysProcAttr puts the worker in its own process group (a terminal's Ctrl-C
-// reaches the pool, which then shuts down in order) and has the kernel kill
-// it when the pool's process dies, however it dies.
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-}
-
-// killGroup kills the worker and anything it started in its group.
-func killGroup(pid int) { _ = syscall.Kill(-pid, syscall.SIGKILL) }
-
 // fSetPipeSz is F_SETPIPE_SZ (linux/fcntl.h), missing from package syscall.
 const fSetPipeSz = 1031
 

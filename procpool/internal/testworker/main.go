@@ -3,10 +3,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
@@ -104,6 +106,35 @@ func main() {
 		binary.BigEndian.PutUint64(hdr[8:], 1<<60)
 		os.NewFile(4, "out").Write(hdr[:])
 		select {}
+	})
+	// spawn starts a process that outlives this worker unless the pool
+	// kills the worker's whole tree, and returns its pid. The argument says
+	// how it hides: "plain" (a child in our process group), "setsid" (a
+	// child in a session of its own), "double" (setsid and orphaned at
+	// once, a daemon's double fork), "pipes" (a child holding the
+	// protocol and output pipes).
+	worker.Handle("spawn", func(_ context.Context, b []byte) ([]byte, error) {
+		var cmd *exec.Cmd
+		switch string(b) {
+		case "plain":
+			cmd = exec.Command("sleep", "120")
+		case "setsid":
+			cmd = exec.Command("sleep", "120")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		case "pipes":
+			cmd = exec.Command("sleep", "120")
+			cmd.ExtraFiles = []*os.File{os.NewFile(3, "requests"), os.NewFile(4, "responses")}
+			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		case "double":
+			out, err := exec.Command("sh", "-c", "setsid sleep 120 </dev/null >/dev/null 2>&1 & echo $!").Output()
+			return bytes.TrimSpace(out), err
+		default:
+			return nil, fmt.Errorf("spawn %q: unknown kind", b)
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		return []byte(strconv.Itoa(cmd.Process.Pid)), nil
 	})
 	worker.HandleJSON("double", func(_ context.Context, n int) (int, error) { return 2 * n, nil })
 	worker.Handle("bytes", func(_ context.Context, b []byte) ([]byte, error) {

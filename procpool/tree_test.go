@@ -1,0 +1,259 @@
+//go:build linux
+
+package procpool
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// gone reports whether pid no longer runs and is not left as a zombie
+// child of ours (a subreaper must reap what it adopts).
+func gone(pid int) bool {
+	if alive(pid) {
+		return false
+	}
+	st, ok := readStat(pid)
+	return !ok || st.ppid != os.Getpid()
+}
+
+func waitGone(t *testing.T, what string, pids ...int) {
+	t.Helper()
+	for _, pid := range pids {
+		deadline := time.Now().Add(10 * time.Second)
+		for !gone(pid) {
+			if time.Now().After(deadline) {
+				st, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+				t.Fatalf("%s (pid %d) is still there: %s", what, pid, st)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// modes are the containments that must catch every kind of descendant.
+func modes(t *testing.T) []Containment {
+	ms := []Containment{ContainSubreaper}
+	if j, err := newJail(ContainCgroup, nil); err == nil {
+		j.close()
+		ms = append([]Containment{ContainCgroup}, ms...)
+	} else if os.Getenv("CI") != "" {
+		t.Logf("cgroup containment not tested: %v", err)
+	}
+	return ms
+}
+
+func TestTreeKilledOnEveryExit(t *testing.T) {
+	exits := []string{"crash", "timeout", "recycle", "shutdown", "killed"}
+	for _, mode := range append(modes(t), ContainGroup) {
+		kinds := []string{"plain", "setsid", "double", "pipes"}
+		if mode == ContainGroup {
+			kinds = []string{"plain", "pipes"} // the others leave the group
+		}
+		for _, kind := range kinds {
+			for _, exit := range exits {
+				t.Run(mode.String()+"/"+kind+"/"+exit, func(t *testing.T) {
+					testTreeExit(t, mode, kind, exit)
+				})
+			}
+		}
+	}
+}
+
+func testTreeExit(t *testing.T, mode Containment, kind, exit string) {
+	cfg := Config{Workers: 1, Containment: mode, CancelGrace: 200 * time.Millisecond}
+	switch exit {
+	case "timeout":
+		cfg.TaskTimeout = 300 * time.Millisecond
+	case "recycle":
+		cfg.MaxTasksPerWorker = 3
+	}
+	p, _ := newPool(t, cfg)
+	if p.jail.mode != mode {
+		t.Fatalf("containment %v, want %v", p.jail.mode, mode)
+	}
+	wpid, _ := strconv.Atoi(mustCall(t, p, "pid", ""))
+	child, err := strconv.Atoi(mustCall(t, p, "spawn", kind))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !alive(child) {
+		t.Fatalf("descendant %d not running", child)
+	}
+	switch exit {
+	case "crash":
+		var ce *WorkerCrashedError
+		if _, err := callT(t, p, "exit", "3"); !errors.As(err, &ce) || ce.ExitCode != 3 {
+			t.Fatalf("err = %v, want the crash with exit status 3", err)
+		}
+	case "timeout":
+		if _, err := callT(t, p, "sleep_ignore", "10s"); !errors.Is(err, ErrTaskTimeout) {
+			t.Fatalf("err = %v, want ErrTaskTimeout", err)
+		}
+	case "recycle":
+		mustCall(t, p, "echo", "x") // the third and last task of this worker
+	case "shutdown":
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := p.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if p.jail.cgroup != "" {
+			if _, err := os.Stat(p.jail.cgroup); !os.IsNotExist(err) {
+				t.Errorf("pool cgroup %s left behind: %v", p.jail.cgroup, err)
+			}
+		}
+	case "killed":
+		if err := p.procsPIDs(func(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitGone(t, "the worker", wpid)
+	waitGone(t, "the "+kind+" descendant", child)
+	if exit != "shutdown" {
+		if got := mustCall(t, p, "pid", ""); got == strconv.Itoa(wpid) {
+			t.Fatal("the old worker still serves")
+		}
+	}
+}
+
+// procsPIDs calls fn with each live worker's pid.
+func (p *Pool) procsPIDs(fn func(int)) error {
+	p.mu.Lock()
+	var pids []int
+	for pr := range p.procs {
+		pids = append(pids, pr.pid)
+	}
+	p.mu.Unlock()
+	if len(pids) == 0 {
+		return errors.New("no worker")
+	}
+	for _, pid := range pids {
+		fn(pid)
+	}
+	return nil
+}
+
+func pythonForkConfig(t *testing.T, mode Containment) Config {
+	cfg := pythonConfig(t)
+	script, _ := filepath.Abs("testdata/forkworker.py")
+	cfg.Command[1] = script
+	cfg.Workers = 1
+	cfg.Containment = mode
+	return cfg
+}
+
+func readPIDs(t *testing.T, path string) []int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			t.Fatalf("%s: %q", path, b)
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// The repro: a Python task forks a child that sleeps holding the
+// worker's pipes, then the worker exits. The call fails at once as a crash
+// (also with a task timeout, which must not be what ends it) and the child
+// dies with its worker.
+func TestPythonForkThenExit(t *testing.T) {
+	for _, mode := range append(modes(t), ContainGroup) {
+		for _, timeout := range []time.Duration{0, 3 * time.Second} {
+			t.Run(mode.String()+"/timeout="+timeout.String(), func(t *testing.T) {
+				cfg := pythonForkConfig(t, mode)
+				cfg.TaskTimeout = timeout
+				p, _ := newPool(t, cfg)
+				pidFile := filepath.Join(t.TempDir(), "pids")
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				_, err := p.Call(ctx, "fork_exit", []byte(pidFile))
+				var ce *WorkerCrashedError
+				if !errors.As(err, &ce) || ce.ExitCode != 1 {
+					t.Fatalf("err = %v, want *WorkerCrashedError with exit status 1", err)
+				}
+				waitGone(t, "the forked child", readPIDs(t, pidFile)...)
+			})
+		}
+	}
+}
+
+// A daemon's double fork (setsid, orphaned grandchild) escapes the process
+// group; the cgroup or the subreaper still finds it, whether the worker
+// then crashes or the pool shuts down.
+func TestPythonDaemonKilled(t *testing.T) {
+	for _, mode := range modes(t) {
+		t.Run(mode.String()+"/crash", func(t *testing.T) {
+			p, _ := newPool(t, pythonForkConfig(t, mode))
+			pidFile := filepath.Join(t.TempDir(), "pids")
+			if _, err := callT(t, p, "daemon_exit", pidFile); !errors.Is(err, ErrWorkerCrashed) {
+				t.Fatalf("err = %v, want a crash", err)
+			}
+			waitGone(t, "the daemon", readPIDs(t, pidFile)...)
+		})
+		t.Run(mode.String()+"/shutdown", func(t *testing.T) {
+			p, _ := newPool(t, pythonForkConfig(t, mode))
+			pidFile := filepath.Join(t.TempDir(), "pids")
+			mustCall(t, p, "daemon", pidFile)
+			pids := readPIDs(t, pidFile)
+			if !alive(pids[0]) {
+				t.Fatal("the daemon is not running")
+			}
+			if err := p.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			waitGone(t, "the daemon", pids...)
+		})
+	}
+}
+
+// The subreaper reaps only the descendants of workers: children that
+// os/exec started elsewhere in the program keep their exit status.
+func TestSubreaperLeavesOtherChildren(t *testing.T) {
+	p, _ := newPool(t, Config{Workers: 1, Containment: ContainSubreaper, MaxTasksPerWorker: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	runs := 0
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			err := exec.Command("sh", "-c", "sleep 0.01; exit 7").Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+				t.Errorf("own child: %v, want exit status 7", err)
+				return
+			}
+			runs++
+		}
+	})
+	var pids []int
+	for range 10 {
+		// Each worker leaves an orphan, then is recycled: the reaper kills
+		// and reaps the orphans while the loop above runs.
+		pid, _ := strconv.Atoi(mustCall(t, p, "spawn", "double"))
+		pids = append(pids, pid)
+		mustCall(t, p, "echo", "")
+	}
+	waitGone(t, "an orphan", pids...)
+	cancel()
+	wg.Wait()
+	if runs == 0 {
+		t.Fatal("the program's own children never ran")
+	}
+}
