@@ -24,12 +24,21 @@ type call struct {
 	id      uint64
 	stopCtx func() bool // unregisters the ctx watch; nil for contexts that never end
 
+	meta   []byte   // the META part of the payload (length prefix and JSON), nil if none
+	seg    *segment // the argument is in this segment (args is nil), held by the call
+	segOff int
+	segLen int
+	buf    *Buffer // the result as a Buffer, for SubmitBuffer
+	asBuf  bool
+
 	mu     sync.Mutex
 	proc   *process // the worker running it, set before Start
 	reason error    // why the call is being stopped; first one wins
 
 	// guarded by proc.wmu
 	sending, sent, answered bool
+	cancelTm                *time.Timer // many-slot workers: kills the worker if the cancel is not answered in time
+	taskTm                  *time.Timer // many-slot workers: TaskTimeout
 }
 
 // Stop implements future.Stopper: Future.Cancel on a running task.
@@ -59,6 +68,11 @@ func (c *call) interrupt(reason error) {
 		return
 	}
 	pr.wmu.Lock()
+	defer pr.wmu.Unlock()
+	if pr.slots > 1 {
+		pr.cancelManyLocked(c)
+		return
+	}
 	switch {
 	case c.sent && !c.answered:
 		pr.sendCancelLocked(c)
@@ -67,7 +81,6 @@ func (c *call) interrupt(reason error) {
 		// run then kills the worker.
 		_ = pr.reqW.SetWriteDeadline(time.Now())
 	}
-	pr.wmu.Unlock()
 }
 
 func (c *call) stopReason() error {
@@ -81,18 +94,32 @@ func (c *call) finish(v []byte, err error) {
 		c.stopCtx()
 	}
 	c.args = nil
-	c.Resolve(v, err)
+	if c.seg != nil {
+		c.seg.put()
+		c.seg = nil
+	}
+	if c.asBuf && err == nil && c.buf == nil {
+		c.buf = newBuffer(v, nil)
+		v = nil
+	}
+	if !c.Resolve(v, err) && c.buf != nil {
+		c.buf.Release()
+	}
 }
 
+// sendCancelLocked sends the cancel frame of a one-slot worker's call and
+// arms the kill. Called with wmu held.
 func (pr *process) sendCancelLocked(c *call) {
 	if pr.cancelTm != nil {
 		return
 	}
 	// A worker that stopped reading with its pipe full would block this
 	// write, and with it the kill below: bound it.
+	pr.lockW()
 	_ = pr.reqW.SetWriteDeadline(time.Now().Add(pr.grace))
 	err := pr.w.Write(wire.KindCancel, c.id, "", nil)
 	_ = pr.reqW.SetWriteDeadline(time.Time{})
+	pr.unlockW()
 	if err != nil {
 		go pr.kill()
 		return
@@ -103,7 +130,36 @@ func (pr *process) sendCancelLocked(c *call) {
 	})
 }
 
-// run runs c on pr and reports whether pr may take another task.
+// writeCall writes c's call frame: META if the worker takes it, the
+// argument through shared memory if it is in a segment and the worker maps
+// segments, else through the pipe.
+func (pr *process) writeCall(c *call) error {
+	pr.lockW()
+	defer pr.unlockW()
+	var flags uint8
+	head := pr.head[:0]
+	if c.meta != nil && pr.meta {
+		flags |= wire.FlagMeta
+		head = append(head, c.meta...)
+	}
+	body := c.args
+	if c.seg != nil {
+		if pr.shm {
+			flags |= wire.FlagShm
+			head = c.seg.s.Handle(c.seg.sp.pid, c.segOff, c.segLen).Append(head)
+			c.seg.sentTo(pr)
+			body = nil
+		} else {
+			body = c.seg.s.Mem[c.segOff : c.segOff+c.segLen]
+		}
+	}
+	pr.head = head
+	return pr.w.WriteFrame(wire.KindCall, flags, c.id, c.task, head, body)
+}
+
+// run runs c on a one-slot worker pr and reports whether pr may take
+// another task. The goroutine that sends the call reads its answer: no
+// handoff between goroutines sits on the path of a call.
 func (p *Pool) run(pr *process, c *call) (healthy bool) {
 	c.mu.Lock()
 	c.proc = pr
@@ -123,12 +179,11 @@ func (p *Pool) run(pr *process, c *call) (healthy bool) {
 		timer = time.AfterFunc(p.cfg.TaskTimeout, func() { c.interrupt(ErrTaskTimeout) })
 	}
 	// The call is written without holding wmu, so that interrupt can fail a
-	// write blocked on a worker that does not read; nothing else writes
-	// before sent is set.
+	// write blocked on a worker that does not read.
 	pr.wmu.Lock()
 	c.sending = true
 	pr.wmu.Unlock()
-	werr := pr.w.Write(wire.KindCall, c.id, c.task, c.args)
+	werr := pr.writeCall(c)
 	pr.wmu.Lock()
 	c.sent = werr == nil
 	if werr == nil && c.stopReason() != nil {
@@ -137,8 +192,12 @@ func (p *Pool) run(pr *process, c *call) (healthy bool) {
 	pr.wmu.Unlock()
 	var f wire.Frame
 	rerr := werr
-	if rerr == nil {
-		f, rerr = pr.r.Read()
+	for rerr == nil {
+		if f, rerr = pr.r.Read(); rerr == nil && f.Kind == wire.KindRelease {
+			pr.peerRelease(f)
+			continue
+		}
+		break
 	}
 	if timer != nil {
 		timer.Stop()
@@ -160,39 +219,123 @@ func (p *Pool) run(pr *process, c *call) (healthy bool) {
 		// read deadline kill sets.
 		if reason != nil {
 			pr.kill()
+			if c.seg != nil {
+				c.seg.taint()
+			}
 			c.finish(nil, reason)
 			return false
 		}
-		if !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) &&
-			!errors.Is(rerr, os.ErrDeadlineExceeded) && !errors.Is(rerr, os.ErrClosed) && !isPipeError(rerr) {
-			pr.log.Warn("procpool: worker pipe failed", "err", rerr)
-		}
+		logPipeError(pr, rerr)
 		e := pr.crashed(c.task)
 		pr.log.Warn("procpool: worker crashed", "task", c.task, "status", exitText(e.ExitCode, e.Signal))
+		if c.seg != nil {
+			c.seg.taint()
+		}
 		c.finish(nil, e)
 		return false
 	case f.ID != c.id || (f.Kind != wire.KindResult && f.Kind != wire.KindError):
 		c.finish(nil, p.protocolError(pr, fmt.Sprintf("unexpected %s frame for id %d while waiting for the answer to call %d", f.Kind, f.ID, c.id)))
 		return false
-	case f.Kind == wire.KindResult:
-		if len(f.Payload) > p.cfg.MaxPayload {
-			c.finish(nil, p.protocolError(pr, fmt.Sprintf("result of %d bytes exceeds MaxPayload %d", len(f.Payload), p.cfg.MaxPayload)))
-			return false
+	}
+	if p.answer(pr, c, f, reason) != nil {
+		return false
+	}
+	return healthy
+}
+
+func logPipeError(pr *process, err error) {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) &&
+		!errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, os.ErrClosed) && !isPipeError(err) {
+		pr.log.Warn("procpool: worker pipe failed", "err", err)
+	}
+}
+
+// answer finishes c with its result or error frame f. If the frame broke
+// the protocol it returns the *ProtocolError c failed with (the worker is
+// then being killed).
+func (p *Pool) answer(pr *process, c *call, f wire.Frame, reason error) error {
+	if f.Kind == wire.KindResult {
+		v, err := p.result(pr, c, f)
+		if err != nil {
+			pe := p.protocolError(pr, err.Error())
+			c.finish(nil, pe)
+			return pe
 		}
-		c.finish(f.Payload, nil) // it finished before it saw the cancel: keep the work
-		return healthy
+		c.finish(v, nil) // it finished before it saw the cancel: keep the work
+		return nil
 	}
 	var ep wire.ErrorPayload
 	if err := json.Unmarshal(f.Payload, &ep); err != nil || ep.Type == "" {
-		c.finish(nil, p.protocolError(pr, fmt.Sprintf("error frame payload is not a JSON error object with a type: %q", truncate(f.Payload, 200))))
-		return false
+		pe := p.protocolError(pr, fmt.Sprintf("error frame payload is not a JSON error object with a type: %q", truncate(f.Payload, 200)))
+		c.finish(nil, pe)
+		return pe
 	}
 	if reason != nil {
 		c.finish(nil, reason)
-	} else {
-		c.finish(nil, &TaskError{Task: c.task, Type: ep.Type, Message: ep.Message, Traceback: ep.Traceback})
+		return nil
 	}
-	return healthy
+	te := &TaskError{Task: c.task, Type: ep.Type, Message: ep.Message, Traceback: ep.Traceback, SkipRetry: ep.SkipRetry}
+	if ep.RetryAfter > 0 && ep.RetryAfter < 1e9 {
+		te.RetryAfter = time.Duration(ep.RetryAfter * float64(time.Second))
+	}
+	c.finish(nil, te)
+	return nil
+}
+
+// result returns the bytes of a result frame. For a Buffer call it may set
+// c.buf instead (the result stays in shared memory).
+func (p *Pool) result(pr *process, c *call, f wire.Frame) ([]byte, error) {
+	if f.Flags&wire.FlagShm == 0 {
+		if len(f.Payload) > p.cfg.MaxPayload {
+			return nil, fmt.Errorf("result of %d bytes exceeds MaxPayload %d", len(f.Payload), p.cfg.MaxPayload)
+		}
+		return f.Payload, nil
+	}
+	h, err := wire.ParseHandle(f.Payload)
+	if err != nil {
+		return nil, err
+	}
+	if h.Length > uint64(p.cfg.MaxPayload) {
+		return nil, fmt.Errorf("result of %d bytes exceeds MaxPayload %d", h.Length, p.cfg.MaxPayload)
+	}
+	switch int(h.PID) {
+	case p.shm.pid:
+		// The worker answered with (part of) its argument.
+		seg := c.seg
+		if seg == nil || h.ID != seg.s.ID || h.Size != uint64(len(seg.s.Mem)) {
+			return nil, fmt.Errorf("result in segment %d of the pool, which is not the call's argument", h.ID)
+		}
+		b := seg.s.Mem[h.Offset : h.Offset+h.Length]
+		if c.asBuf {
+			c.seg = nil // the Buffer takes the call's hold
+			c.buf = newBuffer(b, &bufHold{seg: seg})
+			return nil, nil
+		}
+		return append(make([]byte, 0, len(b)), b...), nil
+	case pr.pid:
+		ps, err := pr.mapPeer(h)
+		if err != nil {
+			return nil, err
+		}
+		b := ps.m.Mem[h.Offset : h.Offset+h.Length]
+		if c.asBuf {
+			c.buf = newBuffer(b, &bufHold{pr: pr, peer: ps, peerID: h.ID})
+			return nil, nil
+		}
+		out := append(make([]byte, 0, len(b)), b...)
+		pr.unrefPeer(h.ID, ps, true)
+		return out, nil
+	}
+	return nil, fmt.Errorf("result in a segment of pid %d, neither the worker's nor the pool's", h.PID)
+}
+
+// peerRelease handles a release frame from the worker.
+func (pr *process) peerRelease(f wire.Frame) {
+	if f.Payload[0] == wire.ReleaseGone {
+		pr.peerGone(f.ID)
+	}
+	// ReleaseDone from a worker is meaningless (it never holds the pool's
+	// results) and ignored.
 }
 
 func (p *Pool) protocolError(pr *process, problem string) error {

@@ -25,6 +25,18 @@ type Config struct {
 	// QueueSize bounds the tasks waiting for a worker; Submit blocks while
 	// it is full. Default 64 per worker.
 	QueueSize int
+	// Slots is how many calls at once each worker process is asked to take
+	// (CONQ_SLOTS). The SDKs take that many unless the program says
+	// otherwise; a worker announces what it takes in its ready frame and
+	// the pool keeps that many calls in flight on it (protocol 2; a
+	// protocol 1 worker takes one). 0 asks nothing: the SDKs take one.
+	Slots int
+
+	// ShmThreshold is the size from which arguments and results travel
+	// through shared memory instead of the pipes, to workers that map it
+	// (Linux; the "shm" feature of protocol 2). Default 1 MiB; negative:
+	// never.
+	ShmThreshold int
 
 	// TaskTimeout limits each task's run time; 0 means no limit beyond the
 	// ctx given to Submit.
@@ -109,6 +121,7 @@ const (
 	DefaultCancelGrace       = 2 * time.Second
 	DefaultShutdownGrace     = 5 * time.Second
 	DefaultMaxPayload        = 64 << 20
+	DefaultShmThreshold      = 1 << 20
 	DefaultMaxStartFailures  = 3
 	DefaultRestartBackoff    = 100 * time.Millisecond
 	DefaultMaxRestartBackoff = 10 * time.Second
@@ -136,6 +149,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxPayload == 0 {
 		c.MaxPayload = DefaultMaxPayload
 	}
+	if c.ShmThreshold == 0 {
+		c.ShmThreshold = DefaultShmThreshold
+	}
 	if c.MaxStartFailures == 0 {
 		c.MaxStartFailures = DefaultMaxStartFailures
 	}
@@ -158,6 +174,9 @@ func (c Config) validate() error {
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("Workers = %d, want > 0", c.Workers))
+	}
+	if c.Slots < 0 || c.Slots > maxSlots {
+		errs = append(errs, fmt.Errorf("Slots = %d, want 0..%d", c.Slots, maxSlots))
 	}
 	if c.QueueSize < 0 {
 		errs = append(errs, fmt.Errorf("QueueSize = %d, want >= 0", c.QueueSize))

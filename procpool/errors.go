@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Sentinel errors. The typed errors below match their sentinel with
@@ -46,6 +47,10 @@ type TaskError struct {
 	Type      string // e.g. "ValueError", "panic", "UnknownTask"
 	Message   string
 	Traceback string // the worker's traceback or stack, if it sent one
+	// What the task asked of a task queue (protocol 2 error fields): retry
+	// no sooner than RetryAfter, or not at all.
+	RetryAfter time.Duration
+	SkipRetry  bool
 }
 
 func (e *TaskError) Error() string {

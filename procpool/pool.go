@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"encoding/json"
+
 	"github.com/conqhq/conq/future"
 	"github.com/conqhq/conq/internal/wire"
 )
@@ -17,6 +19,7 @@ import (
 type Pool struct {
 	cfg   Config
 	jail  *jail // how the workers' descendants are found and killed
+	shm   *shmPool
 	queue chan *call
 	ids   atomic.Uint64 // call ids
 	wids  atomic.Int64  // worker ids
@@ -55,6 +58,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	p.jail = jail
+	p.shm = newShmPool(cfg.ShmThreshold)
 	p.life, p.lifeStop = context.WithCancel(context.Background())
 	startCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -78,6 +82,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		}
 		p.lifeStop()
 		p.jail.close()
+		p.shm.close()
 		return nil, err
 	}
 	for _, pr := range procs {
@@ -112,51 +117,206 @@ func (p *Pool) nextWorkerID() int { return int(p.wids.Add(1)) }
 // Workers returns the configured number of worker processes.
 func (p *Pool) Workers() int { return p.cfg.Workers }
 
+// Slots returns how many calls the pool's live workers take at once in
+// all: the sum of the slots they announced (1 for protocol 1 workers), or
+// Workers while none is live. Windows of calls in flight (Map, conq map)
+// size themselves with it.
+func (p *Pool) Slots() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for pr := range p.procs {
+		n += pr.slots
+	}
+	return max(n, p.cfg.Workers)
+}
+
 // Submit queues a task and returns its future. ctx governs the task: when it
 // ends, a queued task is cancelled and a running one is asked to stop (its
 // future then fails with ctx's error). Submit blocks while the queue is full.
+//
+// An argument of Config.ShmThreshold bytes or more is copied into a
+// shared-memory segment for workers that map them (one copy instead of the
+// pipe's two); NewBuffer and SubmitBuffer avoid that copy too.
 func (p *Pool) Submit(ctx context.Context, task string, args []byte) (*future.Future[[]byte], error) {
-	if task == "" || len(task) > wire.MaxNameLen {
-		return nil, fmt.Errorf("procpool: invalid task name %q", task)
+	return p.SubmitMeta(ctx, task, args, nil)
+}
+
+// Meta describes a call for workers that take it (protocol 2, feature
+// "meta"; the Go SDK's worker.CallInfo): what a task queue knows about the
+// task. queue/procexec fills it from the queue's task.
+type Meta struct {
+	TaskID     string
+	Kind       string
+	Queue      string
+	Attempt    int       // 1-based; 0: not set
+	MaxRetries int       // retries after the first attempt
+	Deadline   time.Time // zero: none
+	Encoding   string    // the payload's encoding: raw, json or args
+}
+
+// encode returns the META part of a call's payload.
+func (m *Meta) encode() ([]byte, error) {
+	w := wire.Meta{TaskID: m.TaskID, Kind: m.Kind, Queue: m.Queue, Attempt: m.Attempt, Encoding: m.Encoding}
+	retries := m.MaxRetries
+	w.MaxRetries = &retries
+	if !m.Deadline.IsZero() {
+		w.Deadline = m.Deadline.Format(time.RFC3339Nano)
 	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		return nil, err
+	}
+	return wire.AppendMeta(nil, b), nil
+}
+
+// SubmitMeta is Submit with a description of the call, sent to workers
+// that take it; meta may be nil.
+func (p *Pool) SubmitMeta(ctx context.Context, task string, args []byte, meta *Meta) (*future.Future[[]byte], error) {
 	if len(args) > p.cfg.MaxPayload {
 		return nil, fmt.Errorf("%w: %d-byte argument exceeds MaxPayload %d", ErrPayloadTooLarge, len(args), p.cfg.MaxPayload)
 	}
+	c := &call{ctx: ctx, task: task, args: args}
+	if err := p.prepare(c, meta); err != nil {
+		return nil, err
+	}
+	if p.shm.wanted.Load() && p.shm.use(len(args)) {
+		seg, err := p.shm.get(len(args))
+		if err == nil {
+			copy(seg.s.Mem, args)
+			c.seg, c.segLen, c.args = seg, len(args), nil
+		} else {
+			p.cfg.Logger.Warn("procpool: no shared memory for a large argument; sending it through the pipe", "err", err)
+		}
+	}
+	if err := p.submit(ctx, c); err != nil {
+		return nil, err
+	}
+	return c.Future(), nil
+}
+
+func (p *Pool) prepare(c *call, meta *Meta) error {
+	if c.task == "" || len(c.task) > wire.MaxNameLen {
+		return fmt.Errorf("procpool: invalid task name %q", c.task)
+	}
+	if meta != nil {
+		var err error
+		if c.meta, err = meta.encode(); err != nil {
+			return fmt.Errorf("procpool: encoding the META of %q: %w", c.task, err)
+		}
+	}
+	return nil
+}
+
+// submit queues c; on failure c's segment is let go.
+func (p *Pool) submit(ctx context.Context, c *call) error {
+	fail := func(err error) error {
+		c.finishUnqueued()
+		return err
+	}
 	if err := ctx.Err(); err != nil {
-		return nil, context.Cause(ctx)
+		return fail(context.Cause(ctx))
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil, ErrPoolClosed
+		return fail(ErrPoolClosed)
 	}
 	if err := p.startErr; err != nil {
 		p.mu.Unlock()
-		return nil, err
+		return fail(err)
 	}
 	p.submitters.Add(1)
 	p.mu.Unlock()
 	defer p.submitters.Done()
 
-	c := &call{ctx: ctx, task: task, args: args, id: p.ids.Add(1)}
+	c.id = p.ids.Add(1)
 	if ctx.Done() != nil {
 		c.stopCtx = context.AfterFunc(ctx, c.ctxDone)
 	}
 	select {
 	case p.queue <- c:
-		return c.Future(), nil
+		return nil
 	case <-p.closing:
-		c.finishUnqueued()
-		return nil, ErrPoolClosed
+		return fail(ErrPoolClosed)
 	case <-ctx.Done():
-		c.finishUnqueued()
-		return nil, context.Cause(ctx)
+		return fail(context.Cause(ctx))
 	}
+}
+
+// NewBuffer returns size bytes to fill with an argument for SubmitBuffer:
+// shared memory if size reaches Config.ShmThreshold and the platform has it,
+// the heap otherwise. Release it if it is not submitted.
+func (p *Pool) NewBuffer(size int) (*Buffer, error) {
+	if size < 0 || size > p.cfg.MaxPayload {
+		return nil, fmt.Errorf("%w: %d-byte buffer, MaxPayload is %d", ErrPayloadTooLarge, size, p.cfg.MaxPayload)
+	}
+	if !p.shm.use(size) {
+		return newBuffer(make([]byte, size), nil), nil
+	}
+	seg, err := p.shm.get(size)
+	if err != nil {
+		return nil, fmt.Errorf("procpool: %w", err)
+	}
+	return newBuffer(seg.s.Mem[:size], &bufHold{seg: seg}), nil
+}
+
+// SubmitBuffer is Submit with the argument in a Buffer, which it takes
+// over (do not use or release arg afterwards), and the result as a Buffer,
+// which the caller must release. Between a worker that maps shared memory
+// and a pool on Linux, neither is copied: the worker reads the argument in
+// the pool's segment and writes its result in its own, or answers with its
+// argument's segment.
+func (p *Pool) SubmitBuffer(ctx context.Context, task string, arg *Buffer, meta *Meta) (*future.Future[*Buffer], error) {
+	h, b := arg.take()
+	c := &call{ctx: ctx, task: task, asBuf: true}
+	switch {
+	case h != nil && h.seg != nil:
+		c.seg, c.segOff, c.segLen = h.seg, 0, len(b)
+		if off, ok := withinSeg(h.seg, b); ok {
+			c.segOff = off
+		}
+	case h != nil:
+		// A worker's segment (a result passed on): the next worker gets a
+		// copy in one of the pool's.
+		c.args = append([]byte(nil), b...)
+		h.release()
+	default:
+		c.args = b
+	}
+	if err := p.prepare(c, meta); err != nil {
+		c.finishUnqueued()
+		return nil, err
+	}
+	if err := p.submit(ctx, c); err != nil {
+		return nil, err
+	}
+	out := new(future.Promise[*Buffer])
+	out.Start(stopperFunc(func() { c.Future().Cancel() }))
+	c.Future().OnDone(func(_ []byte, err error) {
+		if !out.Resolve(c.buf, err) && c.buf != nil {
+			c.buf.Release()
+		}
+	})
+	return out.Future(), nil
+}
+
+// CallBuffer is SubmitBuffer followed by waiting for the result.
+func (p *Pool) CallBuffer(ctx context.Context, task string, arg *Buffer) (*Buffer, error) {
+	f, err := p.SubmitBuffer(ctx, task, arg, nil)
+	if err != nil {
+		return nil, err
+	}
+	return f.Result(ctx)
 }
 
 func (c *call) finishUnqueued() {
 	if c.stopCtx != nil {
 		c.stopCtx()
+	}
+	if c.seg != nil {
+		c.seg.put()
+		c.seg = nil
 	}
 }
 
@@ -199,12 +359,14 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// closeJail releases the pool's cgroup or subreaper once every worker is
-// reaped; later Shutdowns do nothing.
+// closeJail releases the pool's cgroup or subreaper and its spare
+// shared-memory segments once every worker is reaped; later Shutdowns do
+// nothing.
 func (p *Pool) closeJail() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.jail.close()
+	p.shm.close()
 }
 
 // Close stops the pool at once: running and queued tasks fail with
@@ -229,7 +391,7 @@ func (p *Pool) abort() {
 	p.mu.Unlock()
 	p.lifeStop() // interrupts starts in progress
 	for _, pr := range procs {
-		if c := pr.current.Load(); c != nil {
+		for _, c := range pr.held() {
 			c.mu.Lock()
 			if c.reason == nil {
 				c.reason = ErrPoolClosed
@@ -257,6 +419,12 @@ func (p *Pool) failQueued(err error) {
 // it dies or is recycled, back off when it cannot be started.
 func (p *Pool) supervise(pr *process) {
 	backoff := p.cfg.RestartBackoff
+	var carry *call // taken from the queue for a process that broke before it was sent
+	defer func() {
+		if carry != nil {
+			carry.finish(nil, ErrPoolClosed)
+		}
+	}()
 	for {
 		if pr == nil {
 			if p.drained() {
@@ -282,7 +450,25 @@ func (p *Pool) supervise(pr *process) {
 			}
 			backoff = p.cfg.RestartBackoff
 		}
-		if p.serve(pr) {
+		var graceful bool
+		if pr.slots > 1 {
+			graceful, carry = p.serveMany(pr, carry)
+		} else {
+			if carry != nil {
+				c := carry
+				carry = nil
+				if !p.run(pr, c) {
+					pr.kill()
+					pr.reap()
+					p.untrack(pr)
+					pr = nil
+					continue
+				}
+				pr.tasks++
+			}
+			graceful = p.serve(pr)
+		}
+		if graceful {
 			pr.stop(p.cfg.ShutdownGrace)
 		} else {
 			pr.kill()

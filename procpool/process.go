@@ -40,9 +40,27 @@ type process struct {
 	r     *wire.Reader
 	tree  *tree // the worker and its descendants
 
-	wmu      sync.Mutex // guards w, cancelTimer and the sent/answered flags of the current call
-	w        *wire.Writer
-	cancelTm *time.Timer // kills the worker if a cancelled call does not answer in time
+	// What the worker announced in its ready frame.
+	proto int  // 1 or 2
+	slots int  // calls it takes at once
+	meta  bool // it takes META
+	shm   bool // it maps shared-memory arguments
+
+	wmu      sync.Mutex  // guards the calls' sent/answered flags, cancelTm and inflight
+	cancelTm *time.Timer // one-slot workers: kills the worker if a cancelled call does not answer in time
+	inflight map[uint64]*call
+	broken   bool // many-slot workers: the response stream has ended; no new calls
+
+	readerDone chan struct{} // many-slot workers: closed when the reader has ended
+
+	wlock  sync.Mutex // the right to write frames on reqW
+	w      *wire.Writer
+	head   []byte // scratch for META parts and handles; under wlock
+	relMu  sync.Mutex
+	rel    []release // release frames waiting for wlock
+	sp     *shmPool
+	peerMu sync.Mutex
+	peers  map[uint64]*peerSeg // the worker's segments mapped here
 
 	current atomic.Pointer[call]
 	tasks   int
@@ -54,6 +72,7 @@ type process struct {
 
 	killOnce sync.Once
 	killed   atomic.Bool
+	stopping atomic.Bool // stop: the end of the stream is expected
 }
 
 // spawn starts a worker and waits for its ready frame.
@@ -98,6 +117,12 @@ func (p *Pool) spawn(ctx context.Context, id int) (*process, error) {
 		wire.EnvMaxFrame+"="+strconv.Itoa(cfg.maxFrame()),
 		wire.EnvProtocol+"="+strconv.Itoa(wire.Version),
 	), tr.env()...)
+	if p.shm.threshold > 0 {
+		cmd.Env = append(cmd.Env, wire.EnvShmThreshold+"="+strconv.Itoa(p.shm.threshold))
+	}
+	if cfg.Slots > 0 {
+		cmd.Env = append(cmd.Env, wire.EnvSlots+"="+strconv.Itoa(cfg.Slots))
+	}
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = []*os.File{reqR, respW}
 	if err := tr.start(func(attr *syscall.SysProcAttr) (int, error) {
@@ -121,7 +146,7 @@ func (p *Pool) spawn(ctx context.Context, id int) (*process, error) {
 	pr := &process{
 		id: id, pid: cmd.Process.Pid, cmd: cmd, grace: cfg.CancelGrace, tree: tr,
 		log:  cfg.Logger.With("worker", id, "pid", cmd.Process.Pid),
-		reqW: reqW, respR: resp,
+		reqW: reqW, respR: resp, sp: p.shm,
 		r: wire.NewReader(resp, cfg.maxFrame()), w: wire.NewWriter(reqW),
 		exited:  make(chan struct{}),
 		cleared: make(chan struct{}),
@@ -152,7 +177,10 @@ func (p *Pool) spawn(ctx context.Context, id int) (*process, error) {
 		}
 		return nil, se
 	}
-	pr.log.Debug("procpool: worker ready")
+	pr.log.Debug("procpool: worker ready", "protocol", pr.proto, "slots", pr.slots, "meta", pr.meta, "shm", pr.shm)
+	if pr.shm {
+		p.shm.wanted.Store(true)
+	}
 	return pr, nil
 }
 
@@ -189,10 +217,83 @@ func (pr *process) handshake(ctx context.Context, timeout time.Duration) error {
 	if err := json.Unmarshal(f.Payload, &r); err != nil {
 		return fmt.Errorf("bad ready payload: %v", err)
 	}
-	if r.Protocol != wire.Version {
-		return fmt.Errorf("worker speaks protocol %d, pool speaks %d", r.Protocol, wire.Version)
+	switch r.Protocol {
+	case wire.VersionV1:
+		pr.proto, pr.slots = 1, 1
+		pr.r.SetVersion(wire.VersionV1)
+	case wire.Version:
+		if r.Slots < 0 || r.Slots > maxSlots {
+			return fmt.Errorf("ready frame announces %d slots, want 1..%d", r.Slots, maxSlots)
+		}
+		pr.proto, pr.slots = 2, max(r.Slots, 1)
+		for _, feat := range r.Features {
+			switch feat {
+			case wire.FeatureMeta:
+				pr.meta = true
+			case wire.FeatureShm:
+				pr.shm = pr.sp.threshold > 0
+			}
+		}
+	default:
+		return fmt.Errorf("worker speaks protocol %d, pool speaks 1 and %d", r.Protocol, wire.Version)
 	}
 	return nil
+}
+
+// maxSlots bounds the calls in flight a worker may announce.
+const maxSlots = 1 << 16
+
+// release is a release frame waiting to be written.
+type release struct {
+	op byte
+	id uint64
+}
+
+// lockW takes the right to write frames. Release frames queued meanwhile
+// are written by whoever holds it, before it lets go (unlockW), so that
+// queueing one never waits behind a large write.
+func (pr *process) lockW() { pr.wlock.Lock() }
+
+func (pr *process) unlockW() {
+	for {
+		pr.flushReleasesLocked()
+		pr.wlock.Unlock()
+		pr.relMu.Lock()
+		n := len(pr.rel)
+		pr.relMu.Unlock()
+		if n == 0 || !pr.wlock.TryLock() {
+			return
+		}
+	}
+}
+
+// queueRelease sends a release frame as soon as the writer is free.
+func (pr *process) queueRelease(op byte, id uint64) {
+	select {
+	case <-pr.exited:
+		return
+	default:
+	}
+	pr.relMu.Lock()
+	pr.rel = append(pr.rel, release{op, id})
+	pr.relMu.Unlock()
+	if pr.wlock.TryLock() {
+		pr.unlockW()
+	}
+}
+
+func (pr *process) flushReleasesLocked() {
+	pr.relMu.Lock()
+	rel := pr.rel
+	pr.rel = nil
+	pr.relMu.Unlock()
+	for _, r := range rel {
+		var op [1]byte
+		op[0] = r.op
+		if err := pr.w.Write(wire.KindRelease, r.id, "", op[:]); err != nil {
+			return // the worker is gone; its mappings with it
+		}
+	}
 }
 
 // forward logs a worker's output stream line by line.
@@ -240,6 +341,7 @@ func (pr *process) kill() {
 // stop asks an idle worker to exit by closing its request stream, and kills
 // it if it has not exited within grace.
 func (pr *process) stop(grace time.Duration) {
+	pr.stopping.Store(true)
 	pr.reqW.Close()
 	t := time.NewTimer(grace)
 	select {
@@ -258,8 +360,13 @@ func (pr *process) reap() {
 	<-pr.exited
 	pr.outputs.Wait()
 	<-pr.cleared
+	if pr.readerDone != nil {
+		<-pr.readerDone
+	}
 	pr.reqW.Close()
 	pr.respR.Close()
+	pr.dropPeers()
+	pr.sp.forget(pr)
 }
 
 // exitStatus is the exit code, or -1 and the signal; (0, 0) before exit.

@@ -10,19 +10,25 @@ import (
 
 // Reader decodes frames from a stream.
 type Reader struct {
-	r   *bufio.Reader
-	max int
-	hdr [PrefixSize + HeaderSize]byte
+	r       *bufio.Reader
+	max     int
+	version int
+	hdr     [PrefixSize + HeaderSize]byte
 	// names interns task names: a worker sees few distinct names, so the
 	// steady state allocates nothing for them.
 	names map[string]string
 }
 
 // NewReader returns a Reader that rejects frames longer than max bytes
-// (prefix excluded).
+// (prefix excluded). It accepts protocol 2 frames until SetVersion says
+// otherwise.
 func NewReader(r io.Reader, max int) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: max, version: Version}
 }
+
+// SetVersion sets the protocol version of the frames that follow, once the
+// handshake has told it.
+func (r *Reader) SetVersion(v int) { r.version = v }
 
 // Read reads the next frame. The payload is freshly allocated and owned by
 // the caller. At a clean end of stream it returns io.EOF; a stream that ends
@@ -35,11 +41,11 @@ func (r *Reader) Read() (Frame, error) {
 	if err := CheckLength(n, r.max); err != nil {
 		return Frame{}, err
 	}
-	kind, id, nameLen, err := ParseHeader(r.hdr[PrefixSize:], n)
+	kind, flags, id, nameLen, err := ParseHeader(r.hdr[PrefixSize:], n, r.version)
 	if err != nil {
 		return Frame{}, err
 	}
-	f := Frame{Kind: kind, ID: id}
+	f := Frame{Kind: kind, Flags: flags, ID: id}
 	if nameLen > 0 {
 		if f.Name, err = r.readName(nameLen); err != nil {
 			return Frame{}, err
@@ -50,6 +56,9 @@ func (r *Reader) Read() (Frame, error) {
 		if _, err := io.ReadFull(r.r, f.Payload); err != nil {
 			return Frame{}, unexpected(err)
 		}
+	}
+	if err := CheckPayload(f); err != nil {
+		return Frame{}, err
 	}
 	return f, nil
 }
@@ -107,17 +116,26 @@ type Writer struct {
 // NewWriter returns a Writer on w.
 func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
-// Write writes one frame.
+// Write writes one frame with flags 0.
 func (w *Writer) Write(kind Kind, id uint64, name string, payload []byte) error {
+	return w.WriteFrame(kind, 0, id, name, nil, payload)
+}
+
+// WriteFrame writes one frame whose payload is head followed by body: head
+// is a small prefix (a META part, a handle), body is written from the
+// caller's slice when it is large.
+func (w *Writer) WriteFrame(kind Kind, flags uint8, id uint64, name string, head, body []byte) error {
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("wire: task name of %d bytes exceeds %d", len(name), MaxNameLen)
 	}
-	if uint64(HeaderSize+len(name))+uint64(len(payload)) > 1<<32-1 {
-		return fmt.Errorf("%w: payload of %d bytes", ErrTooLarge, len(payload))
+	n := len(head) + len(body)
+	if uint64(HeaderSize+len(name))+uint64(n) > 1<<32-1 {
+		return fmt.Errorf("%w: payload of %d bytes", ErrTooLarge, n)
 	}
-	w.buf = AppendHeader(w.buf[:0], kind, id, name, len(payload))
-	if len(payload) <= smallFrame {
-		w.buf = append(w.buf, payload...)
+	w.buf = AppendHeader(w.buf[:0], kind, flags, id, name, n)
+	w.buf = append(w.buf, head...)
+	if len(body) <= smallFrame {
+		w.buf = append(w.buf, body...)
 		_, err := w.w.Write(w.buf)
 		w.shrink()
 		return err
@@ -125,7 +143,7 @@ func (w *Writer) Write(kind Kind, id uint64, name string, payload []byte) error 
 	if _, err := w.w.Write(w.buf); err != nil {
 		return err
 	}
-	_, err := w.w.Write(payload)
+	_, err := w.w.Write(body)
 	return err
 }
 

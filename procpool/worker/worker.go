@@ -1,7 +1,8 @@
 // Package worker is the Go SDK for conq process-pool workers: register
 // handlers by task name, then call Run from main. The pool starts the
-// program, talks to it over two dedicated file descriptors (stdout and
-// stderr stay free for logging) and runs one task at a time in it.
+// program and talks to it over two dedicated file descriptors (stdout and
+// stderr stay free for logging), in protocol 2 (docs/protocol.md) when the
+// pool speaks it, else 1.
 //
 //	func main() {
 //		worker.HandleJSON("double", func(ctx context.Context, n int) (int, error) { return 2 * n, nil })
@@ -10,10 +11,24 @@
 //		}
 //	}
 //
+// Concurrency: a worker takes Slots calls at once (Run's option Slots, or
+// the pool's Config.Slots through CONQ_SLOTS; default 1), each handler on a
+// goroutine of its own. With one slot the goroutine that reads a call runs
+// its handler, so nothing sits between a request and its answer.
+//
 // A handler's ctx is cancelled when the pool cancels the task (timeout,
 // caller's ctx, Future.Cancel) or goes away; a handler that ignores it is
-// killed after the pool's grace period. Run returns when the pool closes the
-// request stream (a graceful recycle or shutdown) or disappears.
+// killed after the pool's grace period, with the whole process. Run returns
+// when the pool closes the request stream (a graceful recycle or shutdown)
+// or disappears. CallInfo(ctx) tells a handler about its call (the queue
+// task's id, attempt, deadline... when a task queue sent it).
+//
+// Large arguments arrive in shared memory (Linux, from the pool's
+// Config.ShmThreshold, 1 MiB by default): args is then a mapping of the
+// pool's segment, valid until the handler returns; it may be written in
+// place. Returning args itself, or a part of it, answers without a copy;
+// so does returning a slice of ResultBuffer. Other large results are
+// copied once into a segment of the worker's.
 package worker
 
 import (
@@ -21,10 +36,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime/debug"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,10 +52,15 @@ type HandlerFunc func(ctx context.Context, args []byte) ([]byte, error)
 
 // Error lets a handler choose the type reported to the caller; other errors
 // are reported with their Go type name (or ErrorType() if they have one).
+// RetryAfter and SkipRetry reach a task queue (queue/procexec maps them to
+// queue.RetryAfter and queue.SkipRetry); see also the functions RetryAfter
+// and SkipRetry.
 type Error struct {
-	Type      string
-	Message   string
-	Traceback string
+	Type       string
+	Message    string
+	Traceback  string
+	RetryAfter time.Duration // > 0: retry no sooner
+	SkipRetry  bool          // do not retry
 }
 
 func (e *Error) Error() string { return e.Type + ": " + e.Message }
@@ -58,9 +76,27 @@ var ErrNotWorker = errors.New("worker: " + wire.EnvFDs + " is not set; start thi
 // Server holds handlers and serves a pool. The package-level functions use
 // DefaultServer.
 type Server struct {
+	// Slots is how many calls the server takes at once; 0 means what the
+	// pool asks (CONQ_SLOTS), or 1. Protocol 1 pools get one call at a
+	// time whatever it says.
+	Slots int
+	// Protocol caps the protocol version announced (1 or 2); 0 means the
+	// newest both sides speak.
+	Protocol int
+
 	mu       sync.RWMutex
 	handlers map[string]HandlerFunc
 }
+
+// Option configures Run.
+type Option func(*Server)
+
+// Slots sets how many calls the worker takes at once (Server.Slots).
+func Slots(n int) Option { return func(s *Server) { s.Slots = n } }
+
+// Protocol caps the protocol version the worker announces
+// (Server.Protocol).
+func Protocol(v int) Option { return func(s *Server) { s.Protocol = v } }
 
 // DefaultServer is the server of Handle, HandleJSON and Run.
 var DefaultServer = &Server{}
@@ -88,8 +124,13 @@ func HandleJSONOn[In, Out any](s *Server, name string, fn func(ctx context.Conte
 	})
 }
 
-// Run serves the pool on DefaultServer.
-func Run() error { return DefaultServer.Run() }
+// Run serves the pool on DefaultServer, with the options applied to it.
+func Run(opts ...Option) error {
+	for _, o := range opts {
+		o(DefaultServer)
+	}
+	return DefaultServer.Run()
+}
 
 // Handle registers h under name, replacing any previous handler.
 func (s *Server) Handle(name string, h HandlerFunc) {
@@ -129,112 +170,6 @@ func (s *Server) Run() error {
 	return s.Serve(context.Background(), r, w, max)
 }
 
-// Serve speaks the protocol on r and w until r ends, which is a normal
-// return (nil). maxFrame bounds the frames either way.
-func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer, maxFrame int) error {
-	ww := wire.NewWriter(w)
-	s.mu.RLock()
-	tasks := make([]string, 0, len(s.handlers))
-	for name := range s.handlers {
-		tasks = append(tasks, name)
-	}
-	s.mu.RUnlock()
-	sort.Strings(tasks)
-	ready, _ := json.Marshal(wire.Ready{Protocol: wire.Version, SDK: "conq-go", PID: os.Getpid(), Tasks: tasks})
-	if err := ww.Write(wire.KindReady, 0, "", ready); err != nil {
-		return fmt.Errorf("worker: sending ready: %w", err)
-	}
-
-	// Two goroutines take turns reading. The one that reads a call runs the
-	// handler itself, so no goroutine handoff sits between a request and its
-	// answer. If the handler runs longer than promoteAfter, the turn passes
-	// to the other goroutine, which then watches for cancel frames and the
-	// end of the stream; short calls never wake it.
-	var cur struct {
-		sync.Mutex
-		id     uint64
-		cancel context.CancelFunc
-	}
-	rr := wire.NewReader(r, maxFrame)
-	var wmu sync.Mutex
-	turn := make(chan struct{}, 1)
-	promote := time.AfterFunc(time.Hour, func() { turn <- struct{}{} })
-	promote.Stop()
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	loop := func() error {
-		haveTurn := false
-		for {
-			if !haveTurn {
-				select {
-				case <-turn:
-				case <-ctx.Done():
-					return nil
-				}
-			}
-			f, err := rr.Read()
-			for err == nil && f.Kind == wire.KindCancel {
-				cur.Lock()
-				if cur.cancel != nil && cur.id == f.ID {
-					cur.cancel()
-				}
-				cur.Unlock()
-				f, err = rr.Read()
-			}
-			if err == nil && f.Kind != wire.KindCall {
-				err = fmt.Errorf("unexpected %s frame from the pool", f.Kind)
-			}
-			if err != nil {
-				cur.Lock()
-				if cur.cancel != nil {
-					cur.cancel() // the pool is gone: stop the running handler
-				}
-				cur.Unlock()
-				stop()
-				if err == io.EOF {
-					return nil
-				}
-				return fmt.Errorf("worker: reading requests: %w", err)
-			}
-			// The ctx exists before the turn can pass, so that a cancel
-			// frame read right after finds it.
-			tctx, cancel := context.WithCancel(ctx)
-			cur.Lock()
-			cur.id, cur.cancel = f.ID, cancel
-			cur.Unlock()
-			promote.Reset(promoteAfter)
-
-			out, err := s.call(tctx, f.Name, f.Payload)
-			haveTurn = promote.Stop() // false: the other goroutine reads now
-			cur.Lock()
-			cur.cancel = nil
-			cur.Unlock()
-			cancel()
-			if err == nil && wire.HeaderSize+len(out) > maxFrame {
-				err = &Error{Type: "PayloadTooLarge", Message: fmt.Sprintf("result of %d bytes exceeds the pool's frame limit of %d", len(out), maxFrame)}
-			}
-			// Once promoted, the other goroutine may read the next call and
-			// answer it before Write returns here: serialize the writer.
-			wmu.Lock()
-			var werr error
-			if err != nil {
-				werr = ww.Write(wire.KindError, f.ID, "", encodeError(err))
-			} else {
-				werr = ww.Write(wire.KindResult, f.ID, "", out)
-			}
-			wmu.Unlock()
-			if werr != nil {
-				stop()
-				return fmt.Errorf("worker: writing response: %w", werr)
-			}
-		}
-	}
-	turn <- struct{}{}
-	errc := make(chan error, 1)
-	go func() { errc <- loop() }()
-	return errors.Join(loop(), <-errc)
-}
-
 func (s *Server) call(ctx context.Context, name string, args []byte) (out []byte, err error) {
 	s.mu.RLock()
 	h := s.handlers[name]
@@ -254,18 +189,64 @@ func (s *Server) call(ctx context.Context, name string, args []byte) (out []byte
 	return out, err
 }
 
-func encodeError(err error) []byte {
+func encodeError(err error, v2 bool) []byte {
 	p := wire.ErrorPayload{Message: err.Error()}
+	base := err
+	var ra *retryAfterError
+	if errors.As(err, &ra) {
+		p.RetryAfter = ra.d.Seconds()
+		if ra.err != nil && ra == err {
+			base = ra.err
+		}
+	}
+	p.SkipRetry = errors.Is(err, ErrSkipRetry)
 	var we *Error
 	var typed interface{ ErrorType() string }
 	switch {
 	case errors.As(err, &we):
 		p.Type, p.Message, p.Traceback = we.Type, we.Message, we.Traceback
+		if we.RetryAfter > 0 {
+			p.RetryAfter = we.RetryAfter.Seconds()
+		}
+		p.SkipRetry = p.SkipRetry || we.SkipRetry
 	case errors.As(err, &typed):
 		p.Type = typed.ErrorType()
+	case p.SkipRetry:
+		p.Type = "SkipRetry"
 	default:
-		p.Type = strings.TrimPrefix(fmt.Sprintf("%T", err), "*")
+		p.Type = strings.TrimPrefix(fmt.Sprintf("%T", base), "*")
+	}
+	if !v2 {
+		// Protocol 1 has no fields for these; its queues know the type.
+		if p.SkipRetry {
+			p.Type = "SkipRetry"
+		}
+		p.RetryAfter, p.SkipRetry = 0, false
 	}
 	b, _ := json.Marshal(p)
 	return b
 }
+
+// ErrSkipRetry, returned by a handler (wrapped or not), asks a task queue
+// not to retry the task (queue.SkipRetry).
+//
+//	return nil, fmt.Errorf("no such user %d: %w", id, worker.ErrSkipRetry)
+var ErrSkipRetry = errors.New("skip retry")
+
+// RetryAfter wraps err to ask a task queue to retry the task no sooner than
+// d from now (queue.RetryAfter).
+func RetryAfter(d time.Duration, err error) error { return &retryAfterError{d: d, err: err} }
+
+type retryAfterError struct {
+	d   time.Duration
+	err error
+}
+
+func (e *retryAfterError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("retry after %v", e.d)
+	}
+	return e.err.Error()
+}
+
+func (e *retryAfterError) Unwrap() error { return e.err }

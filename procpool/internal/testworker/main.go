@@ -5,17 +5,32 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/conqhq/conq/procpool/worker"
 )
+
+// pattern fills b with bytes that depend on their offset.
+func pattern(b []byte) {
+	const period = 4099 // prime: no alignment hides a misplaced block
+	for i := range min(len(b), period) {
+		b[i] = byte(i*7 + i>>8)
+	}
+	for n := period; n < len(b); n *= 2 {
+		copy(b[n:], b[:n])
+	}
+}
 
 func main() {
 	if path := os.Getenv("TESTWORKER_FAIL_IF_EXISTS"); path != "" {
@@ -141,7 +156,96 @@ func main() {
 		n, _ := strconv.Atoi(string(b))
 		return make([]byte, n), nil
 	})
-	if err := worker.Run(); err != nil {
+	// overlap waits until as many calls as its argument says run at once
+	// in this process (or 20s pass), and returns when it started and ended.
+	var running struct {
+		sync.Mutex
+		n    int
+		cond *sync.Cond
+	}
+	running.cond = sync.NewCond(&running.Mutex)
+	worker.Handle("overlap", func(_ context.Context, b []byte) ([]byte, error) {
+		start := time.Now()
+		want, _ := strconv.Atoi(string(b))
+		running.Lock()
+		running.n++
+		running.cond.Broadcast()
+		deadline := time.AfterFunc(20*time.Second, func() { running.Lock(); running.cond.Broadcast(); running.Unlock() })
+		for running.n < want && time.Since(start) < 20*time.Second {
+			running.cond.Wait()
+		}
+		reached := running.n >= want
+		running.Unlock()
+		deadline.Stop()
+		if !reached {
+			return nil, fmt.Errorf("only %d of %d calls ran at once", running.n, want)
+		}
+		return fmt.Appendf(nil, "%d %d %d", os.Getpid(), start.UnixNano(), time.Now().UnixNano()), nil
+	})
+	// hold creates <dir>/<name>.<pid>, then sleeps 3s honouring its ctx
+	// and returns its pid; the argument is "<dir>/<name>".
+	worker.Handle("hold", func(ctx context.Context, b []byte) ([]byte, error) {
+		if err := os.WriteFile(fmt.Sprintf("%s.%d", b, os.Getpid()), nil, 0o600); err != nil {
+			return nil, err
+		}
+		select {
+		case <-time.After(3 * time.Second):
+			return []byte(strconv.Itoa(os.Getpid())), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	// block runs until cancelled, whatever its argument.
+	worker.Handle("block", func(ctx context.Context, _ []byte) ([]byte, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	worker.Handle("info", func(ctx context.Context, b []byte) ([]byte, error) {
+		info, ok := worker.CallInfo(ctx)
+		if !ok {
+			return nil, fmt.Errorf("no CallInfo")
+		}
+		return json.Marshal(info)
+	})
+	worker.Handle("sha", func(ctx context.Context, b []byte) ([]byte, error) {
+		info, _ := worker.CallInfo(ctx)
+		sum := sha256.Sum256(b)
+		return fmt.Appendf(nil, "%x %d %t", sum, len(b), info.Shm), nil
+	})
+	// gen returns n bytes of a known pattern, built in a ResultBuffer if
+	// the argument ends in " buf", on the heap otherwise.
+	worker.Handle("gen", func(ctx context.Context, b []byte) ([]byte, error) {
+		f := strings.Fields(string(b))
+		n, _ := strconv.Atoi(f[0])
+		var out []byte
+		if len(f) > 1 && f[1] == "buf" {
+			out = worker.ResultBuffer(ctx, n)
+		} else {
+			out = make([]byte, n)
+		}
+		pattern(out)
+		return out, nil
+	})
+	// upper upper-cases its argument in place and returns it.
+	worker.Handle("upper", func(_ context.Context, b []byte) ([]byte, error) {
+		for i, c := range b {
+			if 'a' <= c && c <= 'z' {
+				b[i] = c - 32
+			}
+		}
+		return b, nil
+	})
+	worker.Handle("retry", func(context.Context, []byte) ([]byte, error) {
+		return nil, worker.RetryAfter(1500*time.Millisecond, &worker.Error{Type: "RateLimited", Message: "slow down"})
+	})
+	worker.Handle("skip", func(context.Context, []byte) ([]byte, error) {
+		return nil, fmt.Errorf("hopeless: %w", worker.ErrSkipRetry)
+	})
+	var opts []worker.Option
+	if v, err := strconv.Atoi(os.Getenv("TESTWORKER_PROTOCOL")); err == nil {
+		opts = append(opts, worker.Protocol(v))
+	}
+	if err := worker.Run(opts...); err != nil {
 		fmt.Fprintln(os.Stderr, "testworker:", err)
 		os.Exit(1)
 	}
