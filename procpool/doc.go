@@ -9,23 +9,42 @@
 // with the worker id. Workers are written with the Go SDK (package
 // procpool/worker) or the Python SDK (sdk/python/conq.py).
 //
-// Each worker runs one task at a time. Submit returns a future.Future; Map
-// runs a task over many arguments in order; SubmitJSON, CallJSON and MapJSON
-// carry typed values as JSON.
+// A worker takes as many calls at once as it announces (protocol 2 "slots",
+// asked for with Config.Slots; one for protocol 1 workers such as the
+// Python SDK's). Submit returns a future.Future; Map runs a task over many
+// arguments in order; SubmitJSON, CallJSON and MapJSON carry typed values as
+// JSON; SubmitMeta describes the call to the worker (queue/procexec sends
+// the queue task's id, attempt, deadline...). Arguments and results from
+// Config.ShmThreshold bytes (1 MiB) travel through shared memory on Linux;
+// NewBuffer, SubmitBuffer and CallBuffer let the caller write the argument
+// into, and read the result from, shared memory without any copy.
 //
 // # Policy, written down
 //
 // Supervision:
-//   - A worker that dies while running a task (exit, signal, segfault, OOM
-//     kill) fails that task alone with a *WorkerCrashedError carrying its
-//     exit status and last stderr lines, and is replaced.
-//   - A task whose ctx ends, whose TaskTimeout passes or whose future is
-//     cancelled gets a cancel frame; if the worker has not answered within
-//     CancelGrace it is killed and replaced. The future fails with ctx's
-//     error, ErrTaskTimeout or future.ErrCancelled; a worker that finishes
-//     the task anyway keeps its result.
+//   - A worker that dies (exit, signal, segfault, OOM kill) fails exactly the
+//     calls it held, each with a *WorkerCrashedError carrying its exit status
+//     and last stderr lines, and is replaced. Calls on other workers and
+//     calls still queued are not affected.
+//   - A call whose ctx ends, whose TaskTimeout passes or whose future is
+//     cancelled gets a cancel frame; that call alone is stopped. If the
+//     worker has not answered it within CancelGrace, the worker is killed
+//     and replaced (and the other calls it held fail as crashed). The future
+//     fails with ctx's error, ErrTaskTimeout or future.ErrCancelled; a worker
+//     that finishes the call anyway keeps its result.
 //   - A worker that sends a malformed, oversize or unexpected frame is killed
-//     and replaced; its task fails with a *ProtocolError.
+//     and replaced; the calls it held fail with a *ProtocolError.
+//   - Recycling (MaxTasksPerWorker, counting calls) and Shutdown stop sending
+//     calls to a worker, wait for those in flight, then close its request
+//     stream.
+//   - Shared memory: the pool's segments are reused across calls, except
+//     those a worker held when it died (a descendant could still write
+//     them); the worker's segments that the pool mapped are unmapped when it
+//     dies or destroys them, except while a Buffer holds one. Shutdown closes
+//     the pool's spare segments; an unreleased Buffer is released by the
+//     garbage collector. Segments are memfds sealed against resizing, and
+//     the pool maps a worker's only after checking the seal, so a worker
+//     cannot make the pool fault.
 //   - New fails with a *StartError if a worker cannot start. Later start
 //     failures are retried with exponential backoff; after MaxStartFailures
 //     in a row with no worker alive, queued and new tasks fail with the

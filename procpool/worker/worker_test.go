@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,3 +153,125 @@ type typedErr struct{}
 
 func (typedErr) Error() string     { return "typed" }
 func (typedErr) ErrorType() string { return "MyType" }
+
+func TestServeManySlots(t *testing.T) {
+	s := &Server{Slots: 4}
+	started := make(chan uint64, 4)
+	s.Handle("block", func(ctx context.Context, _ []byte) ([]byte, error) {
+		info, _ := CallInfo(ctx)
+		started <- info.ID
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	s.Handle("info", func(ctx context.Context, _ []byte) ([]byte, error) {
+		info, _ := CallInfo(ctx)
+		return json.Marshal(info)
+	})
+	reqR, reqW := io.Pipe()
+	respR, respW := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background(), reqR, respW, 1<<20); respW.Close() }()
+	r := wire.NewReader(respR, 1<<20)
+	f, err := r.Read()
+	var ready wire.Ready
+	if err != nil || json.Unmarshal(f.Payload, &ready) != nil || ready.Protocol != 2 || ready.Slots != 4 || !slices.Contains(ready.Features, wire.FeatureMeta) {
+		t.Fatalf("ready: %s, %v", f.Payload, err)
+	}
+	w := wire.NewWriter(reqW)
+	for id := uint64(1); id <= 3; id++ {
+		w.Write(wire.KindCall, id, "block", nil)
+	}
+	for range 3 {
+		<-started // all three run at once
+	}
+	// A META call answers while the others block.
+	meta := wire.AppendMeta(nil, []byte(`{"task_id":"t9","attempt":3,"max_retries":0,"deadline":"2030-01-02T03:04:05.000000006Z","encoding":"args"}`))
+	w.WriteFrame(wire.KindCall, wire.FlagMeta, 4, "info", meta, nil)
+	f, err = r.Read()
+	var info Info
+	if err != nil || f.ID != 4 || json.Unmarshal(f.Payload, &info) != nil {
+		t.Fatalf("info: %+v %v", f, err)
+	}
+	if !info.Meta || info.TaskID != "t9" || info.Attempt != 3 || info.Encoding != "args" || info.Deadline.Nanosecond() != 6 || info.Task != "info" {
+		t.Fatalf("info = %+v", info)
+	}
+	// Cancelling call 2 stops it alone.
+	w.Write(wire.KindCancel, 2, "", nil)
+	f, err = r.Read()
+	if err != nil || f.ID != 2 || f.Kind != wire.KindError {
+		t.Fatalf("cancel: %+v %v", f, err)
+	}
+	// The end of the stream stops the others.
+	reqW.Close()
+	seen := map[uint64]bool{}
+	for range 2 {
+		f, err := r.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[f.ID] = true
+	}
+	if !seen[1] || !seen[3] {
+		t.Fatalf("answers after the end: %v", seen)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeProtocol1(t *testing.T) {
+	t.Setenv(wire.EnvProtocol, "1")
+	s := &Server{Slots: 8}
+	s.Handle("skip", func(context.Context, []byte) ([]byte, error) { return nil, fmt.Errorf("x: %w", ErrSkipRetry) })
+	reqR, reqW := io.Pipe()
+	respR, respW := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background(), reqR, respW, 1<<20); respW.Close() }()
+	r := wire.NewReader(respR, 1<<20)
+	f, _ := r.Read()
+	var ready wire.Ready
+	if json.Unmarshal(f.Payload, &ready) != nil || ready.Protocol != 1 || ready.Slots != 0 || ready.Features != nil {
+		t.Fatalf("ready for a v1 pool: %s", f.Payload)
+	}
+	w := wire.NewWriter(reqW)
+	// A v1 pool never sends flags; a worker speaking v1 rejects them.
+	w.Write(wire.KindCall, 1, "skip", nil)
+	f, err := r.Read()
+	var ep wire.ErrorPayload
+	if err != nil || json.Unmarshal(f.Payload, &ep) != nil || ep.Type != "SkipRetry" || ep.SkipRetry {
+		t.Fatalf("v1 skip: %s %v", f.Payload, err)
+	}
+	w.WriteFrame(wire.KindCall, wire.FlagMeta, 2, "skip", wire.AppendMeta(nil, []byte("{}")), nil)
+	go func() {
+		for {
+			if _, err := r.Read(); err != nil {
+				return
+			}
+		}
+	}()
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "protocol 1") {
+		t.Fatalf("Serve = %v, want a protocol error", err)
+	}
+	reqW.Close()
+}
+
+func TestEncodeError(t *testing.T) {
+	cases := []struct {
+		err  error
+		v2   bool
+		want wire.ErrorPayload
+	}{
+		{RetryAfter(2*time.Second, &Error{Type: "Busy", Message: "m"}), true, wire.ErrorPayload{Type: "Busy", Message: "m", RetryAfter: 2}},
+		{RetryAfter(time.Second, errors.New("plain")), true, wire.ErrorPayload{Type: "errors.errorString", Message: "plain", RetryAfter: 1}},
+		{fmt.Errorf("gone: %w", ErrSkipRetry), true, wire.ErrorPayload{Type: "SkipRetry", Message: "gone: skip retry", SkipRetry: true}},
+		{&Error{Type: "Bad", Message: "m", SkipRetry: true}, true, wire.ErrorPayload{Type: "Bad", Message: "m", SkipRetry: true}},
+		{&Error{Type: "Bad", Message: "m", SkipRetry: true}, false, wire.ErrorPayload{Type: "SkipRetry", Message: "m"}},
+		{RetryAfter(time.Second, errors.New("plain")), false, wire.ErrorPayload{Type: "errors.errorString", Message: "plain"}},
+	}
+	for i, c := range cases {
+		var got wire.ErrorPayload
+		if err := json.Unmarshal(encodeError(c.err, c.v2), &got); err != nil || got != c.want {
+			t.Errorf("case %d: %+v, want %+v", i, got, c.want)
+		}
+	}
+}

@@ -6,13 +6,22 @@
 //	pool, _ := procpool.New(ctx, procpool.Config{Command: []string{"python3", "tasks.py"}})
 //	w.Handle("resize", procexec.Handler(pool))
 //
+// Each call carries the task's description to workers that take it
+// (protocol 2 META, worker.CallInfo in the Go SDK): its id, kind, queue,
+// attempt (1-based), max retries, the attempt's deadline (the earlier of
+// the task's deadline and the attempt's ctx deadline) and its payload's
+// encoding (raw, json or args).
+//
 // Errors map onto the queue's retry rules:
 //
 //   - an error raised by the task (an exception in Python) fails the attempt
 //     with "Type: message" as its message and the traceback as its stack
 //     (a *queue.HandlerError wrapping a *TaskError); the error type
 //     "SkipRetry" (conq.TaskError("SkipRetry", msg) in Python) sends the
-//     task to dead at once, like queue.SkipRetry;
+//     task to dead at once, like queue.SkipRetry, and so does an error
+//     whose skip_retry field is set (protocol 2: worker.ErrSkipRetry,
+//     conq.SkipRetry in Python); an error with retry_after (worker.RetryAfter,
+//     conq.Retry(after=...)) is retried no sooner, like queue.RetryAfter;
 //   - a task name the worker program does not know fails it with a
 //     *queue.UnknownKindError (retried, then dead, like any failure);
 //   - a worker crash, a procpool timeout or a protocol error fails the
@@ -47,7 +56,7 @@ func Process(ctx context.Context, pool *procpool.Pool, t *queue.TaskInfo) ([]byt
 	if pool == nil {
 		return nil, fmt.Errorf("procexec: nil pool for task kind %q: %w", t.Kind, queue.SkipRetry)
 	}
-	f, err := pool.Submit(ctx, t.Kind, t.Payload)
+	f, err := pool.SubmitMeta(ctx, t.Kind, t.Payload, meta(ctx, t))
 	if err != nil {
 		return nil, mapError(ctx, t, err)
 	}
@@ -59,6 +68,22 @@ func Process(ctx context.Context, pool *procpool.Pool, t *queue.TaskInfo) ([]byt
 		return nil, mapError(ctx, t, err)
 	}
 	return res, nil
+}
+
+// meta describes the attempt for the worker.
+func meta(ctx context.Context, t *queue.TaskInfo) *procpool.Meta {
+	enc := t.Encoding
+	if enc == "" {
+		enc = queue.EncodingRaw
+	}
+	deadline := t.Deadline
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
+	return &procpool.Meta{
+		TaskID: t.ID, Kind: t.Kind, Queue: t.Queue, Attempt: t.Attempts + 1,
+		MaxRetries: t.MaxRetries, Deadline: deadline, Encoding: enc,
+	}
 }
 
 // mapError turns a procpool error into the attempt's error.
@@ -73,8 +98,12 @@ func mapError(ctx context.Context, t *queue.TaskInfo, err error) error {
 		if te.Type == unknownTaskType {
 			return &queue.UnknownKindError{Kind: t.Kind}
 		}
-		terr := &TaskError{Kind: t.Kind, Type: te.Type, Message: te.Message, Traceback: te.Traceback}
-		return &queue.HandlerError{Kind: "error", Message: te.Type + ": " + te.Message, Stack: strings.TrimSpace(te.Traceback), Err: terr}
+		terr := &TaskError{Kind: t.Kind, Type: te.Type, Message: te.Message, Traceback: te.Traceback, SkipRetry: te.SkipRetry}
+		herr := &queue.HandlerError{Kind: "error", Message: te.Type + ": " + te.Message, Stack: strings.TrimSpace(te.Traceback), Err: terr}
+		if te.RetryAfter > 0 && !terr.skip() {
+			return queue.RetryAfter(te.RetryAfter, herr)
+		}
+		return herr
 	}
 	if errors.Is(err, procpool.ErrPayloadTooLarge) {
 		// The same payload cannot fit next time either.
@@ -93,6 +122,7 @@ type TaskError struct {
 	Type      string // e.g. "ValueError"
 	Message   string
 	Traceback string
+	SkipRetry bool // the worker asked not to retry (protocol 2 skip_retry)
 }
 
 func (e *TaskError) Error() string {
@@ -111,10 +141,13 @@ func (e *TaskError) Error() string {
 // task at once.
 const SkipRetryType = "SkipRetry"
 
-// Unwrap returns queue.SkipRetry for errors of type SkipRetryType.
+// Unwrap returns queue.SkipRetry for errors of type SkipRetryType or with
+// SkipRetry set.
 func (e *TaskError) Unwrap() error {
-	if e.Type == SkipRetryType {
+	if e.skip() {
 		return queue.SkipRetry
 	}
 	return nil
 }
+
+func (e *TaskError) skip() bool { return e.SkipRetry || e.Type == SkipRetryType }

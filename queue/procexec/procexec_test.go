@@ -2,7 +2,9 @@ package procexec_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -55,6 +57,21 @@ func serveTestWorker() {
 			return []byte("slept"), nil
 		}
 	})
+	worker.Handle("info", func(ctx context.Context, _ []byte) ([]byte, error) {
+		info, _ := worker.CallInfo(ctx)
+		return json.Marshal(info)
+	})
+	// retry_once asks to be retried in 400ms unless its marker exists.
+	worker.Handle("retry_once", func(_ context.Context, args []byte) ([]byte, error) {
+		if _, err := os.Stat(string(args)); err != nil {
+			_ = os.WriteFile(string(args), nil, 0o600)
+			return nil, worker.RetryAfter(400*time.Millisecond, errors.New("rate limited"))
+		}
+		return []byte("done"), nil
+	})
+	worker.Handle("skip_field", func(context.Context, []byte) ([]byte, error) {
+		return nil, fmt.Errorf("no such user: %w", worker.ErrSkipRetry)
+	})
 	if err := worker.Run(); err != nil {
 		os.Exit(1)
 	}
@@ -95,7 +112,7 @@ func start(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	h := procexec.Handler(pool)
-	for _, kind := range []string{"echo", "fail", "skip", "crash_once", "sleep", "missing"} {
+	for _, kind := range []string{"echo", "fail", "skip", "crash_once", "sleep", "missing", "info", "retry_once", "skip_field"} {
 		w.Handle(kind, h)
 	}
 	if err := w.Start(context.Background()); err != nil {
@@ -207,5 +224,53 @@ func TestTimeout(t *testing.T) {
 	// The pool is usable afterwards.
 	if res, err := e.run("echo", "1"); err != nil || string(res) != "1" {
 		t.Fatalf("echo after timeout = %q, %v", res, err)
+	}
+}
+
+// The worker sees the queue task through CallInfo (protocol 2 META).
+func TestTaskInfoReachesWorker(t *testing.T) {
+	e := start(t)
+	deadline := time.Now().Add(time.Hour).Round(0)
+	task, err := queue.NewCallTask("info", []any{1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.client.Enqueue(e.ctx, task, queue.MaxRetries(3), queue.Deadline(deadline))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.client.Result(e.ctx, info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got worker.Info
+	if err := json.Unmarshal(res, &got); err != nil {
+		t.Fatalf("%s: %v", res, err)
+	}
+	if !got.Meta || got.TaskID != info.ID || got.Kind != "info" || got.Queue != info.Queue || got.Queue == "" || got.Attempt != 1 ||
+		got.MaxRetries != 3 || got.Encoding != queue.EncodingArgs || got.Deadline.IsZero() || got.Deadline.After(deadline) {
+		t.Fatalf("worker saw %+v (task %s, deadline %v)", got, info.ID, deadline)
+	}
+}
+
+func TestRetryAfterFromWorker(t *testing.T) {
+	e := start(t)
+	marker := t.TempDir() + "/once"
+	t0 := time.Now()
+	res, err := e.run("retry_once", marker, queue.MaxRetries(1))
+	if err != nil || string(res) != "done" {
+		t.Fatalf("retry_once = %q, %v", res, err)
+	}
+	// The worker's RetryDelay is 10ms; the task asked for 400ms.
+	if d := time.Since(t0); d < 400*time.Millisecond {
+		t.Fatalf("retried after %v, before the 400ms the task asked for", d)
+	}
+}
+
+func TestSkipRetryFieldFromWorker(t *testing.T) {
+	e := start(t)
+	_, err := e.run("skip_field", "", queue.MaxRetries(5))
+	if tf := failed(t, err); tf.Attempts != 1 {
+		t.Fatalf("attempts = %d, want 1", tf.Attempts)
 	}
 }
