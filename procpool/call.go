@@ -311,7 +311,8 @@ func (p *Pool) result(pr *process, c *call, f wire.Frame) ([]byte, error) {
 			c.buf = newBuffer(b, &bufHold{seg: seg})
 			return nil, nil
 		}
-		return append(make([]byte, 0, len(b)), b...), nil
+		// append, not make and copy, which would zero the bytes first.
+		return append([]byte(nil), b...), nil
 	case pr.pid:
 		ps, err := pr.mapPeer(h)
 		if err != nil {
@@ -322,7 +323,7 @@ func (p *Pool) result(pr *process, c *call, f wire.Frame) ([]byte, error) {
 			c.buf = newBuffer(b, &bufHold{pr: pr, peer: ps, peerID: h.ID})
 			return nil, nil
 		}
-		out := append(make([]byte, 0, len(b)), b...)
+		out := append([]byte(nil), b...)
 		pr.unrefPeer(h.ID, ps, true)
 		return out, nil
 	}

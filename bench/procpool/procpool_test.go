@@ -52,13 +52,15 @@ func workerCommand(tb testing.TB, lang string) []string {
 }
 
 func newPool(tb testing.TB, lang string, workers int) *procpool.Pool {
+	return newPoolConfig(tb, lang, procpool.Config{Workers: workers})
+}
+
+func newPoolConfig(tb testing.TB, lang string, cfg procpool.Config) *procpool.Pool {
 	tb.Helper()
 	sdk, _ := filepath.Abs("../../sdk/python")
-	p, err := procpool.New(context.Background(), procpool.Config{
-		Command: workerCommand(tb, lang), Env: []string{"PYTHONPATH=" + sdk},
-		Workers: workers, MaxPayload: 128 << 20,
-		Logger: slog.New(slog.DiscardHandler),
-	})
+	cfg.Command, cfg.Env = workerCommand(tb, lang), []string{"PYTHONPATH=" + sdk}
+	cfg.MaxPayload, cfg.Logger = 128<<20, slog.New(slog.DiscardHandler)
+	p, err := procpool.New(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -117,13 +119,25 @@ func BenchmarkLatency(b *testing.B) {
 	}
 }
 
-// BenchmarkEcho64MiB sends a 64 MiB argument and gets it back; MB/s counts
-// the argument once (the bytes cross the pipes twice).
+// BenchmarkEcho64MiB sends a 64 MiB argument and gets a result of the same
+// size back, one worker; MB/s counts the argument once.
+//
+//   - go-pipe, python: Submit with a []byte, both ways through the pipes
+//     (ShmThreshold < 0 for go-pipe; the Python SDK speaks protocol 1).
+//   - go-shm: Submit with a []byte: the pool copies it into a shared
+//     segment, the worker answers with that segment, the pool copies the
+//     result out into a new []byte (the plain API's two copies).
+//   - go-buffer: the argument is in a Buffer the caller filled; echo answers
+//     with the argument's segment: nothing is copied at all.
+//   - go-buffer-copy: the same, but the handler writes a new result into a
+//     ResultBuffer (one 64 MiB copy, in the worker), read in place by the
+//     caller.
 func BenchmarkEcho64MiB(b *testing.B) {
 	arg := bytes.Repeat([]byte("conq"), 16<<20)
-	for _, lang := range []string{"go", "python"} {
-		b.Run(lang, func(b *testing.B) {
-			p := newPool(b, lang, 1)
+	plain := func(lang string, cfg procpool.Config) func(b *testing.B) {
+		return func(b *testing.B) {
+			cfg.Workers = 1
+			p := newPoolConfig(b, lang, cfg)
 			ctx := context.Background()
 			b.SetBytes(int64(len(arg)))
 			b.ResetTimer()
@@ -133,8 +147,45 @@ func BenchmarkEcho64MiB(b *testing.B) {
 					b.Fatalf("%d bytes, %v", len(out), err)
 				}
 			}
-		})
+		}
 	}
+	b.Run("go-pipe", plain("go", procpool.Config{ShmThreshold: -1}))
+	b.Run("go-shm", plain("go", procpool.Config{}))
+	buffered := func(task string) func(b *testing.B) {
+		return func(b *testing.B) {
+			p := newPoolConfig(b, "go", procpool.Config{Workers: 1})
+			ctx := context.Background()
+			buf, err := p.NewBuffer(len(arg))
+			if err != nil {
+				b.Fatal(err)
+			}
+			copy(buf.Bytes(), arg)
+			b.SetBytes(int64(len(arg)))
+			b.ResetTimer()
+			for range b.N {
+				out, err := p.CallBuffer(ctx, task, buf)
+				if err != nil || out.Len() != len(arg) || !out.Shared() {
+					b.Fatalf("%v", err)
+				}
+				if task == "echo" {
+					buf = out // the same segment: the next argument
+					continue
+				}
+				out.Release()
+				if buf, err = p.NewBuffer(len(arg)); err != nil { // the argument's segment, reused
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if task == "echo" && !bytes.Equal(buf.Bytes(), arg) {
+				b.Fatal("the echoed bytes differ")
+			}
+			buf.Release()
+		}
+	}
+	b.Run("go-buffer", buffered("echo"))
+	b.Run("go-buffer-copy", buffered("copy"))
+	b.Run("python", plain("python", procpool.Config{}))
 }
 
 func TestWorkersAnswer(t *testing.T) {
