@@ -57,7 +57,8 @@ type process struct {
 	w      *wire.Writer
 	head   []byte // scratch for META parts and handles; under wlock
 	relMu  sync.Mutex
-	rel    []release // release frames waiting for wlock
+	rel    []release    // release frames waiting for wlock
+	relN   atomic.Int32 // len(rel), read without relMu on the hot path
 	sp     *shmPool
 	peerMu sync.Mutex
 	peers  map[uint64]*peerSeg // the worker's segments mapped here
@@ -256,12 +257,11 @@ func (pr *process) lockW() { pr.wlock.Lock() }
 
 func (pr *process) unlockW() {
 	for {
-		pr.flushReleasesLocked()
+		if pr.relN.Load() > 0 {
+			pr.flushReleasesLocked()
+		}
 		pr.wlock.Unlock()
-		pr.relMu.Lock()
-		n := len(pr.rel)
-		pr.relMu.Unlock()
-		if n == 0 || !pr.wlock.TryLock() {
+		if pr.relN.Load() == 0 || !pr.wlock.TryLock() {
 			return
 		}
 	}
@@ -276,6 +276,7 @@ func (pr *process) queueRelease(op byte, id uint64) {
 	}
 	pr.relMu.Lock()
 	pr.rel = append(pr.rel, release{op, id})
+	pr.relN.Store(int32(len(pr.rel)))
 	pr.relMu.Unlock()
 	if pr.wlock.TryLock() {
 		pr.unlockW()
@@ -286,6 +287,7 @@ func (pr *process) flushReleasesLocked() {
 	pr.relMu.Lock()
 	rel := pr.rel
 	pr.rel = nil
+	pr.relN.Store(0)
 	pr.relMu.Unlock()
 	for _, r := range rel {
 		var op [1]byte

@@ -41,8 +41,10 @@ func (i *Info) fill(m wire.Meta) {
 
 type callKey struct{}
 
-// callState is what the SDK knows of a running call.
+// callState is what the SDK knows of a running call. It is the handler's
+// ctx too (one allocation for both): Value answers CallInfo's key.
 type callState struct {
+	context.Context
 	info      Info
 	conn      *conn
 	arg       *shm.Mapping // the argument's segment, if it came in one
@@ -50,6 +52,14 @@ type callState struct {
 
 	mu   sync.Mutex
 	bufs []*shm.Segment // ResultBuffer segments not sent yet
+}
+
+// Value implements context.Context.
+func (ci *callState) Value(key any) any {
+	if key == (callKey{}) {
+		return ci
+	}
+	return ci.Context.Value(key)
 }
 
 // CallInfo returns the description of the call ctx belongs to; false

@@ -232,11 +232,11 @@ func (c *conn) serveMany(ctx context.Context) error {
 // handle runs the call f and writes its answer; it returns only write
 // errors.
 func (c *conn) handle(ctx context.Context, f wire.Frame) error {
-	ci := &callState{info: Info{ID: f.ID, Task: f.Name}, conn: c}
+	ci := &callState{Context: ctx, info: Info{ID: f.ID, Task: f.Name}, conn: c}
 	args, err := c.decodeCall(ci, f)
 	var out []byte
 	if err == nil {
-		out, err = c.s.call(context.WithValue(ctx, callKey{}, ci), f.Name, args)
+		out, err = c.s.call(ci, f.Name, args)
 	}
 	return c.respond(ci, out, err)
 }
