@@ -174,3 +174,34 @@ func TestMustNew(t *testing.T) {
 	}()
 	MustNew(mapCtx(t), Config{Command: []string{"/nonexistent/worker"}, Workers: 1})
 }
+
+func TestTrySubmit(t *testing.T) {
+	p, _ := newPool(t, Config{Workers: 1, QueueSize: 1})
+	running, err := p.TrySubmit(mapCtx(t), "sleep", []byte("300ms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill the one queue slot once the worker has taken the first task.
+	var queued *future.Future[[]byte]
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if queued, err = p.TrySubmit(mapCtx(t), "echo", []byte("q")); err == nil {
+			break
+		}
+		if !errors.Is(err, ErrQueueFull) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := p.TrySubmit(mapCtx(t), "echo", []byte("x")); !errors.Is(err, ErrQueueFull) || !errors.Is(err, pool.ErrQueueFull) {
+		t.Fatalf("TrySubmit on a full queue: %v, want ErrQueueFull", err)
+	}
+	for _, f := range []*future.Future[[]byte]{running, queued} {
+		if _, err := f.Result(mapCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = p.Shutdown(mapCtx(t))
+	if _, err := p.TrySubmit(mapCtx(t), "echo", nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("TrySubmit after Shutdown: %v", err)
+	}
+}

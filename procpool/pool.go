@@ -139,7 +139,13 @@ func (p *Pool) Slots() int {
 // shared-memory segment for workers that map them (one copy instead of the
 // pipe's two); NewBuffer and SubmitBuffer avoid that copy too.
 func (p *Pool) Submit(ctx context.Context, task string, args []byte) (*future.Future[[]byte], error) {
-	return p.SubmitMeta(ctx, task, args, nil)
+	return p.submitBytes(ctx, task, args, nil, true)
+}
+
+// TrySubmit is Submit without blocking: it returns ErrQueueFull when the
+// queue has no room.
+func (p *Pool) TrySubmit(ctx context.Context, task string, args []byte) (*future.Future[[]byte], error) {
+	return p.submitBytes(ctx, task, args, nil, false)
 }
 
 // Meta describes a call for workers that take it (protocol 2, feature
@@ -173,6 +179,10 @@ func (m *Meta) encode() ([]byte, error) {
 // SubmitMeta is Submit with a description of the call, sent to workers
 // that take it; meta may be nil.
 func (p *Pool) SubmitMeta(ctx context.Context, task string, args []byte, meta *Meta) (*future.Future[[]byte], error) {
+	return p.submitBytes(ctx, task, args, meta, true)
+}
+
+func (p *Pool) submitBytes(ctx context.Context, task string, args []byte, meta *Meta, block bool) (*future.Future[[]byte], error) {
 	if len(args) > p.cfg.MaxPayload {
 		return nil, fmt.Errorf("%w: %d-byte argument exceeds MaxPayload %d", ErrPayloadTooLarge, len(args), p.cfg.MaxPayload)
 	}
@@ -189,7 +199,7 @@ func (p *Pool) SubmitMeta(ctx context.Context, task string, args []byte, meta *M
 			p.cfg.Logger.Warn("procpool: no shared memory for a large argument; sending it through the pipe", "err", err)
 		}
 	}
-	if err := p.submit(ctx, c); err != nil {
+	if err := p.submit(ctx, c, block); err != nil {
 		return nil, err
 	}
 	return c.Future(), nil
@@ -208,8 +218,9 @@ func (p *Pool) prepare(c *call, meta *Meta) error {
 	return nil
 }
 
-// submit queues c; on failure c's segment is let go.
-func (p *Pool) submit(ctx context.Context, c *call) error {
+// submit queues c, waiting for room if block; on failure c's segment is
+// let go.
+func (p *Pool) submit(ctx context.Context, c *call, block bool) error {
 	fail := func(err error) error {
 		c.finishUnqueued()
 		return err
@@ -233,6 +244,14 @@ func (p *Pool) submit(ctx context.Context, c *call) error {
 	c.id = p.ids.Add(1)
 	if ctx.Done() != nil {
 		c.stopCtx = context.AfterFunc(ctx, c.ctxDone)
+	}
+	select {
+	case p.queue <- c:
+		return nil
+	default:
+	}
+	if !block {
+		return fail(ErrQueueFull)
 	}
 	select {
 	case p.queue <- c:
@@ -288,7 +307,7 @@ func (p *Pool) SubmitBuffer(ctx context.Context, task string, arg *Buffer, meta 
 		c.finishUnqueued()
 		return nil, err
 	}
-	if err := p.submit(ctx, c); err != nil {
+	if err := p.submit(ctx, c, true); err != nil {
 		return nil, err
 	}
 	out := new(future.Promise[*Buffer])

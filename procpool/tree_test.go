@@ -4,6 +4,7 @@ package procpool
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -152,6 +153,11 @@ func pythonForkConfig(t *testing.T, mode Containment) Config {
 	return cfg
 }
 
+func jsonString(s string) []byte {
+	b, _ := json.Marshal(s)
+	return b
+}
+
 func readPIDs(t *testing.T, path string) []int {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -183,7 +189,7 @@ func TestPythonForkThenExit(t *testing.T) {
 				pidFile := filepath.Join(t.TempDir(), "pids")
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
-				_, err := p.Call(ctx, "fork_exit", []byte(pidFile))
+				_, err := p.Call(ctx, "fork_exit", jsonString(pidFile))
 				var ce *WorkerCrashedError
 				if !errors.As(err, &ce) || ce.ExitCode != 1 {
 					t.Fatalf("err = %v, want *WorkerCrashedError with exit status 1", err)
@@ -202,7 +208,7 @@ func TestPythonDaemonKilled(t *testing.T) {
 		t.Run(mode.String()+"/crash", func(t *testing.T) {
 			p, _ := newPool(t, pythonForkConfig(t, mode))
 			pidFile := filepath.Join(t.TempDir(), "pids")
-			if _, err := callT(t, p, "daemon_exit", pidFile); !errors.Is(err, ErrWorkerCrashed) {
+			if _, err := callT(t, p, "daemon_exit", string(jsonString(pidFile))); !errors.Is(err, ErrWorkerCrashed) {
 				t.Fatalf("err = %v, want a crash", err)
 			}
 			waitGone(t, "the daemon", readPIDs(t, pidFile)...)
@@ -210,7 +216,7 @@ func TestPythonDaemonKilled(t *testing.T) {
 		t.Run(mode.String()+"/shutdown", func(t *testing.T) {
 			p, _ := newPool(t, pythonForkConfig(t, mode))
 			pidFile := filepath.Join(t.TempDir(), "pids")
-			mustCall(t, p, "daemon", pidFile)
+			mustCall(t, p, "daemon", string(jsonString(pidFile)))
 			pids := readPIDs(t, pidFile)
 			if !alive(pids[0]) {
 				t.Fatal("the daemon is not running")

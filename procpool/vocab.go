@@ -15,6 +15,10 @@ import (
 // too.
 var ErrClosed = future.ErrClosed
 
+// ErrQueueFull is returned by TrySubmit when the queue has no room; it is
+// future.ErrQueueFull, as pool.ErrQueueFull is.
+var ErrQueueFull = future.ErrQueueFull
+
 // MustNew is New for programs whose workers are part of the program (a
 // test, an example, a main that cannot do without them): it panics if New
 // fails.

@@ -1,7 +1,8 @@
 """Python worker whose tasks leave descendants behind (procpool tree tests).
 
 Each task writes the pids it leaves behind, one per line, to the file named
-by its argument before it exits or returns.
+by its argument (a JSON string: json=True tasks work alike with the SDK's
+raw-bytes and natural-JSON defaults) before it exits or returns.
 """
 import os
 import time
@@ -14,7 +15,7 @@ def _record(path, pids):
         f.write("".join("%d\n" % p for p in pids))
 
 
-@conq.task
+@conq.task(json=True)
 def fork_exit(data):
     """The issue's repro: fork a child that sleeps (holding the worker's
     pipes), then exit at once."""
@@ -22,7 +23,7 @@ def fork_exit(data):
     if pid == 0:
         time.sleep(120)
         os._exit(0)
-    _record(bytes(data).decode(), [pid])
+    _record(data, [pid])
     os._exit(1)
 
 
@@ -48,18 +49,18 @@ def _daemon(path):
     return gpid
 
 
-@conq.task
+@conq.task(json=True)
 def daemon_exit(data):
-    path = bytes(data).decode()
+    path = data
     _record(path, [_daemon(path)])
     os._exit(1)
 
 
-@conq.task
+@conq.task(json=True)
 def daemon(data):
-    path = bytes(data).decode()
+    path = data
     _record(path, [_daemon(path)])
-    return b"ok"
+    return "ok"
 
 
 if __name__ == "__main__":

@@ -24,8 +24,12 @@
 //     conq.Retry(after=...)) is retried no sooner, like queue.RetryAfter;
 //   - a task name the worker program does not know fails it with a
 //     *queue.UnknownKindError (retried, then dead, like any failure);
-//   - a worker crash, a procpool timeout or a protocol error fails the
-//     attempt and the task is retried;
+//   - a worker crash fails the attempt with kind "worker_crashed", a
+//     procpool timeout with kind "timeout" (KindWorkerCrashed, KindTimeout),
+//     a protocol error with the error; the task is retried;
+//   - an error the worker marked skip_retry is recorded with its type as
+//     the attempt's kind (a Python binding error: "TypeError"); other task
+//     errors with kind "error";
 //   - an attempt whose ctx ended (timeout, lost lease, shutdown) returns
 //     the ctx's error so the queue worker classifies it.
 package procexec
@@ -38,6 +42,14 @@ import (
 
 	"github.com/conqhq/conq/procpool"
 	"github.com/conqhq/conq/queue"
+)
+
+// Attempt error kinds (queue.AttemptError.Kind) of failures that are not
+// the task's own: the worker process died under the attempt, or the pool's
+// TaskTimeout ended it. Both are retried.
+const (
+	KindWorkerCrashed = "worker_crashed"
+	KindTimeout       = "timeout"
 )
 
 // unknownTaskType is the error type both SDKs report for a task name that
@@ -99,7 +111,13 @@ func mapError(ctx context.Context, t *queue.TaskInfo, err error) error {
 			return &queue.UnknownKindError{Kind: t.Kind}
 		}
 		terr := &TaskError{Kind: t.Kind, Type: te.Type, Message: te.Message, Traceback: te.Traceback, SkipRetry: te.SkipRetry}
-		herr := &queue.HandlerError{Kind: "error", Message: te.Type + ": " + te.Message, Stack: strings.TrimSpace(te.Traceback), Err: terr}
+		kind := "error"
+		if te.SkipRetry {
+			// Not retried because of what it is (a binding error is a
+			// TypeError): the attempt's kind names it.
+			kind = te.Type
+		}
+		herr := &queue.HandlerError{Kind: kind, Message: te.Type + ": " + te.Message, Stack: strings.TrimSpace(te.Traceback), Err: terr}
 		if te.RetryAfter > 0 && !terr.skip() {
 			return queue.RetryAfter(te.RetryAfter, herr)
 		}
@@ -111,6 +129,12 @@ func mapError(ctx context.Context, t *queue.TaskInfo, err error) error {
 	}
 	// Worker crashed, procpool timeout, protocol error, pool closed or not
 	// starting: not the task's fault, so it is retried.
+	switch {
+	case errors.Is(err, procpool.ErrWorkerCrashed):
+		return &queue.HandlerError{Kind: KindWorkerCrashed, Message: err.Error(), Err: err}
+	case errors.Is(err, procpool.ErrTaskTimeout):
+		return &queue.HandlerError{Kind: KindTimeout, Message: err.Error(), Err: err}
+	}
 	return fmt.Errorf("task kind %q: %w", t.Kind, err)
 }
 

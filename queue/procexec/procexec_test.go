@@ -86,7 +86,7 @@ type env struct {
 
 // start runs a queue worker on a memory broker whose every kind goes
 // through procexec to a pool of the test binary.
-func start(t *testing.T) *env {
+func start(t *testing.T, opts ...func(*procpool.Config)) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -94,10 +94,14 @@ func start(t *testing.T) *env {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	pool, err := procpool.New(ctx, procpool.Config{
+	cfg := procpool.Config{
 		Command: []string{os.Args[0]}, Env: []string{workerEnv + "=1"},
 		Workers: 2, CancelGrace: 500 * time.Millisecond, Logger: logger,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	pool, err := procpool.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,8 +209,8 @@ func TestWorkerCrashIsRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(done.Errors) != 1 || !strings.Contains(done.Errors[0].Message, "crashed") {
-		t.Fatalf("errors = %+v, want one worker crash", done.Errors)
+	if len(done.Errors) != 1 || !strings.Contains(done.Errors[0].Message, "crashed") || done.Errors[0].Kind != procexec.KindWorkerCrashed {
+		t.Fatalf("errors = %+v, want one worker crash of kind %s", done.Errors, procexec.KindWorkerCrashed)
 	}
 }
 
@@ -270,7 +274,20 @@ func TestRetryAfterFromWorker(t *testing.T) {
 func TestSkipRetryFieldFromWorker(t *testing.T) {
 	e := start(t)
 	_, err := e.run("skip_field", "", queue.MaxRetries(5))
-	if tf := failed(t, err); tf.Attempts != 1 {
+	tf := failed(t, err)
+	if tf.Attempts != 1 {
 		t.Fatalf("attempts = %d, want 1", tf.Attempts)
+	}
+	if last, _ := tf.Last(); last.Kind != "SkipRetry" {
+		t.Fatalf("last error = %+v, want kind SkipRetry (the error's type)", last)
+	}
+}
+
+// The pool's own TaskTimeout (not the queue's) is recorded as kind timeout.
+func TestPoolTimeoutKind(t *testing.T) {
+	e := start(t, func(c *procpool.Config) { c.TaskTimeout = 200 * time.Millisecond })
+	_, err := e.run("sleep", "", queue.MaxRetries(0))
+	if last, _ := failed(t, err).Last(); last.Kind != procexec.KindTimeout {
+		t.Fatalf("last error = %+v, want kind %s", last, procexec.KindTimeout)
 	}
 }
