@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +58,22 @@ func serveTestWorker() {
 		case <-time.After(time.Minute):
 			return []byte("slept"), nil
 		}
+	})
+	// together answers once 4 calls run at once in this process.
+	var mu sync.Mutex
+	cond := sync.NewCond(&mu)
+	running := 0
+	worker.Handle("together", func(ctx context.Context, _ []byte) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		running++
+		cond.Broadcast()
+		stop := context.AfterFunc(ctx, func() { mu.Lock(); cond.Broadcast(); mu.Unlock() })
+		defer stop()
+		for running < 4 && ctx.Err() == nil {
+			cond.Wait()
+		}
+		return []byte(strconv.Itoa(os.Getpid())), ctx.Err()
 	})
 	worker.Handle("info", func(ctx context.Context, _ []byte) ([]byte, error) {
 		info, _ := worker.CallInfo(ctx)
@@ -289,5 +307,51 @@ func TestPoolTimeoutKind(t *testing.T) {
 	_, err := e.run("sleep", "", queue.MaxRetries(0))
 	if last, _ := failed(t, err).Last(); last.Kind != procexec.KindTimeout {
 		t.Fatalf("last error = %+v, want kind %s", last, procexec.KindTimeout)
+	}
+}
+
+// Serve with fewer processes than the worker's concurrency: one process
+// takes the 4 tasks at once.
+func TestServeProcessesTakeSeveralTasks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := memory.New(memory.Config{})
+	defer b.Close()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	t.Setenv(workerEnv, "1") // Serve's worker processes inherit it
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() {
+		served <- procexec.Serve(sctx, b, procexec.ServeConfig{
+			Command: []string{os.Args[0]}, Processes: 1, Logger: logger,
+			Worker: queue.WorkerConfig{Concurrency: 4, ForwardInterval: 20 * time.Millisecond},
+		})
+	}()
+	c, err := queue.NewClient(b, queue.ClientConfig{Options: []queue.Option{queue.Retention(time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 4 {
+		info, err := c.Enqueue(ctx, queue.NewTask("together", nil), queue.Timeout(20*time.Second), queue.MaxRetries(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, info.ID)
+	}
+	var pid string
+	for _, id := range ids {
+		res, err := c.Result(ctx, id)
+		if err != nil {
+			t.Fatalf("task %s: %v", id, err)
+		}
+		if pid != "" && string(res) != pid {
+			t.Fatalf("tasks ran in processes %s and %s, want one", pid, res)
+		}
+		pid = string(res)
+	}
+	stop()
+	if err := <-served; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -15,9 +15,13 @@ import (
 
 // ServeConfig configures Serve.
 type ServeConfig struct {
-	// Command is the worker program (Go or Python SDK), one process per
-	// slot of Worker.Concurrency. Required.
+	// Command is the worker program (Go or Python SDK). Required.
 	Command []string
+	// Processes is the number of worker processes; 0 means
+	// Worker.Concurrency, one task at a time each. With fewer, each process
+	// is asked to take ceil(Concurrency/Processes) tasks at once
+	// (procpool.Config.Slots); a protocol 1 worker takes one anyway.
+	Processes int
 	// Worker configures the queue worker; its Logger is Logger.
 	Worker queue.WorkerConfig
 	// Metrics, if set, serves Prometheus metrics of the worker (task
@@ -73,13 +77,27 @@ func Serve(ctx context.Context, b queue.Broker, cfg ServeConfig) error {
 		go func() { _ = metrics.ServeListener(mctx, cfg.Metrics, reg, log) }()
 		log.Info("queue: worker metrics", "url", "http://"+cfg.Metrics.Addr().String()+"/metrics")
 	}
+	concurrency := w.Info().Concurrency
+	procs := cfg.Processes
+	if procs <= 0 || procs > concurrency {
+		procs = concurrency
+	}
+	slots := (concurrency + procs - 1) / procs
+	if slots == 1 {
+		slots = 0 // ask nothing: the SDKs' default of one
+	}
 	pool, err := procpool.New(ctx, procpool.Config{
 		Command: cfg.Command,
-		Workers: w.Info().Concurrency,
+		Workers: procs,
+		Slots:   slots,
 		Logger:  log.With("component", "procpool"),
 	})
 	if err != nil {
 		return fmt.Errorf("procexec: worker program %q: %w", cfg.Command, err)
+	}
+	if got := pool.Slots(); got < concurrency {
+		log.Warn("procexec: the worker processes take fewer tasks at once than the worker's concurrency; the others wait for a free process",
+			"concurrency", concurrency, "processes", procs, "slots", got)
 	}
 	defer func() {
 		d := cfg.PoolShutdownTimeout

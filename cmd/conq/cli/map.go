@@ -23,12 +23,13 @@ import (
 func init() { addCommand(newMapCmd) }
 
 type mapOptions struct {
-	workerCmd  string
-	task       string
-	workers    int
-	timeout    time.Duration
-	keepGoing  bool
-	maxPayload int
+	workerCmd   string
+	task        string
+	processes   int
+	concurrency int
+	timeout     time.Duration
+	keepGoing   bool
+	maxPayload  int
 }
 
 func newMapCmd() *cobra.Command {
@@ -46,9 +47,15 @@ one line per input line to stdout, in input order:
 Error types: worker_crashed, timeout, task_error, protocol_error, bad_input,
 payload_too_large, start_error, cancelled. Every line is processed whatever
 fails; the exit status is 1 if any line failed, or 0 with --keep-going.
-Progress goes to stderr when it is a terminal.`,
-		Example: `  conq map --worker-cmd "python3 sdk/python/examples/primes_worker.py" --task is_prime < numbers.jsonl`,
-		Args:    cobra.NoArgs,
+Progress goes to stderr when it is a terminal.
+
+--processes worker processes run; --concurrency lines are in flight at once
+(default: one per process). With more lines than processes each process is
+asked to take several at once (CONQ_SLOTS, protocol 2 workers: the Go SDK
+runs them on goroutines); a protocol 1 worker takes one at a time anyway.`,
+		Example: `  conq map --worker-cmd "python3 sdk/python/examples/primes_worker.py" --task is_prime < numbers.jsonl
+  conq map --worker-cmd ./fetcher --task fetch --processes 2 --concurrency 64 < urls.jsonl`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runMap(cmd.Context(), o, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -56,7 +63,9 @@ Progress goes to stderr when it is a terminal.`,
 	f := cmd.Flags()
 	f.StringVar(&o.workerCmd, "worker-cmd", "", "worker command line (split like a shell, no expansion)")
 	f.StringVar(&o.task, "task", "", "task name")
-	f.IntVarP(&o.workers, "workers", "w", runtime.NumCPU(), "number of worker processes")
+	f.IntVarP(&o.processes, "processes", "p", runtime.NumCPU(), "number of worker processes")
+	f.IntVarP(&o.processes, "workers", "w", runtime.NumCPU(), "the same as --processes")
+	f.IntVarP(&o.concurrency, "concurrency", "c", 0, "lines in flight at once, over all processes (0: one per process)")
 	f.DurationVar(&o.timeout, "timeout", 0, "per-task time limit (0: none)")
 	f.BoolVarP(&o.keepGoing, "keep-going", "k", false, "exit 0 even if some lines fail (every line is processed either way)")
 	f.IntVar(&o.maxPayload, "max-payload", procpool.DefaultMaxPayload, "largest input line or result, in bytes")
@@ -77,13 +86,17 @@ func runMap(ctx context.Context, o mapOptions, stdin io.Reader, stdout, stderr i
 	if err != nil {
 		return &ExitError{Code: 2, Err: fmt.Errorf("--worker-cmd: %w", err)}
 	}
-	if o.workers < 1 {
-		return &ExitError{Code: 2, Err: fmt.Errorf("--workers must be at least 1")}
+	if o.processes < 1 {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--processes must be at least 1, got %d", o.processes)}
 	}
+	if o.concurrency < 0 {
+		return &ExitError{Code: 2, Err: fmt.Errorf("--concurrency must not be negative, got %d", o.concurrency)}
+	}
+	concurrency := max(o.concurrency, o.processes)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	pool, err := procpool.New(ctx, procpool.Config{
-		Command: argv, Workers: o.workers, TaskTimeout: o.timeout,
-		MaxPayload: o.maxPayload, Logger: logger,
+		Command: argv, Workers: o.processes, Slots: slotsFor(concurrency, o.processes),
+		TaskTimeout: o.timeout, MaxPayload: o.maxPayload, Logger: logger,
 	})
 	if err != nil {
 		return &ExitError{Code: 2, Err: err}
@@ -105,7 +118,7 @@ func runMap(ctx context.Context, o mapOptions, stdin io.Reader, stdout, stderr i
 
 	// A reader goroutine submits lines in order, at most window ahead of
 	// the writer; the writer waits for each in turn.
-	window := 4 * o.workers
+	window := 4 * max(concurrency, pool.Slots())
 	lines := make(chan mapLine, window)
 	readErr := make(chan error, 1)
 	go func() {
@@ -174,6 +187,15 @@ func runMap(ctx context.Context, o mapOptions, stdin io.Reader, stdout, stderr i
 }
 
 var errBadInput = errors.New("input line is not valid JSON")
+
+// slotsFor is how many calls at once each of processes worker processes is
+// asked to take for concurrency calls in flight; 0 (ask nothing) for one.
+func slotsFor(concurrency, processes int) int {
+	if n := (concurrency + processes - 1) / processes; n > 1 {
+		return n
+	}
+	return 0
+}
 
 // readLines calls fn for each line of r (without its line ending) until fn
 // returns false or r ends.

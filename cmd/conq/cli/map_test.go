@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -202,3 +203,89 @@ func TestSplitCommandLine(t *testing.T) {
 // ignoreSpawner: procpool forks workers from one goroutine that lives as long
 // as the process (see procpool/spawn.go).
 var ignoreSpawner = goleak.IgnoreAnyFunction("github.com/conqhq/conq/procpool.spawnLoop")
+
+const forkingWorker = `
+import os, time
+import conq
+
+@conq.task("fork_exit", json=True)
+def fork_exit(path):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(120)  # holds the worker's pipes
+        os._exit(0)
+    with open(path, "w") as f:
+        f.write(str(pid))
+    os._exit(1)
+
+conq.run()
+`
+
+// A worker that exits while a child it forked holds its pipes: the line
+// fails as worker_crashed at once (not as a timeout, not a hang), and the
+// child dies with it.
+func TestMapWorkerExitsWhileChildHoldsPipes(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
+	worker := pythonWorkerCmd(t, forkingWorker)
+	for _, extra := range [][]string{nil, {"--timeout", "3s"}} {
+		pidFile := filepath.Join(t.TempDir(), "pid")
+		in, _ := json.Marshal(pidFile)
+		args := append([]string{"map", "--worker-cmd", worker, "--task", "fork_exit", "-p", "1", "-k"}, extra...)
+		done := make(chan struct{})
+		var code int
+		var stdout, stderr string
+		go func() { code, stdout, stderr = runConq(t, string(in)+"\n", args...); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("conq map %v hangs", extra)
+		}
+		lines := outputLines(t, stdout)
+		if e, _ := lines[0]["error"].(map[string]any); code != 0 || len(lines) != 1 || e["type"] != "worker_crashed" {
+			t.Fatalf("%v: exit %d, output %s; stderr:\n%s", extra, code, stdout, stderr)
+		}
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stat := "/proc/" + strings.TrimSpace(string(b)) + "/stat"
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, err := os.ReadFile(stat)
+			if err != nil || strings.Contains(string(st), ") Z ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the forked child outlived its worker: %s", st)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// --concurrency lines in flight on fewer --processes: a Go SDK worker takes
+// them at once (each call waits until 8 run together in its process).
+func TestMapConcurrencyOverProcesses(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), ignoreSpawner)
+	bin := filepath.Join(t.TempDir(), "slotworker")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/slotworker").CombinedOutput(); err != nil {
+		t.Fatalf("building the worker: %v\n%s", err, out)
+	}
+	in := strings.Repeat("8\n", 16)
+	code, stdout, stderr := runConq(t, in, "map", "--worker-cmd", bin, "--task", "barrier", "--processes", "1", "--concurrency", "8")
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	lines := outputLines(t, stdout)
+	if len(lines) != 16 {
+		t.Fatalf("output:\n%s", stdout)
+	}
+	for i, l := range lines {
+		if l["result"] != lines[0]["result"] || l["result"] == nil {
+			t.Fatalf("line %d = %v: want every line answered by the one process", i+1, l)
+		}
+	}
+	if code, _, stderr := runConq(t, "", "map", "--worker-cmd", bin, "--task", "x", "--processes", "0"); code != 2 || !strings.Contains(stderr, "--processes must be at least 1") {
+		t.Fatalf("--processes 0: exit %d, %s", code, stderr)
+	}
+}

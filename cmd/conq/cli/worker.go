@@ -24,6 +24,7 @@ type workerOptions struct {
 	broker          string
 	queues          string
 	concurrency     int
+	processes       int
 	prefetch        int
 	exec            string
 	strict          bool
@@ -40,8 +41,12 @@ func newWorkerCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "worker --broker URL --exec CMD",
 		Short: "Serve queue tasks with a pool of worker processes (Go or Python SDK)",
-		Long: `Worker takes tasks from the broker's queues and runs each in a pool of
---concurrency worker processes started from --exec. Every task kind is sent
+		Long: `Worker takes tasks from the broker's queues and runs them, --concurrency
+at once, in a pool of --processes worker processes started from --exec
+(default: as many processes as --concurrency, one task each). With fewer
+processes each is asked to take several tasks at once (CONQ_SLOTS): a Go SDK
+worker runs them on goroutines; a worker that takes one at a time (protocol
+1) leaves the others waiting for a free process. Every task kind is sent
 to the worker program as a task name, with the task's payload as its
 argument: a Python module that registers @conq.task handlers (sdk/python)
 serves the kinds it registers, unchanged.
@@ -67,7 +72,8 @@ their queue. Logs go to stderr.`,
 	f := cmd.Flags()
 	addBrokerFlag(cmd, &o.broker)
 	f.StringVar(&o.queues, "queues", queue.DefaultQueue, "queues to serve, with optional weights: name[:weight][,name[:weight]...]")
-	f.IntVarP(&o.concurrency, "concurrency", "c", runtime.NumCPU(), "tasks run at once (one worker process each)")
+	f.IntVarP(&o.concurrency, "concurrency", "c", runtime.NumCPU(), "tasks run at once, over all worker processes")
+	f.IntVarP(&o.processes, "processes", "p", 0, "worker processes (0: as many as --concurrency, one task each)")
 	f.IntVar(&o.prefetch, "prefetch", 0, "tasks fetched ahead of free processes (0: as many as --concurrency, -1: none)")
 	f.StringVar(&o.exec, "exec", "", "worker program command line (split like a shell, no expansion)")
 	f.BoolVar(&o.strict, "strict", false, "strict priority: always serve the queue of highest weight first")
@@ -88,6 +94,9 @@ func runWorker(ctx context.Context, o workerOptions, stderr io.Writer) error {
 	}
 	if o.concurrency < 1 {
 		return usageError("--concurrency must be at least 1, got %d", o.concurrency)
+	}
+	if o.processes < 0 || o.processes > o.concurrency {
+		return usageError("--processes must be between 1 and --concurrency (%d), or 0, got %d", o.concurrency, o.processes)
 	}
 	if o.shutdownTimeout < 0 || o.timeout < 0 {
 		return usageError("--shutdown-timeout and --timeout must not be negative")
@@ -115,7 +124,8 @@ func runWorker(ctx context.Context, o workerOptions, stderr io.Writer) error {
 	defer b.Close()
 
 	cfg := procexec.ServeConfig{
-		Command: argv,
+		Command:   argv,
+		Processes: o.processes,
 		Worker: queue.WorkerConfig{
 			Queues:          queues,
 			StrictPriority:  o.strict,
@@ -132,7 +142,7 @@ func runWorker(ctx context.Context, o workerOptions, stderr io.Writer) error {
 			return usageError("--metrics-listen: %v", err)
 		}
 	}
-	logger.Info("conq worker: serving", "broker", redactedURL(o.broker), "exec", o.exec, "concurrency", o.concurrency)
+	logger.Info("conq worker: serving", "broker", redactedURL(o.broker), "exec", o.exec, "concurrency", o.concurrency, "processes", max(o.processes, 0))
 	switch err := procexec.Serve(ctx, b, cfg); {
 	case errors.Is(err, queue.ErrInvalidOption):
 		return usageError("%v", err)
