@@ -20,6 +20,7 @@ for _ in $(seq "$REPS"); do
   python3 bench/python/mp_executor.py
 done
 python3 bench/python/mp_bytes.py
+python3 bench/procpool/mp_shm.py   # shared_memory handoff and copy, the peers of go-buffer and go-buffer-copy
 
 echo "== primes: Go worker processes vs goroutine pool, $(nproc) workers"
 for _ in $(seq "$REPS"); do
