@@ -113,14 +113,7 @@ func (pr *process) sendCancelLocked(c *call) {
 	if pr.cancelTm != nil {
 		return
 	}
-	// A worker that stopped reading with its pipe full would block this
-	// write, and with it the kill below: bound it.
-	pr.lockW()
-	_ = pr.reqW.SetWriteDeadline(time.Now().Add(pr.grace))
-	err := pr.w.Write(wire.KindCancel, c.id, "", nil)
-	_ = pr.reqW.SetWriteDeadline(time.Time{})
-	pr.unlockW()
-	if err != nil {
+	if err := pr.writeCancel(c.id); err != nil {
 		go pr.kill()
 		return
 	}
@@ -128,6 +121,18 @@ func (pr *process) sendCancelLocked(c *call) {
 		pr.log.Warn("procpool: cancelled task did not stop in time; killing the worker", "task", c.task, "grace", pr.grace)
 		pr.kill()
 	})
+}
+
+// writeCancel writes a cancel frame. A worker that stopped reading with its
+// pipe full would block the write, and with it the kill that follows a
+// cancel: the write is bounded by CancelGrace.
+func (pr *process) writeCancel(id uint64) error {
+	pr.lockW()
+	defer pr.unlockW()
+	_ = pr.reqW.SetWriteDeadline(time.Now().Add(pr.grace))
+	err := pr.w.Write(wire.KindCancel, id, "", nil)
+	_ = pr.reqW.SetWriteDeadline(time.Time{})
+	return err
 }
 
 // writeCall writes c's call frame: META if the worker takes it, the

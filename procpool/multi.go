@@ -180,12 +180,7 @@ func (pr *process) cancelManyLocked(c *call) {
 	}
 	// Not here: the writer may be busy with a large argument.
 	go func() {
-		pr.lockW()
-		_ = pr.reqW.SetWriteDeadline(time.Now().Add(pr.grace))
-		err := pr.w.Write(wire.KindCancel, c.id, "", nil)
-		_ = pr.reqW.SetWriteDeadline(time.Time{})
-		pr.unlockW()
-		if err != nil {
+		if err := pr.writeCancel(c.id); err != nil {
 			pr.kill()
 		}
 	}()

@@ -17,6 +17,16 @@ import (
 // serve runs s on in-memory pipes and returns the pool's ends.
 func serve(t *testing.T, s *Server) (*wire.Writer, *wire.Reader, io.Closer, chan error) {
 	t.Helper()
+	w, r, in, done, ready := serveReady(t, s)
+	if ready.Protocol != wire.Version {
+		t.Fatalf("ready announces protocol %d", ready.Protocol)
+	}
+	return w, r, in, done
+}
+
+// serveReady is serve, returning the ready payload whatever it says.
+func serveReady(t *testing.T, s *Server) (*wire.Writer, *wire.Reader, io.Closer, chan error, wire.Ready) {
+	t.Helper()
 	reqR, reqW := io.Pipe()
 	respR, respW := io.Pipe()
 	done := make(chan error, 1)
@@ -27,10 +37,10 @@ func serve(t *testing.T, s *Server) (*wire.Writer, *wire.Reader, io.Closer, chan
 		t.Fatalf("ready: %+v, %v", f, err)
 	}
 	var ready wire.Ready
-	if err := json.Unmarshal(f.Payload, &ready); err != nil || ready.Protocol != wire.Version {
+	if err := json.Unmarshal(f.Payload, &ready); err != nil {
 		t.Fatalf("ready payload %s: %v", f.Payload, err)
 	}
-	return wire.NewWriter(reqW), r, reqW, done
+	return wire.NewWriter(reqW), r, reqW, done, ready
 }
 
 func TestServe(t *testing.T) {
@@ -167,17 +177,10 @@ func TestServeManySlots(t *testing.T) {
 		info, _ := CallInfo(ctx)
 		return json.Marshal(info)
 	})
-	reqR, reqW := io.Pipe()
-	respR, respW := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(context.Background(), reqR, respW, 1<<20); respW.Close() }()
-	r := wire.NewReader(respR, 1<<20)
-	f, err := r.Read()
-	var ready wire.Ready
-	if err != nil || json.Unmarshal(f.Payload, &ready) != nil || ready.Protocol != 2 || ready.Slots != 4 || !slices.Contains(ready.Features, wire.FeatureMeta) {
-		t.Fatalf("ready: %s, %v", f.Payload, err)
+	w, r, reqW, done, ready := serveReady(t, s)
+	if ready.Protocol != 2 || ready.Slots != 4 || !slices.Contains(ready.Features, wire.FeatureMeta) {
+		t.Fatalf("ready: %+v", ready)
 	}
-	w := wire.NewWriter(reqW)
 	for id := uint64(1); id <= 3; id++ {
 		w.Write(wire.KindCall, id, "block", nil)
 	}
@@ -187,7 +190,7 @@ func TestServeManySlots(t *testing.T) {
 	// A META call answers while the others block.
 	meta := wire.AppendMeta(nil, []byte(`{"task_id":"t9","attempt":3,"max_retries":0,"deadline":"2030-01-02T03:04:05.000000006Z","encoding":"args"}`))
 	w.WriteFrame(wire.KindCall, wire.FlagMeta, 4, "info", meta, nil)
-	f, err = r.Read()
+	f, err := r.Read()
 	var info Info
 	if err != nil || f.ID != 4 || json.Unmarshal(f.Payload, &info) != nil {
 		t.Fatalf("info: %+v %v", f, err)
@@ -223,17 +226,10 @@ func TestServeProtocol1(t *testing.T) {
 	t.Setenv(wire.EnvProtocol, "1")
 	s := &Server{Slots: 8}
 	s.Handle("skip", func(context.Context, []byte) ([]byte, error) { return nil, fmt.Errorf("x: %w", ErrSkipRetry) })
-	reqR, reqW := io.Pipe()
-	respR, respW := io.Pipe()
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(context.Background(), reqR, respW, 1<<20); respW.Close() }()
-	r := wire.NewReader(respR, 1<<20)
-	f, _ := r.Read()
-	var ready wire.Ready
-	if json.Unmarshal(f.Payload, &ready) != nil || ready.Protocol != 1 || ready.Slots != 0 || ready.Features != nil {
-		t.Fatalf("ready for a v1 pool: %s", f.Payload)
+	w, r, reqW, done, ready := serveReady(t, s)
+	if ready.Protocol != 1 || ready.Slots != 0 || ready.Features != nil {
+		t.Fatalf("ready for a v1 pool: %+v", ready)
 	}
-	w := wire.NewWriter(reqW)
 	// A v1 pool never sends flags; a worker speaking v1 rejects them.
 	w.Write(wire.KindCall, 1, "skip", nil)
 	f, err := r.Read()
