@@ -511,3 +511,25 @@ func TestSharedMemoryLeaks(t *testing.T) {
 		waitShmBack(t, fds0, maps0)
 	})
 }
+
+// Recycling a many-slot worker waits for the calls it holds.
+func TestManySlotsRecycleWaits(t *testing.T) {
+	p, _ := newPool(t, Config{Workers: 1, Slots: 4, MaxTasksPerWorker: 4})
+	dir := t.TempDir()
+	var fs []*future.Future[[]byte]
+	for i := range 4 {
+		f, _ := p.Submit(context.Background(), "hold", []byte(filepath.Join(dir, strconv.Itoa(i))))
+		fs = append(fs, f)
+	}
+	var pid string
+	for i, f := range fs {
+		v, err := f.Result(context.Background())
+		if err != nil || (pid != "" && string(v) != pid) {
+			t.Fatalf("call %d: %q, %v (first pid %s)", i, v, err, pid)
+		}
+		pid = string(v)
+	}
+	if got := mustCall(t, p, "pid", ""); got == pid {
+		t.Fatal("the worker was not recycled after 4 calls")
+	}
+}
