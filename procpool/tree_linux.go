@@ -585,9 +585,11 @@ func (r *reaperState) sweep() {
 		if t, ok := r.foreign[c]; ok && t == st.start {
 			continue
 		}
-		mine, live := r.classify(c, st)
+		mine, live, sure := r.classify(c, st)
 		if !mine {
-			r.foreign[c] = st.start
+			if sure {
+				r.foreign[c] = st.start
+			}
 			continue
 		}
 		r.known[c] = st.start
@@ -622,23 +624,25 @@ func (r *reaperState) sweep() {
 
 // classify tells whether a child of ours descends from a worker (its
 // environment holds one of our tokens, or it sits in a worker's group) and
-// whether that worker still lives.
-func (r *reaperState) classify(pid int, st procStat) (mine, live bool) {
-	if tok := environToken(pid); tok != "" {
+// whether that worker still lives. sure is false when the environment could
+// not be read (an execve in progress, a zombie): the answer may change.
+func (r *reaperState) classify(pid int, st procStat) (mine, live, sure bool) {
+	tok, read := readEnvironToken(pid)
+	if tok != "" {
 		if live, ok := r.tokens[tok]; ok {
-			return true, live
+			return true, live, true
 		}
 	}
 	// A zombie has no environment left. A group id lives as long as the
 	// group has a member, so while a worker is unreaped, or one of our
 	// children is still in its group, that group id is the worker's.
 	if _, ok := r.leaders[st.pgrp]; ok {
-		return true, true
+		return true, true, true
 	}
 	if _, ok := r.groups[st.pgrp]; ok {
-		return true, false
+		return true, false, true
 	}
-	return false, false
+	return false, false, read && !st.zombie
 }
 
 // reap waits for a known descendant if it is a zombie.
@@ -696,9 +700,17 @@ func (r *reaperState) killTree(token string, leader int) {
 // environToken returns the tree token in a process's environment, "" if
 // none or unreadable.
 func environToken(pid int) string {
+	tok, _ := readEnvironToken(pid)
+	return tok
+}
+
+// readEnvironToken is environToken, also telling whether the environment
+// could be read at all: it cannot during an execve or once the process is a
+// zombie.
+func readEnvironToken(pid int) (string, bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-	if err != nil {
-		return ""
+	if err != nil || len(b) == 0 {
+		return "", false
 	}
 	for len(b) > 0 {
 		kv := b
@@ -708,10 +720,10 @@ func environToken(pid int) string {
 			b = nil
 		}
 		if v, ok := bytes.CutPrefix(kv, []byte(envTreeToken+"=")); ok {
-			return string(v)
+			return string(v), true
 		}
 	}
-	return ""
+	return "", true
 }
 
 type procStat struct {
