@@ -45,7 +45,7 @@ func CallJSON[In, Out any](ctx context.Context, p *Pool, task string, in In) (Ou
 // MapJSON is Map with JSON arguments and results. An argument that cannot
 // be encoded is that input's error, in its place.
 func MapJSON[In, Out any](ctx context.Context, p *Pool, task string, in iter.Seq[In], opts ...pool.MapOption) iter.Seq2[Out, error] {
-	cfg := window.NewConfig(p.Workers(), opts)
+	cfg := window.NewConfig(p.Slots(), opts)
 	raw := window.Ordered(ctx, in, cfg, window.Submitter[In, []byte]{
 		One: func(ctx context.Context, v In) (*future.Future[[]byte], error) { return submitEncoded(ctx, p, task, v) },
 	})
