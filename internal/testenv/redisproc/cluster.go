@@ -100,7 +100,7 @@ func StartCluster(tb testing.TB, o ClusterOptions) *Cluster {
 
 // launchLocked is launch for parallel callers.
 func (l *lab) launchLocked(ctx context.Context, mu *sync.Mutex, name string, args func(string, []int) []string, nports int) (*Server, error) {
-	sub := &lab{tb: l.tb}
+	sub := &lab{tb: l.tb, dir: l.dir}
 	s, err := sub.launch(ctx, name, args, nports)
 	if s != nil {
 		mu.Lock()

@@ -216,6 +216,7 @@ var errStart = errors.New("redisproc: redis-server did not start")
 // lab owns every process of one fixture and kills them when the test ends.
 type lab struct {
 	tb      testing.TB
+	dir     string // the nodes' files, one subdirectory each
 	servers []*Server
 }
 
@@ -224,7 +225,12 @@ func newLab(tb testing.TB) *lab {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		testenv.Need(tb, "redis-server not in PATH", "install it (apt-get install -y redis-server; it brings redis-cli and Sentinel)")
 	}
-	l := &lab{tb: tb}
+	// The temp dir first: cleanups run last-registered first, so the
+	// processes are killed (and reaped) before the testing package removes
+	// the directory they write their AOF and logs into. The other order
+	// races a node still appending against RemoveAll ("directory not
+	// empty").
+	l := &lab{tb: tb, dir: tb.TempDir()}
 	tb.Cleanup(func() {
 		for _, s := range l.servers {
 			s.Kill()
@@ -257,7 +263,7 @@ func freePorts(n int) ([]int, error) {
 // ports until one works (another process may take a port between the
 // check and the bind), and waits for PING.
 func (l *lab) launch(ctx context.Context, name string, args func(dir string, ports []int) []string, nports int) (*Server, error) {
-	dir := filepath.Join(l.tb.TempDir(), name)
+	dir := filepath.Join(l.dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
