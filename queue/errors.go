@@ -26,6 +26,10 @@ var (
 	// (unique tasks, cancelling, periodic tasks, limits, registries,
 	// throughput counters).
 	ErrUnsupported = broker.ErrUnsupported
+	// ErrNotReplicated: the task is stored, but fewer replicas than the
+	// broker was told to wait for confirmed it (the Redis broker's
+	// WaitReplicas); enqueue it again with the same ID to be sure.
+	ErrNotReplicated = broker.ErrNotReplicated
 )
 
 var (

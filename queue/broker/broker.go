@@ -47,6 +47,7 @@ type Optional interface {
 	WorkerRegistry
 	ScheduleRegistry
 	StatsReader
+	Sharder
 
 	// Capabilities lists the optional roles the broker implements; the
 	// methods of the others fail with ErrUnsupported. Callers check it to
@@ -239,6 +240,20 @@ type StatsReader interface {
 	Throughput(ctx context.Context, p ThroughputParams) ([]Point, error)
 }
 
+// Sharder spreads a queue over several shards, each with its own hash
+// slot, so that one queue can use every node of a Redis Cluster
+// (CapShards). Tasks are placed by ID (unique tasks by their key), fetched
+// from every shard, and inspected as one queue (QueueInfo.Shards has the
+// detail). FIFO order holds per shard only.
+type Sharder interface {
+	// SetShards sets the number of shards of p.Queue to p.Shards (1 is an
+	// unsharded queue). The count only grows: a lower one fails with an
+	// error naming the current count. Other processes see the new count
+	// within a few seconds; until then they still fetch and place tasks
+	// over the old shards, which stay in use.
+	SetShards(ctx context.Context, p ShardParams) error
+}
+
 // Capability is a set of optional roles.
 type Capability uint32
 
@@ -251,12 +266,15 @@ const (
 	CapWorkers                          // WorkerRegistry
 	CapSchedules                        // ScheduleRegistry
 	CapStats                            // StatsReader
+	CapShards                           // Sharder (the Redis broker: a queue over several slots)
 
-	// CapAll is every optional role: what the built-in brokers have.
+	// CapAll is every optional role both built-in brokers have. The Redis
+	// broker adds CapShards; the memory broker, one process, has no use
+	// for shards.
 	CapAll = CapUnique | CapCancel | CapTicks | CapLimits | CapWorkers | CapSchedules | CapStats
 )
 
-var capNames = []string{"unique", "cancel", "ticks", "limits", "workers", "schedules", "stats"}
+var capNames = []string{"unique", "cancel", "ticks", "limits", "workers", "schedules", "stats", "shards"}
 
 // Has reports whether c includes every role of x.
 func (c Capability) Has(x Capability) bool { return c&x == x }

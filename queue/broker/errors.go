@@ -37,6 +37,12 @@ var (
 	// ErrUnsupported: the broker does not implement an optional role (see
 	// Optional and Unsupported); its Capabilities do not list it.
 	ErrUnsupported = errors.New("not supported by the broker")
+	// ErrNotReplicated: a write the broker was told to have acknowledged
+	// by replicas (the Redis broker's WaitReplicas) is stored on the
+	// master, but fewer replicas confirmed it in time, so it may not
+	// survive a failover. Enqueueing the task again with the same ID is
+	// safe: ErrTaskIDConflict then means it is stored.
+	ErrNotReplicated = errors.New("write not acknowledged by enough replicas")
 )
 
 // BatchError reports per-item failures of a batch call: Errs[i] is the

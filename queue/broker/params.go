@@ -91,3 +91,9 @@ type ThroughputParams struct {
 	Queue    string
 	From, To time.Time
 }
+
+// ShardParams: spread Queue over Shards shards (>= 1).
+type ShardParams struct {
+	Queue  string
+	Shards int
+}

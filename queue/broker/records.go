@@ -9,9 +9,23 @@ import (
 // Records that brokers keep besides tasks: queue states, per-second
 // counters, live workers and published schedules.
 
-// QueueInfo is a queue's state.
+// QueueInfo is a queue's state. Counts and Paused are the queue's as a
+// whole: the sums over its shards, paused if any shard is.
 type QueueInfo struct {
 	Name   string          `json:"name"`
+	Paused bool            `json:"paused"`
+	Counts map[State]int64 `json:"counts"`
+	// Shards details each shard of a queue spread over more than one
+	// (Sharder), by index; nil for an unsharded queue.
+	Shards []ShardInfo `json:"shards,omitempty"`
+}
+
+// ShardInfo is one shard of a sharded queue.
+type ShardInfo struct {
+	Index  int             `json:"index"`
+	Tag    string          `json:"tag"`            // the hash tag of its keys
+	Slot   int             `json:"slot"`           // its Redis Cluster hash slot
+	Node   string          `json:"node,omitempty"` // the master serving the slot ("" outside a cluster)
 	Paused bool            `json:"paused"`
 	Counts map[State]int64 `json:"counts"`
 }

@@ -83,3 +83,5 @@ func (Unsupported) RemoveEntries(context.Context, string) error { return unsuppo
 func (Unsupported) Throughput(context.Context, ThroughputParams) ([]Point, error) {
 	return nil, unsupported("Throughput")
 }
+
+func (Unsupported) SetShards(context.Context, ShardParams) error { return unsupported("SetShards") }

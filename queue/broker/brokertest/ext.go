@@ -64,7 +64,7 @@ func testUniqueDuplicateAndRelease(s *suite) {
 	// The key "k2" was not taken by the failed enqueue of "a".
 	s.enqueueUnique(u, newTask("q", "d"), "k2", time.Hour, nil)
 	// Completed and kept (retention): released too.
-	c := s.fetchOne("q")
+	c := s.fetchN(2, "q")["c"]
 	if err := s.b.Complete(s.ctx, broker.Ack{LeaseRef: ref(c)}); err != nil {
 		s.t.Fatal(err)
 	}

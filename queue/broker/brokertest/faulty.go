@@ -324,3 +324,10 @@ func (f *Faulty) Throughput(ctx context.Context, p broker.ThroughputParams) ([]b
 	}
 	return f.Broker.Throughput(ctx, p)
 }
+
+func (f *Faulty) SetShards(ctx context.Context, p broker.ShardParams) error {
+	if err := f.fault("SetShards"); err != nil {
+		return err
+	}
+	return f.Broker.SetShards(ctx, p)
+}

@@ -59,6 +59,8 @@ func testListTasksDefaultLimit(s *suite) {
 	ts := make([]*broker.Task, n)
 	for i := range ts {
 		ts[i] = newTask("q", fmt.Sprintf("t%03d", i))
+		// Distinct ages: oldest first is one order, shards or not.
+		ts[i].EnqueuedAt = s.clock.Now().Add(time.Duration(i-n) * time.Millisecond)
 	}
 	s.enqueue(ts...)
 	for _, limit := range []int{0, -1} {
@@ -95,19 +97,12 @@ func testCancelWaiting(s *suite) {
 	sched := newTask("q", "s")
 	sched.ProcessAt = s.clock.Now().Add(time.Hour)
 	s.enqueue(newTask("q", "p"), sched, newTask("q", "r"), newTask("q", "keep"))
-	// r: one failed attempt, waiting to retry.
-	ft := s.fetchOne("q")
-	if ft.ID != "p" {
-		s.t.Fatalf("fetched %s, want p", ft.ID)
-	}
-	if err := s.b.Requeue(s.ctx, ref(ft)); err != nil {
+	// r: one failed attempt, waiting to retry; p and keep back to pending.
+	got := s.fetchN(3, "q")
+	if err := s.b.Requeue(s.ctx, ref(got["p"]), ref(got["keep"])); err != nil {
 		s.t.Fatal(err)
 	}
-	ft = s.fetchOne("q")
-	if ft.ID != "r" {
-		s.t.Fatalf("fetched %s, want r", ft.ID)
-	}
-	if err := s.b.Fail(s.ctx, broker.Failure{LeaseRef: ref(ft), Error: broker.AttemptError{Message: "boom"}, RetryAt: s.clock.Now().Add(time.Minute)}); err != nil {
+	if err := s.b.Fail(s.ctx, broker.Failure{LeaseRef: ref(got["r"]), Error: broker.AttemptError{Message: "boom"}, RetryAt: s.clock.Now().Add(time.Minute)}); err != nil {
 		s.t.Fatal(err)
 	}
 	for id, want := range map[string]broker.State{"p": broker.StatePending, "s": broker.StateScheduled, "r": broker.StateRetry} {
@@ -150,7 +145,8 @@ func testCancelWaiting(s *suite) {
 func testCancelActive(s *suite) {
 	c := s.canceler()
 	s.enqueue(newTask("q", "a"), newTask("q", "b"))
-	ta, tb := s.fetchOne("q"), s.fetchOne("q")
+	both := s.fetchN(2, "q")
+	ta, tb := both["a"], both["b"]
 	st, err := c.CancelTask(s.ctx, "q", "a")
 	if err != nil || st != broker.StateActive {
 		s.t.Fatalf("CancelTask(active) = %q, %v", st, err)
@@ -206,7 +202,8 @@ func testCancelActive(s *suite) {
 func testCancelActiveRequeueRecover(s *suite) {
 	c := s.canceler()
 	s.enqueue(newTask("q", "a"), newTask("q", "b"), newTask("q", "c"))
-	ta, tb, tc := s.fetchOne("q"), s.fetchOne("q"), s.fetchOne("q")
+	three := s.fetchN(3, "q")
+	ta, tb, tc := three["a"], three["b"], three["c"]
 	for _, id := range []string{"a", "b"} {
 		if _, err := c.CancelTask(s.ctx, "q", id); err != nil {
 			s.t.Fatal(err)

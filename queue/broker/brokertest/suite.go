@@ -25,13 +25,26 @@ const lease = 30 * time.Second
 // subtest gets its own broker and clock. Nothing is skipped: a case of an
 // optional role the broker's Capabilities leave out checks instead that
 // every call of the role fails with broker.ErrUnsupported.
-func Run(t *testing.T, newBroker Factory) {
+func Run(t *testing.T, newBroker Factory) { RunWith(t, Options{}, newBroker) }
+
+// Options say what the brokers under test promise beyond the contract's
+// minimum.
+type Options struct {
+	// Sharded: the brokers spread queues over shards (broker.Sharder), so
+	// FIFO order holds per shard only (tasks of one Task.Shard), not
+	// across a queue. The cases that check fetch order then check that
+	// instead; every other case is the same.
+	Sharded bool
+}
+
+// RunWith is Run with options.
+func RunWith(t *testing.T, o Options, newBroker Factory) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := NewManualClock(time.Time{})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			s := &suite{t: t, b: newBroker(t, clock), clock: clock, ctx: ctx}
+			s := &suite{t: t, b: newBroker(t, clock), clock: clock, ctx: ctx, opts: o}
 			if s.b.Clock() != broker.Clock(clock) {
 				t.Fatalf("%T.Clock() is not the clock the factory was given", s.b)
 			}
@@ -50,6 +63,7 @@ type suite struct {
 	b     broker.Broker
 	clock *ManualClock
 	ctx   context.Context
+	opts  Options
 }
 
 // testCase is one case of the suite; need names the optional roles it
@@ -108,6 +122,22 @@ func (s *suite) fetch(max int, queues ...string) []*broker.Task {
 		s.t.Fatalf("Fetch(%v, %d): %v", queues, max, err)
 	}
 	return ts
+}
+
+// fetchN fetches n tasks of queue (exactly n, or the case fails) and
+// returns them by ID: for cases that lease several tasks and do not test
+// the order they come in.
+func (s *suite) fetchN(n int, queue string) map[string]*broker.Task {
+	s.t.Helper()
+	ts := s.fetch(n, queue)
+	if len(ts) != n {
+		s.t.Fatalf("Fetch(%s, %d) returned %v", queue, n, ids(ts))
+	}
+	out := make(map[string]*broker.Task, n)
+	for _, t := range ts {
+		out[t.ID] = t
+	}
+	return out
 }
 
 func (s *suite) fetchOne(queue string) *broker.Task {
@@ -317,6 +347,10 @@ func testFetchLease(s *suite) {
 }
 
 func testFetchOrder(s *suite) {
+	if s.opts.Sharded {
+		testFetchOrderSharded(s)
+		return
+	}
 	for i := range 5 {
 		s.enqueue(newTask("low", fmt.Sprintf("l%d", i)), newTask("high", fmt.Sprintf("h%d", i)))
 	}
@@ -340,6 +374,67 @@ func testFetchOrder(s *suite) {
 	}
 	if got := s.fetch(2, "f"); !slices.Equal(ids(got), []string{"2", "1"}) {
 		s.t.Fatalf("after requeue Fetch = %v, want [2 1]", ids(got))
+	}
+}
+
+// testFetchOrderSharded is testFetchOrder for queues in shards: queue
+// priority as before, every task once, and FIFO per shard.
+func testFetchOrderSharded(s *suite) {
+	for i := range 5 {
+		s.enqueue(newTask("low", fmt.Sprintf("l%d", i)), newTask("high", fmt.Sprintf("h%d", i)))
+	}
+	var all []*broker.Task
+	want := func(got []*broker.Task, high, low int) {
+		s.t.Helper()
+		var h, l int
+		for _, t := range got {
+			if t.Queue == "high" {
+				h++
+			} else {
+				l++
+			}
+		}
+		if h != high || l != low {
+			s.t.Fatalf("fetched %v: %d of high and %d of low, want %d and %d", ids(got), h, l, high, low)
+		}
+		all = append(all, got...)
+	}
+	want(s.fetch(3, "high", "low"), 3, 0)
+	want(s.fetch(4, "high", "low"), 2, 2)
+	want(s.fetch(10, "low", "high"), 0, 3)
+	s.wantFIFOPerShard(all)
+	// A task that returns to pending goes behind those already waiting in
+	// its shard; it is fetched again.
+	s.enqueue(newTask("f", "1"), newTask("f", "2"))
+	first := s.fetchOne("f")
+	if err := s.b.Requeue(s.ctx, ref(first)); err != nil {
+		s.t.Fatal(err)
+	}
+	got := s.fetch(2, "f")
+	if len(got) != 2 {
+		s.t.Fatalf("after requeue Fetch = %v, want both", ids(got))
+	}
+	if got[0].Shard == got[1].Shard && got[1].ID != first.ID {
+		s.t.Fatalf("after requeue Fetch = %v, want %s last (same shard)", ids(got), first.ID)
+	}
+}
+
+// wantFIFOPerShard checks that tasks of each (queue, shard), in the order
+// fetched, were enqueued in that order: IDs are "<letter><number>".
+func (s *suite) wantFIFOPerShard(ts []*broker.Task) {
+	s.t.Helper()
+	last := map[string]string{}
+	seen := map[string]bool{}
+	for _, t := range ts {
+		k := fmt.Sprintf("%s/%d", t.Queue, t.Shard)
+		if seen[t.Queue+"/"+t.ID] {
+			s.t.Fatalf("task %s/%s fetched twice", t.Queue, t.ID)
+		}
+		seen[t.Queue+"/"+t.ID] = true
+		if p, ok := last[k]; ok && p > t.ID {
+			s.t.Fatalf("shard %s gave %s after %s: not FIFO", k, t.ID, p)
+		}
+		last[k] = t.ID
 	}
 }
 
@@ -414,7 +509,7 @@ func testExtendLeases(s *suite) {
 	s.enqueue(newTask("q", "a"), newTask("q", "b"))
 	a, b := s.fetchOne("q"), s.fetchOne("q")
 	s.clock.Advance(20 * time.Second)
-	stale := ref(b)
+	stale := ref(b) // a and b: the tasks in the order fetched
 	stale.Token += 1000
 	missing := broker.LeaseRef{Queue: "q", ID: "nope", Token: 1}
 	res, err := s.b.ExtendLeases(s.ctx, broker.ExtendParams{Leases: []broker.LeaseRef{ref(a), stale, missing}, Lease: time.Minute})
@@ -429,7 +524,7 @@ func testExtendLeases(s *suite) {
 	if len(lost) != 2 || lost[0] != stale || lost[1] != missing {
 		s.t.Fatalf("lost = %v, want [%v %v]", lost, stale, missing)
 	}
-	if got := s.get("q", "a"); !sameTime(got.LeaseUntil, s.clock.Now().Add(time.Minute)) || got.Token != a.Token {
+	if got := s.get("q", a.ID); !sameTime(got.LeaseUntil, s.clock.Now().Add(time.Minute)) || got.Token != a.Token {
 		s.t.Fatalf("after extend lease until %v token %d, want %v token %d", got.LeaseUntil, got.Token, s.clock.Now().Add(time.Minute), a.Token)
 	}
 	// The extended lease outlives the original one.
@@ -437,8 +532,8 @@ func testExtendLeases(s *suite) {
 	if n, err := s.b.Recover(s.ctx); err != nil || n != 1 {
 		s.t.Fatalf("Recover = %d, %v; want 1 (only b expired)", n, err)
 	}
-	s.wantState("q", "a", broker.StateActive)
-	s.wantState("q", "b", broker.StatePending)
+	s.wantState("q", a.ID, broker.StateActive)
+	s.wantState("q", b.ID, broker.StatePending)
 	if res, err := s.b.ExtendLeases(s.ctx, broker.ExtendParams{Leases: nil, Lease: time.Minute}); err != nil || len(res.Lost)+len(res.Cancelled) != 0 {
 		s.t.Fatalf("ExtendLeases(nil) = %+v, %v", res, err)
 	}
@@ -483,7 +578,7 @@ func testFencing(s *suite) {
 
 func testRecover(s *suite) {
 	s.enqueue(newTask("q", "a"), newTask("q", "b"))
-	a := s.fetchOne("q")
+	a := s.fetchOne("q") // a and b: the tasks in the order fetched
 	s.clock.Advance(10 * time.Second)
 	b := s.fetchOne("q")
 	if n, err := s.b.Recover(s.ctx); err != nil || n != 0 {
@@ -493,18 +588,17 @@ func testRecover(s *suite) {
 	if n, err := s.b.Recover(s.ctx); err != nil || n != 1 {
 		s.t.Fatalf("Recover = %d, %v; want 1", n, err)
 	}
-	got := s.wantState("q", "a", broker.StatePending)
+	got := s.wantState("q", a.ID, broker.StatePending)
 	if got.Attempts != 1 || len(got.Errors) != 1 || got.Errors[0].Kind != "lease_expired" || got.Errors[0].Attempt != 1 {
 		s.t.Fatalf("recovered task: attempts %d errors %+v; want 1 lease_expired", got.Attempts, got.Errors)
 	}
 	if got.Token != 0 && got.Token == a.Token {
 		s.t.Fatal("recovered task kept its lease token")
 	}
-	s.wantState("q", "b", broker.StateActive)
-	if again := s.fetchOne("q"); again.ID != "a" || again.Attempts != 1 {
-		s.t.Fatalf("refetched %s attempts %d", again.ID, again.Attempts)
+	s.wantState("q", b.ID, broker.StateActive)
+	if again := s.fetchOne("q"); again.ID != a.ID || again.Attempts != 1 {
+		s.t.Fatalf("refetched %s attempts %d, want %s with 1", again.ID, again.Attempts, a.ID)
 	}
-	_ = b
 }
 
 func testRecoverToDead(s *suite) {
@@ -659,7 +753,8 @@ func testAwaitTask(s *suite) {
 	}
 	chA, chD := await("q", "a"), await("", "d")
 	time.Sleep(20 * time.Millisecond)
-	ta, td := s.fetchOne("q"), s.fetchOne("q")
+	both := s.fetchN(2, "q")
+	ta, td := both["a"], both["d"]
 	if err := s.b.Complete(s.ctx, broker.Ack{LeaseRef: ref(ta), Result: []byte("ok")}); err != nil {
 		s.t.Fatal(err)
 	}
@@ -762,6 +857,9 @@ func testListTasks(s *suite) {
 		id := fmt.Sprintf("t%d", i)
 		want = append(want, id)
 		s.enqueue(newTask("q", id))
+		// Distinct ages: "oldest first" is then one order, also over the
+		// shards of a sharded queue.
+		s.clock.Advance(time.Millisecond)
 	}
 	var got []string
 	for off := 0; ; off += 3 {
@@ -885,13 +983,13 @@ func testBatchErrorPerItem(s *suite) {
 	bogus := broker.LeaseRef{Queue: "q", ID: "nope", Token: 99}
 	err := s.b.Complete(s.ctx, broker.Ack{LeaseRef: ref(ts[0])}, broker.Ack{LeaseRef: bogus})
 	wantItemErr(s.t, err, 2, 1, broker.ErrLeaseLost)
-	s.wantNotFound("q", "a")
+	s.wantNotFound("q", ts[0].ID)
 	err = s.b.Fail(s.ctx, broker.Failure{LeaseRef: bogus, Error: broker.AttemptError{Message: "x"}}, broker.Failure{LeaseRef: ref(ts[1]), Error: broker.AttemptError{Attempt: 1, Message: "x"}})
 	wantItemErr(s.t, err, 2, 0, broker.ErrLeaseLost)
-	s.wantState("q", "b", broker.StatePending)
+	s.wantState("q", ts[1].ID, broker.StatePending)
 	err = s.b.Requeue(s.ctx, ref(ts[2]), bogus)
 	wantItemErr(s.t, err, 2, 1, broker.ErrLeaseLost)
-	s.wantState("q", "c", broker.StatePending)
+	s.wantState("q", ts[2].ID, broker.StatePending)
 	// Empty batches are no-ops.
 	if err := s.b.Complete(s.ctx); err != nil {
 		s.t.Fatalf("Complete() = %v", err)

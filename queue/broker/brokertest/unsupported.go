@@ -62,6 +62,7 @@ func (s *suite) wantUnsupported(caps broker.Capability) {
 			_, err := b.Throughput(ctx, broker.ThroughputParams{Queue: "q", From: s.clock.Now(), To: s.clock.Now().Add(time.Second)})
 			return err
 		}},
+		{broker.CapShards, "SetShards", func() error { return b.SetShards(ctx, broker.ShardParams{Queue: "q", Shards: 2}) }},
 	}
 	n := 0
 	for _, c := range calls {

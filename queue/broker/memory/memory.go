@@ -53,8 +53,14 @@ type Broker struct {
 
 var _ broker.Broker = (*Broker)(nil)
 
-// Capabilities implements broker.Broker: every optional role.
+// Capabilities implements broker.Broker: every optional role but shards.
 func (b *Broker) Capabilities() broker.Capability { return broker.CapAll }
+
+// SetShards fails with broker.ErrUnsupported: the memory broker lives in
+// one process, where a queue has nothing to spread over.
+func (b *Broker) SetShards(context.Context, broker.ShardParams) error {
+	return fmt.Errorf("memory broker: SetShards: %w", broker.ErrUnsupported)
+}
 
 // Clock implements broker.Broker: Config.Clock.
 func (b *Broker) Clock() broker.Clock { return b.clock }
