@@ -7,7 +7,7 @@ import (
 	"github.com/conqhq/conq/queue/broker"
 )
 
-// Complete finishes tasks: one script call per queue (and chunk), pipelined.
+// Complete finishes tasks: one script call per shard (and chunk), pipelined.
 func (b *Broker) Complete(ctx context.Context, acks ...broker.Ack) error {
 	if err := b.check(); err != nil {
 		return err
@@ -21,9 +21,12 @@ func (b *Broker) Complete(ctx context.Context, acks ...broker.Ack) error {
 		refs[i] = acks[i].LeaseRef
 	}
 	head := []any{strconv.FormatInt(nanos(now), 10), strconv.FormatInt(millis(now), 10)}
-	calls, idx := b.groupLeases(refs, scriptComplete, now, head, func(i int) []any {
+	calls, idx, err := b.groupLeases(ctx, refs, scriptComplete, now, head, func(i int) []any {
 		return []any{acks[i].ID, strconv.FormatUint(acks[i].Token, 10), acks[i].Result}
 	})
+	if err != nil {
+		return wrapErr("complete", err)
+	}
 	if err := b.runScripts(ctx, calls, nil); err != nil {
 		return wrapErr("complete", err)
 	}
@@ -44,7 +47,7 @@ func (b *Broker) Fail(ctx context.Context, failures ...broker.Failure) error {
 		refs[i] = failures[i].LeaseRef
 	}
 	head := []any{strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while running")}
-	calls, idx := b.groupLeases(refs, scriptFail, now, head, func(i int) []any {
+	calls, idx, err := b.groupLeases(ctx, refs, scriptFail, now, head, func(i int) []any {
 		f := &failures[i]
 		at := int64(0)
 		if !f.RetryAt.IsZero() {
@@ -56,6 +59,9 @@ func (b *Broker) Fail(ctx context.Context, failures ...broker.Failure) error {
 		}
 		return []any{f.ID, strconv.FormatUint(f.Token, 10), encodeError(f.Error, now), strconv.FormatInt(at, 10), dead}
 	})
+	if err != nil {
+		return wrapErr("fail", err)
+	}
 	if err := b.runScripts(ctx, calls, nil); err != nil {
 		return wrapErr("fail", err)
 	}
@@ -72,9 +78,12 @@ func (b *Broker) Requeue(ctx context.Context, leases ...broker.LeaseRef) error {
 	}
 	now := b.cfg.Clock.Now()
 	head := []any{strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while running; the worker gave the task back")}
-	calls, idx := b.groupLeases(leases, scriptRequeue, now, head, func(i int) []any {
+	calls, idx, err := b.groupLeases(ctx, leases, scriptRequeue, now, head, func(i int) []any {
 		return []any{leases[i].ID, strconv.FormatUint(leases[i].Token, 10)}
 	})
+	if err != nil {
+		return wrapErr("requeue", err)
+	}
 	if err := b.runScripts(ctx, calls, nil); err != nil {
 		return wrapErr("requeue", err)
 	}

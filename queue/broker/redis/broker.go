@@ -17,8 +17,13 @@ import (
 type Broker struct {
 	cfg       Config
 	rdb       goredis.UniversalClient
+	cluster   *goredis.ClusterClient // rdb on a Redis Cluster, else nil
 	ownClient bool
 	closed    atomic.Bool
+
+	shards shardCache    // queues spread over several shards (shards.go)
+	rot    atomic.Uint32 // where Fetch starts among a queue's shards
+	hub    *notifyHub    // WaitReady on a cluster (wait.go)
 
 	keysMu sync.RWMutex
 	keys   map[string]*queueKeySet
@@ -55,34 +60,51 @@ func (b *Broker) forgetRegistered(queues []any) {
 
 var _ broker.Broker = (*Broker)(nil)
 
-// Capabilities implements broker.Broker: every optional role.
-func (b *Broker) Capabilities() broker.Capability { return broker.CapAll }
+// Capabilities implements broker.Broker: every optional role, shards
+// included.
+func (b *Broker) Capabilities() broker.Capability { return broker.CapAll | broker.CapShards }
 
 // Clock implements broker.Broker: Config.Clock.
 func (b *Broker) Clock() broker.Clock { return b.cfg.Clock }
 
 // New returns a broker on cfg.Client. The caller keeps ownership of the
-// client: Close does not close it.
+// client: Close does not close it. A *goredis.ClusterClient makes it a
+// cluster broker: it then adds a hook to the client that reloads the slot
+// map on node errors (see cluster.go).
 func New(cfg Config) (*Broker, error) {
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	return &Broker{cfg: c, rdb: c.Client, keys: make(map[string]*queueKeySet)}, nil
+	b := &Broker{cfg: c, rdb: c.Client, keys: make(map[string]*queueKeySet)}
+	if cc, ok := c.Client.(*goredis.ClusterClient); ok {
+		b.cluster = cc
+		hookCluster(cc)
+		b.hub = newNotifyHub(b)
+	}
+	return b, nil
 }
 
-// Open connects to the Redis at url (see ParseURL), checks the connection
+// Open connects to the Redis that url names (see ParseURL and Target: one
+// server, a cluster, or a Sentinel-managed primary), checks the connection
 // with PING and returns a broker that owns the client. cfg.Client must be
 // nil.
 func Open(ctx context.Context, url string, cfg Config) (*Broker, error) {
 	if cfg.Client != nil {
 		return nil, fmt.Errorf("%w: Open with Config.Client set; use New", errInvalidArg)
 	}
-	opts, err := ParseURL(url)
+	t, err := ParseTarget(url)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Client = goredis.NewClient(opts)
+	client, err := openTarget(ctx, t)
+	if err != nil {
+		if errors.Is(err, errInvalidArg) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("redis broker: connect to %s: %w", redactURL(url), err)
+	}
+	cfg.Client = client
 	b, err := New(cfg)
 	if err != nil {
 		_ = cfg.Client.Close()
@@ -90,7 +112,7 @@ func Open(ctx context.Context, url string, cfg Config) (*Broker, error) {
 	}
 	b.ownClient = true
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
-		_ = b.rdb.Close()
+		_ = b.Close()
 		return nil, fmt.Errorf("redis broker: connect to %s: %w", redactURL(url), err)
 	}
 	b.loadScripts(ctx)
@@ -98,18 +120,32 @@ func Open(ctx context.Context, url string, cfg Config) (*Broker, error) {
 }
 
 // loadScripts sends every script once so that the first calls do not pay
-// for a NOSCRIPT round trip. Best effort: calls load them anyway.
+// for a NOSCRIPT round trip (on a cluster, to every master). Best effort:
+// calls load them anyway.
 func (b *Broker) loadScripts(ctx context.Context) {
-	_, err := b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	var err error
+	if b.cluster != nil {
 		for _, s := range allScripts {
-			p.ScriptLoad(ctx, s.src)
+			if e := b.cluster.ScriptLoad(ctx, s.src).Err(); e != nil {
+				err = e
+			}
 		}
-		return nil
-	})
+	} else {
+		_, err = b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for _, s := range allScripts {
+				p.ScriptLoad(ctx, s.src)
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		b.cfg.Logger.DebugContext(ctx, "redis broker: preloading scripts failed", "err", err)
 	}
 }
+
+// Cluster returns the cluster client the broker uses, or nil when it is
+// not on a Redis Cluster.
+func (b *Broker) Cluster() *goredis.ClusterClient { return b.cluster }
 
 // Client returns the Redis client the broker uses.
 func (b *Broker) Client() goredis.UniversalClient { return b.rdb }
@@ -121,6 +157,9 @@ func (b *Broker) Prefix() string { return b.cfg.Prefix }
 func (b *Broker) Close() error {
 	if b.closed.Swap(true) {
 		return nil
+	}
+	if b.hub != nil {
+		b.hub.close()
 	}
 	if b.ownClient {
 		return b.rdb.Close()
@@ -135,20 +174,22 @@ func (b *Broker) check() error {
 	return nil
 }
 
-// queueKeySet is a queue's keys, all of them and as each script takes them.
+// queueKeySet is a shard's keys, all of them and as each script takes them.
 type queueKeySet struct {
 	all       []string
 	perScript [][]string // by script id
 }
 
-func (b *Broker) keySet(q string) *queueKeySet {
+// keySet returns the keys of the shard whose hash tag is tag (shardTag;
+// an unsharded queue's tag is its name).
+func (b *Broker) keySet(tag string) *queueKeySet {
 	b.keysMu.RLock()
-	k := b.keys[q]
+	k := b.keys[tag]
 	b.keysMu.RUnlock()
 	if k != nil {
 		return k
 	}
-	k = &queueKeySet{all: queueKeys(b.cfg.Prefix, q), perScript: make([][]string, len(allScripts))}
+	k = &queueKeySet{all: queueKeys(b.cfg.Prefix, tag), perScript: make([][]string, len(allScripts))}
 	for _, s := range allScripts {
 		sub := make([]string, len(s.slots))
 		for i, slot := range s.slots {
@@ -158,26 +199,27 @@ func (b *Broker) keySet(q string) *queueKeySet {
 	}
 	b.keysMu.Lock()
 	if len(b.keys) < 10000 { // bounded: queue names come from callers
-		b.keys[q] = k
+		b.keys[tag] = k
 	}
 	b.keysMu.Unlock()
 	return k
 }
 
-// queueKeys returns all keys of queue q, indexed by the k* constants.
-func (b *Broker) queueKeys(q string) []string { return b.keySet(q).all }
+// queueKeys returns all keys of the shard with tag, indexed by the k*
+// constants.
+func (b *Broker) queueKeys(tag string) []string { return b.keySet(tag).all }
 
-// keysFor returns the KEYS of script s run on queue q.
-func (b *Broker) keysFor(s *script, q string) []string { return b.keySet(q).perScript[s.id] }
+// keysFor returns the KEYS of script s run on the shard with tag.
+func (b *Broker) keysFor(s *script, tag string) []string { return b.keySet(tag).perScript[s.id] }
 
 // keysAt is keysFor plus, for scripts that count throughput, the stats key
 // of now's minute.
-func (b *Broker) keysAt(s *script, q string, now time.Time) []string {
-	keys := b.keysFor(s, q)
+func (b *Broker) keysAt(s *script, tag string, now time.Time) []string {
+	keys := b.keysFor(s, tag)
 	if !s.stats {
 		return keys
 	}
-	return append(keys[:len(keys):len(keys)], statsKey(b.cfg.Prefix, q, now.UnixMilli()/60000))
+	return append(keys[:len(keys):len(keys)], statsKey(b.cfg.Prefix, tag, now.UnixMilli()/60000))
 }
 
 // knownQueues lists the queues of the prefix.

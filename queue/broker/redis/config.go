@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -13,8 +14,9 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultPrefix    = "conq"
-	DefaultBatchSize = 1000
+	DefaultPrefix      = "conq"
+	DefaultBatchSize   = 1000
+	DefaultWaitTimeout = time.Second
 )
 
 var errInvalidArg = errors.New("redis broker: invalid argument")
@@ -22,8 +24,9 @@ var errInvalidArg = errors.New("redis broker: invalid argument")
 // Config configures a Broker. The zero value of every field but Client
 // means its default.
 type Config struct {
-	// Client is the connection to Redis: a *redis.Client (or any
-	// UniversalClient). Required with New; Open builds one from a URL.
+	// Client is the connection to Redis: a *redis.Client (a failover
+	// client for Sentinel is one) or a *redis.ClusterClient for a Redis
+	// Cluster. Required with New; Open builds one from a URL.
 	Client goredis.UniversalClient
 
 	// Prefix starts every key, so several applications can share one
@@ -39,6 +42,29 @@ type Config struct {
 
 	// Logger receives rare operational messages. Default slog.Default().
 	Logger *slog.Logger
+
+	// DefaultShards, when above 1, spreads every queue that has no shard
+	// record yet over that many shards the first time this broker stores
+	// a task or pauses it (see broker.Sharder; SetShards sets one queue's
+	// count). The record, once written, is what every process follows,
+	// whatever its own setting. Default 1: queues are unsharded until
+	// SetShards. At most MaxShards.
+	DefaultShards int
+
+	// WaitReplicas, when above 0, makes Enqueue, EnqueueUnique and
+	// ClaimTick return only after that many replicas of the master that
+	// stored the task acknowledged the write (Redis WAIT), so a task
+	// acknowledged to its producer survives a failover. If fewer replicas
+	// answer within WaitTimeout the call fails with ErrNotReplicated: the
+	// task is stored on the master and may or may not survive a failover;
+	// enqueueing it again with the same ID is safe (ErrTaskIDConflict
+	// then means it is stored). Default 0: no waiting (asynchronous
+	// replication, as Redis does by default).
+	WaitReplicas int
+
+	// WaitTimeout bounds the wait for WaitReplicas. Default 1 s; keep it
+	// below the client's read timeout (go-redis default 3 s).
+	WaitTimeout time.Duration
 }
 
 func (c *Config) withDefaults() Config {
@@ -55,6 +81,12 @@ func (c *Config) withDefaults() Config {
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
+	if out.DefaultShards <= 0 {
+		out.DefaultShards = 1
+	}
+	if out.WaitTimeout <= 0 {
+		out.WaitTimeout = DefaultWaitTimeout
+	}
 	return out
 }
 
@@ -64,6 +96,12 @@ func (c *Config) validate() error {
 	}
 	if strings.ContainsAny(c.Prefix, "{}") {
 		return fmt.Errorf("%w: prefix %q contains '{' or '}'", errInvalidArg, c.Prefix)
+	}
+	if c.DefaultShards > MaxShards {
+		return fmt.Errorf("%w: DefaultShards %d is above %d", errInvalidArg, c.DefaultShards, MaxShards)
+	}
+	if c.WaitReplicas < 0 {
+		return fmt.Errorf("%w: WaitReplicas %d is negative", errInvalidArg, c.WaitReplicas)
 	}
 	if c.BatchSize > 4000 {
 		// Keeps script argument lists well inside Lua's limits.

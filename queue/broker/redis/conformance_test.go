@@ -6,6 +6,7 @@ import (
 	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/broker/brokertest"
+	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
 
 func TestConformance(t *testing.T) {
@@ -21,6 +22,39 @@ func TestConformanceSmallBatches(t *testing.T) {
 	testenv.RedisURL(t)
 	brokertest.Run(t, func(t *testing.T, clock broker.Clock) broker.Broker {
 		b, _ := newTestBrokerBatch(t, clock, 1)
+		return b
+	})
+}
+
+// The suite on a real Redis Cluster (3 masters in make test): a cluster
+// refuses any command whose keys are in different slots (CROSSSLOT), so
+// passing proves every script and multi-key command stays in one slot.
+func TestConformanceCluster(t *testing.T) {
+	c := testenv.RedisClusterClient(t)
+	brokertest.Run(t, func(t *testing.T, clock broker.Clock) broker.Broker {
+		return newClusterBroker(t, c, redisbroker.Config{Clock: clock})
+	})
+}
+
+// Every queue of the suite in 3 shards on the cluster (one per master):
+// each call routes by shard, and no command crosses slots.
+func TestConformanceClusterSharded(t *testing.T) {
+	c := testenv.RedisClusterClient(t)
+	brokertest.RunWith(t, brokertest.Options{Sharded: true}, func(t *testing.T, clock broker.Clock) broker.Broker {
+		return newClusterBroker(t, c, redisbroker.Config{Clock: clock, DefaultShards: 3})
+	})
+}
+
+// Sharded on one Redis too: shards are key bases, whatever the server.
+func TestConformanceSharded(t *testing.T) {
+	testenv.RedisURL(t)
+	brokertest.RunWith(t, brokertest.Options{Sharded: true}, func(t *testing.T, clock broker.Clock) broker.Broker {
+		c := testClient(t)
+		b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c), Clock: clock, DefaultShards: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
 		return b
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -12,10 +13,13 @@ import (
 	"github.com/conqhq/conq/queue/broker"
 )
 
-// Enqueue stores tasks. Tasks are grouped by queue and sent in script calls
-// of up to BatchSize tasks, all in one pipeline together with the SADD that
-// registers the queues. Tasks without an ID get a random one; a zero
-// EnqueuedAt becomes now. Their State is set to what they were stored as.
+// Enqueue stores tasks. Tasks are grouped by shard (queue, and in a
+// sharded queue the shard of their ID) and sent in script calls of up to
+// BatchSize tasks, all in one pipeline together with the SADD that
+// registers the queues; on a cluster go-redis sends each node its part of
+// the pipeline at once. Tasks without an ID get a random one; a zero
+// EnqueuedAt becomes now. Their State is set to what they were stored as,
+// their Shard to where.
 func (b *Broker) Enqueue(ctx context.Context, tasks ...*broker.Task) error {
 	if err := b.check(); err != nil {
 		return err
@@ -28,11 +32,14 @@ func (b *Broker) Enqueue(ctx context.Context, tasks ...*broker.Task) error {
 	failed := false
 
 	type group struct {
-		queue string
-		idx   []int
+		tag string
+		idx []int
 	}
 	var groups []*group
-	byQueue := make(map[string]*group)
+	byTag := make(map[string]*group)
+	var queues []string
+	var lastQ string
+	var lastSet *shardSet
 	for i, t := range tasks {
 		if t == nil {
 			errs[i], failed = fmt.Errorf("%w: nil task", errInvalidArg), true
@@ -42,10 +49,29 @@ func (b *Broker) Enqueue(ctx context.Context, tasks ...*broker.Task) error {
 			errs[i], failed = err, true
 			continue
 		}
-		g := byQueue[t.Queue]
+		if t.Queue != lastQ || len(queues) == 0 {
+			set, err := b.ensureShards(ctx, t.Queue)
+			if err != nil {
+				return wrapErr("enqueue", err)
+			}
+			lastQ, lastSet = t.Queue, set
+			if !slices.Contains(queues, t.Queue) {
+				queues = append(queues, t.Queue)
+			}
+		}
+		tag := t.Queue
+		t.Shard = 0
+		if n := lastSet.count(); n > 1 {
+			if t.ID == "" {
+				t.ID = newID()
+			}
+			t.Shard = shardOf(t.ID, n)
+			tag = lastSet.tag(t.Queue, t.Shard)
+		}
+		g := byTag[tag]
 		if g == nil {
-			g = &group{queue: t.Queue}
-			byQueue[t.Queue] = g
+			g = &group{tag: tag}
+			byTag[tag] = g
 			groups = append(groups, g)
 		}
 		g.idx = append(g.idx, i)
@@ -53,10 +79,8 @@ func (b *Broker) Enqueue(ctx context.Context, tasks ...*broker.Task) error {
 
 	var calls []*scriptCall
 	var callIdx [][]int
-	queues := make([]string, 0, len(groups))
 	for _, g := range groups {
-		queues = append(queues, g.queue)
-		keys := b.keysFor(scriptEnqueue, g.queue)
+		keys := b.keysFor(scriptEnqueue, g.tag)
 		// Duplicates within one call: the first wins. Later chunks see
 		// earlier ones in Redis; within a chunk the script would not.
 		var seen map[string]bool
@@ -114,7 +138,7 @@ func (b *Broker) Enqueue(ctx context.Context, tasks ...*broker.Task) error {
 		if len(reg) > 0 {
 			pre = func(p goredis.Pipeliner) { sadd = p.SAdd(ctx, queuesKey(b.cfg.Prefix), reg...) }
 		}
-		err := b.runScripts(ctx, calls, pre)
+		err := b.runScriptsAcked(ctx, calls, pre)
 		if err == nil && sadd != nil {
 			err = sadd.Err()
 		}
@@ -138,9 +162,12 @@ func (b *Broker) Enqueue(ctx context.Context, tasks ...*broker.Task) error {
 				continue
 			}
 			for k, r := range res {
-				if r == 1 {
-					i := callIdx[ci][k]
+				i := callIdx[ci][k]
+				switch {
+				case r == 1:
 					errs[i], failed = fmt.Errorf("%w: %s in queue %s", broker.ErrTaskIDConflict, tasks[i].ID, tasks[i].Queue), true
+				case c.notReplicated != nil:
+					errs[i], failed = fmt.Errorf("enqueue %s in queue %s: %w", tasks[i].ID, tasks[i].Queue, c.notReplicated), true
 				}
 			}
 		}

@@ -47,7 +47,9 @@ func (b *Broker) register(ctx context.Context, queue string) error {
 }
 
 // EnqueueUnique stores t and takes the lock key of t's queue for ttl, in
-// one script.
+// one script. In a sharded queue the task goes to the shard of its key
+// (over the queue's fixed unique count), where its lock lives, so one key
+// is always checked in one place.
 func (b *Broker) EnqueueUnique(ctx context.Context, p broker.UniqueParams) error {
 	t, key, ttl := p.Task, p.Key, p.TTL
 	if err := b.check(); err != nil {
@@ -59,27 +61,58 @@ func (b *Broker) EnqueueUnique(ctx context.Context, p broker.UniqueParams) error
 	if err := validQueue(t.Queue); err != nil {
 		return err
 	}
+	set, err := b.ensureShards(ctx, t.Queue)
+	if err != nil {
+		return wrapErr("enqueue unique", err)
+	}
 	if err := b.register(ctx, t.Queue); err != nil {
 		return wrapErr("enqueue unique", err)
 	}
 	now := b.cfg.Clock.Now()
+	t.Shard = shardOf(key, set.uniqueCount())
 	msg, meta, score := newTaskArgs(t, now)
-	r, err := scriptEnqueueUnique.Run(ctx, b.rdb, b.keysFor(scriptEnqueueUnique, t.Queue),
-		t.ID, msg, meta, score, key, millis(now), millis(now.Add(ttl))).Int64()
+	tag := set.tag(t.Queue, t.Shard)
+	r, err := b.runOne(ctx, scriptEnqueueUnique, tag,
+		t.ID, msg, meta, score, key, millis(now), millis(now.Add(ttl)))
 	if err != nil {
 		return wrapErr("enqueue unique", err)
 	}
-	switch r {
+	switch r.code {
 	case 1:
 		return fmt.Errorf("%w: %s in queue %s", broker.ErrTaskIDConflict, t.ID, t.Queue)
 	case 2:
 		return fmt.Errorf("%w: unique key %q of queue %s is held", broker.ErrDuplicateTask, key, t.Queue)
 	}
+	if r.notReplicated != nil {
+		return fmt.Errorf("enqueue unique %s in queue %s: %w", t.ID, t.Queue, r.notReplicated)
+	}
 	return nil
 }
 
+// oneResult is the integer reply of a single script call, and whether
+// replicas confirmed it (Config.WaitReplicas).
+type oneResult struct {
+	code          int64
+	notReplicated error
+}
+
+// runOne runs one storing script on the shard with tag, through
+// runScriptsAcked.
+func (b *Broker) runOne(ctx context.Context, s *script, tag string, args ...any) (oneResult, error) {
+	c := &scriptCall{script: s, keys: b.keysFor(s, tag), args: args}
+	if err := b.runScriptsAcked(ctx, []*scriptCall{c}, nil); err != nil {
+		return oneResult{}, err
+	}
+	r, err := c.cmd.Int64()
+	if err != nil {
+		return oneResult{}, err
+	}
+	return oneResult{code: r, notReplicated: c.notReplicated}, nil
+}
+
 // ClaimTick enqueues t if tick is later than the last tick claimed for key
-// in t's queue. Ticks are compared to the millisecond.
+// in t's queue. Ticks are compared to the millisecond. Tick records and
+// their tasks are always in shard 0: a tick must be claimed in one place.
 func (b *Broker) ClaimTick(ctx context.Context, p broker.ClaimParams) (bool, error) {
 	key, tick, ttl, t := p.Key, p.Tick, p.TTL, p.Task
 	if err := b.check(); err != nil {
@@ -95,13 +128,17 @@ func (b *Broker) ClaimTick(ctx context.Context, p broker.ClaimParams) (bool, err
 		return false, wrapErr("claim tick", err)
 	}
 	now := b.cfg.Clock.Now()
+	t.Shard = 0
 	msg, meta, score := newTaskArgs(t, now)
-	r, err := scriptClaimTick.Run(ctx, b.rdb, b.keysFor(scriptClaimTick, t.Queue),
-		key, millis(tick), millis(now), millis(now.Add(ttl)), t.ID, msg, meta, score).Int64()
+	r, err := b.runOne(ctx, scriptClaimTick, t.Queue,
+		key, millis(tick), millis(now), millis(now.Add(ttl)), t.ID, msg, meta, score)
 	if err != nil {
 		return false, wrapErr("claim tick", err)
 	}
-	return r == 1, nil
+	if r.code == 1 && r.notReplicated != nil {
+		return true, fmt.Errorf("claim tick %s of %s: %w", t.ID, key, r.notReplicated)
+	}
+	return r.code == 1, nil
 }
 
 // LastTick returns the last tick claimed for key in queue, or zero.

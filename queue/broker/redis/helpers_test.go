@@ -44,3 +44,17 @@ func newTestBrokerBatch(t testing.TB, clock broker.Clock, batch int) (*redisbrok
 	t.Cleanup(func() { b.Close() })
 	return b, c
 }
+
+// newClusterBroker returns a broker on the cluster client c with its own
+// prefix (cfg.Client and cfg.Prefix are set here).
+func newClusterBroker(t testing.TB, c *goredis.ClusterClient, cfg redisbroker.Config) *redisbroker.Broker {
+	t.Helper()
+	cfg.Client = c
+	cfg.Prefix = testenv.UniquePrefix(t, c)
+	b, err := redisbroker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}

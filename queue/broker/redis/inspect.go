@@ -1,10 +1,12 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -12,8 +14,9 @@ import (
 	"github.com/conqhq/conq/queue/broker"
 )
 
-// GetTask reads a task atomically (one script call). With queue "" it asks
-// every known queue in one pipeline.
+// GetTask reads a task atomically (one script call per shard). With queue
+// "" it asks every known queue; every shard of every queue asked goes in
+// one pipeline, so a sharded queue costs one round trip too.
 func (b *Broker) GetTask(ctx context.Context, queue, id string) (*broker.Task, error) {
 	if err := b.check(); err != nil {
 		return nil, err
@@ -35,9 +38,26 @@ func (b *Broker) GetTask(ctx context.Context, queue, id string) (*broker.Task, e
 	if len(queues) == 0 {
 		return nil, fmt.Errorf("%w: %s", broker.ErrTaskNotFound, id)
 	}
-	calls := make([]*scriptCall, len(queues))
-	for i, q := range queues {
-		calls[i] = &scriptCall{script: scriptGet, keys: b.keysFor(scriptGet, q), args: []any{id}}
+	shardMap, err := b.shardMap(ctx)
+	if err != nil {
+		return nil, wrapErr("get task", err)
+	}
+	type where struct {
+		queue string
+		shard int
+	}
+	var calls []*scriptCall
+	var at []where
+	for _, q := range queues {
+		set := shardMap[q]
+		n := set.count()
+		// The shard of the ID first: where a plain task of this ID is.
+		first := shardOf(id, n)
+		for k := range n {
+			i := (first + k) % n
+			calls = append(calls, &scriptCall{script: scriptGet, keys: b.keysFor(scriptGet, set.tag(q, i)), args: []any{id}})
+			at = append(at, where{q, i})
+		}
 	}
 	if err := b.runScripts(ctx, calls, nil); err != nil {
 		return nil, wrapErr("get task", err)
@@ -48,7 +68,11 @@ func (b *Broker) GetTask(ctx context.Context, queue, id string) (*broker.Task, e
 			return nil, wrapErr("get task", err)
 		}
 		if len(res) == 4 && res[0] != nil {
-			return decodeTask(queues[i], id, res[0], res[1], res[2], res[3])
+			t, err := decodeTask(at[i].queue, id, res[0], res[1], res[2], res[3])
+			if t != nil {
+				t.Shard = at[i].shard
+			}
+			return t, err
 		}
 	}
 	if queue == "" {
@@ -83,7 +107,10 @@ func (b *Broker) AwaitTask(ctx context.Context, queue, id string) (*broker.Task,
 	}
 }
 
-// Queues lists known queues, sorted by name, with their counts.
+// Queues lists known queues, sorted by name, with their counts: one
+// pipeline of LLEN, ZCOUNT and EXISTS over every shard of every queue.
+// A sharded queue's counts are the sums over its shards, with the detail
+// in QueueInfo.Shards.
 func (b *Broker) Queues(ctx context.Context) ([]broker.QueueInfo, error) {
 	if err := b.check(); err != nil {
 		return nil, err
@@ -92,22 +119,31 @@ func (b *Broker) Queues(ctx context.Context) ([]broker.QueueInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	shardMap, err := b.shardMap(ctx)
+	if err != nil {
+		return nil, wrapErr("queues", err)
+	}
 	slices.Sort(qs)
 	type counts struct {
 		pending *goredis.IntCmd
 		zsets   [5]*goredis.IntCmd
 		paused  *goredis.IntCmd
 	}
-	cs := make([]counts, len(qs))
+	cs := make([][]counts, len(qs))
 	_, err = b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, q := range qs {
-			k := b.queueKeys(q)
-			cs[i].pending = p.LLen(ctx, k[kPending])
-			for j, ki := range []int{kScheduled, kActive, kRetry, kDead, kCompleted} {
-				// Below +inf: leaves out the sentinel (scripts/common.lua).
-				cs[i].zsets[j] = p.ZCount(ctx, k[ki], "-inf", "(+inf")
+			set := shardMap[q]
+			cs[i] = make([]counts, set.count())
+			for j := range cs[i] {
+				k := b.queueKeys(set.tag(q, j))
+				c := &cs[i][j]
+				c.pending = p.LLen(ctx, k[kPending])
+				for z, ki := range []int{kScheduled, kActive, kRetry, kDead, kCompleted} {
+					// Below +inf: leaves out the sentinel (scripts/common.lua).
+					c.zsets[z] = p.ZCount(ctx, k[ki], "-inf", "(+inf")
+				}
+				c.paused = p.Exists(ctx, k[kPaused])
 			}
-			cs[i].paused = p.Exists(ctx, k[kPaused])
 		}
 		return nil
 	})
@@ -116,21 +152,45 @@ func (b *Broker) Queues(ctx context.Context) ([]broker.QueueInfo, error) {
 	}
 	out := make([]broker.QueueInfo, len(qs))
 	for i, q := range qs {
-		c := cs[i]
-		out[i] = broker.QueueInfo{
-			Name:   q,
-			Paused: c.paused.Val() == 1,
-			Counts: map[broker.State]int64{
+		info := broker.QueueInfo{Name: q, Counts: map[broker.State]int64{}}
+		set := shardMap[q]
+		for j, c := range cs[i] {
+			sc := map[broker.State]int64{
 				broker.StatePending:   c.pending.Val(),
 				broker.StateScheduled: c.zsets[0].Val(),
 				broker.StateActive:    c.zsets[1].Val(),
 				broker.StateRetry:     c.zsets[2].Val(),
 				broker.StateDead:      c.zsets[3].Val(),
 				broker.StateCompleted: c.zsets[4].Val(),
-			},
+			}
+			paused := c.paused.Val() == 1
+			info.Paused = info.Paused || paused
+			for st, n := range sc {
+				info.Counts[st] += n
+			}
+			if set != nil {
+				tag := set.tag(q, j)
+				info.Shards = append(info.Shards, broker.ShardInfo{
+					Index: j, Tag: tag, Slot: tagSlot(tag), Node: b.nodeOf(ctx, tag), Paused: paused, Counts: sc,
+				})
+			}
 		}
+		out[i] = info
 	}
 	return out, nil
+}
+
+// nodeOf is the address of the master serving tag's slot, "" outside a
+// cluster.
+func (b *Broker) nodeOf(ctx context.Context, tag string) string {
+	if b.cluster == nil {
+		return ""
+	}
+	c, err := b.cluster.MasterForKey(ctx, "{"+tag+"}")
+	if err != nil {
+		return ""
+	}
+	return c.Options().Addr
 }
 
 var stateKey = map[broker.State]int{
@@ -140,7 +200,10 @@ var stateKey = map[broker.State]int{
 
 // ListTasks lists a queue's tasks in one state, oldest first: pending in
 // FIFO order, the others by their sorted-set score (process time, lease
-// expiry, time of death, retention expiry).
+// expiry, time of death, retention expiry). A sharded queue is listed by
+// asking each shard for its first offset+limit tasks and merging them:
+// by score, pending tasks by the time they were enqueued (FIFO holds per
+// shard only), so deep pages cost O(shards x (offset+limit)).
 func (b *Broker) ListTasks(ctx context.Context, p broker.ListParams) ([]*broker.Task, error) {
 	queue, state, offset, limit := p.Queue, p.State, p.Offset, p.Limit
 	if err := b.check(); err != nil {
@@ -159,21 +222,66 @@ func (b *Broker) ListTasks(ctx context.Context, p broker.ListParams) ([]*broker.
 	if limit <= 0 {
 		limit = broker.DefaultListLimit
 	}
-	res, err := scriptList.Run(ctx, b.rdb, b.keysFor(scriptList, queue), ki+1, offset, limit).Slice()
+	set, err := b.shardsOf(ctx, queue)
 	if err != nil {
 		return nil, wrapErr("list tasks", err)
 	}
-	out := make([]*broker.Task, 0, len(res)/5)
-	for i := 0; i+4 < len(res); i += 5 {
-		id, _ := res[i].(string)
-		if res[i+1] == nil {
-			continue // an ID without record: skip rather than fail the listing
-		}
-		t, err := decodeTask(queue, id, res[i+1], res[i+2], res[i+3], res[i+4])
+	n := set.count()
+	from, count := offset, limit
+	if n > 1 {
+		from, count = 0, offset+limit
+	}
+	calls := make([]*scriptCall, n)
+	for i := range calls {
+		calls[i] = &scriptCall{script: scriptList, keys: b.keysFor(scriptList, set.tag(queue, i)), args: []any{ki + 1, from, count}}
+	}
+	if err := b.runScripts(ctx, calls, nil); err != nil {
+		return nil, wrapErr("list tasks", err)
+	}
+	type listed struct {
+		t     *broker.Task
+		score float64
+		shard int
+	}
+	var all []listed
+	for shard, c := range calls {
+		res, err := c.cmd.Slice()
 		if err != nil {
-			return nil, err
+			return nil, wrapErr("list tasks", err)
 		}
-		out = append(out, t)
+		for i := 0; i+5 < len(res); i += 6 {
+			id, _ := res[i].(string)
+			if res[i+1] == nil {
+				continue // an ID without record: skip rather than fail the listing
+			}
+			t, err := decodeTask(queue, id, res[i+1], res[i+2], res[i+3], res[i+4])
+			if err != nil {
+				return nil, err
+			}
+			t.Shard = shard
+			var score float64
+			if ki == kPending {
+				score = float64(t.EnqueuedAt.UnixNano())
+			} else if sv, ok := res[i+5].(string); ok {
+				score, _ = strconv.ParseFloat(sv, 64)
+			}
+			all = append(all, listed{t, score, shard})
+		}
+	}
+	if n > 1 {
+		// Stable: within a shard the order is the shard's own.
+		slices.SortStableFunc(all, func(a, b listed) int {
+			if c := cmp.Compare(a.score, b.score); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.shard, b.shard)
+		})
+		all = all[min(offset, len(all)):]
+		all = all[:min(limit, len(all))]
+	}
+	out := make([]*broker.Task, len(all))
+	for i, l := range all {
+		out[i] = l.t
 	}
 	return out, nil
 }
@@ -188,23 +296,43 @@ func (b *Broker) RetryTask(ctx context.Context, queue, id string) error {
 	return b.oneTask(ctx, "retry task", scriptRetry, queue, id)
 }
 
+// locate returns the queue and shard tag of task id: given queue's only
+// shard, else where GetTask finds it.
+func (b *Broker) locate(ctx context.Context, queue, id string) (q, tag string, err error) {
+	if queue != "" {
+		if err := validQueue(queue); err != nil {
+			return "", "", err
+		}
+		set, err := b.shardsOf(ctx, queue)
+		if err != nil {
+			return "", "", err
+		}
+		if set == nil {
+			return queue, queue, nil
+		}
+	}
+	t, err := b.GetTask(ctx, queue, id)
+	if err != nil {
+		return "", "", err
+	}
+	set, err := b.shardsOf(ctx, t.Queue)
+	if err != nil {
+		return "", "", err
+	}
+	return t.Queue, set.tag(t.Queue, t.Shard), nil
+}
+
 // oneTask runs a single-task script whose reply is 0, -1 (not found) or -2
-// (invalid state). With queue "" the task is first looked up.
+// (invalid state) on the task's shard.
 func (b *Broker) oneTask(ctx context.Context, op string, s *script, queue, id string) error {
 	if err := b.check(); err != nil {
 		return err
 	}
-	if queue == "" {
-		t, err := b.GetTask(ctx, "", id)
-		if err != nil {
-			return err
-		}
-		queue = t.Queue
-	}
-	if err := validQueue(queue); err != nil {
+	queue, tag, err := b.locate(ctx, queue, id)
+	if err != nil {
 		return err
 	}
-	r, err := s.Run(ctx, b.rdb, b.keysFor(s, queue), id).Int64()
+	r, err := s.Run(ctx, b.rdb, b.keysFor(s, tag), id).Int64()
 	if err != nil {
 		return wrapErr(op, err)
 	}
@@ -217,7 +345,8 @@ func (b *Broker) oneTask(ctx context.Context, op string, s *script, queue, id st
 	return nil
 }
 
-// Pause stops Fetch from taking tasks of queue.
+// Pause stops Fetch from taking tasks of queue: the paused flag of every
+// shard, set in one pipeline.
 func (b *Broker) Pause(ctx context.Context, queue string) error {
 	if err := b.check(); err != nil {
 		return err
@@ -225,9 +354,15 @@ func (b *Broker) Pause(ctx context.Context, queue string) error {
 	if err := validQueue(queue); err != nil {
 		return err
 	}
-	_, err := b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	set, err := b.ensureShards(ctx, queue)
+	if err != nil {
+		return wrapErr("pause", err)
+	}
+	_, err = b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		p.SAdd(ctx, queuesKey(b.cfg.Prefix), queue)
-		p.Set(ctx, b.queueKeys(queue)[kPaused], "1", 0)
+		for i := range set.count() {
+			p.Set(ctx, b.queueKeys(set.tag(queue, i))[kPaused], "1", 0)
+		}
 		return nil
 	})
 	if err != nil {
@@ -236,7 +371,7 @@ func (b *Broker) Pause(ctx context.Context, queue string) error {
 	return nil
 }
 
-// Resume undoes Pause and wakes idle workers if tasks wait.
+// Resume undoes Pause on every shard and wakes idle workers if tasks wait.
 func (b *Broker) Resume(ctx context.Context, queue string) error {
 	if err := b.check(); err != nil {
 		return err
@@ -244,8 +379,21 @@ func (b *Broker) Resume(ctx context.Context, queue string) error {
 	if err := validQueue(queue); err != nil {
 		return err
 	}
-	if err := scriptResume.Run(ctx, b.rdb, b.keysFor(scriptResume, queue)).Err(); err != nil && !errors.Is(err, goredis.Nil) {
+	set, err := b.ensureShards(ctx, queue)
+	if err != nil {
 		return wrapErr("resume", err)
+	}
+	calls := make([]*scriptCall, set.count())
+	for i := range calls {
+		calls[i] = &scriptCall{script: scriptResume, keys: b.keysFor(scriptResume, set.tag(queue, i))}
+	}
+	if err := b.runScripts(ctx, calls, nil); err != nil {
+		return wrapErr("resume", err)
+	}
+	for _, c := range calls {
+		if err := c.cmd.Err(); err != nil && !errors.Is(err, goredis.Nil) {
+			return wrapErr("resume", err)
+		}
 	}
 	return nil
 }

@@ -6,10 +6,12 @@ import (
 	"strings"
 )
 
-// Per-queue key slots. A script lists the ones it uses on its first line
+// Per-shard key slots. A script lists the ones it uses on its first line
 // ("--! keys: ..."), receives exactly those as KEYS, and touches no others;
-// they share the queue's hash tag, so on Redis Cluster they live in one
-// slot.
+// they share the shard's hash tag, so on Redis Cluster they live in one
+// slot. A queue has one shard unless it was given more (shards.go): shard
+// 0's tag is the queue's name, so an unsharded queue's keys are
+// "<prefix>:{<queue>}:<suffix>".
 const (
 	kPending   = iota // LIST of IDs, FIFO (RPUSH, LPOP)
 	kScheduled        // ZSET ID -> process-at (ms)
@@ -38,23 +40,43 @@ var keySuffixes = [numKeys]string{
 	kLocks: "locks", kTaskLocks: "tasklocks", kTicks: "ticks", kCancels: "cancels",
 }
 
-// statsKey is the hash of queue's throughput counters for the minute of
+// statsKey is the hash of a shard's throughput counters for the minute of
 // now: fields "p<unixSecond>" (processed) and "f<unixSecond>" (failed),
 // expiring after broker.StatsWindow. Scripts that count take it as K_STATS,
-// after their declared keys ("+stats" on the keys line).
-func statsKey(prefix, queue string, minute int64) string {
-	return prefix + ":{" + queue + "}:stats:" + strconv.FormatInt(minute, 10)
+// after their declared keys ("+stats" on the keys line). tag is the
+// shard's hash tag (shardTag).
+func statsKey(prefix, tag string, minute int64) string {
+	return prefix + ":{" + tag + "}:stats:" + strconv.FormatInt(minute, 10)
 }
 
-// queueKeys returns the keys of queue: "<prefix>:{<queue>}:<suffix>".
-func queueKeys(prefix, queue string) []string {
+// queueKeys returns the keys of the shard with hash tag tag:
+// "<prefix>:{<tag>}:<suffix>".
+func queueKeys(prefix, tag string) []string {
 	keys := make([]string, numKeys)
-	base := prefix + ":{" + queue + "}:"
+	base := prefix + ":{" + tag + "}:"
 	for i, s := range keySuffixes {
 		keys[i] = base + s
 	}
 	return keys
 }
+
+// shardTag is the hash tag of shard i of queue: the queue's name for shard
+// 0, "<queue>{<i>.<salt>" for the others. A hash tag runs from the first
+// '{' to the first '}' after it, and queue names hold neither, so a
+// shard's keys ("conq:{default{1.7}:pending") can never be another
+// queue's; salt is chosen (shards.go) so that the shard's slot is on the
+// master meant for it.
+func shardTag(queue string, i, salt int) string {
+	if i == 0 {
+		return queue
+	}
+	return queue + "{" + strconv.Itoa(i) + "." + strconv.Itoa(salt)
+}
+
+// shardsKey is the hash of sharded queues: field queue, value its shard
+// record (shards.go). Global to the prefix (no hash tag) like queuesKey and
+// written outside the per-queue scripts.
+func shardsKey(prefix string) string { return prefix + ":queueshards" }
 
 // queuesKey is the set of known queues. It is global to the prefix (no
 // hash tag) and never touched by the per-queue scripts.

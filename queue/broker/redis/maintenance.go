@@ -10,8 +10,9 @@ import (
 // backlog never blocks Redis for long; the call is repeated while full.
 const maintenanceLimit = 1000
 
-// sweep runs s on every known queue (pipelined) with args, repeating for
-// queues whose reply says there is more, and sums the counts.
+// sweep runs s on every shard of every known queue (pipelined, so on a
+// cluster each node gets its part at once) with args, repeating for shards
+// whose reply says there is more, and sums the counts.
 func (b *Broker) sweep(ctx context.Context, op string, s *script, args func(now time.Time) []any) (int, error) {
 	if err := b.check(); err != nil {
 		return 0, err
@@ -20,13 +21,24 @@ func (b *Broker) sweep(ctx context.Context, op string, s *script, args func(now 
 	if err != nil {
 		return 0, err
 	}
+	shardMap, err := b.shardMap(ctx)
+	if err != nil {
+		return 0, wrapErr(op, err)
+	}
+	var tags []string
+	for _, q := range queues {
+		set := shardMap[q]
+		for i := range set.count() {
+			tags = append(tags, set.tag(q, i))
+		}
+	}
 	total := 0
-	for len(queues) > 0 {
-		calls := make([]*scriptCall, len(queues))
+	for len(tags) > 0 {
+		calls := make([]*scriptCall, len(tags))
 		now := b.cfg.Clock.Now()
 		a := args(now)
-		for i, q := range queues {
-			calls[i] = &scriptCall{script: s, keys: b.keysAt(s, q, now), args: a}
+		for i, tag := range tags {
+			calls[i] = &scriptCall{script: s, keys: b.keysAt(s, tag, now), args: a}
 		}
 		if err := b.runScripts(ctx, calls, nil); err != nil {
 			return total, wrapErr(op, err)
@@ -43,13 +55,13 @@ func (b *Broker) sweep(ctx context.Context, op string, s *script, args func(now 
 			}
 			total += int(res[0])
 			if res[1] == 1 {
-				again = append(again, queues[i])
+				again = append(again, tags[i])
 			}
 		}
 		if firstErr != nil {
 			return total, wrapErr(op, firstErr)
 		}
-		queues = again
+		tags = again
 	}
 	return total, nil
 }

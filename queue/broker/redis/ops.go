@@ -25,18 +25,12 @@ func (b *Broker) CancelTask(ctx context.Context, queue, id string) (broker.State
 	if err := b.check(); err != nil {
 		return "", err
 	}
-	if queue == "" {
-		t, err := b.GetTask(ctx, "", id)
-		if err != nil {
-			return "", err
-		}
-		queue = t.Queue
-	}
-	if err := validQueue(queue); err != nil {
+	queue, tag, err := b.locate(ctx, queue, id)
+	if err != nil {
 		return "", err
 	}
 	now := b.cfg.Clock.Now()
-	res, err := scriptCancel.Run(ctx, b.rdb, b.keysFor(scriptCancel, queue), id,
+	res, err := scriptCancel.Run(ctx, b.rdb, b.keysFor(scriptCancel, tag), id,
 		strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while waiting to run")).Slice()
 	if err != nil {
 		return "", wrapErr("cancel task", err)
@@ -57,7 +51,7 @@ func (b *Broker) CancelTask(ctx context.Context, queue, id string) (broker.State
 }
 
 // Throughput implements broker.StatsReader: one HGETALL per minute of the
-// range, pipelined.
+// range and shard, pipelined; a sharded queue's counters are summed.
 func (b *Broker) Throughput(ctx context.Context, p broker.ThroughputParams) ([]broker.Point, error) {
 	queue, from, to := p.Queue, p.From, p.To
 	if err := b.check(); err != nil {
@@ -70,11 +64,17 @@ func (b *Broker) Throughput(ctx context.Context, p broker.ThroughputParams) ([]b
 	if end <= start {
 		return nil, nil
 	}
+	set, err := b.shardsOf(ctx, queue)
+	if err != nil {
+		return nil, wrapErr("throughput", err)
+	}
 	first, last := floorDiv(start, 60), floorDiv(end-1, 60)
-	cmds := make([]*goredis.MapStringStringCmd, 0, last-first+1)
-	_, err := b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for m := first; m <= last; m++ {
-			cmds = append(cmds, p.HGetAll(ctx, statsKey(b.cfg.Prefix, queue, m)))
+	cmds := make([]*goredis.MapStringStringCmd, 0, (last-first+1)*int64(set.count()))
+	_, err = b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i := range set.count() {
+			for m := first; m <= last; m++ {
+				cmds = append(cmds, p.HGetAll(ctx, statsKey(b.cfg.Prefix, set.tag(queue, i), m)))
+			}
 		}
 		return nil
 	})

@@ -42,6 +42,7 @@ var (
 	scriptSlotExtend    = mustScript("slot_extend")
 	scriptTokenTake     = mustScript("token_take")
 	scriptRegistryList  = mustScript("registry_list")
+	scriptShardsSet     = mustScript("shards_set")
 )
 
 // script is a Lua script and the queue keys it takes, in KEYS order.
@@ -111,12 +112,15 @@ func mustScript(name string) *script {
 	return s
 }
 
-// scriptCall is one script run against one queue, for runScripts.
+// scriptCall is one script run against one shard, for runScripts.
 type scriptCall struct {
 	script *script
 	keys   []string
 	args   []any
 	cmd    *goredis.Cmd
+	// notReplicated is set by runScriptsAcked when the call ran but fewer
+	// replicas than Config.WaitReplicas confirmed it.
+	notReplicated error
 }
 
 func isNoScript(err error) bool {

@@ -6,6 +6,14 @@ if redis.call('EXISTS', K_PAUSED) == 1 then return {} end
 local ids = redis.call('LPOP', K_PENDING, ARGV[1])
 if not ids then return {} end
 local n = #ids
+-- Fencing tokens never go below the clock in microseconds: a replica
+-- promoted after a failover may have missed the last increments of seq,
+-- and must not hand out a token a stale worker still holds. Tokens stay
+-- below 2^53 (exact in Lua) until the year 2255.
+local floor = math.floor(tonumber(ARGV[4]) / 1000)
+if tonumber(redis.call('GET', K_SEQ) or '0') < floor then
+  redis.call('SET', K_SEQ, string.format('%d', floor))
+end
 local base = redis.call('INCRBY', K_SEQ, n) - n
 local tail = ',' .. ARGV[2] .. ',' .. ARGV[4] .. ',0,' .. ARGV[5]
 local score = ARGV[3]
