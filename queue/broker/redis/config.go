@@ -44,11 +44,12 @@ type Config struct {
 	Logger *slog.Logger
 
 	// DefaultShards, when above 1, spreads every queue that has no shard
-	// record yet over that many shards the first time this broker stores
-	// a task or pauses it (see broker.Sharder; SetShards sets one queue's
-	// count). The record, once written, is what every process follows,
-	// whatever its own setting. Default 1: queues are unsharded until
-	// SetShards. At most MaxShards.
+	// record yet over that many shards the first time this broker touches
+	// it (stores, fetches or waits for its tasks, pauses it; see
+	// broker.Sharder; SetShards sets one queue's count). The record, once
+	// written, is what every process follows, whatever its own setting;
+	// give every process of a deployment the same value. Default 1:
+	// queues are unsharded until SetShards. At most MaxShards.
 	DefaultShards int
 
 	// WaitReplicas, when above 0, makes Enqueue, EnqueueUnique and

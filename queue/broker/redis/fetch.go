@@ -40,8 +40,16 @@ func (b *Broker) Fetch(ctx context.Context, p broker.FetchParams) ([]*broker.Tas
 		if validQueue(q) != nil {
 			continue
 		}
+		set := shardMap[q]
+		if set == nil && b.cfg.DefaultShards > 1 {
+			// Workers agree with producers at once on a new queue's shards.
+			var err error
+			if set, err = b.ensureShards(ctx, q); err != nil {
+				return nil, wrapErr("fetch", err)
+			}
+		}
 		var err error
-		if set := shardMap[q]; set != nil {
+		if set != nil {
 			out, err = b.fetchShards(ctx, q, set, max, args, out)
 		} else {
 			out, err = b.fetchShard(ctx, q, q, 0, max, args, out)
@@ -184,6 +192,11 @@ func (b *Broker) WaitReady(ctx context.Context, p broker.WaitParams) error {
 			continue
 		}
 		set := shardMap[q]
+		if set == nil && b.cfg.DefaultShards > 1 {
+			if set, err = b.ensureShards(ctx, q); err != nil {
+				return b.waitFailed(ctx, max, err)
+			}
+		}
 		for i := range set.count() {
 			keys = append(keys, b.queueKeys(set.tag(q, i))[kNotify])
 		}

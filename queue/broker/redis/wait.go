@@ -22,6 +22,13 @@ import (
 // A token popped while nobody waits is not dropped: the next waiter of the
 // list returns at once (WaitReady may return spuriously; a Fetch then
 // finds the task).
+//
+// Each watcher blocks on a client of its own (one connection) to the
+// master of its list's slot, so that Close can end a blocked BLPOP at once
+// by closing that client (go-redis does not interrupt a blocked read on
+// cancellation, and a Conn may not be closed while in use). After
+// an error (a failover, MOVED after a reshard) the watcher asks for a new
+// slot map and a new connection.
 
 const (
 	watchPoll = time.Second
@@ -43,6 +50,7 @@ type watch struct {
 	waiters map[chan error]struct{}
 	token   bool // popped while nobody waited
 	idle    time.Time
+	conn    *goredis.Client // the watcher's own client, closed by close
 }
 
 func newNotifyHub(b *Broker) *notifyHub {
@@ -51,7 +59,14 @@ func newNotifyHub(b *Broker) *notifyHub {
 }
 
 func (h *notifyHub) close() {
+	h.mu.Lock()
 	h.cancel()
+	for _, w := range h.watches {
+		if w.conn != nil {
+			_ = w.conn.Close() // ends a blocked BLPOP now
+		}
+	}
+	h.mu.Unlock()
 	h.wg.Wait()
 }
 
@@ -114,6 +129,12 @@ var errClosedHub = errors.New("redis broker: closed")
 // watchIdle or the hub closes.
 func (h *notifyHub) run(w *watch) {
 	defer h.wg.Done()
+	var conn *goredis.Client
+	defer func() {
+		if conn != nil {
+			_ = conn.Close()
+		}
+	}()
 	for {
 		h.mu.Lock()
 		if h.ctx.Err() != nil || (len(w.waiters) == 0 && time.Since(w.idle) >= watchIdle) {
@@ -122,11 +143,15 @@ func (h *notifyHub) run(w *watch) {
 			return
 		}
 		h.mu.Unlock()
-		// Cancelled only by close: go-redis drops a connection whose
-		// call is cancelled, which is fine then and only then.
-		err := h.b.rdb.BLPop(h.ctx, watchPoll, w.key).Err()
-		if errors.Is(err, goredis.Nil) {
-			continue // nothing within watchPoll
+		var err error
+		if conn == nil {
+			conn, err = h.connect(w)
+		}
+		if err == nil {
+			err = conn.BLPop(h.ctx, watchPoll, w.key).Err()
+			if errors.Is(err, goredis.Nil) {
+				continue // nothing within watchPoll
+			}
 		}
 		if h.ctx.Err() != nil {
 			continue // closing: the loop's check ends it
@@ -141,10 +166,15 @@ func (h *notifyHub) run(w *watch) {
 			default:
 			}
 		}
+		if err != nil && conn != nil {
+			_ = conn.Close()
+			conn, w.conn = nil, nil
+		}
 		h.mu.Unlock()
 		if err != nil {
-			// Redis is away or the node failed over: back off a little so
-			// the loop does not spin; the waiters back off too.
+			// The node failed, or the slot moved: a new slot map, and
+			// a pause so the loop does not spin; the waiters back off too.
+			h.b.cluster.ReloadState(h.ctx)
 			t := time.NewTimer(100 * time.Millisecond)
 			select {
 			case <-h.ctx.Done():
@@ -153,4 +183,24 @@ func (h *notifyHub) run(w *watch) {
 			t.Stop()
 		}
 	}
+}
+
+// connect opens the watcher's client of the master of w.key's slot: the
+// node's options (auth, TLS, timeouts), one connection.
+func (h *notifyHub) connect(w *watch) (*goredis.Client, error) {
+	node, err := h.b.cluster.MasterForKey(h.ctx, w.key)
+	if err != nil {
+		return nil, err
+	}
+	o := *node.Options()
+	o.PoolSize, o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns = 1, 0, 1, 1
+	c := goredis.NewClient(&o)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ctx.Err() != nil {
+		_ = c.Close()
+		return nil, errClosedHub
+	}
+	w.conn = c
+	return c, nil
 }
