@@ -148,6 +148,34 @@ func (i *Inspector) PauseQueue(ctx context.Context, queue string) error {
 	return nil
 }
 
+// SetShards spreads queue over n shards, each in its own Redis Cluster
+// slot, so that one queue can use every node (broker.Sharder: the Redis
+// broker; others fail with ErrUnsupported). The count only grows: n below
+// the queue's count fails with ErrInvalidOption. FIFO order then holds per
+// shard only. Workers and producers elsewhere follow within seconds.
+func (i *Inspector) SetShards(ctx context.Context, queue string, n int) error {
+	if err := validQueueName(queue); err != nil {
+		return err
+	}
+	if n < 1 || n > broker.MaxShards {
+		return invalid("%d shards for queue %q: want 1..%d", n, queue, broker.MaxShards)
+	}
+	if !i.b.Capabilities().Has(broker.CapShards) {
+		return fmt.Errorf("queue: set shards of queue %q: %w", queue, ErrUnsupported)
+	}
+	q, err := i.Queue(ctx, queue)
+	if err == nil && n < max(1, len(q.Shards)) {
+		return invalid("queue %q has %d shards: the count only grows (to shrink, drain the queue; see docs/scaling.md)", queue, len(q.Shards))
+	}
+	if err != nil && !errors.Is(err, ErrQueueNotFound) {
+		return err
+	}
+	if err := i.b.SetShards(ctx, broker.ShardParams{Queue: queue, Shards: n}); err != nil {
+		return fmt.Errorf("queue: set shards of queue %q: %w", queue, err)
+	}
+	return nil
+}
+
 // ResumeQueue undoes PauseQueue.
 func (i *Inspector) ResumeQueue(ctx context.Context, queue string) error {
 	if err := validQueueName(queue); err != nil {

@@ -22,6 +22,9 @@ type TaskInfo = broker.Task
 // QueueInfo is a queue's state: paused or not, and its task counts.
 type QueueInfo = broker.QueueInfo
 
+// ShardInfo is one shard of a queue spread over several (SetShards).
+type ShardInfo = broker.ShardInfo
+
 // State is where a task is in its life.
 type State = broker.State
 

@@ -28,6 +28,8 @@ func (s *Server) routes() http.Handler {
 	api("GET /api/v1/queues/{queue}/tasks", s.apiQueueTasks)
 	api("POST /api/v1/queues/{queue}/pause", s.apiPause)
 	api("POST /api/v1/queues/{queue}/resume", s.apiResume)
+	api("GET /api/v1/queues/{queue}/shards", s.apiShards)
+	api("PUT /api/v1/queues/{queue}/shards", s.apiSetShards)
 	api("GET /api/v1/throughput", s.apiThroughput)
 	api("/api/", s.apiNotFound)
 	// Known paths with another method: 405 in the API's JSON form.
@@ -44,6 +46,7 @@ func (s *Server) routes() http.Handler {
 		"/api/v1/queues/{queue}/tasks":  "GET",
 		"/api/v1/queues/{queue}/pause":  "POST",
 		"/api/v1/queues/{queue}/resume": "POST",
+		"/api/v1/queues/{queue}/shards": "GET, PUT",
 		"/api/v1/throughput":            "GET",
 	} {
 		api(path, methodNotAllowed(allow))

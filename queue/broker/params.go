@@ -92,7 +92,12 @@ type ThroughputParams struct {
 	From, To time.Time
 }
 
-// ShardParams: spread Queue over Shards shards (>= 1).
+// MaxShards caps a queue's shard count (ShardParams.Shards). Every shard
+// costs a script call per fetch round and keys in each inspection, so
+// counts far above the number of nodes buy nothing.
+const MaxShards = 256
+
+// ShardParams: spread Queue over Shards shards, 1..MaxShards.
 type ShardParams struct {
 	Queue  string
 	Shards int

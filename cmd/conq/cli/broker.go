@@ -31,10 +31,11 @@ func addBrokerFlag(cmd *cobra.Command, p *string) {
 	cmd.Flags().StringVar(p, "broker", "", brokerUsage)
 }
 
-const brokerUsage = "broker URL: redis://[user:pass@]host[:port][/db], rediss://... or unix:///path/redis.sock (default $" + brokerEnv + ")"
+const brokerUsage = "broker URL: redis://[user:pass@]host[:port][/db], rediss://... or unix:///path/redis.sock; a Redis Cluster: redis://node1:6379?addr=node2:6379; Sentinel: redis+sentinel://s1:26379?addr=s2:26379&master_name=NAME (default $" + brokerEnv + ")"
 
 // openBroker opens the broker named by rawURL: the embedded memory broker
-// when it is empty, Redis for redis:// and rediss:// (and unix:// sockets).
+// when it is empty, Redis for redis:// and rediss:// (and unix:// sockets;
+// a cluster when the node says so), Sentinel for redis+sentinel://.
 // The caller closes it.
 func openBroker(ctx context.Context, rawURL string, logger *slog.Logger) (broker.Broker, error) {
 	rawURL = strings.TrimSpace(rawURL)
@@ -66,12 +67,12 @@ func checkBrokerURL(rawURL string) error {
 		scheme = "" // host:port parses as scheme "host"
 	}
 	switch scheme {
-	case "redis", "rediss", "unix":
+	case "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel":
 		return nil
 	case "":
 		return usageError("--broker %q has no scheme: want redis://host[:port][/db], rediss://... or unix:///path/redis.sock (or no --broker for the embedded broker)", redactedURL(rawURL))
 	default:
-		return usageError("--broker %q: unsupported scheme %q: want redis://, rediss:// or unix:// (or no --broker for the embedded broker)", redactedURL(rawURL), scheme)
+		return usageError("--broker %q: unsupported scheme %q: want redis://, rediss://, unix:// or redis+sentinel:// (or no --broker for the embedded broker)", redactedURL(rawURL), scheme)
 	}
 }
 

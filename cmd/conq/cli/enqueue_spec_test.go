@@ -139,12 +139,12 @@ func TestInspectRanges(t *testing.T) {
 	}
 }
 
-// The unsupported-scheme message names every scheme accepted, unix://
-// included.
+// The unsupported-scheme message names every scheme accepted, unix:// and
+// redis+sentinel:// included.
 func TestBrokerSchemeMessage(t *testing.T) {
 	t.Setenv(brokerEnv, "")
 	r := queueRun(t, queueCtx(t, 10*time.Second), "", "inspect", "--broker", "ftp://h", "queues")
-	if r.code != 2 || !strings.Contains(r.stderr, "want redis://, rediss:// or unix://") {
+	if r.code != 2 || !strings.Contains(r.stderr, "want redis://, rediss://, unix:// or redis+sentinel://") {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
 }

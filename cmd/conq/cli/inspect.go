@@ -70,10 +70,15 @@ func inspectError(err error) error {
 }
 
 func newInspectQueuesCmd(o *inspectOptions) *cobra.Command {
-	return &cobra.Command{
+	var shards bool
+	cmd := &cobra.Command{
 		Use:   "queues",
 		Short: "List the queues with their task counts per state",
-		Args:  cobra.NoArgs,
+		Long: `Queues lists every queue with its task counts per state. A queue spread over
+several shards (conq shards) is one line, its counts the sums over its
+shards; --shards adds a table per sharded queue with each shard's slot,
+node and counts (in JSON the "shards" field is always there for them).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withInspector(cmd.Context(), "inspect", o.broker, cmd.ErrOrStderr(), func(in *queue.Inspector) error {
 				qs, err := in.Queues(cmd.Context())
@@ -86,10 +91,23 @@ func newInspectQueuesCmd(o *inspectOptions) *cobra.Command {
 					}
 					return writeJSON(cmd.OutOrStdout(), qs)
 				}
-				return printQueues(cmd.OutOrStdout(), qs)
+				if err := printQueues(cmd.OutOrStdout(), qs); err != nil || !shards {
+					return err
+				}
+				for _, q := range qs {
+					if len(q.Shards) > 0 {
+						fmt.Fprintln(cmd.OutOrStdout())
+						if err := printShards(cmd.OutOrStdout(), q); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&shards, "shards", false, "also show each shard of the sharded queues")
+	return cmd
 }
 
 func newInspectWorkersCmd(o *inspectOptions) *cobra.Command {

@@ -29,10 +29,8 @@ import (
 // (cached for registerEvery), so placement is decided once, by whoever
 // writes it.
 
-// MaxShards caps a queue's shard count. Every shard costs an empty script
-// call per fetch round and a key set in the inspector's pipelines, so
-// counts far above the number of masters buy nothing.
-const MaxShards = 256
+// MaxShards caps a queue's shard count (broker.MaxShards).
+const MaxShards = broker.MaxShards
 
 // shardSet is a queue's shards as recorded; nil means unsharded (one
 // shard, tag = queue name).
