@@ -120,11 +120,12 @@ func (s *Sentinel) SentinelAddrs() []string {
 	return out
 }
 
-// FailoverURL is the fixture in go-redis ParseFailoverURL form:
-// "redis://S1?addr=S2&addr=S3&master_name=NAME" (the sentinels' addresses).
+// FailoverURL is the fixture as a broker URL (redisbroker.ParseTarget):
+// "redis+sentinel://S1?addr=S2&addr=S3&master_name=NAME", the sentinels'
+// addresses.
 func (s *Sentinel) FailoverURL() string {
 	var b strings.Builder
-	b.WriteString("redis://" + s.Sentinels[0].Addr() + "?master_name=" + s.MasterName)
+	b.WriteString("redis+sentinel://" + s.Sentinels[0].Addr() + "?master_name=" + s.MasterName)
 	for _, sn := range s.Sentinels[1:] {
 		b.WriteString("&addr=" + sn.Addr())
 	}

@@ -69,10 +69,19 @@ func (b *Broker) runScriptsAcked(ctx context.Context, calls []*scriptCall, pre f
 			return ctx.Err()
 		}
 		var again []*scriptCall
+		stale := false
 		for _, c := range todo {
 			if c.cmd != nil && redirected(c.cmd.Err()) {
 				again = append(again, c)
 			}
+			if c.cmd != nil && staleMap(c.cmd.Err()) {
+				stale = true
+			}
+		}
+		if stale {
+			// A master is gone: the node pipelines bypass the cluster
+			// client's hook, so ask for a new slot map here.
+			b.cluster.ReloadState(ctx)
 		}
 		if len(again) == 0 || attempt >= 3 {
 			break

@@ -16,7 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/conqhq/conq/internal/testenv"
-	"github.com/conqhq/conq/tests/internal/netlab"
+	"github.com/conqhq/conq/tests/netlab"
 )
 
 // redisAddr is the test Redis's host:port (skip-or-fail rule of testenv).
