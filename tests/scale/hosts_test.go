@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -153,13 +154,13 @@ func hostsTarget(t *testing.T, cluster bool) target {
 		t.Fatal(err)
 	}
 	var addrs []string
-	slots, err := b.Cluster().ClusterSlots(ctx).Result()
+	shards, err := b.Cluster().ClusterShards(ctx).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range slots {
+	for _, s := range shards {
 		for _, n := range s.Nodes {
-			addrs = append(addrs, n.Addr)
+			addrs = append(addrs, net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10)))
 		}
 	}
 	return target{addrs: addrs, cluster: true, admin: b, prefix: prefix}

@@ -231,40 +231,57 @@ func (b *Broker) placeShards(ctx context.Context, queue string, old *shardSet, n
 	if b.cluster == nil {
 		return newShardSet(queue, salts, 1), nil
 	}
-	ranges, err := b.cluster.ClusterSlots(ctx).Result()
-	if err != nil {
-		return nil, wrapErr("set shards: CLUSTER SLOTS", err)
-	}
 	type master struct {
-		addr  string
+		id    string
 		first int
 	}
 	var masters []master
-	owner := make([]string, 16384)
-	for _, r := range ranges {
-		if len(r.Nodes) == 0 {
-			continue
+	owner := make([]string, 16384) // slot -> master ID
+	addMaster := func(id string, lo, hi int) {
+		for s := max(lo, 0); s <= hi && s < len(owner); s++ {
+			owner[s] = id
 		}
-		addr := r.Nodes[0].Addr
-		for s := r.Start; s <= r.End && s < len(owner); s++ {
-			owner[s] = addr
-		}
-		if i := slices.IndexFunc(masters, func(m master) bool { return m.addr == addr }); i >= 0 {
-			masters[i].first = min(masters[i].first, r.Start)
+		if i := slices.IndexFunc(masters, func(m master) bool { return m.id == id }); i >= 0 {
+			masters[i].first = min(masters[i].first, lo)
 		} else {
-			masters = append(masters, master{addr, r.Start})
+			masters = append(masters, master{id, lo})
+		}
+	}
+	shards, err := b.cluster.ClusterShards(ctx).Result()
+	if err == nil {
+		for _, sh := range shards {
+			for _, n := range sh.Nodes {
+				if n.Role != "master" || n.Health == "fail" {
+					continue
+				}
+				for _, r := range sh.Slots {
+					addMaster(n.ID, int(r.Start), int(r.End))
+				}
+			}
+		}
+	} else {
+		// Redis before 7.0 has no CLUSTER SHARDS.
+		//lint:ignore SA1019 the fallback for Redis 6.2
+		ranges, err := b.cluster.ClusterSlots(ctx).Result()
+		if err != nil {
+			return nil, wrapErr("set shards: CLUSTER SLOTS", err)
+		}
+		for _, r := range ranges {
+			if len(r.Nodes) > 0 {
+				addMaster(r.Nodes[0].ID, r.Start, r.End)
+			}
 		}
 	}
 	if len(masters) == 0 {
-		return nil, fmt.Errorf("redis broker: set shards: CLUSTER SLOTS names no master")
+		return nil, fmt.Errorf("redis broker: set shards: the cluster names no master")
 	}
 	slices.SortFunc(masters, func(a, b master) int { return a.first - b.first })
-	m0 := slices.IndexFunc(masters, func(m master) bool { return m.addr == owner[tagSlot(queue)] })
+	m0 := slices.IndexFunc(masters, func(m master) bool { return m.id == owner[tagSlot(queue)] })
 	if m0 < 0 {
 		m0 = 0 // shard 0's slot has no owner right now: count from the first
 	}
 	for i := from; i < n; i++ {
-		want := masters[(m0+i)%len(masters)].addr
+		want := masters[(m0+i)%len(masters)].id
 		found := false
 		// About M tries each: every tag lands on a random slot.
 		for salt := 0; salt < 1_000_000; salt++ {
@@ -390,17 +407,6 @@ func (b *Broker) ensureShards(ctx context.Context, queue string) (*shardSet, err
 		return s, err
 	}
 	return b.setShards(ctx, queue, b.cfg.DefaultShards, true)
-}
-
-// keySlot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of its
-// hash tag, or of the whole key without one, mod 16384.
-func keySlot(key string) int {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
-	return int(crc16(key) % 16384)
 }
 
 // tagSlot is the slot of every key of the shard with hash tag tag.
