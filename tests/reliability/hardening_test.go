@@ -33,7 +33,7 @@ func TestCLIHardening(t *testing.T) {
 		{"rediss to plain text", "", []string{"inspect", "--broker", "rediss://" + host + "/0", "queues"}, 1,
 			"server does not speak TLS"},
 		{"unknown scheme", "", []string{"inspect", "--broker", "ftp://" + host, "queues"}, 2,
-			"want redis://, rediss:// or unix://"},
+			"want redis://, rediss://, unix:// or redis+sentinel://"},
 		{"huge offset", "", []string{"inspect", "--broker", url, "tasks", "--state", "pending", "--offset", "100000000000000000"}, 2,
 			"--offset 100000000000000000: must be in 0..1000000000"},
 		{"negative offset", "", []string{"inspect", "--broker", url, "tasks", "--state", "pending", "--offset", "-5"}, 2,
