@@ -23,14 +23,15 @@ export CONQ_REQUIRE_SERVERS=1
 # Every Go module of the repository (go.work lists them); bench/ is run
 # below without -race, as its tests only check the harness.
 echo "== go test -race (library, cmd/conq, tests)"
-go test -race -count=1 -timeout 30m $(go list ./... ./cmd/conq/... ./tests/... | grep -v /tests/reliability)
+go test -race -count=1 -timeout 30m $(go list ./... ./cmd/conq/... ./tests/... | grep -v -E '/tests/(reliability|scale)$')
 
-# The reliability tests print what they measured (tasks run twice after the
-# kills, tasks acknowledged across the Redis restart): run them verbosely
+# The reliability and scale tests print what they measured (tasks run twice
+# after the kills, tasks acknowledged across the Redis restart and the
+# failovers, tasks completed across the latency proxies): run them verbosely
 # and show those lines with the verdicts.
-echo "== go test -race ./tests/reliability/ (kill test, Redis restart, bad input)"
-go test -race -count=1 -timeout 15m -v ./tests/reliability/ >"$REDIS_DIR/reliability.log" 2>&1 && rel=0 || rel=$?
-grep -E '^(--- |ok|FAIL|PASS|kill test|redis restart)' "$REDIS_DIR/reliability.log" || true
+echo "== go test -race ./tests/reliability/ ./tests/scale/ (kill test, Redis restart, failovers, remote workers, bad input)"
+go test -race -count=1 -timeout 15m -v ./tests/reliability/ ./tests/scale/ >"$REDIS_DIR/reliability.log" 2>&1 && rel=0 || rel=$?
+grep -E '^(--- |ok|FAIL|PASS|kill test|redis restart)|(failover: |tasks completed over )' "$REDIS_DIR/reliability.log" | sed -E 's/^ +[a-z_]+\.go:[0-9]+: /    /' || true
 if [ "$rel" -ne 0 ]; then cat "$REDIS_DIR/reliability.log"; exit "$rel"; fi
 
 if [ -d sdk/python ]; then
