@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/internal/check"
 )
 
 // Defaults of ClientConfig.
@@ -76,7 +77,7 @@ func (c *Client) buildUnique(task *Task, opts []Option, now time.Time) (*broker.
 	if task == nil {
 		return nil, uniqueness{}, invalid("nil task")
 	}
-	if err := validToken("kind", task.Kind, maxKind); err != nil {
+	if err := validToken("kind", task.Kind, check.MaxKind); err != nil {
 		return nil, uniqueness{}, err
 	}
 	if c.maxSize > 0 && len(task.Payload) > c.maxSize {
@@ -232,17 +233,6 @@ func (c *Client) enqueueUnique(ctx context.Context, t *broker.Task, u uniqueness
 // EnqueueJSON enqueues a task whose payload is v encoded as JSON.
 func EnqueueJSON[T any](ctx context.Context, c *Client, kind string, v T, opts ...Option) (*TaskInfo, error) {
 	task, err := NewJSONTask(kind, v)
-	if err != nil {
-		return nil, err
-	}
-	return c.Enqueue(ctx, task, opts...)
-}
-
-// EnqueueCall enqueues a call of kind with positional and keyword
-// arguments (see NewCallTask): what Python's task.delay(*args, **kwargs)
-// sends.
-func EnqueueCall(ctx context.Context, c *Client, kind string, args []any, kwargs map[string]any, opts ...Option) (*TaskInfo, error) {
-	task, err := NewCallTask(kind, args, kwargs)
 	if err != nil {
 		return nil, err
 	}

@@ -21,17 +21,17 @@
 // SkipRetry, the task is dead and kept with its error history. See
 // docs/queue.md for the full design.
 //
-// For operations: a Scheduler enqueues periodic tasks (cron specs, @every
-// intervals), each tick exactly once however many schedulers run; Unique
-// and UniqueKey reject duplicates of a pending task with ErrDuplicateTask;
-// WorkerConfig.Limits caps a task kind's concurrency and rate across all
-// workers. See docs/operations.md.
+// A Scheduler enqueues periodic tasks, each tick once however many run;
+// Unique rejects duplicates; WorkerConfig.Limits caps a kind's concurrency
+// and rate across workers (docs/operations.md).
 //
 // # Policy, written down
 //
 //   - The front is small: Client, Worker, Scheduler, Inspector, Task and
 //     its options. The machinery is in queue/internal (engine, acker, lease,
-//     maint, heartbeat) and the storage contract in queue/broker.
+//     maint, heartbeat, check), the storage contract in queue/broker, and
+//     the written-down form of a task (JSON, YAML, schedule files) in
+//     queue/spec.
 //   - The clock is the broker's (Broker.Clock): nothing here takes a clock
 //     of its own.
 //   - Start(ctx) passes ctx's values to handlers and broker calls, never its

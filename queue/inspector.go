@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/internal/check"
 )
 
 // Inspector looks at and manages queues and tasks: what the CLI's
@@ -193,7 +194,7 @@ func (i *Inspector) check(queue, id string) error {
 			return err
 		}
 	}
-	return validToken("ID", id, maxID)
+	return validToken("ID", id, check.MaxID)
 }
 
 // CancelTask cancels a task and returns the state it was in. A pending,

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/conqhq/conq/queue/internal/check"
 )
 
 // Limit caps how a task kind runs across every worker sharing the broker.
@@ -29,7 +31,7 @@ const defaultLimitWait = time.Second
 
 func (c *WorkerConfig) checkLimits() error {
 	for kind, l := range c.Limits {
-		if err := validToken("kind", kind, maxKind); err != nil {
+		if err := validToken("kind", kind, check.MaxKind); err != nil {
 			return fmt.Errorf("WorkerConfig.Limits: %w", err)
 		}
 		switch {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+
+	"github.com/conqhq/conq/queue/internal/check"
 )
 
 // Handler processes one attempt of a task. The returned bytes are stored as
@@ -46,7 +48,7 @@ func newMux() *mux { return &mux{handlers: make(map[string]Handler)} }
 // Handle registers h for kind. It panics on an empty kind, a nil handler or
 // a second handler for one kind, like http.ServeMux: these are bugs.
 func (m *mux) Handle(kind string, h Handler) {
-	if err := validToken("kind", kind, maxKind); err != nil {
+	if err := validToken("kind", kind, check.MaxKind); err != nil {
 		panic(err.Error())
 	}
 	if h == nil {

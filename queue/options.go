@@ -3,57 +3,23 @@ package queue
 import (
 	"fmt"
 	"time"
+
+	"github.com/conqhq/conq/queue/internal/check"
 )
 
 // Ranges of the options, checked where they enter (the options here, task
-// specifications, the CLI, the HTTP API): values outside them would be
-// stored wrongly (Lua numbers are doubles, times are kept as Unix
-// nanoseconds) or make no sense for a task.
+// specifications, the CLI, the HTTP API; queue/internal/check holds them).
 const (
 	// MaxRetriesLimit is the most retries a task may have: at the default
 	// backoff's 10 minutes between late attempts, that is 19 years.
-	MaxRetriesLimit = 1_000_000
+	MaxRetriesLimit = check.MaxRetries
 	// MaxDuration bounds every duration option (Timeout, ProcessIn,
 	// Retention, Unique): 100 years.
-	MaxDuration = 876000 * time.Hour
+	MaxDuration = check.MaxDuration
 	// MaxListOffset bounds the offset of a task listing
 	// (Inspector.Tasks through the CLI and the HTTP API).
-	MaxListOffset = 1_000_000_000
+	MaxListOffset = check.MaxListOffset
 )
-
-// Times given to Deadline and ProcessAt must lie in [minTime, maxTime):
-// brokers keep them as Unix nanoseconds, which end in 2262.
-var (
-	minTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
-)
-
-// durationProblem says what is wrong with d as an option duration, or "".
-func durationProblem(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "must not be negative (range 0 to 100 years)"
-	case d > MaxDuration:
-		return "is over the maximum of 100 years (876000h)"
-	}
-	return ""
-}
-
-// timeProblem says what is wrong with t as an option time, or "".
-func timeProblem(t time.Time) string {
-	if t.Before(minTime) || !t.Before(maxTime) {
-		return "is outside 1970-01-01 to 2200-01-01"
-	}
-	return ""
-}
-
-// retriesProblem says what is wrong with n as a retry count, or "".
-func retriesProblem(n int) string {
-	if n < 0 || n > MaxRetriesLimit {
-		return fmt.Sprintf("must be in 0..%d", MaxRetriesLimit)
-	}
-	return ""
-}
 
 // Option sets how a task is enqueued. Options apply in order: the client's
 // defaults, then the task's own, then those given to Enqueue; the last wins.
@@ -91,7 +57,7 @@ func Queue(name string) Option {
 // attempt; 0 means one attempt only. At most MaxRetriesLimit.
 func MaxRetries(n int) Option {
 	return func(o *options) {
-		if p := retriesProblem(n); p != "" {
+		if p := check.Retries(n); p != "" {
 			o.fail(invalid("MaxRetries(%d): %s", n, p))
 			return
 		}
@@ -103,7 +69,7 @@ func MaxRetries(n int) Option {
 // means the worker's default; at most MaxDuration.
 func Timeout(d time.Duration) Option {
 	return func(o *options) {
-		if p := durationProblem(d); p != "" {
+		if p := check.Duration(d); p != "" {
 			o.fail(invalid("Timeout(%v): %s", d, p))
 			return
 		}
@@ -116,7 +82,7 @@ func Timeout(d time.Duration) Option {
 // The zero time means none; others must lie between 1970 and 2200.
 func Deadline(t time.Time) Option {
 	return func(o *options) {
-		if p := timeProblem(t); p != "" && !t.IsZero() {
+		if p := check.Time(t); p != "" && !t.IsZero() {
 			o.fail(invalid("Deadline(%s): %s", t.Format(time.RFC3339), p))
 			return
 		}
@@ -129,7 +95,7 @@ func Deadline(t time.Time) Option {
 // and 2200 (a time in the past means now).
 func ProcessAt(t time.Time) Option {
 	return func(o *options) {
-		if p := timeProblem(t); p != "" && !t.IsZero() {
+		if p := check.Time(t); p != "" && !t.IsZero() {
 			o.fail(invalid("ProcessAt(%s): %s", t.Format(time.RFC3339), p))
 			return
 		}
@@ -141,7 +107,7 @@ func ProcessAt(t time.Time) Option {
 // MaxDuration.
 func ProcessIn(d time.Duration) Option {
 	return func(o *options) {
-		if p := durationProblem(d); p != "" {
+		if p := check.Duration(d); p != "" {
 			o.fail(invalid("ProcessIn(%v): %s", d, p))
 			return
 		}
@@ -154,7 +120,7 @@ func ProcessIn(d time.Duration) Option {
 // always kept until deleted). At most MaxDuration.
 func Retention(d time.Duration) Option {
 	return func(o *options) {
-		if p := durationProblem(d); p != "" {
+		if p := check.Duration(d); p != "" {
 			o.fail(invalid("Retention(%v): %s", d, p))
 			return
 		}
@@ -167,7 +133,7 @@ func Retention(d time.Duration) Option {
 // makes TaskID a de-duplication key.
 func TaskID(id string) Option {
 	return func(o *options) {
-		if err := validToken("ID", id, maxID); err != nil {
+		if err := validToken("ID", id, check.MaxID); err != nil {
 			o.fail(err)
 			return
 		}
@@ -192,7 +158,7 @@ func Unique(ttl time.Duration) Option {
 			o.fail(invalid("Unique(%v): ttl must be positive", ttl))
 			return
 		}
-		if p := durationProblem(ttl); p != "" {
+		if p := check.Duration(ttl); p != "" {
 			o.fail(invalid("Unique(%v): ttl %s", ttl, p))
 			return
 		}
@@ -205,7 +171,7 @@ func Unique(ttl time.Duration) Option {
 // lasts DefaultUniqueTTL at most.
 func UniqueKey(key string) Option {
 	return func(o *options) {
-		if err := validToken("unique key", key, maxID); err != nil {
+		if err := validToken("unique key", key, check.MaxID); err != nil {
 			o.fail(err)
 			return
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/conqhq/conq/internal/startstop"
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/backoff"
+	"github.com/conqhq/conq/queue/internal/check"
 	"github.com/conqhq/conq/queue/internal/heartbeat"
 	"github.com/conqhq/conq/queue/internal/ident"
 )
@@ -201,7 +202,7 @@ func (s *Scheduler) RegisterEntry(e Entry) (string, error) {
 	}
 	if e.Name == "" {
 		e.Name = t.Kind + "." + digest(e.Spec, t.Queue, t.Kind, string(t.Payload))[:12]
-		if len(e.Name) > maxQueueName || validQueueName(e.Name) != nil {
+		if len(e.Name) > check.MaxQueueName || validQueueName(e.Name) != nil {
 			e.Name = "entry." + digest(e.Spec, t.Queue, t.Kind, string(t.Payload))[:16]
 		}
 	}

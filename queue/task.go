@@ -3,9 +3,9 @@ package queue
 import (
 	"encoding/json"
 	"fmt"
-	"unicode"
 
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/internal/check"
 )
 
 // Broker stores the tasks: queue/broker/memory (in process) or
@@ -50,15 +50,15 @@ const (
 const (
 	// EncodingRaw: opaque bytes (NewTask). Tasks stored without an
 	// encoding read as raw.
-	EncodingRaw = "raw"
+	EncodingRaw = check.EncodingRaw
 	// EncodingJSON: one JSON value (NewJSONTask, EnqueueJSON, the CLI's
 	// --payload, the HTTP API's "payload"). A Python task receives it
 	// decoded, as its one argument.
-	EncodingJSON = "json"
+	EncodingJSON = check.EncodingJSON
 	// EncodingArgs: a call's arguments, the JSON object
 	// {"args": [...], "kwargs": {...}} (NewCallTask, Python's
 	// task.delay(...)). A Python task is called as fn(*args, **kwargs).
-	EncodingArgs = "args"
+	EncodingArgs = check.EncodingArgs
 )
 
 // Task is a unit of work to enqueue: a kind naming the handler, a payload
@@ -122,49 +122,25 @@ func NewCallTask(kind string, args []any, kwargs map[string]any, opts ...Option)
 // validEncoding checks a task's payload encoding and returns it with ""
 // read as raw.
 func validEncoding(enc string) (string, error) {
-	switch enc {
-	case "", EncodingRaw:
-		return EncodingRaw, nil
-	case EncodingJSON, EncodingArgs:
-		return enc, nil
+	enc, p := check.Encoding(enc)
+	if p != "" {
+		return "", invalid("%s", p)
 	}
-	return "", invalid("unknown payload encoding %q (want %q, %q or %q)", enc, EncodingRaw, EncodingJSON, EncodingArgs)
+	return enc, nil
 }
-
-const (
-	maxQueueName = 128
-	maxKind      = 256
-	maxID        = 256
-)
 
 // validQueueName: 1 to 128 letters, digits and "_-.:".
 func validQueueName(name string) error {
-	if name == "" {
-		return invalid("empty queue name")
-	}
-	if len(name) > maxQueueName {
-		return invalid("queue name %q is %d bytes, over %d", name[:32]+"…", len(name), maxQueueName)
-	}
-	for _, r := range name {
-		if !(r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-' || r == '.' || r == ':')) {
-			return invalid("queue name %q: only ASCII letters, digits and _-.: are allowed", name)
-		}
+	if p := check.QueueName(name); p != "" {
+		return invalid("%s", p)
 	}
 	return nil
 }
 
 // validToken checks kinds and task IDs: printable, no spaces.
 func validToken(what, s string, max int) error {
-	if s == "" {
-		return invalid("empty task %s", what)
-	}
-	if len(s) > max {
-		return invalid("task %s is %d bytes, over %d", what, len(s), max)
-	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
-			return invalid("task %s %q: control or space characters are not allowed", what, s)
-		}
+	if p := check.Token(what, s, max); p != "" {
+		return invalid("%s", p)
 	}
 	return nil
 }

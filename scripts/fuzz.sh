@@ -16,12 +16,12 @@ targets=(
   "./internal/wire            FuzzDecodeFrame"     # process protocol frames (procpool)
   "./queue/broker/redis       FuzzDecode"          # task records as stored in Redis
   "./queue/broker/redis       FuzzParseURL"        # broker URLs
-  "./queue                    FuzzTaskSpecJSON"    # task specifications: HTTP bodies, JSON
-  "./queue                    FuzzTaskLine"        # conq enqueue --file lines
-  "./queue                    FuzzTaskSpecYAML"    # task specifications in YAML
-  "./queue                    FuzzScheduleFile"    # schedule files
+  "./queue/spec               FuzzTaskSpecJSON"    # task specifications: HTTP bodies, JSON
+  "./queue/spec               FuzzTaskLine"        # conq enqueue --file lines
+  "./queue/spec               FuzzTaskSpecYAML"    # task specifications in YAML
+  "./queue/spec               FuzzScheduleFile"    # schedule files
   "./queue                    FuzzCronSpec"        # cron specs
-  "./queue                    FuzzParseDuration"   # the duration grammar
+  "./queue/spec               FuzzParseDuration"   # the duration grammar
   "./cmd/conq/cli             FuzzTaskFile"        # conq enqueue --file, whole files
   "./server                   FuzzEnqueueBody"     # POST /api/v1/tasks bodies
   "./server                   FuzzListParams"      # list query parameters

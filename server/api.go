@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/spec"
 )
 
 // apiTask is a task as the API shows it. Payload and result are inlined
@@ -163,12 +164,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // enqueueRequest is the body of POST /api/v1/tasks: one task
-// specification (queue.TaskSpec), or many in "tasks" with the top-level
+// specification (spec.Task), or many in "tasks" with the top-level
 // options as the defaults of each.
 type enqueueRequest struct {
-	single   *queue.TaskSpec
-	defaults queue.TaskSpec
-	tasks    []queue.TaskSpec
+	single   *spec.Task
+	defaults spec.Task
+	tasks    []spec.Task
 }
 
 // batchOnlyPerTask are the fields a batch gives per task, not as defaults.
@@ -193,7 +194,7 @@ func parseEnqueue(body []byte) (*enqueueRequest, error) {
 	}
 	raw, batch := top["tasks"]
 	if !batch {
-		var spec queue.TaskSpec
+		var spec spec.Task
 		if err := json.Unmarshal(body, &spec); err != nil {
 			return nil, err
 		}
@@ -219,7 +220,7 @@ func parseEnqueue(body []byte) (*enqueueRequest, error) {
 	if err != nil {
 		return nil, badRequest("malformed JSON body: %v", err)
 	}
-	req := &enqueueRequest{tasks: make([]queue.TaskSpec, len(items))}
+	req := &enqueueRequest{tasks: make([]spec.Task, len(items))}
 	if err := json.Unmarshal(rest, &req.defaults); err != nil {
 		return nil, err
 	}
@@ -368,7 +369,7 @@ func (s *Server) apiResult(w http.ResponseWriter, r *http.Request) {
 	id, qname := r.PathValue("id"), r.URL.Query().Get("queue")
 	var wait time.Duration
 	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := queue.ParseDuration(v)
+		d, err := spec.ParseDuration(v)
 		if err != nil || d < 0 {
 			s.fail(w, r, badRequest("wait=%q: want a duration like 10s or a number of seconds, 0 or more (capped at %v)", v, s.cfg.MaxWait))
 			return

@@ -11,7 +11,7 @@ import (
 	"github.com/conqhq/conq/queue"
 )
 
-// The enqueue body is a queue.TaskSpec: same names, grammar and ranges as
+// The enqueue body is a spec.Task: same names, grammar and ranges as
 // the CLI and the schedule file.
 func TestEnqueueTaskSpec(t *testing.T) {
 	ts := newTestServer(t, Config{})

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/spec"
 )
 
 // FuzzEnqueueBody: any POST /api/v1/tasks body decodes into valid tasks
@@ -34,7 +35,7 @@ func FuzzEnqueueBody(f *testing.F) {
 		}
 		specs := req.tasks
 		if req.single != nil {
-			specs = []queue.TaskSpec{*req.single}
+			specs = []spec.Task{*req.single}
 		}
 		if len(specs) == 0 {
 			t.Fatal("no tasks and no error")

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/spec"
 )
 
 func init() { addCommand(newEnqueueCmd) }
@@ -58,7 +59,7 @@ type enqueueOptions struct {
 }
 
 // durationFlag is a flag in the duration grammar of task specifications
-// (queue.ParseDuration): "90s", "1h30m", or a number of seconds.
+// (spec.ParseDuration): "90s", "1h30m", or a number of seconds.
 type durationFlag time.Duration
 
 func (d *durationFlag) String() string {
@@ -69,7 +70,7 @@ func (d *durationFlag) String() string {
 }
 func (d *durationFlag) Type() string { return "duration" }
 func (d *durationFlag) Set(s string) error {
-	v, err := queue.ParseDuration(s)
+	v, err := spec.ParseDuration(s)
 	if err != nil {
 		return err
 	}
@@ -140,7 +141,7 @@ var specFlags = map[string]string{
 
 // flagError turns a specification error into one naming the flag.
 func flagError(err error) error {
-	var se *queue.SpecError
+	var se *spec.Error
 	if errors.As(err, &se) {
 		if name, ok := specFlags[se.Field]; ok {
 			if se.Value == "" {
@@ -154,9 +155,9 @@ func flagError(err error) error {
 
 // defaultsSpec is the specification the command-line options give every
 // task.
-func (o enqueueOptions) defaultsSpec() queue.TaskSpec {
+func (o enqueueOptions) defaultsSpec() spec.Task {
 	retries := o.retries
-	d := queue.TaskSpec{Queue: o.queue, MaxRetries: &retries}
+	d := spec.Task{Queue: o.queue, MaxRetries: &retries}
 	dur := func(v durationFlag) *time.Duration { d := time.Duration(v); return &d }
 	if o.set("in") {
 		d.ProcessIn = dur(o.in)
@@ -193,7 +194,7 @@ func runEnqueue(ctx context.Context, o enqueueOptions, stdin io.Reader, stdout, 
 	}
 	// The options alone first, so that a bad one is named by its flag.
 	defaults := o.defaultsSpec()
-	if err := (queue.TaskSpec{Kind: "-"}).WithDefaults(defaults).Validate(); err != nil {
+	if err := (spec.Task{Kind: "-"}).WithDefaults(defaults).Validate(); err != nil {
 		return flagError(err)
 	}
 
@@ -205,11 +206,11 @@ func runEnqueue(ctx context.Context, o enqueueOptions, stdin io.Reader, stdout, 
 			return usageError("--file %s: %v", o.file, err)
 		}
 	} else {
-		spec, err := o.taskSpec(stdin)
+		ts, err := o.taskSpec(stdin)
 		if err != nil {
 			return err
 		}
-		t, err := spec.WithDefaults(defaults).Task()
+		t, err := ts.WithDefaults(defaults).Task()
 		if err != nil {
 			return flagError(err)
 		}
@@ -248,7 +249,7 @@ func runEnqueue(ctx context.Context, o enqueueOptions, stdin io.Reader, stdout, 
 
 // taskSpec is the task of --kind, --payload (or --args and --kwargs) and
 // --id, decoded as the task specification they spell.
-func (o enqueueOptions) taskSpec(stdin io.Reader) (queue.TaskSpec, error) {
+func (o enqueueOptions) taskSpec(stdin io.Reader) (spec.Task, error) {
 	obj := map[string]json.RawMessage{}
 	obj["kind"], _ = json.Marshal(o.kind)
 	if o.id != "" {
@@ -260,7 +261,7 @@ func (o enqueueOptions) taskSpec(stdin io.Reader) (queue.TaskSpec, error) {
 				continue
 			}
 			if !json.Valid([]byte(a.v)) {
-				return queue.TaskSpec{}, usageError("--%s is not valid JSON: %v", a.name, jsonError([]byte(a.v)))
+				return spec.Task{}, usageError("--%s is not valid JSON: %v", a.name, jsonError([]byte(a.v)))
 			}
 			obj[a.name] = json.RawMessage(a.v)
 		}
@@ -269,23 +270,23 @@ func (o enqueueOptions) taskSpec(stdin io.Reader) (queue.TaskSpec, error) {
 		if o.payload == "-" {
 			var err error
 			if payload, err = readStdinPayload(stdin); err != nil {
-				return queue.TaskSpec{}, err
+				return spec.Task{}, err
 			}
 		}
 		if !json.Valid(payload) {
-			return queue.TaskSpec{}, usageError("--payload is not valid JSON: %v (quote strings: --payload '\"text\"')", jsonError(payload))
+			return spec.Task{}, usageError("--payload is not valid JSON: %v (quote strings: --payload '\"text\"')", jsonError(payload))
 		}
 		obj["payload"] = payload
 	}
 	b, err := json.Marshal(obj)
 	if err != nil {
-		return queue.TaskSpec{}, usageError("%v", err)
+		return spec.Task{}, usageError("%v", err)
 	}
-	var spec queue.TaskSpec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		return queue.TaskSpec{}, flagError(err)
+	var ts spec.Task
+	if err := json.Unmarshal(b, &ts); err != nil {
+		return spec.Task{}, flagError(err)
 	}
-	return spec, nil
+	return ts, nil
 }
 
 // readStdinPayload reads --payload - through a limit: a payload too large
@@ -418,7 +419,7 @@ func resultValue(res []byte) json.RawMessage {
 // readTaskFile parses a JSON Lines task file, blank lines skipped, into
 // tasks with the command line's defaults, checking each as the client
 // will: a bad file enqueues nothing.
-func readTaskFile(name string, stdin io.Reader, defaults queue.TaskSpec) (tasks []*queue.Task, lines []int, err error) {
+func readTaskFile(name string, stdin io.Reader, defaults spec.Task) (tasks []*queue.Task, lines []int, err error) {
 	r := stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -441,12 +442,12 @@ func readTaskFile(name string, stdin io.Reader, defaults queue.TaskSpec) (tasks 
 		if len(tasks) == maxFileTasks {
 			return nil, nil, fmt.Errorf("more than %d tasks: split the file (nothing was enqueued)", maxFileTasks)
 		}
-		t, spec, err := parseTaskLine(line, defaults)
+		t, ts, err := parseTaskLine(line, defaults)
 		if err != nil {
 			return nil, nil, fmt.Errorf("line %d: %v (nothing was enqueued)", n, err)
 		}
-		if spec.ID != "" {
-			k := key{cmp.Or(spec.Queue, queue.DefaultQueue), spec.ID}
+		if ts.ID != "" {
+			k := key{cmp.Or(ts.Queue, queue.DefaultQueue), ts.ID}
 			if prev, dup := ids[k]; dup {
 				return nil, nil, fmt.Errorf("line %d: task ID %q in queue %q is on line %d too (nothing was enqueued)", n, k.id, k.queue, prev)
 			}
@@ -470,17 +471,17 @@ func readTaskFile(name string, stdin io.Reader, defaults queue.TaskSpec) (tasks 
 // parseTaskLine reads one line: a task specification (the older names
 // "retries" and "in" still accepted), with the defaults. It returns the
 // task and its specification, defaults applied.
-func parseTaskLine(line []byte, defaults queue.TaskSpec) (*queue.Task, queue.TaskSpec, error) {
-	spec, err := queue.ParseTaskLine(line)
+func parseTaskLine(line []byte, defaults spec.Task) (*queue.Task, spec.Task, error) {
+	ts, err := spec.ParseLine(line)
 	if err != nil {
-		return nil, spec, err
+		return nil, ts, err
 	}
-	spec = spec.WithDefaults(defaults)
-	t, err := spec.Task()
+	ts = ts.WithDefaults(defaults)
+	t, err := ts.Task()
 	if err != nil {
-		return nil, spec, err
+		return nil, ts, err
 	}
-	return t, spec, checkSize(t)
+	return t, ts, checkSize(t)
 }
 
 // compact removes insignificant whitespace from valid JSON.

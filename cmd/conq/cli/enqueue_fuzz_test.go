@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/spec"
 )
 
 // FuzzTaskFile: any --file content is read into valid tasks or refused
@@ -22,7 +23,7 @@ func FuzzTaskFile(f *testing.F) {
 	f.Add([]byte("\n\n  \n"))
 	f.Add([]byte(`{"kind":"a"}{"kind":"b"}`))
 	three := 3
-	defaults := queue.TaskSpec{Queue: "q", MaxRetries: &three}
+	defaults := spec.Task{Queue: "q", MaxRetries: &three}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tasks, lines, err := readTaskFile("-", bytes.NewReader(b), defaults)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker/memory"
+	"github.com/conqhq/conq/queue/spec"
 )
 
 func init() { addCommand(newSchedulerCmd) }
@@ -84,7 +85,7 @@ func runScheduler(ctx context.Context, o schedulerOptions, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	file, err := queue.LoadScheduleFile(o.config)
+	file, err := spec.LoadSchedule(o.config)
 	if err != nil {
 		return usageError("--config: %v", err)
 	}
@@ -142,7 +143,7 @@ func runScheduler(ctx context.Context, o schedulerOptions, stdout, stderr io.Wri
 
 // checkSchedule registers the file's entries with a scheduler on a
 // throwaway embedded broker, which reports any bad entry.
-func checkSchedule(file *queue.ScheduleFile, cfg queue.SchedulerConfig) (*queue.Scheduler, error) {
+func checkSchedule(file *spec.Schedule, cfg queue.SchedulerConfig) (*queue.Scheduler, error) {
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	s, err := queue.NewScheduler(memory.New(memory.Config{}), cfg)
 	if err != nil {

@@ -1,7 +1,6 @@
-package queue_test
+package spec_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -10,9 +9,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue"
-	redisbroker "github.com/conqhq/conq/queue/broker/redis"
+	"github.com/conqhq/conq/queue/spec"
 )
 
 func TestParseDuration(t *testing.T) {
@@ -20,13 +18,13 @@ func TestParseDuration(t *testing.T) {
 		"90s": 90 * time.Second, "1m30s": 90 * time.Second, "250ms": 250 * time.Millisecond, "2h45m": 165 * time.Minute,
 		"90": 90 * time.Second, "0.5": 500 * time.Millisecond, " 1h ": time.Hour, "0": 0, "-5s": -5 * time.Second,
 	} {
-		got, err := queue.ParseDuration(in)
+		got, err := spec.ParseDuration(in)
 		if err != nil || got != want {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
 	for _, bad := range []string{"", "soon", "1e3", "NaN", "Inf", "1d", "99999999999999999999", "1.2.3", "+", "."} {
-		if d, err := queue.ParseDuration(bad); err == nil {
+		if d, err := spec.ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) = %v, want an error", bad, d)
 		}
 	}
@@ -51,7 +49,7 @@ id: welcome-42
 unique: 2h
 unique_key: "user:42"
 `
-	var a, b queue.TaskSpec
+	var a, b spec.Task
 	if err := json.Unmarshal([]byte(js), &a); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +67,7 @@ unique_key: "user:42"
 		t.Fatalf("canonical form\n%s\nwant\n%s", ja, want)
 	}
 	// The canonical form reads back the same.
-	var c queue.TaskSpec
+	var c spec.Task
 	if err := json.Unmarshal(ja, &c); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +111,7 @@ func TestTaskSpecPayloads(t *testing.T) {
 		{`{"kind":"k","kwargs":{"b": 3}}`, `{"args":[],"kwargs":{"b":3}}`, queue.EncodingArgs},
 		{`{"kind":"k","args":[2],"kwargs":{"b":3}}`, `{"args":[2],"kwargs":{"b":3}}`, queue.EncodingArgs},
 	} {
-		s, err := queue.ParseTaskSpec([]byte(c.in))
+		s, err := spec.Parse([]byte(c.in))
 		if err != nil {
 			t.Fatalf("%s: %v", c.in, err)
 		}
@@ -126,7 +124,7 @@ func TestTaskSpecPayloads(t *testing.T) {
 		}
 		// The canonical form keeps payload and encoding.
 		b, _ := json.Marshal(s)
-		s2, err := queue.ParseTaskSpec(b)
+		s2, err := spec.Parse(b)
 		if err != nil {
 			t.Fatalf("%s: re-read %s: %v", c.in, b, err)
 		}
@@ -180,7 +178,7 @@ func TestTaskSpecErrors(t *testing.T) {
 		{`{"kind":"k","unique_key":""}`, `unique_key "": empty key`},
 		{`{"kind":"k","unique_key":"a b"}`, `unique_key: task unique key`},
 	} {
-		_, err := queue.ParseTaskSpec([]byte(c.in))
+		_, err := spec.Parse([]byte(c.in))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want it to mention %q", c.in, err, c.want)
 			continue
@@ -192,7 +190,7 @@ func TestTaskSpecErrors(t *testing.T) {
 }
 
 func TestParseTaskLineOldNames(t *testing.T) {
-	s, err := queue.ParseTaskLine([]byte(`{"kind":"k","retries":2,"in":"30s"}`))
+	s, err := spec.ParseLine([]byte(`{"kind":"k","retries":2,"in":"30s"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +198,7 @@ func TestParseTaskLineOldNames(t *testing.T) {
 		t.Fatalf("spec %+v", s)
 	}
 	for _, bad := range []string{`{"kind":"k","retries":2,"max_retries":3}`, `{"kind":"k","in":"1s","process_in":"2s"}`} {
-		if _, err := queue.ParseTaskLine([]byte(bad)); err == nil || !strings.Contains(err.Error(), "not both") {
+		if _, err := spec.ParseLine([]byte(bad)); err == nil || !strings.Contains(err.Error(), "not both") {
 			t.Errorf("%s: %v", bad, err)
 		}
 	}
@@ -209,66 +207,12 @@ func TestParseTaskLineOldNames(t *testing.T) {
 func TestTaskSpecWithDefaults(t *testing.T) {
 	three, zero := 3, 0
 	hour := time.Hour
-	d := queue.TaskSpec{Queue: "low", MaxRetries: &three, Retention: &hour, ProcessIn: &hour}
-	s := queue.TaskSpec{Kind: "k", MaxRetries: &zero, ProcessAt: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)}.WithDefaults(d)
+	d := spec.Task{Queue: "low", MaxRetries: &three, Retention: &hour, ProcessIn: &hour}
+	s := spec.Task{Kind: "k", MaxRetries: &zero, ProcessAt: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)}.WithDefaults(d)
 	if s.Queue != "low" || *s.MaxRetries != 0 || *s.Retention != time.Hour || s.ProcessIn != nil || s.ProcessAt.IsZero() {
 		t.Fatalf("merged %+v", s)
 	}
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// The Go options check the same ranges (repro: absurd retry counts).
-func TestOptionRanges(t *testing.T) {
-	e := newEnv(t)
-	task := queue.NewTask("k", nil)
-	for _, c := range []struct {
-		opt  queue.Option
-		want string
-	}{
-		{queue.MaxRetries(1<<63 - 1), "MaxRetries(9223372036854775807): must be in 0..1000000"},
-		{queue.MaxRetries(-1), "must be in 0..1000000"},
-		{queue.Timeout(-time.Second), "must not be negative"},
-		{queue.Timeout(queue.MaxDuration + 1), "over the maximum of 100 years"},
-		{queue.ProcessIn(1<<63 - 1), "over the maximum"},
-		{queue.Retention(queue.MaxDuration + 1), "over the maximum"},
-		{queue.Unique(queue.MaxDuration + 1), "over the maximum"},
-		{queue.Deadline(time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)), "outside 1970-01-01 to 2200-01-01"},
-		{queue.ProcessAt(time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)), "outside 1970-01-01 to 2200-01-01"},
-	} {
-		_, err := e.client.Enqueue(e.ctx, task, c.opt)
-		if !errors.Is(err, queue.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("error %v, want ErrInvalidOption mentioning %q", err, c.want)
-		}
-	}
-	if _, err := e.client.Enqueue(e.ctx, task, queue.MaxRetries(queue.MaxRetriesLimit), queue.Timeout(queue.MaxDuration)); err != nil {
-		t.Fatalf("the largest values: %v", err)
-	}
-}
-
-// Repro (issue 8, item 3): a retry count at the top of the range is
-// stored in Redis as given; beyond it the task is refused before Redis.
-func TestRetriesRangeRedis(t *testing.T) {
-	url := testenv.RedisURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	prefix := testenv.UniquePrefix(t, testenv.RedisClient(t))
-	b, err := redisbroker.Open(ctx, url, redisbroker.Config{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	c, _ := queue.NewClient(b, queue.ClientConfig{})
-	info, err := c.Enqueue(ctx, queue.NewTask("k", nil), queue.MaxRetries(queue.MaxRetriesLimit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := b.GetTask(ctx, "", info.ID)
-	if err != nil || got.MaxRetries != queue.MaxRetriesLimit {
-		t.Fatalf("stored max retries %d, %v", got.MaxRetries, err)
-	}
-	if _, err := c.Enqueue(ctx, queue.NewTask("k", nil), queue.MaxRetries(1<<63-1)); !errors.Is(err, queue.ErrInvalidOption) {
-		t.Fatalf("MaxRetries(MaxInt64): %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package queue
+package spec
 
 import (
 	"bytes"
@@ -14,12 +14,15 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/internal/check"
 )
 
-// TaskSpec is a task as people write it down: one specification, with one
+// Task is a task as people write it down: one specification, with one
 // set of field names and one duration grammar, read by `conq enqueue
 // --file` (one JSON object a line), the HTTP API (POST /api/v1/tasks) and
-// schedule files (YAML or JSON). It says everything Task and Option can:
+// schedule files (YAML or JSON). It says everything Task and queue.Option can:
 //
 //	{"kind": "email.send",                 required
 //	 "payload": {"to": "a@b.c"},           one JSON value (encoding "json"), or
@@ -45,10 +48,10 @@ import (
 // The zero value of each field means "not set": the client's defaults (or
 // the built-in ones) apply. Decode with encoding/json or gopkg.in/yaml.v3
 // (both strict), check with Validate, and turn into a task with Task.
-type TaskSpec struct {
+type Task struct {
 	Kind string
-	// Payload and Encoding: EncodingJSON (one JSON value), EncodingRaw
-	// (bytes) or EncodingArgs (the JSON object {"args": [...], "kwargs":
+	// Payload and Encoding: queue.EncodingJSON (one JSON value), queue.EncodingRaw
+	// (bytes) or queue.EncodingArgs (the JSON object {"args": [...], "kwargs":
 	// {...}}, as NewCallTask makes). A nil Payload with no Encoding is JSON null.
 	Payload  []byte
 	Encoding string
@@ -61,25 +64,25 @@ type TaskSpec struct {
 	ProcessIn  *time.Duration
 	Retention  *time.Duration
 	ID         string
-	Unique     *UniqueSpec
+	Unique     *Unique
 }
 
-// UniqueSpec makes a task unique (see Unique and UniqueKey): TTL 0 means
-// DefaultUniqueTTL, Key "" means the task's kind, queue and payload.
-type UniqueSpec struct {
+// Unique makes a task unique (see Unique and UniqueKey): TTL 0 means
+// queue.DefaultUniqueTTL, Key "" means the task's kind, queue and payload.
+type Unique struct {
 	TTL time.Duration
 	Key string
 }
 
-// SpecError is a bad field of a task specification. It wraps
-// ErrInvalidOption.
-type SpecError struct {
+// Error is a bad field of a task specification. It wraps
+// queue.ErrInvalidOption.
+type Error struct {
 	Field   string // e.g. "max_retries", "tasks[2].timeout" is left to callers
 	Value   string // the value as given, shortened
 	Problem string // e.g. "must be in 0..1000000"
 }
 
-func (e *SpecError) Error() string {
+func (e *Error) Error() string {
 	if e.Field == "" {
 		return e.Problem
 	}
@@ -89,18 +92,18 @@ func (e *SpecError) Error() string {
 	return e.Field + " " + e.Value + ": " + e.Problem
 }
 
-func (e *SpecError) Unwrap() error { return ErrInvalidOption }
+func (e *Error) Unwrap() error { return queue.ErrInvalidOption }
 
-func specErr(field, value, format string, a ...any) *SpecError {
+func specErr(field, value, format string, a ...any) *Error {
 	if len(value) > 80 {
 		value = strings.ToValidUTF8(value[:77], "") + "..."
 	}
-	return &SpecError{Field: field, Value: value, Problem: fmt.Sprintf(format, a...)}
+	return &Error{Field: field, Value: value, Problem: fmt.Sprintf(format, a...)}
 }
 
 // specProblem is an error of the specification as a whole.
-func specProblem(format string, a ...any) *SpecError {
-	return &SpecError{Problem: fmt.Sprintf(format, a...)}
+func specProblem(format string, a ...any) *Error {
+	return &Error{Problem: fmt.Sprintf(format, a...)}
 }
 
 // durationGrammar is how errors describe the duration grammar.
@@ -159,7 +162,7 @@ func secondsDuration(f float64) (time.Duration, error) {
 
 // specWire is a specification as decoded from JSON: raw values, parsed one
 // by one so that errors name the field. Legacy names are accepted only by
-// the inputs that had them (see ParseTaskLine).
+// the inputs that had them (see ParseLine).
 type specWire struct {
 	Kind          *string         `json:"kind"`
 	Payload       json.RawMessage `json:"payload"`
@@ -188,7 +191,7 @@ func set(r json.RawMessage) bool { return len(r) > 0 && string(r) != "null" }
 
 // UnmarshalJSON decodes a specification strictly: unknown fields, bad
 // values and more than one payload form are errors naming the field.
-func (s *TaskSpec) UnmarshalJSON(b []byte) error {
+func (s *Task) UnmarshalJSON(b []byte) error {
 	v, err := decodeSpec(b, false)
 	if err != nil {
 		return err
@@ -197,9 +200,9 @@ func (s *TaskSpec) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ParseTaskSpec decodes one JSON task specification (see TaskSpec) and
+// Parse decodes one JSON task specification (see Task) and
 // validates it.
-func ParseTaskSpec(data []byte) (TaskSpec, error) {
+func Parse(data []byte) (Task, error) {
 	s, err := decodeSpec(data, false)
 	if err == nil {
 		err = s.Validate()
@@ -207,28 +210,28 @@ func ParseTaskSpec(data []byte) (TaskSpec, error) {
 	return s, err
 }
 
-// ParseTaskLine decodes one line of a tasks file (`conq enqueue --file`):
+// ParseLine decodes one line of a tasks file (`conq enqueue --file`):
 // a JSON task specification that may also use the names the file had
-// before TaskSpec, "retries" for max_retries and "in" for process_in. It
+// before Task, "retries" for max_retries and "in" for process_in. It
 // does not validate.
-func ParseTaskLine(line []byte) (TaskSpec, error) {
+func ParseLine(line []byte) (Task, error) {
 	return decodeSpec(line, true)
 }
 
-func decodeSpec(b []byte, legacy bool) (TaskSpec, error) {
+func decodeSpec(b []byte, legacy bool) (Task, error) {
 	var w specWire
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
-		return TaskSpec{}, specSyntaxError(err)
+		return Task{}, specSyntaxError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return TaskSpec{}, specProblem("more than one JSON value")
+		return Task{}, specProblem("more than one JSON value")
 	}
 	if !legacy {
 		for name, r := range map[string]json.RawMessage{"retries": w.Retries, "in": w.In} {
 			if r != nil {
-				return TaskSpec{}, specProblem("unknown field %q", name)
+				return Task{}, specProblem("unknown field %q", name)
 			}
 		}
 	}
@@ -243,7 +246,7 @@ func specSyntaxError(err error) error {
 	case errors.As(err, &ute) && ute.Field == "":
 		return specProblem("not a task object: got a JSON %s", ute.Value)
 	case errors.As(err, &ute):
-		return &SpecError{Field: ute.Field, Problem: fmt.Sprintf("got a JSON %s, want a %s", ute.Value, strings.TrimPrefix(ute.Type.String(), "*"))}
+		return &Error{Field: ute.Field, Problem: fmt.Sprintf("got a JSON %s, want a %s", ute.Value, strings.TrimPrefix(ute.Type.String(), "*"))}
 	case errors.As(err, &se):
 		return specProblem("not a task object: invalid JSON: %s", strings.TrimPrefix(se.Error(), "json: "))
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -254,8 +257,8 @@ func specSyntaxError(err error) error {
 	return specProblem("%s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
-func (w *specWire) spec() (TaskSpec, error) {
-	var s TaskSpec
+func (w *specWire) spec() (Task, error) {
+	var s Task
 	if w.Kind != nil {
 		s.Kind = *w.Kind
 	}
@@ -266,7 +269,7 @@ func (w *specWire) spec() (TaskSpec, error) {
 		if err := json.Compact(&buf, w.Payload); err != nil {
 			return s, specErr("payload", "", "%v", err)
 		}
-		s.Payload, s.Encoding = buf.Bytes(), EncodingJSON
+		s.Payload, s.Encoding = buf.Bytes(), queue.EncodingJSON
 	}
 	if w.PayloadBase64 != nil {
 		forms++
@@ -274,11 +277,11 @@ func (w *specWire) spec() (TaskSpec, error) {
 		if err != nil {
 			return s, specErr("payload_base64", "", "not standard base64: %v", err)
 		}
-		s.Payload, s.Encoding = p, EncodingRaw
+		s.Payload, s.Encoding = p, queue.EncodingRaw
 	}
 	if w.PayloadText != nil {
 		forms++
-		s.Payload, s.Encoding = []byte(*w.PayloadText), EncodingRaw
+		s.Payload, s.Encoding = []byte(*w.PayloadText), queue.EncodingRaw
 	}
 	if set(w.Args) || set(w.Kwargs) {
 		forms++
@@ -286,13 +289,13 @@ func (w *specWire) spec() (TaskSpec, error) {
 		if err != nil {
 			return s, err
 		}
-		s.Payload, s.Encoding = p, EncodingArgs
+		s.Payload, s.Encoding = p, queue.EncodingArgs
 	}
 	if forms > 1 {
 		return s, specProblem("give one of payload, payload_base64, payload_text or args/kwargs, not several")
 	}
 	if s.Payload == nil && s.Encoding == "" && w.Payload != nil {
-		s.Payload, s.Encoding = []byte("null"), EncodingJSON // "payload": null
+		s.Payload, s.Encoding = []byte("null"), queue.EncodingJSON // "payload": null
 	}
 	if w.Queue != nil {
 		s.Queue = *w.Queue
@@ -354,10 +357,17 @@ func (w *specWire) spec() (TaskSpec, error) {
 	return s, nil
 }
 
-// callPayload builds an EncodingArgs payload from the args array and the
+// wireArgs is the payload of an EncodingArgs task (queue.NewCallTask
+// makes the same): both fields always written, as [] and {} when empty.
+type wireArgs struct {
+	Args   []json.RawMessage          `json:"args"`
+	Kwargs map[string]json.RawMessage `json:"kwargs"`
+}
+
+// callPayload builds an queue.EncodingArgs payload from the args array and the
 // kwargs object (either may be missing).
 func callPayload(args, kwargs json.RawMessage) ([]byte, error) {
-	ca := callArgs{Args: []json.RawMessage{}, Kwargs: map[string]json.RawMessage{}}
+	ca := wireArgs{Args: []json.RawMessage{}, Kwargs: map[string]json.RawMessage{}}
 	if set(args) {
 		if err := json.Unmarshal(args, &ca.Args); err != nil {
 			return nil, specErr("args", "", "want a JSON array of arguments")
@@ -392,7 +402,7 @@ func specInt(field string, r json.RawMessage) (*int, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < math.MinInt || n > math.MaxInt {
-		return nil, specErr(field, s, "not an integer in 0..%d", MaxRetriesLimit)
+		return nil, specErr(field, s, "not an integer in 0..%d", queue.MaxRetriesLimit)
 	}
 	v := int(n)
 	return &v, nil
@@ -445,8 +455,8 @@ func specTime(field string, r json.RawMessage) (time.Time, error) {
 
 // specUnique reads "unique" (the lock's time to live, a duration) and
 // "unique_key" (the lock's key); either makes the task unique.
-func specUnique(ttl json.RawMessage, key *string) (*UniqueSpec, error) {
-	u := &UniqueSpec{}
+func specUnique(ttl json.RawMessage, key *string) (*Unique, error) {
+	u := &Unique{}
 	d, err := specDuration("unique", ttl)
 	if err != nil {
 		return nil, err
@@ -469,7 +479,7 @@ func specUnique(ttl json.RawMessage, key *string) (*UniqueSpec, error) {
 // UnmarshalYAML decodes a specification from YAML: the same fields and
 // grammar as JSON (the YAML is turned into JSON first), so `timeout: 90`
 // is 90 seconds and `payload: {to: a@b.c}` a JSON object.
-func (s *TaskSpec) UnmarshalYAML(n *yaml.Node) error {
+func (s *Task) UnmarshalYAML(n *yaml.Node) error {
 	b, err := yamlToJSON(n)
 	if err != nil {
 		return err
@@ -553,16 +563,16 @@ func jsonable(v any) (any, error) {
 
 // Validate checks every field against its range, naming the field: the
 // kind (required), the payload's encoding and JSON, the queue name, retries
-// (0..MaxRetriesLimit), durations (0 to MaxDuration), times (1970 to 2200;
+// (0..MaxRetriesLimit), durations (0 to queue.MaxDuration), times (1970 to 2200;
 // a deadline must not have passed, and a task must be due before it), the
 // ID and the unique key. The payload's size is the client's to check
 // (ClientConfig.MaxPayloadSize).
-func (s TaskSpec) Validate() error {
+func (s Task) Validate() error {
 	if s.Kind == "" {
 		return specErr("kind", "", "missing (every task needs one)")
 	}
-	if err := validToken("kind", s.Kind, maxKind); err != nil {
-		return &SpecError{Field: "kind", Problem: bare(err)}
+	if p := check.Token("kind", s.Kind, check.MaxKind); p != "" {
+		return &Error{Field: "kind", Problem: p}
 	}
 	if err := s.validatePayload(); err != nil {
 		return err
@@ -570,20 +580,20 @@ func (s TaskSpec) Validate() error {
 	return s.validateOptions(time.Now())
 }
 
-func (s TaskSpec) validatePayload() error {
+func (s Task) validatePayload() error {
 	if s.Payload == nil && s.Encoding == "" {
 		return nil
 	}
-	enc, err := validEncoding(s.Encoding)
-	if err != nil {
-		return specErr("encoding", strconv.Quote(s.Encoding), "want %q, %q or %q", EncodingRaw, EncodingJSON, EncodingArgs)
+	enc, p := check.Encoding(s.Encoding)
+	if p != "" {
+		return specErr("encoding", strconv.Quote(s.Encoding), "want %q, %q or %q", queue.EncodingRaw, queue.EncodingJSON, queue.EncodingArgs)
 	}
 	switch enc {
-	case EncodingJSON:
+	case queue.EncodingJSON:
 		if !json.Valid(s.Payload) {
 			return specErr("payload", "", "not valid JSON")
 		}
-	case EncodingArgs:
+	case queue.EncodingArgs:
 		var ca struct {
 			Args   *[]json.RawMessage          `json:"args"`
 			Kwargs *map[string]json.RawMessage `json:"kwargs"`
@@ -596,14 +606,14 @@ func (s TaskSpec) validatePayload() error {
 }
 
 // validateOptions checks every field but kind and payload.
-func (s TaskSpec) validateOptions(now time.Time) error {
+func (s Task) validateOptions(now time.Time) error {
 	if s.Queue != "" {
-		if err := validQueueName(s.Queue); err != nil {
-			return &SpecError{Field: "queue", Problem: bare(err)}
+		if p := check.QueueName(s.Queue); p != "" {
+			return &Error{Field: "queue", Problem: p}
 		}
 	}
 	if s.MaxRetries != nil {
-		if p := retriesProblem(*s.MaxRetries); p != "" {
+		if p := check.Retries(*s.MaxRetries); p != "" {
 			return specErr("max_retries", strconv.Itoa(*s.MaxRetries), "%s", p)
 		}
 	}
@@ -614,7 +624,7 @@ func (s TaskSpec) validateOptions(now time.Time) error {
 		if d.v == nil {
 			continue
 		}
-		if p := durationProblem(*d.v); p != "" {
+		if p := check.Duration(*d.v); p != "" {
 			return specErr(d.field, d.v.String(), "%s", p)
 		}
 	}
@@ -625,7 +635,7 @@ func (s TaskSpec) validateOptions(now time.Time) error {
 		if t.v.IsZero() {
 			continue
 		}
-		if p := timeProblem(t.v); p != "" {
+		if p := check.Time(t.v); p != "" {
 			return specErr(t.field, t.v.Format(time.RFC3339), "%s", p)
 		}
 	}
@@ -645,36 +655,30 @@ func (s TaskSpec) validateOptions(now time.Time) error {
 		}
 	}
 	if s.ID != "" {
-		if err := validToken("ID", s.ID, maxID); err != nil {
-			return &SpecError{Field: "id", Problem: bare(err)}
+		if p := check.Token("ID", s.ID, check.MaxID); p != "" {
+			return &Error{Field: "id", Problem: p}
 		}
 	}
 	if u := s.Unique; u != nil {
 		if u.TTL < 0 {
 			return specErr("unique", u.TTL.String(), "must be positive")
 		}
-		if p := durationProblem(u.TTL); p != "" {
+		if p := check.Duration(u.TTL); p != "" {
 			return specErr("unique", u.TTL.String(), "%s", p)
 		}
 		if u.Key != "" {
-			if err := validToken("unique key", u.Key, maxID); err != nil {
-				return &SpecError{Field: "unique_key", Problem: bare(err)}
+			if p := check.Token("unique key", u.Key, check.MaxID); p != "" {
+				return &Error{Field: "unique_key", Problem: p}
 			}
 		}
 	}
 	return nil
 }
 
-// bare is an invalid() error's message without its "queue: " prefix and
-// sentinel suffix.
-func bare(err error) string {
-	return strings.TrimPrefix(strings.TrimSuffix(err.Error(), ": "+ErrInvalidOption.Error()), "queue: ")
-}
-
 // WithDefaults returns s with every option it does not set taken from d
 // (d's kind, payload and ID are ignored): how a batch's or a command
 // line's options become the defaults of each task.
-func (s TaskSpec) WithDefaults(d TaskSpec) TaskSpec {
+func (s Task) WithDefaults(d Task) Task {
 	if s.Queue == "" {
 		s.Queue = d.Queue
 	}
@@ -700,41 +704,41 @@ func (s TaskSpec) WithDefaults(d TaskSpec) TaskSpec {
 }
 
 // Options returns the options s sets, in the form Enqueue takes.
-func (s TaskSpec) Options() []Option {
-	var opts []Option
+func (s Task) Options() []queue.Option {
+	var opts []queue.Option
 	if s.Queue != "" {
-		opts = append(opts, Queue(s.Queue))
+		opts = append(opts, queue.Queue(s.Queue))
 	}
 	if s.MaxRetries != nil {
-		opts = append(opts, MaxRetries(*s.MaxRetries))
+		opts = append(opts, queue.MaxRetries(*s.MaxRetries))
 	}
 	if s.Timeout != nil {
-		opts = append(opts, Timeout(*s.Timeout))
+		opts = append(opts, queue.Timeout(*s.Timeout))
 	}
 	if !s.Deadline.IsZero() {
-		opts = append(opts, Deadline(s.Deadline))
+		opts = append(opts, queue.Deadline(s.Deadline))
 	}
 	if !s.ProcessAt.IsZero() {
-		opts = append(opts, ProcessAt(s.ProcessAt))
+		opts = append(opts, queue.ProcessAt(s.ProcessAt))
 	}
 	if s.ProcessIn != nil {
-		opts = append(opts, ProcessIn(*s.ProcessIn))
+		opts = append(opts, queue.ProcessIn(*s.ProcessIn))
 	}
 	if s.Retention != nil {
-		opts = append(opts, Retention(*s.Retention))
+		opts = append(opts, queue.Retention(*s.Retention))
 	}
 	if s.ID != "" {
-		opts = append(opts, TaskID(s.ID))
+		opts = append(opts, queue.TaskID(s.ID))
 	}
 	if u := s.Unique; u != nil {
 		if u.TTL > 0 {
-			opts = append(opts, Unique(u.TTL))
+			opts = append(opts, queue.Unique(u.TTL))
 		}
 		if u.Key != "" {
-			opts = append(opts, UniqueKey(u.Key))
+			opts = append(opts, queue.UniqueKey(u.Key))
 		}
 		if u.TTL == 0 && u.Key == "" {
-			opts = append(opts, Unique(DefaultUniqueTTL))
+			opts = append(opts, queue.Unique(queue.DefaultUniqueTTL))
 		}
 	}
 	return opts
@@ -742,24 +746,24 @@ func (s TaskSpec) Options() []Option {
 
 // Task validates s and returns it as a task to enqueue, its options
 // included.
-func (s TaskSpec) Task() (*Task, error) {
+func (s Task) Task() (*queue.Task, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	payload, enc := s.Payload, s.Encoding
 	if payload == nil && enc == "" {
-		payload, enc = []byte("null"), EncodingJSON
+		payload, enc = []byte("null"), queue.EncodingJSON
 	}
 	if enc == "" {
-		enc = EncodingRaw
+		enc = queue.EncodingRaw
 	}
-	return &Task{Kind: s.Kind, Payload: payload, Encoding: enc, Options: s.Options()}, nil
+	return &queue.Task{Kind: s.Kind, Payload: payload, Encoding: enc, Options: s.Options()}, nil
 }
 
 // MarshalJSON writes s in its canonical form: durations as Go duration
 // strings, times in RFC 3339, the payload as "payload" (JSON),
 // "payload_base64" (raw) or "args" and "kwargs".
-func (s TaskSpec) MarshalJSON() ([]byte, error) {
+func (s Task) MarshalJSON() ([]byte, error) {
 	type wire struct {
 		Kind          string                     `json:"kind,omitempty"`
 		Payload       json.RawMessage            `json:"payload,omitempty"`
@@ -780,12 +784,12 @@ func (s TaskSpec) MarshalJSON() ([]byte, error) {
 	w := wire{Kind: s.Kind, Queue: s.Queue, MaxRetries: s.MaxRetries, ID: s.ID}
 	switch {
 	case s.Payload == nil && s.Encoding == "":
-	case s.Encoding == EncodingJSON:
+	case s.Encoding == queue.EncodingJSON:
 		w.Payload = s.Payload
-	case s.Encoding == EncodingArgs:
-		var ca callArgs
+	case s.Encoding == queue.EncodingArgs:
+		var ca wireArgs
 		if err := json.Unmarshal(s.Payload, &ca); err != nil {
-			return nil, fmt.Errorf("queue: TaskSpec: args payload: %w", err)
+			return nil, fmt.Errorf("queue: Task: args payload: %w", err)
 		}
 		if ca.Args == nil {
 			ca.Args = []json.RawMessage{} // "args" is always written: it marks the encoding
@@ -814,7 +818,7 @@ func (s TaskSpec) MarshalJSON() ([]byte, error) {
 		if u.TTL != 0 {
 			w.Unique = u.TTL.String()
 		} else if u.Key == "" {
-			w.Unique = DefaultUniqueTTL.String() // what UniqueSpec{} means
+			w.Unique = queue.DefaultUniqueTTL.String() // what Unique{} means
 		}
 	}
 	return json.Marshal(w)

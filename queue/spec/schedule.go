@@ -1,4 +1,4 @@
-package queue
+package spec
 
 import (
 	"bytes"
@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/conqhq/conq/queue"
 )
 
-// ScheduleFile is a file of periodic entries, in YAML or JSON (a JSON
+// Schedule is a file of periodic entries, in YAML or JSON (a JSON
 // document is valid YAML):
 //
 //	timezone: Europe/Berlin   # of specs without CRON_TZ=; default UTC
@@ -19,37 +21,37 @@ import (
 //	entries:
 //	  - name: nightly-report  # default: derived from kind and spec
 //	    spec: "0 30 2 * * *"  # 02:30:00 every day
-//	    kind: report.nightly  # the task: a TaskSpec's fields
+//	    kind: report.nightly  # the task: a Task's fields
 //	    queue: reports
 //	    payload: {day: yesterday}
 //	    max_retries: 3
 //	    timeout: 10m
 //	    retention: 1h
 //
-// Besides name and spec, an entry has the fields of a TaskSpec, with the
+// Besides name and spec, an entry has the fields of a Task, with the
 // same names and duration grammar as `conq enqueue --file` and the HTTP
 // API, except those that make no sense for a task enqueued at every tick
-// (id, unique, unique_key, deadline, process_at). Files written before TaskSpec keep
+// (id, unique, unique_key, deadline, process_at). Files written before Task keep
 // working: "json: VALUE" is the payload VALUE, and a payload that is a
 // YAML string is raw text (payload_text), as it always was in schedule
 // files.
 //
 // Unknown fields are errors, so a typo does not silently drop a setting.
-type ScheduleFile struct {
-	Timezone string              `yaml:"timezone" json:"timezone,omitempty"`
-	Missed   string              `yaml:"missed" json:"missed,omitempty"`
-	Entries  []ScheduleFileEntry `yaml:"entries" json:"entries"`
+type Schedule struct {
+	Timezone string          `yaml:"timezone" json:"timezone,omitempty"`
+	Missed   string          `yaml:"missed" json:"missed,omitempty"`
+	Entries  []ScheduleEntry `yaml:"entries" json:"entries"`
 }
 
-// ScheduleFileEntry is one entry of a ScheduleFile: the entry's name, its
+// ScheduleEntry is one entry of a Schedule: the entry's name, its
 // cron spec and the task it enqueues.
-type ScheduleFileEntry struct {
+type ScheduleEntry struct {
 	Name string
 	Spec string
-	Task TaskSpec
+	Task Task
 }
 
-// scheduleOnly are the TaskSpec fields a periodic entry refuses, with why.
+// scheduleOnly are the Task fields a periodic entry refuses, with why.
 var scheduleOnly = map[string]string{
 	"id":         "each tick's task ID is derived from the entry and the tick",
 	"unique":     "each tick enqueues exactly once already",
@@ -59,8 +61,8 @@ var scheduleOnly = map[string]string{
 }
 
 // UnmarshalYAML reads an entry: name and spec, the older spellings
-// ("json", a string "payload"), then the rest as a TaskSpec.
-func (e *ScheduleFileEntry) UnmarshalYAML(n *yaml.Node) error {
+// ("json", a string "payload"), then the rest as a Task.
+func (e *ScheduleEntry) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
 		return fmt.Errorf("line %d: an entry is a mapping (name, spec, kind, ...)", n.Line)
 	}
@@ -105,47 +107,47 @@ func (e *ScheduleFileEntry) UnmarshalYAML(n *yaml.Node) error {
 	return e.Task.UnmarshalYAML(task)
 }
 
-// LoadScheduleFile reads and parses the file at path.
-func LoadScheduleFile(path string) (*ScheduleFile, error) {
+// LoadSchedule reads and parses the file at path.
+func LoadSchedule(path string) (*Schedule, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("queue: schedule file: %w", err)
 	}
-	f, err := ParseScheduleFile(bytes.NewReader(b))
+	f, err := ParseSchedule(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return f, nil
 }
 
-// ParseScheduleFile parses a schedule file from r.
-func ParseScheduleFile(r io.Reader) (*ScheduleFile, error) {
+// ParseSchedule parses a schedule file from r.
+func ParseSchedule(r io.Reader) (*Schedule, error) {
 	dec := yaml.NewDecoder(r)
 	dec.KnownFields(true)
-	var f ScheduleFile
+	var f Schedule
 	if err := dec.Decode(&f); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("queue: schedule file is empty: %w", ErrInvalidOption)
+			return nil, fmt.Errorf("queue: schedule file is empty: %w", queue.ErrInvalidOption)
 		}
-		return nil, fmt.Errorf("queue: schedule file: %v: %w", err, ErrInvalidOption)
+		return nil, fmt.Errorf("queue: schedule file: %v: %w", err, queue.ErrInvalidOption)
 	}
 	if len(f.Entries) == 0 {
-		return nil, fmt.Errorf("queue: schedule file has no entries: %w", ErrInvalidOption)
+		return nil, fmt.Errorf("queue: schedule file has no entries: %w", queue.ErrInvalidOption)
 	}
 	return &f, nil
 }
 
 // Config returns cfg with the file's timezone and missed-tick policy set.
-func (f *ScheduleFile) Config(cfg SchedulerConfig) (SchedulerConfig, error) {
+func (f *Schedule) Config(cfg queue.SchedulerConfig) (queue.SchedulerConfig, error) {
 	if f.Timezone != "" {
 		loc, err := time.LoadLocation(f.Timezone)
 		if err != nil {
-			return cfg, invalid("schedule file: timezone %q: %v", f.Timezone, err)
+			return cfg, fmt.Errorf("spec: schedule file: timezone %q: %v: %w", f.Timezone, err, queue.ErrInvalidOption)
 		}
 		cfg.Location = loc
 	}
 	if f.Missed != "" {
-		p, err := ParseMissedPolicy(f.Missed)
+		p, err := queue.ParseMissedPolicy(f.Missed)
 		if err != nil {
 			return cfg, fmt.Errorf("schedule file: %w", err)
 		}
@@ -156,7 +158,7 @@ func (f *ScheduleFile) Config(cfg SchedulerConfig) (SchedulerConfig, error) {
 
 // Register registers every entry of the file with s. It stops at the first
 // bad entry, naming it.
-func (f *ScheduleFile) Register(s *Scheduler) error {
+func (f *Schedule) Register(s *queue.Scheduler) error {
 	for i, fe := range f.Entries {
 		e, err := fe.entry()
 		if err == nil {
@@ -173,16 +175,16 @@ func (f *ScheduleFile) Register(s *Scheduler) error {
 	return nil
 }
 
-func (fe *ScheduleFileEntry) entry() (Entry, error) {
+func (fe *ScheduleEntry) entry() (queue.Entry, error) {
 	if fe.Spec == "" {
-		return Entry{}, invalid("no spec")
+		return queue.Entry{}, fmt.Errorf("spec: no spec: %w", queue.ErrInvalidOption)
 	}
 	if fe.Task.Kind == "" {
-		return Entry{}, invalid("no kind")
+		return queue.Entry{}, fmt.Errorf("spec: no kind: %w", queue.ErrInvalidOption)
 	}
 	t, err := fe.Task.Task()
 	if err != nil {
-		return Entry{}, err
+		return queue.Entry{}, err
 	}
-	return Entry{Name: fe.Name, Spec: fe.Spec, Task: &Task{Kind: t.Kind, Payload: t.Payload, Encoding: t.Encoding}, Options: t.Options}, nil
+	return queue.Entry{Name: fe.Name, Spec: fe.Spec, Task: &queue.Task{Kind: t.Kind, Payload: t.Payload, Encoding: t.Encoding}, Options: t.Options}, nil
 }

@@ -1,4 +1,4 @@
-package queue_test
+package spec_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker/memory"
+	"github.com/conqhq/conq/queue/spec"
 )
 
 // Fuzz targets of the task specification decoders (seed corpora in
@@ -38,9 +39,9 @@ func FuzzTaskSpecJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var s queue.TaskSpec
+		var s spec.Task
 		if err := json.Unmarshal(b, &s); err != nil {
-			var se *queue.SpecError
+			var se *spec.Error
 			if !errors.Is(err, queue.ErrInvalidOption) && !errors.As(err, &se) && !isJSONError(err) {
 				t.Fatalf("unclassified error %T %v", err, err)
 			}
@@ -59,7 +60,7 @@ func isJSONError(err error) bool {
 
 // checkSpec: a decoded spec validates or not without panicking, and its
 // canonical form decodes to the same canonical form.
-func checkSpec(t *testing.T, s queue.TaskSpec) {
+func checkSpec(t *testing.T, s spec.Task) {
 	t.Helper()
 	valid := s.Validate() == nil
 	task, err := s.Task()
@@ -73,7 +74,7 @@ func checkSpec(t *testing.T, s queue.TaskSpec) {
 	if err != nil {
 		t.Fatalf("canonical form: %v", err)
 	}
-	var s2 queue.TaskSpec
+	var s2 spec.Task
 	if err := json.Unmarshal(c, &s2); err != nil {
 		t.Fatalf("canonical form %s does not decode: %v", c, err)
 	}
@@ -88,7 +89,7 @@ func FuzzTaskLine(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := queue.ParseTaskLine(b)
+		s, err := spec.ParseLine(b)
 		if err != nil {
 			if !errors.Is(err, queue.ErrInvalidOption) {
 				t.Fatalf("unclassified error %T %v", err, err)
@@ -107,7 +108,7 @@ func FuzzTaskSpecYAML(f *testing.F) {
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("- 1\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var s queue.TaskSpec
+		var s spec.Task
 		if err := yaml.Unmarshal(b, &s); err != nil {
 			return // yaml.v3's own errors, or ours
 		}
@@ -143,7 +144,7 @@ entries:
 	mem := memory.New(memory.Config{}) // registering touches no broker state
 	defer mem.Close()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		file, err := queue.ParseScheduleFile(bytes.NewReader(b))
+		file, err := spec.ParseSchedule(bytes.NewReader(b))
 		if err != nil {
 			return
 		}
@@ -174,12 +175,12 @@ func FuzzParseDuration(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		d, err := queue.ParseDuration(s)
+		d, err := spec.ParseDuration(s)
 		if err != nil {
 			return
 		}
 		// Its Go form reads back the same.
-		if d2, err := queue.ParseDuration(d.String()); err != nil || d2 != d {
+		if d2, err := spec.ParseDuration(d.String()); err != nil || d2 != d {
 			t.Fatalf("%q = %v; %q reads back as %v, %v", s, d, d.String(), d2, err)
 		}
 		_ = time.Duration(d)

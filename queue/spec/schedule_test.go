@@ -1,4 +1,4 @@
-package queue_test
+package spec_test
 
 import (
 	"strings"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/spec"
 )
 
 // Schedule file entries are task specifications: the canonical names and
@@ -37,7 +38,7 @@ entries:
     spec: "@every 1h"
     kind: heartbeat
 `
-	f, err := queue.ParseScheduleFile(strings.NewReader(src))
+	f, err := spec.ParseSchedule(strings.NewReader(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,65 @@ entries:
 		{"entries:\n  - 5\n", "an entry is a mapping"},
 		{"entries:\n  - spec: '@every 1h'\n    kind: k\n    max_retry: 3\n", `unknown field "max_retry"`},
 	} {
-		f, err := queue.ParseScheduleFile(strings.NewReader(bad.src))
+		f, err := spec.ParseSchedule(strings.NewReader(bad.src))
+		if err == nil {
+			err = f.Register(e.scheduler(queue.SchedulerConfig{}))
+		}
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: error %v, want it to mention %q", bad.src, err, bad.want)
+		}
+	}
+}
+
+func TestScheduleFile(t *testing.T) {
+	src := `
+timezone: Europe/Berlin
+missed: run_once
+entries:
+  - name: nightly
+    spec: "0 30 2 * * *"
+    kind: report.nightly
+    queue: reports
+    json: {day: yesterday}
+    max_retries: 2
+    timeout: 10m
+  - spec: "@every 30s"
+    kind: ping
+    payload: hello
+`
+	f, err := spec.ParseSchedule(strings.NewReader(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.Config(queue.SchedulerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Location.String() != "Europe/Berlin" || cfg.Missed != queue.MissedRunOnce {
+		t.Fatalf("config %+v", cfg)
+	}
+	e := newEnv(t)
+	s := e.scheduler(cfg)
+	if err := f.Register(s); err != nil {
+		t.Fatal(err)
+	}
+	ents := s.Entries()
+	if len(ents) != 2 || ents[0].Name != "nightly" || ents[0].Queue != "reports" || ents[1].Kind != "ping" {
+		t.Fatalf("entries %+v", ents)
+	}
+
+	for _, bad := range []struct{ src, want string }{
+		{"entries:\n  - name: x\n    spec: '* * *'\n    kind: k\n", `entry #1 (x)`},
+		{"entries:\n  - spec: '* * * * *'\n", `no kind`},
+		{"entries:\n  - spec: '* * * * *'\n    kind: k\n    timout: 1s\n", `timout`},
+		{"entries:\n  - spec: '* * * * *'\n    kind: k\n    timeout: soon\n", `timeout "soon"`},
+		{"timezone: Nowhere/Land\nentries:\n  - spec: '* * * * *'\n    kind: k\n", `Nowhere/Land`},
+		{"", `empty`},
+	} {
+		f, err := spec.ParseSchedule(strings.NewReader(bad.src))
+		if err == nil {
+			_, err = f.Config(queue.SchedulerConfig{})
+		}
 		if err == nil {
 			err = f.Register(e.scheduler(queue.SchedulerConfig{}))
 		}
