@@ -1,28 +1,9 @@
-"""conq worker SDK for Python: serve tasks to a conq process pool.
+"""The worker side: serve the registered tasks to a conq process pool over
+the pipe protocol (docs/protocol.md), versions 1 and 2 (META; one slot).
 
-One module, standard library only, Python >= 3.9. Register tasks, then run::
-
-    import conq
-
-    @conq.task
-    def shout(data):                    # raw: bytes-like in, bytes out
-        return bytes(data).upper()
-
-    @conq.task("is_prime", json=True)   # JSON value in, JSON value out
-    def is_prime(n):
-        ...
-
-    if __name__ == "__main__":
-        conq.run()
-
-Raw tasks receive ``bytes`` for arguments under 64 KiB and a read-only
-``memoryview`` into the SDK's receive buffer above that, so large arguments
-are never copied. The view is valid only while the task runs: copy it
-(``bytes(view)``) to keep it. A raw task returns ``bytes``, ``bytearray``,
-``memoryview``, ``str`` (sent as UTF-8) or ``None`` (empty).
-
-An exception in a task goes back to the caller as an error with its type
-name, message and traceback; raise ``TaskError`` to choose the type.
+The protocol runs on two inherited file descriptors named by
+CONQ_WORKER_FDS, never on stdout, so tasks may print freely; the pool logs
+the worker's stdout and stderr line by line.
 
 Cancellation is best effort: when the pool cancels the running task, the
 SDK raises ``Cancelled`` in it (a SIGINT to the main thread, so blocking
@@ -30,11 +11,10 @@ calls such as ``time.sleep`` are interrupted too, but a long computation in
 C code is not); ``cancelled()`` lets long loops check cooperatively. The pool
 kills workers that do not stop within its grace period.
 
-The protocol (docs/protocol.md) runs on two inherited file descriptors named
-by CONQ_WORKER_FDS, never on stdout, so tasks may print freely; the pool
-logs the worker's stdout and stderr line by line.
+(Owned by the `pyexec` work: slots, threads, asyncio and SHM land here.)
 """
 
+import asyncio
 import json as _json
 import os
 import select
@@ -43,68 +23,33 @@ import struct
 import sys
 import threading
 import time
-import traceback
 import _thread
 
-__all__ = [
-    "task",
-    "run",
-    "cancelled",
-    "Worker",
-    "TaskError",
-    "Cancelled",
-    "ProtocolError",
-    "PROTOCOL_VERSION",
-]
+from . import _task as _task_mod
+from ._errors import Cancelled, ProtocolError, error_payload
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
-# Frame: u32 length (bytes after it), u8 kind, u8 flags (0), u16 name length,
+# Frame: u32 length (bytes after it), u8 kind, u8 flags, u16 name length,
 # u64 id, name, payload. Big-endian.
 _HEADER = struct.Struct(">IBBHQ")
+_U32 = struct.Struct(">I")
 _PREFIX_SIZE = 4
 _HEADER_SIZE = 12
 READY, CALL, RESULT, ERROR, CANCEL = 1, 2, 3, 4, 5
+FLAG_META = 0x01
 
-_VIEW_THRESHOLD = 64 << 10  # arguments at least this large are passed as memoryview
 _SMALL_WRITE = 32 << 10  # frames up to this size are written with one write()
 _INITIAL_BUFFER = 256 << 10
 _KEEP_BUFFER = 8 << 20  # a larger receive buffer is dropped once it is empty
 _DEFAULT_MAX_FRAME = (64 << 20) + _HEADER_SIZE + 0xFFFF
 
 
-class TaskError(Exception):
-    """Raise in a task to report an error with a chosen type name."""
-
-    def __init__(self, type, message, traceback=None):  # noqa: A002 - mirrors the wire field
-        super().__init__(message)
-        self.type = type
-        self.message = message
-        self.traceback = traceback
-
-
-class Cancelled(BaseException):
-    """Raised inside a task the pool cancelled. A BaseException, so that
-    ``except Exception`` in task code does not swallow it."""
-
-
-class ProtocolError(Exception):
-    """The pool sent something this SDK does not understand."""
-
-
-class _Task(object):
-    __slots__ = ("name", "fn", "json")
-
-    def __init__(self, name, fn, json):
-        self.name = name
-        self.fn = fn
-        self.json = json
-
-
 class _Reader(object):
     """Reads frames into one preallocated buffer with readinto."""
 
-    def __init__(self, fd, max_frame):
+    def __init__(self, fd, max_frame, v2=False):
+        self._v2 = v2
         self._f = os.fdopen(fd, "rb", buffering=0, closefd=False)
         self._max = max_frame
         self._buf = bytearray(_INITIAL_BUFFER)
@@ -136,7 +81,7 @@ class _Reader(object):
         return True
 
     def read(self):
-        """Return (kind, id, name, payload view) or None at end of stream.
+        """Return (kind, id, name, payload view, META dict or None) or None at end of stream.
         The payload view is valid until the next read."""
         if self._small >= 64 and self._start == self._end and len(self._buf) > _KEEP_BUFFER:
             # A run of small frames: drop the memory of an earlier huge one.
@@ -148,7 +93,7 @@ class _Reader(object):
         length, kind, flags, name_len, fid = _HEADER.unpack_from(self._buf, self._start)
         if length < _HEADER_SIZE or length > self._max:
             raise ProtocolError("bad frame length %d (limit %d)" % (length, self._max))
-        if kind not in (CALL, CANCEL) or flags != 0 or name_len > length - _HEADER_SIZE or (name_len == 0) == (kind == CALL):
+        if kind not in (CALL, CANCEL) or (flags != 0 and not (self._v2 and kind == CALL and flags == FLAG_META)) or name_len > length - _HEADER_SIZE or (name_len == 0) == (kind == CALL):
             raise ProtocolError("bad frame header: kind %d flags %d name length %d" % (kind, flags, name_len))
         if not self._ensure(_PREFIX_SIZE + length):
             raise ProtocolError("request stream ended inside a frame")
@@ -163,7 +108,21 @@ class _Reader(object):
         self._start = end
         if self._start == self._end:
             self._start = self._end = 0
-        return kind, fid, name, payload
+        meta = None
+        if flags & FLAG_META:
+            if len(payload) < 4:
+                raise ProtocolError("META payload of %d bytes has no length prefix" % len(payload))
+            (mlen,) = _U32.unpack_from(payload, 0)
+            if mlen > len(payload) - 4:
+                raise ProtocolError("META length %d overruns the payload of %d bytes" % (mlen, len(payload)))
+            try:
+                meta = _json.loads(str(payload[4:4 + mlen], "utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                meta = None
+            if not isinstance(meta, dict):
+                raise ProtocolError("META is not a JSON object")
+            payload = payload[4 + mlen:]
+        return kind, fid, name, payload, meta
 
 
 class _CancelWatcher(object):
@@ -219,43 +178,32 @@ class _CancelWatcher(object):
 
 class Worker(object):
     """A registry of tasks and the loop that serves them. The module-level
-    ``task`` and ``run`` use a default instance."""
+    ``conq.task`` and ``conq.run`` use a default instance over
+    ``conq._task.registry``."""
 
-    def __init__(self):
-        self._tasks = {}
+    def __init__(self, tasks=None):
+        self._tasks = {} if tasks is None else tasks
         self._watcher = None
         self._running_id = 0
+        self._v2 = False
 
-    def task(self, name=None, json=False):
-        """Register a task, as ``@task``, ``@task("name")`` or
-        ``@task(name="name", json=True)``. The name defaults to the
-        function's ``__name__``; ``json=True`` decodes the argument and
-        encodes the result as JSON."""
-        if callable(name):
-            fn = name
-            self._tasks[fn.__name__] = _Task(fn.__name__, fn, False)
-            return fn
-
-        def register(fn):
-            n = fn.__name__ if name is None else name
-            if not isinstance(n, str) or not n or len(n.encode("utf-8")) > 0xFFFF:
-                raise ValueError("invalid task name %r" % (n,))
-            self._tasks[n] = _Task(n, fn, json)
-            return fn
-
-        return register
+    def task(self, name=None, **opts):
+        """Register a task in this worker, as ``conq.task`` does."""
+        return _task_mod.task(name, _registry=self._tasks, **opts)
 
     def cancelled(self):
         """Whether the running task has been asked to stop."""
         w = self._watcher
         return bool(w is not None and self._running_id and w.cancel_id == self._running_id)
 
-    def run(self):
+    def run(self, slots=None, threads=None, interpreters=None):
         """Serve the pool on the descriptors named by CONQ_WORKER_FDS until
-        it closes the request stream."""
+        it closes the request stream. (slots/threads/interpreters: one call
+        at a time for now.)"""
         fds = os.environ.get("CONQ_WORKER_FDS")
         if not fds:
-            raise SystemExit("conq: CONQ_WORKER_FDS is not set; start this program from a conq process pool")
+            raise SystemExit("conq: CONQ_WORKER_FDS is not set; start this program from a conq process pool "
+                             "(conq worker --exec, conq server --exec, procpool)")
         rfd, wfd = (int(x) for x in fds.split(","))
         max_frame = int(os.environ.get("CONQ_MAX_FRAME") or _DEFAULT_MAX_FRAME)
         try:
@@ -263,12 +211,17 @@ class Worker(object):
             sys.stdout.reconfigure(line_buffering=True)
         except (AttributeError, ValueError):
             pass
-        self.serve(rfd, wfd, max_frame)
+        try:
+            proto = int(os.environ.get("CONQ_PROTOCOL") or "1")
+        except ValueError:
+            proto = 1
+        self.serve(rfd, wfd, max_frame, protocol=2 if proto >= 2 else 1)
 
-    def serve(self, rfd, wfd, max_frame=_DEFAULT_MAX_FRAME):
+    def serve(self, rfd, wfd, max_frame=_DEFAULT_MAX_FRAME, protocol=1):
         """Speak the protocol on raw file descriptors. Returns at the end of
         the request stream or when the pool stops reading responses."""
-        reader = _Reader(rfd, max_frame)
+        self._v2 = protocol >= 2
+        reader = _Reader(rfd, max_frame, v2=self._v2)
         self._wfd = wfd
         self._max_frame = max_frame
         in_main = threading.current_thread() is threading.main_thread()
@@ -277,16 +230,19 @@ class Worker(object):
             self._watcher = _CancelWatcher(rfd)
             old_handler = signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            ready = {"protocol": PROTOCOL_VERSION, "sdk": "conq-python", "pid": os.getpid(), "tasks": sorted(self._tasks)}
+            ready = {"protocol": 2 if self._v2 else 1, "sdk": "conq-python", "pid": os.getpid(), "tasks": sorted(self._tasks)}
+            if self._v2:
+                ready["slots"] = 1
+                ready["features"] = ["meta"]
             self._send(READY, 0, _json.dumps(ready).encode())
             while True:
                 frame = reader.read()
                 if frame is None:
                     return
-                kind, fid, name, payload = frame
+                kind, fid, name, payload, meta = frame
                 if kind == CANCEL:
                     continue  # for a task that already answered
-                self._call(fid, name, payload)
+                self._call(fid, name, payload, meta)
         except BrokenPipeError:
             return  # the pool is gone
         finally:
@@ -302,36 +258,28 @@ class Worker(object):
             return  # a cancel that arrived after its task finished
         raise KeyboardInterrupt
 
-    def _call(self, fid, name, payload):
+    def _call(self, fid, name, payload, meta=None):
         t = self._tasks.get(name)
         if t is None:
-            self._send_error(fid, "UnknownTask", "no task named %r" % (name,), "")
+            self._send_error(fid, {"type": "UnknownTask", "message": "no task named %r" % (name,)})
             return
         w = self._watcher
-        try:
-            if t.json:
-                arg = _json.loads(str(payload, "utf-8"))
-            elif len(payload) < _VIEW_THRESHOLD:
-                arg = bytes(payload)
-            else:
-                arg = payload.toreadonly()
-        except ValueError as e:
-            self._send_error(fid, "BadArguments", str(e), "")
-            return
         try:
             self._running_id = fid
             if w is not None:
                 w.gen = fid
-            result = t.fn(arg)
+            if t.is_async:
+                out, _enc = asyncio.run(t.ainvoke(payload, meta))
+            else:
+                out, _enc = t.invoke(payload, meta)
             self._running_id = 0
             if w is not None:
                 w.gen = 0
-            out = _json.dumps(result).encode() if t.json else _raw(result)
         except Cancelled as e:
             self._running_id = 0
             if w is not None:
                 w.gen = 0
-            self._send_error(fid, "Cancelled", str(e), "")
+            self._send_error(fid, {"type": "Cancelled", "message": str(e)})
             return
         except BaseException as e:  # noqa: B902 - every failure goes back to the caller
             self._running_id = 0
@@ -339,24 +287,17 @@ class Worker(object):
                 w.gen = 0
             if isinstance(e, (SystemExit, KeyboardInterrupt)):
                 raise
-            self._send_exception(fid, e)
+            self._send_error(fid, error_payload(e))
             return
         if _HEADER_SIZE + len(out) > self._max_frame:
-            self._send_error(fid, "PayloadTooLarge", "result of %d bytes exceeds the pool's frame limit of %d" % (len(out), self._max_frame), "")
+            self._send_error(fid, {"type": "PayloadTooLarge", "message": "result of %d bytes exceeds the pool's frame limit of %d" % (len(out), self._max_frame)})
             return
         self._send(RESULT, fid, out)
 
-    def _send_exception(self, fid, e):
-        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-        if isinstance(e, TaskError):
-            self._send_error(fid, e.type, e.message, e.traceback or tb)
-        else:
-            self._send_error(fid, type(e).__name__, str(e), tb)
-
-    def _send_error(self, fid, typ, message, tb):
-        body = {"type": typ, "message": message}
-        if tb:
-            body["traceback"] = tb
+    def _send_error(self, fid, body):
+        if not self._v2:
+            # Version 1 has no retry hints: SkipRetry is said by the type.
+            body = {k: v for k, v in body.items() if k in ("type", "message", "traceback")}
         self._send(ERROR, fid, _json.dumps(body).encode())
 
     def _send(self, kind, fid, payload):
@@ -372,16 +313,6 @@ class Worker(object):
         _write_all(self._wfd, payload)
 
 
-def _raw(result):
-    if result is None:
-        return b""
-    if isinstance(result, (bytes, bytearray, memoryview)):
-        return result
-    if isinstance(result, str):
-        return result.encode("utf-8")
-    raise TypeError("a raw task must return bytes, bytearray, memoryview, str or None, not %s" % type(result).__name__)
-
-
 def _write_all(fd, data):
     view = memoryview(data).cast("B")
     while view:
@@ -389,7 +320,14 @@ def _write_all(fd, data):
         view = view[n:]
 
 
-_default = Worker()
-task = _default.task
-run = _default.run
-cancelled = _default.cancelled
+default_worker = Worker(_task_mod.registry)
+
+
+def run(slots=None, threads=None, interpreters=None):
+    """Serve the tasks registered with ``@conq.task`` (see Worker.run)."""
+    default_worker.run(slots=slots, threads=threads, interpreters=interpreters)
+
+
+def cancelled():
+    """Whether the running task has been asked to stop."""
+    return default_worker.cancelled()

@@ -1,0 +1,128 @@
+"""conq for Python: write tasks as plain functions, run them anywhere.
+
+Step 1, a tasks module::
+
+    import conq
+
+    @conq.task
+    def add(a, b):
+        return a + b
+
+    if __name__ == "__main__":
+        conq.run()              # serve the tasks when a conq pool starts this file
+
+Step 2, run it and call it::
+
+    $ conq server --exec "python3 tasks.py"      # broker + API + dashboard + workers
+    >>> conq.connect("http://127.0.0.1:8080")    # or CONQ_URL
+    >>> add.delay(2, 3).get()
+    5
+
+or, with no server to start, ``with conq.Executor() as ex: ex.map(add, xs, ys)``.
+
+Standard library only, Python >= 3.9. See docs/python.md.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ._client import (
+    DEFAULT_RETENTION,
+    APIError,
+    AuthError,
+    BadRequestError,
+    BatchError,
+    Client,
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServerUnavailable,
+    connect,
+    default_client,
+    enqueue,
+)
+from ._context import TaskContext, current
+from ._errors import (
+    BindError,
+    Cancelled,
+    ConqError,
+    ProtocolError,
+    Retry,
+    SkipRetry,
+    TaskCancelled,
+    TaskError,
+    TaskFailed,
+    WorkerCrashed,
+)
+from ._result import AsyncResult
+from ._task import Task, registry, task
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "task",
+    "run",
+    "cancelled",
+    "current",
+    "connect",
+    "enqueue",
+    "Executor",
+    "Task",
+    "TaskContext",
+    "AsyncResult",
+    "Client",
+    "Worker",
+    "Retry",
+    "SkipRetry",
+    "TaskError",
+    "TaskFailed",
+    "WorkerCrashed",
+    "TaskCancelled",
+    "BindError",
+    "Cancelled",
+    "ProtocolError",
+    "ConqError",
+    "APIError",
+    "BadRequestError",
+    "AuthError",
+    "NotFoundError",
+    "ConflictError",
+    "PayloadTooLargeError",
+    "ServerUnavailable",
+    "BatchError",
+    "DEFAULT_RETENTION",
+    "PROTOCOL_VERSION",
+    "registry",
+    "default_client",
+]
+
+
+def run(slots: Optional[int] = None, threads: Optional[int] = None, interpreters: Optional[int] = None) -> None:
+    """Serve the tasks registered with ``@conq.task`` to the conq process
+    pool that started this program (``conq worker --exec``, ``conq server
+    --exec``, ``procpool``), until it closes the request stream."""
+    from . import _serve
+
+    _serve.run(slots=slots, threads=threads, interpreters=interpreters)
+
+
+def cancelled() -> bool:
+    """Whether the running task has been asked to stop (cancel, timeout)."""
+    from . import _serve
+
+    return _serve.cancelled()
+
+
+def __getattr__(name: str):
+    # Loaded on first use: a tasks module that only serves never imports
+    # the executor machinery, and _serve stays importable on its own.
+    if name == "Executor":
+        from ._executor import Executor
+
+        return Executor
+    if name in ("Worker", "PROTOCOL_VERSION", "READY", "CALL", "RESULT", "ERROR", "CANCEL"):
+        from . import _serve
+
+        return getattr(_serve, name)
+    raise AttributeError("module 'conq' has no attribute %r" % (name,))

@@ -1,0 +1,268 @@
+"""@conq.task: the decorator, the task options, and how a payload binds to
+the function's parameters.
+
+Binding rules (the payload's encoding comes with the call, META
+``encoding``, so nothing is guessed from the bytes):
+
+- ``args``: the payload is ``{"args": [...], "kwargs": {...}}`` (what
+  ``delay()``, ``queue.NewCallTask`` and ``conq enqueue --args`` send); the
+  function runs as ``fn(*args, **kwargs)``.
+- ``json`` (and ``raw`` or no encoding, for a task that is not raw): the
+  payload is one JSON value, given whole as the only argument
+  (``def record(payload)``); a JSON ``null`` to a function without
+  parameters calls it with none.
+- ``@conq.task(raw=True)``: the payload's bytes (``bytes`` under 64 KiB, a
+  read-only ``memoryview`` above, valid while the task runs) are the only
+  argument, unless the call is an ``args`` call.
+
+Arguments that do not bind raise ``conq.BindError`` (a ``TypeError``) naming
+the task and its signature; the queue does not retry it. A task's return
+value is sent JSON-encoded (raw tasks: bytes, bytearray, memoryview, str as
+UTF-8, or None for empty).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import inspect
+import json as _json
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union, overload
+
+from . import _context
+from ._errors import BindError
+
+__all__ = ["Task", "task", "registry", "make_task", "VIEW_THRESHOLD"]
+
+VIEW_THRESHOLD = 64 << 10  # raw arguments at least this large are passed as memoryview
+
+Seconds = Union[int, float, datetime.timedelta, str]
+Payload = Union[bytes, bytearray, memoryview]
+
+#: Every task registered with the module-level ``@conq.task``, by name.
+registry: Dict[str, "Task"] = {}
+
+_dumps = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class Task(object):
+    """A function registered as a conq task. Calling it runs the function
+    here; ``delay``/``apply_async`` enqueue it."""
+
+    def __init__(self, fn: Callable[..., Any], name: Optional[str] = None, raw: bool = False,
+                 queue: Optional[str] = None, retries: Optional[int] = None, timeout: Optional[Seconds] = None,
+                 retention: Optional[Seconds] = None, unique: Any = None) -> None:
+        if not callable(fn):
+            raise TypeError("@conq.task needs a function, got %r" % (fn,))
+        n = getattr(fn, "__name__", None) if name is None else name
+        if not isinstance(n, str) or not n or len(n.encode("utf-8")) > 0xFFFF:
+            raise ValueError("invalid task name %r" % (n,))
+        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+            raise ValueError("task %r: retries must be an int >= 0, got %r" % (n, retries))
+        self.name = n
+        self.fn = fn
+        self.raw = bool(raw)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.queue = queue
+        self.retries = retries
+        self.timeout = timeout
+        self.retention = retention
+        self.unique = unique
+        try:
+            self.signature: Optional[inspect.Signature] = inspect.signature(fn)
+        except (TypeError, ValueError):
+            self.signature = None
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    # -- running -----------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function in this process, like calling it undecorated."""
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return "<conq.Task %s%s>" % (self.name, self.describe_signature())
+
+    def describe_signature(self) -> str:
+        return str(self.signature) if self.signature is not None else "(...)"
+
+    def _bind_error(self, why: str) -> BindError:
+        return BindError("task %r %s%s: %s" % (self.name, getattr(self.fn, "__name__", self.name),
+                                               self.describe_signature(), why))
+
+    def bind(self, payload: Payload, meta: Optional[Mapping[str, Any]]) -> Tuple[tuple, dict]:
+        """The positional and keyword arguments a payload binds to. Raises
+        BindError for a payload that cannot bind to any call of the task."""
+        enc = meta.get("encoding") if meta else None
+        if enc == "args":
+            try:
+                obj = _json.loads(str(payload, "utf-8"))
+            except (ValueError, UnicodeDecodeError) as e:
+                raise self._bind_error("the call's arguments are not JSON: %s" % e) from None
+            if not isinstance(obj, dict):
+                raise self._bind_error("the call's arguments are not an object {\"args\": [...], \"kwargs\": {...}}")
+            args = obj.get("args") or []
+            kwargs = obj.get("kwargs") or {}
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise self._bind_error("the call's \"args\" must be a list and \"kwargs\" an object")
+            return tuple(args), kwargs
+        if self.raw:
+            if len(payload) < VIEW_THRESHOLD:
+                return (bytes(payload),), {}
+            if isinstance(payload, memoryview):
+                return (payload.toreadonly(),), {}
+            return (memoryview(payload).toreadonly(),), {}
+        # One JSON value, whole. A payload stored raw (no encoding, an old
+        # producer) is read as JSON text too: a JSON task has no other use
+        # for bytes.
+        try:
+            value = _json.loads(str(payload, "utf-8")) if len(payload) else None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise self._bind_error("the payload (encoding %s) is not JSON: %s; declare @conq.task(raw=True) to take bytes"
+                                   % (enc or "none", e)) from None
+        if value is None and self.signature is not None and _takes_none(self.signature):
+            return (), {}
+        return (value,), {}
+
+    def _check_bind(self, e: TypeError, args: tuple, kwargs: dict) -> None:
+        """After fn(*args, **kwargs) raised TypeError: if the arguments do
+        not bind, it was raised by the call itself (Python checks before the
+        body runs), so it is a binding error."""
+        if self.signature is None:
+            return
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as be:
+            raise self._bind_error(str(be)) from None
+
+    def _encode(self, result: Any) -> Tuple[Payload, str]:
+        if self.raw:
+            return _raw(result), "raw"
+        try:
+            return _dumps(result).encode("utf-8"), "json"
+        except (TypeError, ValueError) as e:
+            raise TypeError("task %r returned a %s that is not JSON-encodable (%s); return JSON values, or declare @conq.task(raw=True) and return bytes"
+                            % (self.name, type(result).__name__, e)) from None
+
+    def invoke(self, payload: Payload, meta: Optional[Mapping[str, Any]] = None) -> Tuple[Payload, str]:
+        """Run a sync task on a call's payload: bind it (META ``encoding``),
+        set conq.current() for the call, and return (result bytes, encoding)."""
+        args, kwargs = self.bind(payload, meta)
+        token = _context._current.set(_context.TaskContext.from_meta(meta, self.name))
+        try:
+            try:
+                result = self.fn(*args, **kwargs)
+            except TypeError as e:
+                self._check_bind(e, args, kwargs)
+                raise
+        finally:
+            _context._current.reset(token)
+        return self._encode(result)
+
+    async def ainvoke(self, payload: Payload, meta: Optional[Mapping[str, Any]] = None) -> Tuple[Payload, str]:
+        """invoke() for ``async def`` tasks (and sync ones, run inline)."""
+        args, kwargs = self.bind(payload, meta)
+        token = _context._current.set(_context.TaskContext.from_meta(meta, self.name))
+        try:
+            try:
+                result = self.fn(*args, **kwargs)
+            except TypeError as e:
+                self._check_bind(e, args, kwargs)
+                raise
+            if inspect.isawaitable(result):
+                result = await result
+        finally:
+            _context._current.reset(token)
+        return self._encode(result)
+
+    # -- calling through a queue -------------------------------------------
+
+    def delay(self, *args: Any, **kwargs: Any) -> "Any":
+        """Enqueue a call of this task with these arguments; returns an
+        AsyncResult. Shortcut for ``apply_async(args, kwargs)``."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(self, args: Optional[Iterable[Any]] = None, kwargs: Optional[Mapping[str, Any]] = None, *,
+                    queue: Optional[str] = None, countdown: Optional[Seconds] = None,
+                    eta: Optional[Union[datetime.datetime, str]] = None, task_id: Optional[str] = None,
+                    retries: Optional[int] = None, unique: Any = None, retention: Optional[Seconds] = None,
+                    timeout: Optional[Seconds] = None, deadline: Optional[Union[datetime.datetime, str]] = None,
+                    client: Any = None) -> "Any":
+        """Enqueue a call with options (the task's own options are the
+        defaults): ``countdown`` seconds or ``eta`` (aware datetime) to run
+        later, ``task_id`` to choose the id, ``retries`` after the first
+        attempt, ``unique`` (seconds, or a dict of the API's unique
+        object), ``retention`` of the result (default: conq.DEFAULT_RETENTION
+        so ``get()`` works). Returns an AsyncResult."""
+        from . import _client
+
+        c = client if client is not None else _client.default_client()
+        return c.enqueue_call(self.name, args, kwargs, **self.options(
+            queue=queue, countdown=countdown, eta=eta, task_id=task_id, retries=retries,
+            unique=unique, retention=retention, timeout=timeout, deadline=deadline))
+
+    def options(self, **override: Any) -> Dict[str, Any]:
+        """The enqueue options of a call: the given ones over the task's."""
+        opts = {"queue": self.queue, "retries": self.retries, "timeout": self.timeout,
+                "retention": self.retention, "unique": self.unique}
+        for k, v in override.items():
+            if v is not None:
+                opts[k] = v
+        return opts
+
+
+def _takes_none(sig: inspect.Signature) -> bool:
+    try:
+        sig.bind()
+        return True
+    except TypeError:
+        return False
+
+
+def _raw(result: Any) -> Payload:
+    if result is None:
+        return b""
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return result
+    if isinstance(result, str):
+        return result.encode("utf-8")
+    raise TypeError("a raw task must return bytes, bytearray, memoryview, str or None, not %s" % type(result).__name__)
+
+
+def make_task(fn: Callable[..., Any], name: Optional[str] = None, **opts: Any) -> Task:
+    return Task(fn, name=name, **opts)
+
+
+@overload
+def task(fn: Callable[..., Any]) -> Task: ...
+@overload
+def task(name: Optional[str] = None, *, raw: bool = False, json: Optional[bool] = None, queue: Optional[str] = None,
+         retries: Optional[int] = None, timeout: Optional[Seconds] = None, retention: Optional[Seconds] = None,
+         unique: Any = None) -> Callable[[Callable[..., Any]], Task]: ...
+
+
+def task(name: Any = None, *, raw: bool = False, json: Optional[bool] = None, queue: Optional[str] = None,  # noqa: A002
+         retries: Optional[int] = None, timeout: Optional[Seconds] = None, retention: Optional[Seconds] = None,
+         unique: Any = None, _registry: Optional[Dict[str, Task]] = None) -> Any:
+    """Register a task: ``@conq.task``, ``@conq.task("name")`` or
+    ``@conq.task(name=..., raw=..., queue=..., retries=..., timeout=...,
+    retention=..., unique=...)``. The name defaults to the function's
+    ``__name__``. The options apply when the task is enqueued from Python
+    (``delay``/``apply_async``/``conq.Executor``); other producers set their
+    own. ``json=True`` is the default now and accepted for older code;
+    ``json=False`` means ``raw=True``."""
+    reg = registry if _registry is None else _registry
+    if json is False:
+        raw = True
+    opts = dict(raw=raw, queue=queue, retries=retries, timeout=timeout, retention=retention, unique=unique)
+    if callable(name):
+        t = Task(name, **opts)
+        reg[t.name] = t
+        return t
+
+    def register(fn: Callable[..., Any]) -> Task:
+        t = Task(fn, name=name, **opts)
+        reg[t.name] = t
+        return t
+
+    return register
