@@ -17,6 +17,9 @@ import (
 type ServeConfig struct {
 	// Command is the worker program (Go or Python SDK). Required.
 	Command []string
+	// Env is added to the environment of the worker processes (for
+	// instance CONQ_URL, so a task can enqueue follow-up tasks).
+	Env []string
 	// Processes is the number of worker processes; 0 means
 	// Worker.Concurrency, one task at a time each. With fewer, each process
 	// is asked to take ceil(Concurrency/Processes) tasks at once
@@ -88,6 +91,7 @@ func Serve(ctx context.Context, b queue.Broker, cfg ServeConfig) error {
 	}
 	pool, err := procpool.New(ctx, procpool.Config{
 		Command: cfg.Command,
+		Env:     cfg.Env,
 		Workers: procs,
 		Slots:   slots,
 		Logger:  log.With("component", "procpool"),
