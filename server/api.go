@@ -399,6 +399,16 @@ func (s *Server) apiResult(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	v := viewResult(t)
+	status := http.StatusOK
+	if !v.Done {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, v)
+}
+
+// viewResult is a task as a result answer.
+func viewResult(t *queue.TaskInfo) resultView {
 	v := resultView{ID: t.ID, Queue: t.Queue, Kind: t.Kind, State: t.State, Done: done(t), Attempts: t.Attempts, Errors: t.Errors}
 	if t.State == queue.StateCompleted {
 		v.Result, v.ResultBase64 = jsonOrBase64(t.Result)
@@ -406,11 +416,7 @@ func (s *Server) apiResult(w http.ResponseWriter, r *http.Request) {
 	if n := len(t.Errors); n > 0 && t.State == queue.StateDead {
 		v.LastError = &t.Errors[n-1]
 	}
-	status := http.StatusOK
-	if !v.Done {
-		status = http.StatusAccepted
-	}
-	writeJSON(w, status, v)
+	return v
 }
 
 func done(t *queue.TaskInfo) bool {

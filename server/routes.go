@@ -21,6 +21,8 @@ func (s *Server) routes() http.Handler {
 	api("GET /api/v1/tasks/{id}/result", s.apiResult)
 	api("POST /api/v1/tasks/{id}/retry", s.apiRetryTask)
 	api("POST /api/v1/tasks/{id}/cancel", s.apiCancelTask)
+	api("POST /api/v1/results:wait", s.apiWaitResults)
+	api("POST /api/v1/tasks:cancel", s.apiCancelTasks)
 	api("GET /api/v1/workers", s.apiWorkers)
 	api("GET /api/v1/schedules", s.apiSchedules)
 	api("GET /api/v1/queues", s.apiQueues)
@@ -39,6 +41,8 @@ func (s *Server) routes() http.Handler {
 		"/api/v1/tasks/{id}/result":     "GET",
 		"/api/v1/tasks/{id}/retry":      "POST",
 		"/api/v1/tasks/{id}/cancel":     "POST",
+		"/api/v1/results:wait":          "POST",
+		"/api/v1/tasks:cancel":          "POST",
 		"/api/v1/workers":               "GET",
 		"/api/v1/schedules":             "GET",
 		"/api/v1/queues":                "GET",
