@@ -34,7 +34,7 @@ type serverOptions struct {
 	logLevel                             string
 	logJSON                              bool
 	// --exec: serve the queues with worker processes in this process too.
-	exec, queues, urlFile string
+	exec, queues, urlFile  string
 	concurrency, processes int
 	timeout                time.Duration
 }
