@@ -424,18 +424,18 @@ class Client(object):
                 raise TimeoutError("task %s not done after %ss (state %s)" % (task_id, timeout, body.get("state")))
 
     def wait_many(self, ids: Sequence[str], wait: float = 0.0, queue: Optional[str] = None,
-                  min_done: int = 1) -> Dict[str, Dict[str, Any]]:
+                  min_done: int = 1) -> Tuple[Dict[str, Dict[str, Any]], List[str]]:
         """Batched wait (POST /api/v1/results:wait): waits up to ``wait``
         seconds until at least ``min_done`` of ``ids`` are done, and returns
-        the result answers of those done, by ID. IDs the server does not
-        know come back with ``"state": "not_found"``."""
+        (the result answers of those done, by ID; the IDs the server does
+        not know)."""
         if not ids:
-            return {}
-        body = {"ids": list(ids), "wait": "%.3fs" % wait, "min": min_done}
+            return {}, []
+        body: Dict[str, Any] = {"ids": list(ids), "wait": "%.3fs" % wait, "min": min_done}
         if queue:
             body["queue"] = queue
         _, resp = self._request("POST", "/api/v1/results:wait", body, timeout=self.timeout + wait)
-        return {r["id"]: r for r in resp.get("results", [])}
+        return {r["id"]: r for r in resp.get("results", [])}, list(resp.get("not_found") or [])
 
     def cancel(self, task_id: str, queue: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
         """Cancel a task: a waiting one goes to dead (kind "cancelled") at once,
@@ -452,7 +452,7 @@ class Client(object):
         if queue:
             body["queue"] = queue
         _, resp = self._request("POST", "/api/v1/tasks:cancel", body)
-        return [r.get("was") for r in resp.get("results", [])]
+        return [r.get("was") or None for r in resp.get("results", [])]
 
     def retry(self, task_id: str, queue: Optional[str] = None) -> Dict[str, Any]:
         """Move a dead, retry or scheduled task to pending now; returns the task."""

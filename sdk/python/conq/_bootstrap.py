@@ -1,0 +1,34 @@
+"""``python -m conq._bootstrap MAIN.py``: serve the tasks of a script to a
+conq pool (the local engine of conq.Executor). The script is imported as
+``__mp_main__`` (as multiprocessing's spawn does), so its ``if __name__ ==
+"__main__":`` block does not run in the workers; its @conq.task functions
+register themselves, and its other top-level functions are served under
+``__main__:<name>`` for ``Executor.submit(plain_function)``."""
+
+import importlib.util
+import inspect
+import os
+import sys
+
+from . import _serve, _task
+
+
+def main(argv):
+    if len(argv) != 2:
+        raise SystemExit("usage: python -m conq._bootstrap MAIN.py")
+    path = os.path.abspath(argv[1])
+    sys.path.insert(0, os.path.dirname(path))
+    spec = importlib.util.spec_from_file_location("__mp_main__", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["__mp_main__"] = mod
+    sys.modules["__main__"] = mod  # pickled/qualified names resolve as in the caller
+    spec.loader.exec_module(mod)
+    for name, obj in list(vars(mod).items()):
+        if inspect.isfunction(obj) and obj.__module__ in ("__mp_main__", "__main__"):
+            key = "__main__:" + obj.__qualname__
+            _task.registry.setdefault(key, _task.Task(obj, name=key))
+    _serve.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

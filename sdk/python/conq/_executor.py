@@ -1,0 +1,219 @@
+"""conq.Executor: concurrent.futures over a conq queue.
+
+``submit``/``map`` enqueue calls; one collector thread waits for their
+results in batches (POST /api/v1/results:wait) and completes the standard
+``concurrent.futures.Future`` objects, so ``as_completed``, ``wait`` and
+``with`` blocks behave as the standard library documents. ``map`` enqueues
+its items in batches of ``chunksize`` calls per request (default 256): every
+item is still its own task, so one failure or crash touches one item.
+
+Tasks submitted through an Executor are not retried by default
+(``retries=0``, as ProcessPoolExecutor runs a call once): a worker process
+that dies fails only its own futures, with conq.WorkerCrashed, and the
+executor keeps working (a replacement process is started).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import itertools
+import threading
+import time
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from . import _client
+from ._errors import ConqError
+from ._task import Task
+
+__all__ = ["Executor"]
+
+_MAP_CHUNK = 256
+_WAIT_BATCH = 4096
+
+
+def _task_name(fn: Any) -> str:
+    if isinstance(fn, Task):
+        return fn.name
+    if isinstance(fn, str):
+        return fn
+    if callable(fn) and getattr(fn, "__module__", None) == "__main__" and "<" not in getattr(fn, "__qualname__", "<"):
+        return "__main__:" + fn.__qualname__
+    raise TypeError("conq.Executor runs @conq.task functions, task names, or top-level functions of the __main__ module; "
+                    "%r is none of these (decorate it with @conq.task)" % (fn,))
+
+
+class Executor(cf.Executor):
+    """A concurrent.futures.Executor whose calls run as conq tasks.
+
+    ``Executor(url)`` (or ``client=``) uses a running conq server;
+    ``Executor()`` starts a local engine (``conq server --exec`` on the
+    embedded broker, serving the caller's ``__main__`` module with
+    ``max_workers`` worker processes) and stops it at shutdown. ``queue``,
+    ``retries`` (default 0), ``timeout`` and ``retention`` (default 600 s)
+    apply to every call.
+    """
+
+    def __init__(self, url: Optional[str] = None, max_workers: Optional[int] = None, *, token: Optional[str] = None,
+                 client: Optional[_client.Client] = None, queue: Optional[str] = None, retries: int = 0,
+                 timeout: Any = None, retention: Any = 600) -> None:
+        self._engine = None
+        if client is None:
+            if url is None:
+                from ._local import LocalEngine
+
+                self._engine = LocalEngine(concurrency=max_workers)
+                url = self._engine.url
+            client = _client.Client(url, token=token)
+        self.client = client
+        self.url = client.url
+        self._opts = {"queue": queue, "retries": retries, "timeout": timeout, "retention": retention}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._futures: Dict[str, cf.Future] = {}
+        self._to_cancel: List[str] = []
+        self._shutdown = False
+        self._stop = False
+        self._collector = threading.Thread(target=self._collect, name="conq-executor-results", daemon=True)
+        self._collector.start()
+
+    # -- submitting ---------------------------------------------------------
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> cf.Future:
+        """Enqueue ``fn(*args, **kwargs)``; returns a Future of its result."""
+        return self._submit_many(_task_name(fn), [(args, kwargs)])[0]
+
+    def _submit_many(self, name: str, calls: List[Tuple[tuple, dict]]) -> List[cf.Future]:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+        ids = self.client.call_many(name, calls, **self._opts)
+        futs = []
+        with self._lock:
+            for tid in ids:
+                f: cf.Future = cf.Future()
+                f.conq_id = tid  # type: ignore[attr-defined]
+                self._futures[tid] = f
+                futs.append(f)
+            self._wake.notify()
+        for f in futs:
+            f.add_done_callback(self._on_done)
+        return futs
+
+    def _on_done(self, f: cf.Future) -> None:
+        if f.cancelled():
+            with self._lock:
+                tid = getattr(f, "conq_id", None)
+                if tid is not None and self._futures.pop(tid, None) is not None:
+                    self._to_cancel.append(tid)
+                    self._wake.notify()
+
+    def map(self, fn: Any, *iterables: Iterable[Any], timeout: Optional[float] = None,
+            chunksize: int = 1) -> Iterator[Any]:
+        """Like ``Executor.map``: results in order, ``timeout`` counted from
+        the call. Items are enqueued max(chunksize, 256) per request; each
+        item is its own task."""
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+        name = _task_name(fn)
+        end = None if timeout is None else time.monotonic() + timeout
+        per = max(chunksize, _MAP_CHUNK)
+        it = zip(*iterables)
+        futs: List[cf.Future] = []
+        while True:
+            batch = [(tuple(a), {}) for a in itertools.islice(it, per)]
+            if not batch:
+                break
+            futs.extend(self._submit_many(name, batch))
+
+        def results() -> Iterator[Any]:
+            try:
+                futs.reverse()
+                while futs:
+                    f = futs.pop()
+                    yield f.result(None if end is None else max(0.0, end - time.monotonic()))
+            finally:
+                for f in futs:
+                    f.cancel()
+
+        return results()
+
+    # -- collecting ---------------------------------------------------------
+
+    def _collect(self) -> None:
+        c = self.client
+        while True:
+            with self._lock:
+                while not self._futures and not self._to_cancel and not self._stop:
+                    self._wake.wait()
+                if self._stop and not self._futures and not self._to_cancel:
+                    return
+                cancel, self._to_cancel = self._to_cancel, []
+                ids = list(itertools.islice(self._futures, _WAIT_BATCH))
+            if cancel:
+                try:
+                    c.cancel_many(cancel)
+                except ConqError:
+                    pass
+            if not ids:
+                continue
+            try:
+                done, missing = c.wait_many(ids, wait=1.0, min_done=max(1, min(len(ids), 64)))
+            except ConqError as e:
+                self._fail_all(e)
+                time.sleep(0.2)
+                continue
+            with self._lock:
+                ready = [(self._futures.pop(i), body) for i, body in done.items() if i in self._futures]
+                lost = [(self._futures.pop(i), i) for i in missing if i in self._futures]
+            for f, body in ready:
+                if not f.set_running_or_notify_cancel():
+                    continue
+                if body.get("state") == "completed":
+                    f.set_result(_client._decode_result(body))
+                else:
+                    f.set_exception(_client.failure(body))
+            for f, i in lost:
+                if f.set_running_or_notify_cancel():
+                    f.set_exception(ConqError("task %s vanished from the queue (deleted, or its result was not kept)" % i))
+
+    def _fail_all(self, e: Exception) -> None:
+        if self._engine is not None and self._engine.proc.poll() is not None:
+            with self._lock:
+                futs, self._futures = list(self._futures.values()), {}
+            for f in futs:
+                if f.set_running_or_notify_cancel():
+                    f.set_exception(ConqError("the local conq engine died: %s" % self._engine.log_tail()))
+
+    # -- shutting down ------------------------------------------------------
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """As Executor.shutdown; cancel_futures also cancels their tasks in
+        the queue (pending ones are removed, running ones asked to stop)."""
+        with self._lock:
+            self._shutdown = True
+            futs = list(self._futures.values())
+        if cancel_futures:
+            for f in futs:
+                f.cancel()
+        if wait:
+            for f in futs:
+                try:
+                    f.exception()
+                except cf.CancelledError:
+                    pass
+        with self._lock:
+            self._stop = True
+            self._wake.notify()
+        if wait:
+            self._collector.join()
+        if self._engine is not None and wait:
+            self._engine.stop()
+            self._engine = None
+
+    def __del__(self) -> None:
+        eng = getattr(self, "_engine", None)
+        if eng is not None:
+            try:
+                eng.stop(timeout=2)
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
