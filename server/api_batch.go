@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/spec"
 )
 
 // MaxBatchIDs bounds the ids of one batched wait or cancel: each costs a
@@ -95,7 +96,7 @@ func (s *Server) apiWaitResults(w http.ResponseWriter, r *http.Request) {
 		case float64:
 			str = string(req.Wait)
 		}
-		d, err := queue.ParseDuration(str)
+		d, err := spec.ParseDuration(str)
 		if str == "" || err != nil || d < 0 {
 			s.fail(w, r, badRequest("wait %s: want a duration like \"10s\" or a number of seconds, 0 or more (capped at %v)", req.Wait, s.cfg.MaxWait))
 			return
