@@ -1,0 +1,76 @@
+"""End to end through a real `conq server --exec` (embedded broker) and
+real worker processes. Needs the conq binary: $CONQ_BIN or ./bin/conq
+(make build); skipped without it unless CI is set."""
+
+import concurrent.futures as cf
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import conq
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+BIN = os.environ.get("CONQ_BIN") or os.path.join(ROOT, "bin", "conq")
+sys.path.insert(0, os.path.join(HERE, "fixtures"))
+import e2e_tasks as tasks  # noqa: E402
+
+
+@unittest.skipUnless(os.path.exists(BIN) or os.environ.get("CI"), "no conq binary at %s (make build, or set CONQ_BIN)" % BIN)
+class EmbeddedTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp()
+        url_file = os.path.join(cls.dir, "url")
+        cmd = "%s %s" % (sys.executable, os.path.join(HERE, "fixtures", "e2e_tasks.py"))
+        cls.proc = subprocess.Popen([BIN, "server", "--exec", cmd, "--concurrency", "2", "--listen", "127.0.0.1:0",
+                                     "--url-file", url_file, "--log-level", "error"])
+        for _ in range(300):
+            if os.path.exists(url_file):
+                break
+            time.sleep(0.02)
+        with open(url_file) as f:
+            cls.client = conq.connect(f.read().strip())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait(20)
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_delay_get_positional_and_keyword(self):
+        self.assertEqual(tasks.add.delay(2, 3).get(timeout=20), 5)
+        self.assertEqual(tasks.add.delay(a=2, b=3).get(timeout=20), 5)
+        self.assertEqual(conq.enqueue("add", 1, kwargs={"b": 2}).get(timeout=20), 3)
+
+    def test_binding_error_fails_once_naming_signature(self):
+        with self.assertRaises(conq.TaskFailed) as cm:
+            tasks.add.delay(1).get(timeout=20)
+        e = cm.exception
+        self.assertEqual((e.type, e.attempts), ("TypeError", 1))
+        self.assertIn("add(a, b)", e.message)
+
+    def test_exception_type_and_traceback(self):
+        with self.assertRaises(conq.TaskFailed) as cm:
+            tasks.fail.delay("boom").get(timeout=20)
+        self.assertEqual((cm.exception.type, cm.exception.message), ("ValueError", "boom"))
+        self.assertIn("raise ValueError(msg)", cm.exception.traceback or "")
+
+    def test_executor_map_order_and_crash(self):
+        with conq.Executor(client=self.client) as ex:
+            self.assertEqual(list(ex.map(tasks.add, range(300), range(300))), [2 * i for i in range(300)])
+            fs = [ex.submit(tasks.add, 1, 1), ex.submit(tasks.die, 0), ex.submit(tasks.add, 2, 2)]
+            done, _ = cf.wait(fs, timeout=30)
+            self.assertEqual(len(done), 3)
+            self.assertEqual(fs[0].result(), 2)
+            self.assertIsInstance(fs[1].exception(), conq.WorkerCrashed)
+            self.assertEqual(fs[2].result(), 4)
+            self.assertEqual(ex.submit(tasks.add, 3, 3).result(20), 6)
+
+
+if __name__ == "__main__":
+    unittest.main()
