@@ -1,333 +1,745 @@
-"""The worker side: serve the registered tasks to a conq process pool over
-the pipe protocol (docs/protocol.md), versions 1 and 2 (META; one slot).
+"""The worker serve loop: the process-pool protocol (docs/protocol.md,
+versions 1 and 2) on the two descriptors named by CONQ_WORKER_FDS.
 
-The protocol runs on two inherited file descriptors named by
-CONQ_WORKER_FDS, never on stdout, so tasks may print freely; the pool logs
-the worker's stdout and stderr line by line.
+Execution models (docs/python.md, "Execution models"):
 
-Cancellation is best effort: when the pool cancels the running task, the
-SDK raises ``Cancelled`` in it (a SIGINT to the main thread, so blocking
-calls such as ``time.sleep`` are interrupted too, but a long computation in
-C code is not); ``cancelled()`` lets long loops check cooperatively. The pool
-kills workers that do not stop within its grace period.
+- **one at a time** (plain functions, the default): calls run on the main
+  thread, one after the other, as in protocol 1. Cancelling a call raises
+  ``Cancelled`` in it (a SIGINT to the main thread interrupts blocking
+  calls such as ``time.sleep``; a long C call is not interrupted and the
+  pool kills the worker after its grace period).
+- **threads** (``run(threads=N)``): plain functions on a pool of N threads,
+  N calls at once. Cancelling is cooperative: ``conq.cancelled()`` turns
+  true in the cancelled call; the pool kills the worker if it does not
+  answer within its grace period.
+- **asyncio** (automatic when any task is ``async def``): one event loop
+  per process, ``slots`` calls at once (default ``ASYNC_SLOTS`` = 100).
+  Cancelling a call cancels its asyncio task. Plain functions of such a
+  module run on ``threads`` threads (default 1) beside the loop. The SDK
+  warns (logger ``conq``, which reaches stderr by default) when the loop
+  is blocked for more than ``BLOCKED_AFTER`` seconds, with the loop
+  thread's stack.
+- **sub-interpreters** (``run(interpreters=N)``, Python >= 3.13): see
+  ``conq._interp``.
 
-(Owned by the `pyexec` work: slots, threads, asyncio and SHM land here.)
+A reader thread reads every frame and dispatches it, so cancel and release
+frames are seen while calls run; answers are written whole under one lock,
+from whichever thread finishes the call.
+
+Policy, written down:
+
+- ``slots`` is the worker's decision: the argument of ``run``, else
+  ``CONQ_SLOTS`` (what the pool asks), else 1 (plain functions), the
+  thread count (``threads``), ``ASYNC_SLOTS`` (async tasks) or N
+  (``interpreters``).
+- Protocol 2 is announced only when the pool says it speaks it
+  (``CONQ_PROTOCOL`` >= 2); a protocol 1 pool gets exactly protocol 1 (one
+  slot, no flags, no release frames).
+- Arguments in shared memory reach raw tasks as a read-only memoryview
+  over the mapping: no copy, valid until the call answers. A result that
+  is (a slice of) that view is answered with the argument's own segment; a
+  view from ``conq.result_buffer(n)`` with the SDK's segment; any other
+  result of ``CONQ_SHM_THRESHOLD`` bytes or more is copied once into an
+  SDK segment; smaller ones go through the pipe.
 """
 
-import asyncio
-import json as _json
+import contextvars
+import json
+import logging
 import os
-import select
 import signal
 import struct
 import sys
 import threading
 import time
-import _thread
+import traceback
 
-from . import _task as _task_mod
-from ._errors import Cancelled, ProtocolError, error_payload
+from . import _shm
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 2  # the newest this SDK speaks; it speaks 1 to a protocol 1 pool
+ASYNC_SLOTS = 100  # default slots of a module with async def tasks
+BLOCKED_AFTER = 1.0  # seconds: warn when the event loop is blocked longer
+MAX_SLOTS = 65536
 
-# Frame: u32 length (bytes after it), u8 kind, u8 flags, u16 name length,
-# u64 id, name, payload. Big-endian.
-_HEADER = struct.Struct(">IBBHQ")
+_HEADER = struct.Struct(">IBBHQ")  # length, kind, flags, name length, id
 _U32 = struct.Struct(">I")
-_PREFIX_SIZE = 4
-_HEADER_SIZE = 12
-READY, CALL, RESULT, ERROR, CANCEL = 1, 2, 3, 4, 5
-FLAG_META = 0x01
-
-_SMALL_WRITE = 32 << 10  # frames up to this size are written with one write()
-_INITIAL_BUFFER = 256 << 10
-_KEEP_BUFFER = 8 << 20  # a larger receive buffer is dropped once it is empty
+_HEADER_SIZE = 12  # after the length field
+READY, CALL, RESULT, ERROR, CANCEL, RELEASE = 1, 2, 3, 4, 5, 6
+F_META, F_SHM = 0x01, 0x02
+_SMALL_WRITE = 32 << 10
+_VIEW_THRESHOLD = 64 << 10  # pipe arguments from this size are memoryviews, not bytes
 _DEFAULT_MAX_FRAME = (64 << 20) + _HEADER_SIZE + 0xFFFF
 
+log = logging.getLogger("conq")
 
-class _Reader(object):
-    """Reads frames into one preallocated buffer with readinto."""
-
-    def __init__(self, fd, max_frame, v2=False):
-        self._v2 = v2
-        self._f = os.fdopen(fd, "rb", buffering=0, closefd=False)
-        self._max = max_frame
-        self._buf = bytearray(_INITIAL_BUFFER)
-        self._view = memoryview(self._buf)
-        self._small = 0  # consecutive frames much smaller than the buffer
-        self._start = 0  # unconsumed data is _buf[_start:_end]
-        self._end = 0
-
-    def _ensure(self, n):
-        """Make n unconsumed bytes available; False at a clean EOF."""
-        have = self._end - self._start
-        if have >= n:
-            return True
-        if self._start + n > len(self._buf):
-            if n > len(self._buf):
-                buf = bytearray(max(n, 2 * len(self._buf)))
-                buf[:have] = self._view[self._start:self._end]
-                self._buf, self._view = buf, memoryview(buf)
-            else:
-                self._view[:have] = self._view[self._start:self._end]
-            self._start, self._end = 0, have
-        while self._end - self._start < n:
-            k = self._f.readinto(self._view[self._end:])
-            if not k:
-                if self._end == self._start:
-                    return False
-                raise ProtocolError("request stream ended inside a frame")
-            self._end += k
-        return True
-
-    def read(self):
-        """Return (kind, id, name, payload view, META dict or None) or None at end of stream.
-        The payload view is valid until the next read."""
-        if self._small >= 64 and self._start == self._end and len(self._buf) > _KEEP_BUFFER:
-            # A run of small frames: drop the memory of an earlier huge one.
-            self._buf = bytearray(_INITIAL_BUFFER)
-            self._view = memoryview(self._buf)
-            self._start = self._end = 0
-        if not self._ensure(_PREFIX_SIZE + _HEADER_SIZE):
-            return None
-        length, kind, flags, name_len, fid = _HEADER.unpack_from(self._buf, self._start)
-        if length < _HEADER_SIZE or length > self._max:
-            raise ProtocolError("bad frame length %d (limit %d)" % (length, self._max))
-        if kind not in (CALL, CANCEL) or (flags != 0 and not (self._v2 and kind == CALL and flags == FLAG_META)) or name_len > length - _HEADER_SIZE or (name_len == 0) == (kind == CALL):
-            raise ProtocolError("bad frame header: kind %d flags %d name length %d" % (kind, flags, name_len))
-        if not self._ensure(_PREFIX_SIZE + length):
-            raise ProtocolError("request stream ended inside a frame")
-        self._small = self._small + 1 if 4 * length < len(self._buf) else 0
-        body = self._start + _PREFIX_SIZE + _HEADER_SIZE
-        end = self._start + _PREFIX_SIZE + length
-        try:
-            name = str(self._view[body:body + name_len], "utf-8") if name_len else ""
-        except UnicodeDecodeError:
-            raise ProtocolError("task name is not valid UTF-8") from None
-        payload = self._view[body + name_len:end]
-        self._start = end
-        if self._start == self._end:
-            self._start = self._end = 0
-        meta = None
-        if flags & FLAG_META:
-            if len(payload) < 4:
-                raise ProtocolError("META payload of %d bytes has no length prefix" % len(payload))
-            (mlen,) = _U32.unpack_from(payload, 0)
-            if mlen > len(payload) - 4:
-                raise ProtocolError("META length %d overruns the payload of %d bytes" % (mlen, len(payload)))
-            try:
-                meta = _json.loads(str(payload[4:4 + mlen], "utf-8"))
-            except (ValueError, UnicodeDecodeError):
-                meta = None
-            if not isinstance(meta, dict):
-                raise ProtocolError("META is not a JSON object")
-            payload = payload[4 + mlen:]
-        return kind, fid, name, payload, meta
+_current = contextvars.ContextVar("conq_call", default=None)
 
 
-class _CancelWatcher(object):
-    """Turns a cancel frame into a Cancelled exception in the running task.
-
-    While a task runs the pool sends nothing but a cancel frame (or closes
-    the stream), so the request fd becoming readable then means "stop". A
-    daemon thread checks every TICK seconds; once a task has been running
-    for a tick it waits for readability with select() (without reading) and
-    interrupts the main thread. The SIGINT handler raises Cancelled only if
-    that task is still running, so a late interrupt never lands in the SDK's
-    own code. The hot path pays only two attribute stores per task; tasks
-    shorter than a tick cannot be cancelled, which costs nothing as they end
-    before the pool's grace period anyway.
-    """
-
-    TICK = 0.05
-
-    def __init__(self, fd):
-        self._fd = fd
-        self._main = threading.main_thread().ident
-        self.gen = 0  # id of the running task, 0 when idle; written by the main thread
-        self.cancel_id = 0
-        t = threading.Thread(target=self._loop, name="conq-cancel-watcher", daemon=True)
-        t.start()
-
-    def _loop(self):
-        prev = 0
-        while True:
-            time.sleep(self.TICK)
-            fid = self.gen
-            if not fid or fid != prev:
-                prev = fid
-                continue
-            try:
-                while self.gen == fid:
-                    readable, _, _ = select.select([self._fd], [], [], self.TICK)
-                    if readable and self.gen == fid:
-                        self.cancel_id = fid
-                        # A real signal also breaks a blocking call such as
-                        # time.sleep(); interrupt_main() would not.
-                        try:
-                            signal.pthread_kill(self._main, signal.SIGINT)
-                        except (AttributeError, OSError):
-                            _thread.interrupt_main()
-                        break
-            except (OSError, ValueError):
-                return
-            while self.gen == fid:  # the fd stays readable until main reads the cancel
-                time.sleep(self.TICK)
-            prev = 0
+class ProtocolError(Exception):
+    """The pool sent something this SDK does not understand."""
 
 
-class Worker(object):
-    """A registry of tasks and the loop that serves them. The module-level
-    ``conq.task`` and ``conq.run`` use a default instance over
-    ``conq._task.registry``."""
+def _errors():
+    from . import _errors as e
 
-    def __init__(self, tasks=None):
-        self._tasks = {} if tasks is None else tasks
-        self._watcher = None
-        self._running_id = 0
-        self._v2 = False
-
-    def task(self, name=None, **opts):
-        """Register a task in this worker, as ``conq.task`` does."""
-        return _task_mod.task(name, _registry=self._tasks, **opts)
-
-    def cancelled(self):
-        """Whether the running task has been asked to stop."""
-        w = self._watcher
-        return bool(w is not None and self._running_id and w.cancel_id == self._running_id)
-
-    def run(self, slots=None, threads=None, interpreters=None):
-        """Serve the pool on the descriptors named by CONQ_WORKER_FDS until
-        it closes the request stream. (slots/threads/interpreters: one call
-        at a time for now.)"""
-        fds = os.environ.get("CONQ_WORKER_FDS")
-        if not fds:
-            raise SystemExit("conq: CONQ_WORKER_FDS is not set; start this program from a conq process pool "
-                             "(conq worker --exec, conq server --exec, procpool)")
-        rfd, wfd = (int(x) for x in fds.split(","))
-        max_frame = int(os.environ.get("CONQ_MAX_FRAME") or _DEFAULT_MAX_FRAME)
-        try:
-            # Printed lines reach the pool's log as they are written.
-            sys.stdout.reconfigure(line_buffering=True)
-        except (AttributeError, ValueError):
-            pass
-        try:
-            proto = int(os.environ.get("CONQ_PROTOCOL") or "1")
-        except ValueError:
-            proto = 1
-        self.serve(rfd, wfd, max_frame, protocol=2 if proto >= 2 else 1)
-
-    def serve(self, rfd, wfd, max_frame=_DEFAULT_MAX_FRAME, protocol=1):
-        """Speak the protocol on raw file descriptors. Returns at the end of
-        the request stream or when the pool stops reading responses."""
-        self._v2 = protocol >= 2
-        reader = _Reader(rfd, max_frame, v2=self._v2)
-        self._wfd = wfd
-        self._max_frame = max_frame
-        in_main = threading.current_thread() is threading.main_thread()
-        old_handler = None
-        if in_main:
-            self._watcher = _CancelWatcher(rfd)
-            old_handler = signal.signal(signal.SIGINT, self._on_sigint)
-        try:
-            ready = {"protocol": 2 if self._v2 else 1, "sdk": "conq-python", "pid": os.getpid(), "tasks": sorted(self._tasks)}
-            if self._v2:
-                ready["slots"] = 1
-                ready["features"] = ["meta"]
-            self._send(READY, 0, _json.dumps(ready).encode())
-            while True:
-                frame = reader.read()
-                if frame is None:
-                    return
-                kind, fid, name, payload, meta = frame
-                if kind == CANCEL:
-                    continue  # for a task that already answered
-                self._call(fid, name, payload, meta)
-        except BrokenPipeError:
-            return  # the pool is gone
-        finally:
-            if in_main:
-                signal.signal(signal.SIGINT, old_handler)
-
-    def _on_sigint(self, signum, frame):
-        w = self._watcher
-        if w is not None and w.cancel_id:
-            if self._running_id and w.cancel_id == self._running_id:
-                w.cancel_id = 0
-                raise Cancelled("task cancelled by the pool")
-            return  # a cancel that arrived after its task finished
-        raise KeyboardInterrupt
-
-    def _call(self, fid, name, payload, meta=None):
-        t = self._tasks.get(name)
-        if t is None:
-            self._send_error(fid, {"type": "UnknownTask", "message": "no task named %r" % (name,)})
-            return
-        w = self._watcher
-        try:
-            self._running_id = fid
-            if w is not None:
-                w.gen = fid
-            if t.is_async:
-                out, _enc = asyncio.run(t.ainvoke(payload, meta))
-            else:
-                out, _enc = t.invoke(payload, meta)
-            self._running_id = 0
-            if w is not None:
-                w.gen = 0
-        except Cancelled as e:
-            self._running_id = 0
-            if w is not None:
-                w.gen = 0
-            self._send_error(fid, {"type": "Cancelled", "message": str(e)})
-            return
-        except BaseException as e:  # noqa: B902 - every failure goes back to the caller
-            self._running_id = 0
-            if w is not None:
-                w.gen = 0
-            if isinstance(e, (SystemExit, KeyboardInterrupt)):
-                raise
-            self._send_error(fid, error_payload(e))
-            return
-        if _HEADER_SIZE + len(out) > self._max_frame:
-            self._send_error(fid, {"type": "PayloadTooLarge", "message": "result of %d bytes exceeds the pool's frame limit of %d" % (len(out), self._max_frame)})
-            return
-        self._send(RESULT, fid, out)
-
-    def _send_error(self, fid, body):
-        if not self._v2:
-            # Version 1 has no retry hints: SkipRetry is said by the type.
-            body = {k: v for k, v in body.items() if k in ("type", "message", "traceback")}
-        self._send(ERROR, fid, _json.dumps(body).encode())
-
-    def _send(self, kind, fid, payload):
-        n = len(payload)
-        hdr = _HEADER.pack(_HEADER_SIZE + n, kind, 0, 0, fid)
-        if n <= _SMALL_WRITE:
-            data = hdr + payload
-            k = os.write(self._wfd, data)
-            if k != len(data):
-                _write_all(self._wfd, data[k:])
-            return
-        _write_all(self._wfd, hdr)
-        _write_all(self._wfd, payload)
+    return e
 
 
-def _write_all(fd, data):
-    view = memoryview(data).cast("B")
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+def _cancelled_type():
+    return getattr(_errors(), "Cancelled", None) or _FallbackCancelled
 
 
-default_worker = Worker(_task_mod.registry)
-
-
-def run(slots=None, threads=None, interpreters=None):
-    """Serve the tasks registered with ``@conq.task`` (see Worker.run)."""
-    default_worker.run(slots=slots, threads=threads, interpreters=interpreters)
+class _FallbackCancelled(BaseException):
+    pass
 
 
 def cancelled():
-    """Whether the running task has been asked to stop."""
-    return default_worker.cancelled()
+    """Whether the pool asked the running call to stop. The way to stop a
+    call cooperatively in thread mode (``run(threads=N)``), where nothing
+    is interrupted; true in the other modes too once a cancel arrived."""
+    c = _current.get()
+    return bool(c is not None and c.cancelled)
+
+
+def result_buffer(n):
+    """A writable memoryview of n bytes to return from a raw task: when the
+    pool takes results in shared memory and n reaches its threshold, the
+    view is over one of the SDK's segments and returning it (or a prefix)
+    sends the result without any copy; otherwise it is a plain bytearray's
+    view. Call it inside a task; do not keep the view after returning."""
+    c = _current.get()
+    if n < 0:
+        raise ValueError("result_buffer(%d): negative size" % n)
+    srv = c.server if c is not None else None
+    if srv is not None and srv.owner is not None and srv.shm_threshold and n >= srv.shm_threshold:
+        seg = srv.owner.take(n)
+        c.segments.append(seg)
+        return memoryview(seg.mm)[:n]
+    return memoryview(bytearray(n))
+
+
+class _Call(object):
+    __slots__ = ("id", "name", "task", "meta", "arg", "argmap", "cancelled", "atask", "segments", "server", "answered")
+
+    def __init__(self, server, fid, name):
+        self.server = server
+        self.id = fid
+        self.name = name
+        self.task = None
+        self.meta = {}
+        self.arg = b""
+        self.argmap = None  # the _shm.Mapping the argument lies in
+        self.cancelled = False
+        self.atask = None  # the asyncio task
+        self.segments = []  # result segments taken by result_buffer
+        self.answered = False
+
+
+def _registry():
+    from . import _task
+
+    return _task.registry
+
+
+def _env_int(name, default=0):
+    v = os.environ.get(name)
+    if not v:
+        return default
+    try:
+        return int(v)
+    except ValueError:
+        raise SystemExit("conq: %s=%r is not an integer" % (name, v)) from None
+
+
+def run(slots=None, threads=None, interpreters=None, tasks=None):
+    """Serve the pool on the descriptors named by CONQ_WORKER_FDS until it
+    closes the request stream. See the module documentation for the
+    execution models the arguments choose."""
+    for name, v in (("slots", slots), ("threads", threads), ("interpreters", interpreters)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1 or v > MAX_SLOTS):
+            raise ValueError("conq.run(%s=%r): want an integer from 1 to %d" % (name, v, MAX_SLOTS))
+    if interpreters is not None and threads is not None:
+        raise ValueError("conq.run: interpreters and threads are separate execution models; give one")
+    if interpreters is not None:
+        from . import _interp
+
+        _interp.check_version()
+    fds = os.environ.get("CONQ_WORKER_FDS")
+    if not fds:
+        raise SystemExit("conq: CONQ_WORKER_FDS is not set; start this program from a conq process pool")
+    try:
+        rfd, wfd = (int(x) for x in fds.split(","))
+    except ValueError:
+        raise SystemExit("conq: CONQ_WORKER_FDS=%r is not two descriptors" % fds) from None
+    try:
+        sys.stdout.reconfigure(line_buffering=True)  # printed lines reach the pool's log as written
+    except (AttributeError, ValueError):
+        pass
+    srv = Server(rfd, wfd, _env_int("CONQ_MAX_FRAME", _DEFAULT_MAX_FRAME), _env_int("CONQ_PROTOCOL", 1), tasks)
+    srv.configure(slots, threads, interpreters)
+    srv.serve()
+
+
+class Worker(object):
+    """A registry of tasks and the loop that serves them (the module-level
+    ``conq.task``/``conq.run`` use ``conq._task.registry``)."""
+
+    def __init__(self, tasks=None):
+        self._tasks = {} if tasks is None else tasks
+
+    def task(self, name=None, **opts):
+        """Register a task in this worker, as ``conq.task`` does."""
+        from . import _task
+
+        return _task.task(name, _registry=self._tasks, **opts)
+
+    def cancelled(self):
+        return cancelled()
+
+    def run(self, slots=None, threads=None, interpreters=None):
+        run(slots, threads, interpreters, tasks=self._tasks)
+
+    def serve(self, rfd, wfd, max_frame=_DEFAULT_MAX_FRAME, protocol=1, slots=None, threads=None):
+        """Speak the protocol on raw file descriptors until the end of the
+        request stream."""
+        srv = Server(rfd, wfd, max_frame, protocol, self._tasks)
+        srv.configure(slots, threads, None)
+        srv.serve()
+
+
+class Server(object):
+    def __init__(self, rfd, wfd, max_frame, pool_protocol, tasks=None):
+        self.rfd, self.wfd = rfd, wfd
+        self.max_frame = max_frame
+        self.version = 2 if pool_protocol >= 2 else 1
+        self.tasks = _registry() if tasks is None else tasks
+        self._wlock = threading.Lock()
+        self._calls = {}  # id -> _Call in flight
+        self._clock = threading.Lock()
+        self.peers = None
+        self.owner = None
+        self.shm_threshold = 0
+        self.mode = "sync"
+        self.slots = 1
+        self.threads = None
+        self.interpreters = None
+        self._running = None  # sync mode: the call on the main thread
+        self._stop = False
+
+    # ---- setup ----
+
+    def configure(self, slots, threads, interpreters):
+        has_async = any(getattr(t, "is_async", False) for t in self.tasks.values())
+        asked = _env_int("CONQ_SLOTS", 0)
+        if interpreters is not None:
+            self.mode, default = "interp", interpreters
+        elif has_async:
+            self.mode, default = "async", ASYNC_SLOTS
+        elif threads is not None:
+            self.mode, default = "threads", threads
+        else:
+            self.mode, default = "sync", 1
+        n = slots or (asked if asked > 0 and self.mode in ("async", "threads") else 0) or default
+        if self.mode == "sync":
+            n = 1  # one at a time: more slots would only queue here
+        if self.mode == "interp":
+            n = interpreters  # one call per interpreter
+        if self.mode == "threads":
+            threads = threads or n
+        self.slots = max(1, min(MAX_SLOTS, n))
+        self.threads = threads
+        self.interpreters = interpreters
+        if self.version == 1:
+            self.slots = 1
+        if self.version >= 2 and _shm.supported():
+            self.peers = _shm.Peers()
+            self.shm_threshold = max(0, _env_int("CONQ_SHM_THRESHOLD", 0))
+            if self.shm_threshold:
+                self.owner = _shm.Owner(self._send_release)
+
+    def ready_payload(self):
+        body = {"protocol": self.version, "sdk": "conq-python", "pid": os.getpid(), "tasks": sorted(self.tasks)}
+        if self.version >= 2:
+            body["slots"] = self.slots
+            body["features"] = ["meta"] + (["shm"] if self.peers is not None else [])
+        return json.dumps(body).encode()
+
+    # ---- frames ----
+
+    def send(self, kind, fid, payload=b"", flags=0):
+        n = len(payload)
+        hdr = _HEADER.pack(_HEADER_SIZE + n, kind, flags, 0, fid)
+        with self._wlock:
+            if n <= _SMALL_WRITE:
+                _write_all(self.wfd, hdr + bytes(payload))
+            else:
+                _write_all(self.wfd, hdr)
+                _write_all(self.wfd, payload)
+
+    def _send_release(self, sid, byte):
+        self.send(RELEASE, sid, bytes((byte,)))
+
+    def _read_frames(self):
+        """Yield (kind, flags, id, name, payload) until end of stream."""
+        f = os.fdopen(self.rfd, "rb", buffering=1 << 16, closefd=False)
+        v2 = self.version >= 2
+        while True:
+            hdr = f.read(16)
+            if not hdr:
+                return
+            if len(hdr) < 16:
+                raise ProtocolError("request stream ended inside a frame header")
+            length, kind, flags, nlen, fid = _HEADER.unpack(hdr)
+            if length < _HEADER_SIZE or length > self.max_frame:
+                raise ProtocolError("bad frame length %d (limit %d)" % (length, self.max_frame))
+            body_len = length - _HEADER_SIZE
+            if nlen > body_len:
+                raise ProtocolError("name length %d beyond the frame" % nlen)
+            if kind == CALL:
+                ok_flags = (F_META | F_SHM) if v2 else 0
+                if nlen == 0:
+                    raise ProtocolError("a call without a task name")
+            elif kind == CANCEL or (kind == RELEASE and v2):
+                ok_flags = 0
+                if nlen:
+                    raise ProtocolError("a frame of kind %d with a name" % kind)
+            else:
+                raise ProtocolError("unexpected frame kind %d" % kind)
+            if flags & ~ok_flags:
+                raise ProtocolError("flags 0x%02x not allowed on kind %d" % (flags, kind))
+            if body_len >= _VIEW_THRESHOLD:
+                body = bytearray(body_len)
+                view = memoryview(body)
+                got = 0
+                while got < body_len:
+                    k = f.readinto(view[got:])
+                    if not k:
+                        raise ProtocolError("request stream ended inside a frame")
+                    got += k
+                body = view.toreadonly()
+            else:
+                body = f.read(body_len)
+                if len(body) < body_len:
+                    raise ProtocolError("request stream ended inside a frame")
+            try:
+                name = str(body[:nlen], "utf-8") if nlen else ""
+            except UnicodeDecodeError:
+                raise ProtocolError("task name is not valid UTF-8") from None
+            yield kind, flags, fid, name, body[nlen:]
+
+    def _parse_call(self, fid, name, flags, payload):
+        """A _Call, or None after answering an error."""
+        c = _Call(self, fid, name)
+        if flags & F_META:
+            if len(payload) < 4:
+                raise ProtocolError("META part shorter than its length")
+            (ml,) = _U32.unpack_from(payload, 0)
+            if 4 + ml > len(payload):
+                raise ProtocolError("META length %d beyond the payload" % ml)
+            try:
+                meta = json.loads(bytes(payload[4:4 + ml]))
+            except ValueError as e:
+                raise ProtocolError("META is not JSON: %s" % e) from None
+            if not isinstance(meta, dict):
+                raise ProtocolError("META is not a JSON object")
+            c.meta = meta
+            payload = payload[4 + ml:]
+        if flags & F_SHM:
+            if len(payload) != _shm.HANDLE_SIZE:
+                raise ProtocolError("a SHM payload of %d bytes, not one %d-byte handle" % (len(payload), _shm.HANDLE_SIZE))
+            if self.peers is None:
+                self._answer_error(c, {"type": "ShmUnavailable", "message": "this worker did not announce shm"})
+                return None
+            try:
+                c.argmap, c.arg = self.peers.view(payload)
+            except _shm.ShmUnavailable as e:
+                self._answer_error(c, {"type": "ShmUnavailable", "message": str(e)})
+                return None
+        else:
+            c.arg = payload
+        c.task = self.tasks.get(name)
+        if c.task is None:
+            self._answer_error(c, {"type": "UnknownTask", "message": "no task named %r" % (name,)})
+            return None
+        return c
+
+    # ---- answers ----
+
+    def _finish(self, c):
+        with self._clock:
+            self._calls.pop(c.id, None)
+        if c.argmap is not None and isinstance(c.arg, memoryview):
+            try:
+                c.arg.release()  # never keep a view past the answer
+            except BufferError:
+                pass
+            c.argmap = None
+        c.arg = b""
+        for seg in c.segments:
+            self.owner.done(seg.id)  # taken, not sent
+        c.segments = []
+
+    def _answer_error(self, c, body):
+        if c.answered:
+            return
+        c.answered = True
+        try:
+            self.send(ERROR, c.id, json.dumps(body, default=str).encode())
+        finally:
+            self._finish(c)
+
+    def _answer_exception(self, c, exc):
+        if isinstance(exc, _cancelled_type()) or _is_asyncio_cancel(exc):
+            body = {"type": "Cancelled", "message": str(exc) or "task cancelled by the pool"}
+        else:
+            try:
+                body = _errors().error_payload(exc)
+            except Exception:  # noqa: BLE001 - the error report itself must not fail
+                body = {
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                }
+        self._answer_error(c, body)
+
+    def _answer(self, c, out):
+        """Send the task's result (bytes or a buffer)."""
+        if c.answered:
+            return
+        if out is None:
+            out = b""
+        elif isinstance(out, str):
+            out = out.encode("utf-8")
+        if not isinstance(out, (bytes, bytearray, memoryview)):
+            try:
+                out = memoryview(out)
+            except TypeError:
+                self._answer_exception(c, TypeError("task %r returned %s, not bytes" % (c.name, type(out).__name__)))
+                return
+        if isinstance(out, memoryview) and (out.ndim != 1 or out.itemsize != 1 or not out.contiguous):
+            out = out.cast("B") if out.contiguous else memoryview(out.tobytes())
+        n = len(out)
+        flags, body = 0, out
+        sent_seg = None
+        if self.version >= 2 and isinstance(out, memoryview):
+            if c.argmap is not None:
+                off = _shm.offset_in(c.argmap.mm, out)
+                if off is not None:
+                    m = c.argmap
+                    flags = F_SHM
+                    body = _shm.HANDLE.pack(m.pid, m.fd, m.id, m.size, off, n)
+            if not flags and self.owner is not None and c.segments:
+                seg, off = self.owner.find(out)
+                if seg is not None and seg in c.segments:
+                    flags, sent_seg = F_SHM, seg
+                    body = seg.handle(self.owner.pid, off, n)
+        if not flags and self.owner is not None and self.shm_threshold and n >= self.shm_threshold:
+            try:
+                seg = self.owner.take(n)
+            except OSError:
+                seg = None  # no memory for a segment: the pipe still works
+            if seg is not None:
+                seg.mm[:n] = out
+                c.segments.append(seg)
+                flags, sent_seg = F_SHM, seg
+                body = seg.handle(self.owner.pid, 0, n)
+        if not flags and _HEADER_SIZE + n > self.max_frame:
+            self._answer_error(c, {
+                "type": "PayloadTooLarge",
+                "message": "result of %d bytes exceeds the pool's frame limit of %d" % (n, self.max_frame),
+            })
+            return
+        if sent_seg is not None:
+            sent_seg.sent = True
+            c.segments.remove(sent_seg)  # busy until the pool's release done
+        c.answered = True
+        try:
+            self.send(RESULT, c.id, body, flags)
+        finally:
+            self._finish(c)
+
+    # ---- serving ----
+
+    def serve(self):
+        if self.mode == "interp":
+            from . import _interp
+
+            self._interp = _interp.Interpreters(self, self.interpreters)  # imports the task module: start errors here
+        self.send(READY, 0, self.ready_payload())
+        try:
+            if self.mode == "sync":
+                self._serve_sync()
+            elif self.mode == "threads":
+                self._serve_threads()
+            elif self.mode == "async":
+                self._serve_async()
+            else:
+                self._serve_interp()
+        except BrokenPipeError:
+            return  # the pool is gone
+        finally:
+            if self.peers is not None:
+                self.peers.close()
+            if self.owner is not None:
+                self.owner.close()
+
+    def _reader(self, dispatch):
+        """Read frames, give calls to dispatch(c), handle cancel and
+        release; dispatch(None) at the end."""
+        try:
+            for kind, flags, fid, name, payload in self._read_frames():
+                if kind == CALL:
+                    with self._clock:
+                        if fid in self._calls:
+                            raise ProtocolError("call id %d is already in flight" % fid)
+                    c = self._parse_call(fid, name, flags, payload)
+                    if c is not None:
+                        with self._clock:
+                            self._calls[fid] = c
+                        dispatch(c)
+                elif kind == CANCEL:
+                    with self._clock:
+                        c = self._calls.get(fid)
+                    if c is not None and not c.cancelled:
+                        c.cancelled = True
+                        self._cancel(c)
+                elif kind == RELEASE:
+                    if len(payload) != 1 or payload[0] not in (_shm.DONE, _shm.GONE):
+                        raise ProtocolError("a release frame's payload must be one byte, 1 or 2")
+                    if payload[0] == _shm.DONE:
+                        if self.owner is not None:
+                            self.owner.done(fid)
+                    elif self.peers is not None:
+                        self.peers.gone(fid)
+        except ProtocolError as e:
+            print("conq: protocol error from the pool: %s" % e, file=sys.stderr, flush=True)
+            os._exit(3)
+        except BrokenPipeError:
+            pass
+        except BaseException:  # noqa: B902 - a reader that dies silently would hang the worker
+            traceback.print_exc()
+            os._exit(3)
+        finally:
+            dispatch(None)
+
+    def _cancel(self, c):
+        if self.mode == "sync":
+            if self._running is c:
+                try:
+                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                except (AttributeError, OSError):
+                    import _thread
+
+                    _thread.interrupt_main()
+        elif self.mode == "async":
+            loop = self._loop
+            loop.call_soon_threadsafe(self._cancel_async, c)
+        elif self.mode == "interp":
+            self._interp.cancel(c)
+        # threads: cooperative, c.cancelled is what conq.cancelled() reads
+
+    def _run_sync_call(self, c):
+        tok = _current.set(c)
+        try:
+            out, _enc = c.task.invoke(c.arg, c.meta)
+            self._answer(c, out)
+        except BaseException as e:  # noqa: B902 - every failure goes back to the caller
+            if isinstance(e, (SystemExit, KeyboardInterrupt)) and not c.cancelled:
+                self._answer_exception(c, e)
+                raise
+            self._answer_exception(c, e)
+        finally:
+            _current.reset(tok)
+
+    # one at a time, on the main thread
+
+    def _serve_sync(self):
+        import queue
+
+        q = queue.SimpleQueue()
+        t = threading.Thread(target=self._reader, args=(q.put,), name="conq-reader", daemon=True)
+        in_main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
+        t.start()
+        try:
+            while True:
+                c = q.get()
+                if c is None:
+                    return
+                self._running = c
+                try:
+                    try:
+                        if c.cancelled:
+                            raise _cancelled_type()("task cancelled by the pool")
+                        self._run_sync_call(c)
+                    finally:
+                        self._running = None
+                except _cancelled_type() as e:  # a late SIGINT, raised between the task and here
+                    self._answer_exception(c, e)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, old)
+
+    def _on_sigint(self, signum, frame):
+        c = self._running
+        if c is not None and c.cancelled and not c.answered:
+            raise _cancelled_type()("task cancelled by the pool")
+        with self._clock:
+            pending = any(x.cancelled for x in self._calls.values())
+        if pending or (c is None and self._calls):
+            return  # a cancel that arrived after its call finished
+        raise KeyboardInterrupt
+
+    # a thread pool
+
+    def _serve_threads(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        ex = ThreadPoolExecutor(self.threads, thread_name_prefix="conq-task")
+        done = threading.Event()
+
+        def dispatch(c):
+            if c is None:
+                done.set()
+            else:
+                ex.submit(self._run_sync_call, c)
+
+        t = threading.Thread(target=self._reader, args=(dispatch,), name="conq-reader", daemon=True)
+        t.start()
+        try:
+            while not done.wait(0.5):  # a timeout keeps the main thread responsive to Ctrl-C
+                pass
+        finally:
+            ex.shutdown(wait=True)
+
+    # asyncio
+
+    def _serve_async(self):
+        import asyncio
+
+        self._asyncio = asyncio
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        self._executor = None
+        if any(not getattr(t, "is_async", False) for t in self.tasks.values()):
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(self.threads or 1, thread_name_prefix="conq-task")
+        stopping = asyncio.Event()
+        self._inflight = set()
+        self._tick = time.monotonic()
+
+        def dispatch(c):
+            try:
+                if c is None:
+                    loop.call_soon_threadsafe(stopping.set)
+                else:
+                    loop.call_soon_threadsafe(self._start_async, c)
+            except RuntimeError:
+                pass  # the loop is closed
+
+        def heartbeat():
+            self._tick = time.monotonic()
+            loop.call_later(0.25, heartbeat)
+
+        async def main():
+            heartbeat()
+            t = threading.Thread(target=self._reader, args=(dispatch,), name="conq-reader", daemon=True)
+            t.start()
+            await stopping.wait()
+            while self._inflight:
+                await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+        watchdog = threading.Thread(target=self._watch_loop, name="conq-loop-watchdog", daemon=True)
+        watchdog.start()
+        try:
+            loop.run_until_complete(main())
+        finally:
+            self._stop = True
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    def _start_async(self, c):
+        c.atask = self._loop.create_task(self._run_async(c))
+        self._inflight.add(c.atask)
+        c.atask.add_done_callback(self._inflight.discard)
+        if c.cancelled:
+            c.atask.cancel()
+
+    async def _run_async(self, c):
+        _current.set(c)  # this task's own context
+        try:
+            if getattr(c.task, "is_async", False):
+                out, _enc = await c.task.ainvoke(c.arg, c.meta)
+            else:
+                ctx = contextvars.copy_context()
+                out, _enc = await self._loop.run_in_executor(self._executor, ctx.run, c.task.invoke, c.arg, c.meta)
+            self._answer(c, out)
+        except BaseException as e:  # noqa: B902 - every failure goes back to the caller
+            self._answer_exception(c, e)
+            if isinstance(e, (SystemExit, KeyboardInterrupt)):
+                raise
+
+    def _cancel_async(self, c):
+        if c.atask is not None and not c.atask.done():
+            c.atask.cancel()
+
+    def _watch_loop(self):
+        """Warn when the event loop has not run its heartbeat for longer
+        than BLOCKED_AFTER: a blocking call inside an async def task."""
+        main_id = threading.main_thread().ident
+        warned = False
+        while not self._stop:
+            time.sleep(0.2)
+            lag = time.monotonic() - self._tick
+            if lag <= BLOCKED_AFTER:
+                warned = False
+                continue
+            if warned:
+                continue
+            warned = True
+            frame = sys._current_frames().get(main_id)
+            stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+            with self._clock:
+                names = sorted({c.name for c in self._calls.values()})
+            log.warning(
+                "conq: the asyncio event loop has been blocked for %.1f s: a blocking call in an async def task "
+                "(tasks in flight: %s)? Use await, or a plain function with conq.run(threads=N). Loop thread:\n%s",
+                lag, ", ".join(names) or "none", stack,
+            )
+
+    # sub-interpreters
+
+    def _serve_interp(self):
+        done = threading.Event()
+
+        def dispatch(c):
+            if c is None:
+                done.set()
+            else:
+                self._interp.submit(c)
+
+        t = threading.Thread(target=self._reader, args=(dispatch,), name="conq-reader", daemon=True)
+        t.start()
+        try:
+            while not done.wait(0.5):
+                pass
+        finally:
+            self._interp.close()
+
+
+def _is_asyncio_cancel(exc):
+    mod = sys.modules.get("asyncio")
+    return mod is not None and isinstance(exc, mod.CancelledError)
+
+
+def _write_all(fd, data):
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
