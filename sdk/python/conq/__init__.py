@@ -121,7 +121,7 @@ def __getattr__(name: str):
         from ._executor import Executor
 
         return Executor
-    if name in ("Worker", "PROTOCOL_VERSION", "READY", "CALL", "RESULT", "ERROR", "CANCEL"):
+    if name in ("Worker", "result_buffer", "PROTOCOL_VERSION", "READY", "CALL", "RESULT", "ERROR", "CANCEL"):
         from . import _serve
 
         return getattr(_serve, name)
