@@ -186,6 +186,8 @@ func BenchmarkEcho64MiB(b *testing.B) {
 	b.Run("go-buffer", buffered("echo"))
 	b.Run("go-buffer-copy", buffered("copy"))
 	b.Run("python", plain("python", procpool.Config{}))
+	b.Run("python-buffer-copy", pyBuffered("copy"))
+	b.Run("python-buffer-echo", pyBuffered("echo"))
 }
 
 func TestWorkersAnswer(t *testing.T) {

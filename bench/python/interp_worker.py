@@ -1,0 +1,38 @@
+"""CPU-bound conq worker for BenchmarkPythonPrimes: the book's is_prime,
+served by INTERP sub-interpreters (Python >= 3.13) or one at a time."""
+import math
+import os
+
+import conq
+
+
+def is_prime(n):
+    if n < 2:
+        return False
+    if n == 2:
+        return True
+    if n % 2 == 0:
+        return False
+    root = math.isqrt(n)
+    for i in range(3, root + 1, 2):
+        if n % i == 0:
+            return False
+    return True
+
+
+@conq.task("prime", json=True)
+def prime(n):
+    return is_prime(n)
+
+
+@conq.task
+def rss(data):
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return line.split()[1]
+    return "0"
+
+
+if __name__ == "__main__":
+    n = int(os.environ.get("INTERP", "0"))
+    conq.run(interpreters=n) if n else conq.run()
