@@ -2,12 +2,12 @@
 import conq
 
 
-@conq.task
+@conq.task(raw=True)
 def noop(data):
     return None
 
 
-@conq.task
+@conq.task(raw=True)
 def echo(data):
     return data  # a memoryview for large arguments: sent back without a copy
 

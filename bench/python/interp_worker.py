@@ -20,12 +20,12 @@ def is_prime(n):
     return True
 
 
-@conq.task("prime", json=True)
+@conq.task("prime")
 def prime(n):
     return is_prime(n)
 
 
-@conq.task
+@conq.task(raw=True)
 def rss(data):
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):

@@ -8,7 +8,7 @@ import conq
 
 if os.environ.get("IO_MODE") == "threads":
 
-    @conq.task
+    @conq.task(raw=True)
     def wait(data):
         time.sleep(0.1)
         return b""
@@ -17,7 +17,7 @@ if os.environ.get("IO_MODE") == "threads":
         conq.run(threads=100)
 else:
 
-    @conq.task
+    @conq.task(raw=True)
     async def wait(data):
         await asyncio.sleep(0.1)
         return b""

@@ -3,12 +3,12 @@ new same-size result into conq.result_buffer (one copy, no pipe)."""
 import conq
 
 
-@conq.task
+@conq.task(raw=True)
 def echo(data):
     return data
 
 
-@conq.task
+@conq.task(raw=True)
 def copy(data):
     out = conq.result_buffer(len(data))
     out[:] = data

@@ -9,7 +9,7 @@ running = 0
 peak = 0
 
 
-@conq.task
+@conq.task(raw=True)
 async def overlap(data):
     # Waits until n calls run at once: only true concurrency gets there.
     global running, peak
@@ -24,24 +24,24 @@ async def overlap(data):
     return "%d %d %d" % (os.getpid(), start, time.time_ns())
 
 
-@conq.task
+@conq.task(raw=True)
 async def sleep(data):
     await asyncio.sleep(float(bytes(data)))
     return b"slept"
 
 
-@conq.task
+@conq.task(raw=True)
 async def hold(data):
     open(bytes(data).decode() + "." + str(os.getpid()), "w").close()
     await asyncio.sleep(3600)
 
 
-@conq.task
+@conq.task(raw=True)
 async def pid(data):
     return str(os.getpid())
 
 
-@conq.task
+@conq.task(raw=True)
 async def block(data):
     time.sleep(float(bytes(data)))  # the user's bug: the SDK warns
     return b"blocked"

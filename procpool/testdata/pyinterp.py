@@ -23,7 +23,7 @@ def is_prime(n):
     return True
 
 
-@conq.task("prime", json=True)
+@conq.task("prime")
 def prime(n):
     start = time.time_ns()
     r = is_prime(n)

@@ -7,49 +7,49 @@ import time
 import conq
 
 
-@conq.task
+@conq.task(raw=True)
 def echo(data):
     return data
 
 
-@conq.task
+@conq.task(raw=True)
 def pid(data):
     return str(os.getpid())
 
 
-@conq.task("double", json=True)
+@conq.task("double")
 def double(n):
     return 2 * n
 
 
-@conq.task
+@conq.task(raw=True)
 def fail(data):
     raise ValueError("bad value: " + bytes(data).decode())
 
 
-@conq.task
+@conq.task(raw=True)
 def spin(data):
     while True:
         pass
 
 
-@conq.task
+@conq.task(raw=True)
 def sleepy(data):
     time.sleep(3600)  # a blocking call: the SIGINT interrupts it
 
 
-@conq.task
+@conq.task(raw=True)
 def stuck(data):
     sum(range(10 ** 15))  # one long C call: no signal handler runs, the pool kills
 
 
-@conq.task
+@conq.task(raw=True)
 def segv(data):
     print("about to segfault", file=sys.stderr, flush=True)
     ctypes.string_at(0)
 
 
-@conq.task
+@conq.task(raw=True)
 def noisy(data):
     for i in range(20):
         print("py stdout %d" % i)
@@ -57,7 +57,7 @@ def noisy(data):
     return b"ok"
 
 
-@conq.task
+@conq.task(raw=True)
 def size(data):
     return str(len(data))
 
