@@ -225,6 +225,7 @@ class Server(object):
         self.interpreters = None
         self._running = None  # sync mode: the call on the main thread
         self._stop = False
+        self._fatal = None
 
     # ---- setup ----
 
@@ -475,6 +476,8 @@ class Server(object):
                 self._serve_async()
             else:
                 self._serve_interp()
+            if self._fatal is not None:
+                raise self._fatal
         except BrokenPipeError:
             return  # the pool is gone
         finally:
@@ -511,14 +514,10 @@ class Server(object):
                             self.owner.done(fid)
                     elif self.peers is not None:
                         self.peers.gone(fid)
-        except ProtocolError as e:
-            print("conq: protocol error from the pool: %s" % e, file=sys.stderr, flush=True)
-            os._exit(3)
         except BrokenPipeError:
             pass
-        except BaseException:  # noqa: B902 - a reader that dies silently would hang the worker
-            traceback.print_exc()
-            os._exit(3)
+        except BaseException as e:  # noqa: B902 - a reader that dies silently would hang the worker
+            self._fatal = e  # serve() raises it once the calls in flight are done
         finally:
             dispatch(None)
 
