@@ -355,3 +355,16 @@ func TestPythonInterpretersStartErrors(t *testing.T) {
 		}
 	}
 }
+
+// A blocking call in an async def task makes the SDK warn on stderr.
+func TestPythonAsyncBlockedLoopWarns(t *testing.T) {
+	cfg := pyConfig(t, python3(t), "pyasync.py")
+	cfg.Workers = 1
+	p, sink := newPool(t, cfg)
+	if got := mustCall(t, p, "block", "1.6"); got != "blocked" {
+		t.Fatalf("block = %q", got)
+	}
+	eventually(t, "the loop-blocked warning in the log", func() bool {
+		return sink.contains("worker stderr", "event loop has been blocked")
+	})
+}
