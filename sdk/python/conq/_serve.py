@@ -75,8 +75,7 @@ log = logging.getLogger("conq")
 _current = contextvars.ContextVar("conq_call", default=None)
 
 
-class ProtocolError(Exception):
-    """The pool sent something this SDK does not understand."""
+from ._errors import ProtocolError  # noqa: E402 - one class, raised here and exported by the package
 
 
 def _errors():
@@ -514,6 +513,15 @@ class Server(object):
                             self.owner.done(fid)
                     elif self.peers is not None:
                         self.peers.gone(fid)
+            # End of the request stream: the pool went away, and nobody will
+            # read what the calls in flight answer. Cancel them (interrupt
+            # the sync call, cancel async ones, flag thread ones) so the
+            # worker exits instead of finishing work for no one.
+            with self._clock:
+                inflight = [c for c in self._calls.values() if not c.cancelled]
+            for c in inflight:
+                c.cancelled = True
+                self._cancel(c)
         except BrokenPipeError:
             pass
         except BaseException as e:  # noqa: B902 - a reader that dies silently would hang the worker

@@ -25,7 +25,7 @@ def add(args):
     return args["a"] + args["b"]
 
 
-@conq.task("sha256")
+@conq.task("sha256", raw=True)
 def sha256(data):
     # Raw bytes in (a memoryview for large payloads), raw bytes out.
     return hashlib.sha256(data).hexdigest().encode()

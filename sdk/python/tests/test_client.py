@@ -90,7 +90,7 @@ class ClientTest(unittest.TestCase):
 
     def test_unknown_option_is_a_type_error(self):
         with self.assertRaises(TypeError):
-            self.c.enqueue("k", 1, retries=3)
+            self.c.enqueue("k", 1, retriez=3)
         with self.assertRaises(ValueError):
             self.c.enqueue("", 1)
 

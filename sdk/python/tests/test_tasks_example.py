@@ -4,7 +4,7 @@ import json
 import os
 import unittest
 
-from tests.test_conq import WorkerProcess
+from test_conq import WorkerProcess
 
 import conq
 
