@@ -36,7 +36,7 @@ def sleep(x):
     time.sleep(x)
     return x
 
-@conq.task
+@conq.task(raw=True)
 def raw(data):
     return b"raw " + bytes(data)
 
