@@ -48,6 +48,7 @@ type Optional interface {
 	ScheduleRegistry
 	StatsReader
 	Sharder
+	Workflower
 
 	// Capabilities lists the optional roles the broker implements; the
 	// methods of the others fail with ErrUnsupported. Callers check it to

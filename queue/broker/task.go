@@ -71,6 +71,11 @@ type Task struct {
 	// sharded broker routes every call on the lease by (Queue, Shard).
 	Shard int `json:"shard,omitempty"`
 
+	// Workflow and Step name the workflow step the task runs (Workflower),
+	// set by the broker; "" for a plain task.
+	Workflow string `json:"workflow,omitempty"`
+	Step     int    `json:"step,omitempty"`
+
 	// Lease, set on tasks returned by Fetch and while active.
 	Token      uint64    `json:"token,omitempty"`
 	LeaseUntil time.Time `json:"lease_until,omitempty"`

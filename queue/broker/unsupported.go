@@ -85,3 +85,19 @@ func (Unsupported) Throughput(context.Context, ThroughputParams) ([]Point, error
 }
 
 func (Unsupported) SetShards(context.Context, ShardParams) error { return unsupported("SetShards") }
+
+func (Unsupported) CreateWorkflow(context.Context, *Workflow) error {
+	return unsupported("CreateWorkflow")
+}
+
+func (Unsupported) GetWorkflow(context.Context, string) (*Workflow, error) {
+	return nil, unsupported("GetWorkflow")
+}
+
+func (Unsupported) AwaitWorkflow(context.Context, string) (*Workflow, error) {
+	return nil, unsupported("AwaitWorkflow")
+}
+
+func (Unsupported) CancelWorkflow(context.Context, string) error {
+	return unsupported("CancelWorkflow")
+}

@@ -331,3 +331,31 @@ func (f *Faulty) SetShards(ctx context.Context, p broker.ShardParams) error {
 	}
 	return f.Broker.SetShards(ctx, p)
 }
+
+func (f *Faulty) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
+	if err := f.fault("CreateWorkflow"); err != nil {
+		return err
+	}
+	return f.Broker.CreateWorkflow(ctx, w)
+}
+
+func (f *Faulty) GetWorkflow(ctx context.Context, id string) (*broker.Workflow, error) {
+	if err := f.fault("GetWorkflow"); err != nil {
+		return nil, err
+	}
+	return f.Broker.GetWorkflow(ctx, id)
+}
+
+func (f *Faulty) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow, error) {
+	if err := f.fault("AwaitWorkflow"); err != nil {
+		return nil, err
+	}
+	return f.Broker.AwaitWorkflow(ctx, id)
+}
+
+func (f *Faulty) CancelWorkflow(ctx context.Context, id string) error {
+	if err := f.fault("CancelWorkflow"); err != nil {
+		return err
+	}
+	return f.Broker.CancelWorkflow(ctx, id)
+}

@@ -99,6 +99,9 @@ var cases = []testCase{
 	{"RetryTask", 0, testRetryTask},
 	{"BatchErrorPerItem", 0, testBatchErrorPerItem},
 	{"ConcurrentFetch", 0, testConcurrentFetch},
+	{"WorkflowChord", broker.CapWorkflows, testWorkflowChord},
+	{"WorkflowFailure", broker.CapWorkflows, testWorkflowFailure},
+	{"WorkflowGroupRace", broker.CapWorkflows, testWorkflowGroupRace},
 	{"Close", 0, testClose},
 }
 

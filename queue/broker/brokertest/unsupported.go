@@ -62,6 +62,8 @@ func (s *suite) wantUnsupported(caps broker.Capability) {
 			_, err := b.Throughput(ctx, broker.ThroughputParams{Queue: "q", From: s.clock.Now(), To: s.clock.Now().Add(time.Second)})
 			return err
 		}},
+		{broker.CapWorkflows, "GetWorkflow", func() error { _, err := b.GetWorkflow(ctx, "wf"); return err }},
+		{broker.CapWorkflows, "CancelWorkflow", func() error { return b.CancelWorkflow(ctx, "wf") }},
 		{broker.CapShards, "SetShards", func() error { return b.SetShards(ctx, broker.ShardParams{Queue: "q", Shards: 2}) }},
 	}
 	n := 0

@@ -49,12 +49,14 @@ type Broker struct {
 
 	ext extState // unique locks, tick claims, limits (ext.go)
 	ops opsState // stats, workers, schedules (ops.go)
+
+	workflows map[string]*wfState // workflow.go
 }
 
 var _ broker.Broker = (*Broker)(nil)
 
 // Capabilities implements broker.Broker: every optional role but shards.
-func (b *Broker) Capabilities() broker.Capability { return broker.CapAll }
+func (b *Broker) Capabilities() broker.Capability { return broker.CapAll | broker.CapWorkflows }
 
 // SetShards fails with broker.ErrUnsupported: the memory broker lives in
 // one process, where a queue has nothing to spread over.
@@ -163,6 +165,9 @@ func (b *Broker) setState(e *entry, st broker.State, now time.Time) {
 		e.notifyDone()
 	case broker.StateDead:
 		e.notifyDone()
+	}
+	if e.t.Workflow != "" && (st == broker.StateDead || st == broker.StateCompleted) {
+		b.taskEnded(e, st, now)
 	}
 }
 
@@ -431,6 +436,11 @@ func (b *Broker) Complete(ctx context.Context, acks ...broker.Ack) error {
 			return leaseLost("complete", a.LeaseRef)
 		}
 		b.ops.count(e.q.name, now, 1, 0)
+		if e.t.Workflow != "" && e.t.Retention <= 0 {
+			e.t.Attempts++
+			e.t.Result = slices.Clone(a.Result)
+			b.taskEnded(e, broker.StateCompleted, now)
+		}
 		if e.t.Retention <= 0 {
 			b.remove(e)
 			return nil
@@ -711,6 +721,9 @@ func (b *Broker) DeleteTask(ctx context.Context, queue, id string) error {
 		return fmt.Errorf("delete task %q in queue %q: it is active: %w", id, e.q.name, broker.ErrInvalidState)
 	}
 	b.remove(e)
+	if e.t.Workflow != "" {
+		b.taskEnded(e, "", b.clock.Now())
+	}
 	return nil
 }
 

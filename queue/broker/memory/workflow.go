@@ -1,0 +1,270 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/conqhq/conq/queue/broker"
+)
+
+// wfState is a stored workflow. Every transition happens under the
+// broker's mutex, inside the call that settles the step's task, so a
+// step's completion and the enqueueing of its followers are one step.
+type wfState struct {
+	w          broker.Workflow
+	remaining  []int   // unfinished inputs per step
+	dependents [][]int // steps taking each step's result
+	open       int     // steps not finished
+	done       chan struct{}
+}
+
+func (b *Broker) wf(id string) *wfState {
+	if b.workflows == nil {
+		b.workflows = make(map[string]*wfState)
+	}
+	return b.workflows[id]
+}
+
+// CreateWorkflow implements broker.Workflower.
+func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
+	if err := broker.ValidateWorkflow(w); err != nil {
+		return err
+	}
+	if err := b.lock(ctx); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	if b.wf(w.ID) != nil {
+		return fmt.Errorf("workflow %q: %w", w.ID, broker.ErrTaskIDConflict)
+	}
+	for _, s := range w.Steps {
+		if q := b.queues[s.Task.Queue]; q != nil && q.tasks[s.Task.ID] != nil {
+			return fmt.Errorf("workflow %q: step task %q: %w", w.ID, s.Task.ID, broker.ErrTaskIDConflict)
+		}
+	}
+	now := b.clock.Now()
+	st := &wfState{w: *w, done: make(chan struct{})}
+	st.w.Steps = slices.Clone(w.Steps)
+	st.w.State, st.w.CreatedAt = broker.WorkflowRunning, now
+	st.remaining = make([]int, len(w.Steps))
+	st.dependents = make([][]int, len(w.Steps))
+	st.open = len(w.Steps)
+	for i := range st.w.Steps {
+		s := &st.w.Steps[i]
+		s.State = broker.StepWaiting
+		s.Task.Payload = slices.Clone(s.Task.Payload)
+		if s.Input != nil {
+			deps := s.Input.Deps(nil)
+			st.remaining[i] = len(deps)
+			for _, d := range deps {
+				st.dependents[d] = append(st.dependents[d], i)
+			}
+		}
+	}
+	b.workflows[w.ID] = st
+	for i := range st.w.Steps {
+		if st.w.Steps[i].Input == nil {
+			b.startStep(st, i, now)
+		}
+	}
+	return nil
+}
+
+func (st *wfState) result(i int) broker.StepResult {
+	s := &st.w.Steps[i]
+	return broker.StepResult{OK: s.State == broker.StepCompleted, Result: s.Result, Error: s.Error}
+}
+
+// startStep enqueues step i with its input.
+func (b *Broker) startStep(st *wfState, i int, now time.Time) {
+	s := &st.w.Steps[i]
+	t := s.Task
+	if s.Input != nil {
+		p, enc, err := broker.StepPayload(&t, broker.InputValue(*s.Input, s.Tolerant, st.result))
+		if err != nil {
+			b.stepEnded(st, i, broker.StepFailed, nil, err.Error(), now)
+			return
+		}
+		t.Payload, t.Encoding = p, enc
+	}
+	t.Workflow, t.Step = st.w.ID, i
+	t.Retention = max(t.Retention, st.w.Retention)
+	t.ProcessAt = time.Time{}
+	if err := b.enqueue(&t, now); err != nil {
+		b.stepEnded(st, i, broker.StepFailed, nil, "enqueue: "+err.Error(), now)
+		return
+	}
+	s.State = broker.StepEnqueued
+}
+
+// stepEnded records the end of step i and moves the workflow on.
+func (b *Broker) stepEnded(st *wfState, i int, state broker.StepState, result []byte, msg string, now time.Time) {
+	s := &st.w.Steps[i]
+	if s.State == broker.StepCompleted || s.State == broker.StepFailed || s.State == broker.StepCancelled {
+		return
+	}
+	s.State, s.Result, s.Error = state, slices.Clone(result), msg
+	st.open--
+	running := st.w.State == broker.WorkflowRunning
+	if state == broker.StepCompleted {
+		if running {
+			for _, d := range st.dependents[i] {
+				st.remaining[d]--
+				if st.remaining[d] == 0 && st.w.Steps[d].State == broker.StepWaiting {
+					b.startStep(st, d, now)
+				}
+			}
+		}
+	} else if running {
+		reason := fmt.Sprintf("step %d (%s) %s: %s", i, s.Task.Kind, state, msg)
+		if len(st.dependents[i]) == 0 {
+			b.finishWorkflow(st, broker.WorkflowFailed, reason, now)
+		}
+		for _, d := range st.dependents[i] {
+			if st.w.State != broker.WorkflowRunning {
+				break
+			}
+			ds := &st.w.Steps[d]
+			if ds.State != broker.StepWaiting {
+				continue
+			}
+			if ds.Tolerant {
+				st.remaining[d]--
+				if st.remaining[d] == 0 {
+					b.startStep(st, d, now)
+				}
+				continue
+			}
+			b.stepEnded(st, d, broker.StepCancelled, nil, "cancelled: "+reason, now)
+		}
+	}
+	if st.w.State == broker.WorkflowRunning && st.open == 0 {
+		st.w.Result = broker.InputValue(st.w.Output, false, st.result)
+		b.finishWorkflow(st, broker.WorkflowCompleted, "", now)
+	}
+}
+
+// finishWorkflow ends the workflow; a failed or cancelled one cancels its
+// unfinished steps.
+func (b *Broker) finishWorkflow(st *wfState, state broker.WorkflowState, reason string, now time.Time) {
+	if st.w.State != broker.WorkflowRunning {
+		return
+	}
+	st.w.State, st.w.Error, st.w.FinishedAt = state, reason, now
+	if state != broker.WorkflowCompleted {
+		for i := range st.w.Steps {
+			s := &st.w.Steps[i]
+			switch s.State {
+			case broker.StepWaiting:
+				s.State, s.Error = broker.StepCancelled, "cancelled: "+reason
+				st.open--
+			case broker.StepEnqueued:
+				if q := b.queues[s.Task.Queue]; q != nil {
+					if e := q.tasks[s.Task.ID]; e != nil {
+						switch e.t.State {
+						case broker.StatePending, broker.StateScheduled, broker.StateRetry:
+							e.t.Errors = append(e.t.Errors, cancelError(e.t.Attempts, now, "workflow "+string(state)+": "+reason))
+							b.setState(e, broker.StateDead, now)
+						case broker.StateActive:
+							e.cancel = true
+						}
+					}
+				}
+			}
+		}
+	}
+	close(st.done)
+}
+
+// taskEnded is called by setState and remove for workflow tasks.
+func (b *Broker) taskEnded(e *entry, st broker.State, now time.Time) {
+	w := b.workflows[e.t.Workflow]
+	if w == nil || e.t.Step >= len(w.w.Steps) {
+		return
+	}
+	w.w.Steps[e.t.Step].Attempts = e.t.Attempts
+	switch st {
+	case broker.StateCompleted:
+		b.stepEnded(w, e.t.Step, broker.StepCompleted, e.t.Result, "", now)
+	case broker.StateDead:
+		msg, state := "dead", broker.StepFailed
+		if n := len(e.t.Errors); n > 0 {
+			msg = e.t.Errors[n-1].Message
+			if e.t.Errors[n-1].Kind == broker.ErrorKindCancelled {
+				state = broker.StepCancelled
+			}
+		}
+		b.stepEnded(w, e.t.Step, state, nil, msg, now)
+	default: // removed
+		b.stepEnded(w, e.t.Step, broker.StepFailed, nil, "task deleted", now)
+	}
+}
+
+func (b *Broker) workflowCopy(st *wfState) *broker.Workflow {
+	w := st.w
+	w.Steps = slices.Clone(st.w.Steps)
+	w.Result = slices.Clone(st.w.Result)
+	for i := range w.Steps {
+		s := &w.Steps[i]
+		if s.State == broker.StepEnqueued {
+			if q := b.queues[s.Task.Queue]; q != nil {
+				if e := q.tasks[s.Task.ID]; e != nil {
+					s.TaskState, s.Attempts = e.t.State, e.t.Attempts
+				}
+			}
+		}
+	}
+	return &w
+}
+
+// GetWorkflow implements broker.Workflower.
+func (b *Broker) GetWorkflow(ctx context.Context, id string) (*broker.Workflow, error) {
+	if err := b.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer b.mu.Unlock()
+	st := b.wf(id)
+	if st == nil {
+		return nil, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
+	}
+	return b.workflowCopy(st), nil
+}
+
+// AwaitWorkflow implements broker.Workflower.
+func (b *Broker) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow, error) {
+	if err := b.lock(ctx); err != nil {
+		return nil, err
+	}
+	st := b.wf(id)
+	b.mu.Unlock()
+	if st == nil {
+		return nil, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
+	}
+	select {
+	case <-st.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.closedCh:
+		return nil, broker.ErrClosed
+	}
+	return b.GetWorkflow(ctx, id)
+}
+
+// CancelWorkflow implements broker.Workflower.
+func (b *Broker) CancelWorkflow(ctx context.Context, id string) error {
+	if err := b.lock(ctx); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	st := b.wf(id)
+	if st == nil {
+		return fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
+	}
+	if st.w.State != broker.WorkflowRunning {
+		return fmt.Errorf("cancel workflow %q: it is %s: %w", id, st.w.State, broker.ErrInvalidState)
+	}
+	b.finishWorkflow(st, broker.WorkflowCancelled, "workflow cancelled", b.clock.Now())
+	return nil
+}

@@ -1,0 +1,242 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Workflower stores workflows: steps (tasks) that wait for other steps and
+// receive their results (CapWorkflows). A step's completion and the
+// enqueueing of what follows it are one atomic broker operation: the
+// broker advances the workflow inside Complete, Fail, Recover, CancelTask
+// and Requeue themselves, for tasks that carry Task.Workflow.
+type Workflower interface {
+	// CreateWorkflow validates w (ValidateWorkflow), stores it and enqueues
+	// its steps without inputs, in one atomic step. ErrTaskIDConflict if a
+	// workflow with w.ID exists.
+	CreateWorkflow(ctx context.Context, w *Workflow) error
+	// GetWorkflow returns the workflow with its steps' states;
+	// ErrTaskNotFound if absent.
+	GetWorkflow(ctx context.Context, id string) (*Workflow, error)
+	// AwaitWorkflow waits until the workflow is completed, failed or
+	// cancelled and returns it.
+	AwaitWorkflow(ctx context.Context, id string) (*Workflow, error)
+	// CancelWorkflow cancels the workflow: waiting steps are marked
+	// cancelled, enqueued ones are cancelled as by CancelTask. A finished
+	// workflow fails with ErrInvalidState.
+	CancelWorkflow(ctx context.Context, id string) error
+}
+
+// CapWorkflows marks Workflower. It is not in CapAll: the Redis broker
+// does not implement it yet.
+const CapWorkflows Capability = CapShards << 1
+
+func init() { capNames = append(capNames, "workflows") }
+
+// WorkflowState is where a workflow is in its life.
+type WorkflowState string
+
+const (
+	WorkflowRunning   WorkflowState = "running"
+	WorkflowCompleted WorkflowState = "completed"
+	WorkflowFailed    WorkflowState = "failed"
+	WorkflowCancelled WorkflowState = "cancelled"
+)
+
+// StepState is where a step is: waiting for its inputs, enqueued (its task
+// has the detail), or finished.
+type StepState string
+
+const (
+	StepWaiting   StepState = "waiting"
+	StepEnqueued  StepState = "enqueued"
+	StepCompleted StepState = "completed"
+	StepFailed    StepState = "failed"
+	StepCancelled StepState = "cancelled"
+)
+
+// Input says how a step's input is built from other steps' results: the
+// result of step Step, or (Step < 0) the JSON list of List's values.
+type Input struct {
+	Step int     `json:"step"`
+	List []Input `json:"list,omitempty"`
+}
+
+// Deps returns the steps in, in order.
+func (in Input) Deps(out []int) []int {
+	if in.Step >= 0 {
+		return append(out, in.Step)
+	}
+	for _, x := range in.List {
+		out = x.Deps(out)
+	}
+	return out
+}
+
+// WorkflowStep is one step. Task is the task to enqueue when its input is
+// ready (its ID is fixed at creation); the broker fills the rest.
+type WorkflowStep struct {
+	Task     Task   `json:"task"`
+	Input    *Input `json:"input,omitempty"`     // nil: starts at creation
+	Tolerant bool   `json:"tolerant,omitempty"` // failed inputs become {"ok": false, "error": ...} elements
+
+	State     StepState `json:"state"`
+	TaskState State     `json:"task_state,omitempty"` // while enqueued
+	Attempts  int       `json:"attempts"`
+	Result    []byte    `json:"result,omitempty"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// Workflow is a workflow as stored. Output is the workflow's result.
+type Workflow struct {
+	ID         string         `json:"id"`
+	Steps      []WorkflowStep `json:"steps"`
+	Output     Input          `json:"output"`
+	Retention  time.Duration  `json:"retention"`
+	State      WorkflowState  `json:"state"`
+	Result     []byte         `json:"result,omitempty"`
+	Error      string         `json:"error,omitempty"`
+	CreatedAt  time.Time      `json:"created_at"`
+	FinishedAt time.Time      `json:"finished_at,omitempty"`
+}
+
+// ValidateWorkflow checks what a broker relies on: an ID, at least one
+// step, inputs that name earlier steps only (so there is no cycle), and
+// tasks with ID, queue and kind.
+func ValidateWorkflow(w *Workflow) error {
+	if w == nil || w.ID == "" {
+		return fmt.Errorf("workflow has no ID")
+	}
+	if len(w.Steps) == 0 {
+		return fmt.Errorf("workflow %s has no steps", w.ID)
+	}
+	var check func(i int, in Input) error
+	check = func(i int, in Input) error {
+		if in.Step >= 0 {
+			if in.Step >= i {
+				return fmt.Errorf("workflow %s: step %d takes the result of step %d, not an earlier one", w.ID, i, in.Step)
+			}
+			return nil
+		}
+		for _, x := range in.List {
+			if err := check(i, x); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i, s := range w.Steps {
+		if s.Task.ID == "" || s.Task.Queue == "" || s.Task.Kind == "" {
+			return fmt.Errorf("workflow %s: step %d needs a task ID, queue and kind", w.ID, i)
+		}
+		if s.Input != nil {
+			if err := check(i, *s.Input); err != nil {
+				return err
+			}
+		}
+	}
+	return check(len(w.Steps), w.Output)
+}
+
+// StepResult is what InputValue reads of a finished step.
+type StepResult struct {
+	OK     bool
+	Result []byte
+	Error  string
+}
+
+// jsonValue is r as a JSON value: itself if valid JSON, null if empty,
+// else a JSON string of its bytes.
+func jsonValue(r []byte) json.RawMessage {
+	if len(r) == 0 {
+		return json.RawMessage("null")
+	}
+	if json.Valid(r) {
+		return r
+	}
+	b, _ := json.Marshal(string(r))
+	return b
+}
+
+// InputValue builds the JSON value of in. If tolerant, the elements of a
+// top-level list are {"ok": true, "result": V} or {"ok": false, "error":
+// {"type": "StepFailed", "message": M}}.
+func InputValue(in Input, tolerant bool, res func(step int) StepResult) json.RawMessage {
+	var val func(in Input) (json.RawMessage, string)
+	val = func(in Input) (json.RawMessage, string) {
+		if in.Step >= 0 {
+			r := res(in.Step)
+			if !r.OK {
+				return json.RawMessage("null"), r.Error
+			}
+			return jsonValue(r.Result), ""
+		}
+		elems := make([]json.RawMessage, len(in.List))
+		var first string
+		for i, x := range in.List {
+			v, e := val(x)
+			if tolerant && in.Step < 0 {
+				if e != "" {
+					b, _ := json.Marshal(map[string]any{"ok": false, "error": map[string]string{"type": "StepFailed", "message": e}})
+					v = b
+				} else {
+					b, _ := json.Marshal(map[string]any{"ok": true, "result": v})
+					v = b
+				}
+				e = ""
+			}
+			elems[i] = v
+			if first == "" {
+				first = e
+			}
+		}
+		b, _ := json.Marshal(elems)
+		return b, first
+	}
+	if tolerant && in.Step >= 0 {
+		tolerant = false
+	}
+	top := in
+	if tolerant {
+		// Only the top-level list is wrapped.
+		elems := make([]json.RawMessage, len(top.List))
+		for i, x := range top.List {
+			v, e := val(x)
+			var b []byte
+			if e != "" {
+				b, _ = json.Marshal(map[string]any{"ok": false, "error": map[string]string{"type": "StepFailed", "message": e}})
+			} else {
+				b, _ = json.Marshal(map[string]any{"ok": true, "result": v})
+			}
+			elems[i] = b
+		}
+		b, _ := json.Marshal(elems)
+		return b
+	}
+	v, _ := val(in)
+	return v
+}
+
+// StepPayload is the payload and encoding of a step's task given its
+// input value: an "args" payload gets the input prepended to its args;
+// any other gets the input as a JSON payload.
+func StepPayload(t *Task, input json.RawMessage) ([]byte, string, error) {
+	if t.Encoding != "args" {
+		return input, "json", nil
+	}
+	var ca struct {
+		Args   []json.RawMessage          `json:"args"`
+		Kwargs map[string]json.RawMessage `json:"kwargs"`
+	}
+	if err := json.Unmarshal(t.Payload, &ca); err != nil {
+		return nil, "", fmt.Errorf("step task %s: args payload: %w", t.ID, err)
+	}
+	if ca.Kwargs == nil {
+		ca.Kwargs = map[string]json.RawMessage{}
+	}
+	ca.Args = append([]json.RawMessage{input}, ca.Args...)
+	b, err := json.Marshal(ca)
+	return b, "args", err
+}
