@@ -1,0 +1,71 @@
+package queue_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/broker/memory"
+)
+
+func TestFlowChainAndChord(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := memory.New(memory.Config{})
+	defer b.Close()
+	c, _ := queue.NewClient(b, queue.ClientConfig{})
+	add := func(args ...any) queue.Flow {
+		task, err := queue.NewCallTask("add", args, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return queue.Step(task)
+	}
+	var members []queue.Flow
+	for i := range 10 {
+		members = append(members, add(i, i))
+	}
+	h, err := c.EnqueueFlow(ctx, queue.Chain(add(2, 2), add(4), queue.Chord(members, add())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := queue.NewWorker(b, queue.WorkerConfig{Concurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.HandleFunc("add", func(ctx context.Context, t *queue.TaskInfo) ([]byte, error) {
+		var ca struct{ Args []any }
+		_ = json.Unmarshal(t.Payload, &ca)
+		sum := 0.0
+		var walk func(v any)
+		walk = func(v any) {
+			switch x := v.(type) {
+			case float64:
+				sum += x
+			case []any:
+				for _, y := range x {
+					walk(y)
+				}
+			}
+		}
+		walk(ca.Args)
+		return []byte(strconv.FormatFloat(sum, 'f', -1, 64)), nil
+	})
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown(context.Background())
+	res, err := h.Result(ctx)
+	// chain: 2+2=4, 4+4=8; chord members each get 8 prepended: 8+2i, sum = 80+90 = 170.
+	if err != nil || string(res) != "170" {
+		t.Fatalf("Result = %s, %v; want 170", res, err)
+	}
+	_, err = c.EnqueueFlow(ctx, queue.Group())
+	if !errors.Is(err, queue.ErrInvalidOption) {
+		t.Fatalf("empty group: %v", err)
+	}
+}
