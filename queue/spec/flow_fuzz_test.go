@@ -1,0 +1,40 @@
+package spec_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/conqhq/conq/queue/spec"
+)
+
+func TestParseFlowRejects(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"flow":{"group":[]}}`: "flow.group: empty",
+		`{"flow":{"chain":[{"task":{"kind":"a"}}, {"group":[]}]}}`: "flow.chain[1].group: empty",
+		`{"flow":{"task":{"kind":"a"},"group":[]}}`:                "exactly one",
+		`{"nope":1}`: "unknown field",
+		`{"flow":{"chord":{"header":[{"task":{"kind":"a"}}]}}}`: "no body",
+	} {
+		if _, err := spec.ParseFlow([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseFlow(%s) = %v, want error containing %q", in, err, want)
+		}
+	}
+	f, err := spec.ParseFlow([]byte(`{"flow":{"chord":{"header":[{"chain":[{"task":{"kind":"a","args":[1]}},{"task":{"kind":"b","args":[]}}]}],"body":{"task":{"kind":"s"}},"tolerate_failures":true}},"retention":"1h"}`))
+	if err != nil || f.Steps != 3 {
+		t.Fatalf("ParseFlow = %+v, %v", f, err)
+	}
+}
+
+func FuzzParseFlow(f *testing.F) {
+	for _, s := range []string{
+		`{"flow":{"task":{"kind":"a"}}}`,
+		`{"flow":{"chain":[{"task":{"kind":"a","args":[2,2]}},{"task":{"kind":"m","args":[4]}}]}}`,
+		`{"flow":{"chord":{"header":[{"group":[{"task":{"kind":"a"}}]}],"body":{"task":{"kind":"s"}}}},"queue":"q","retention":"24h"}`,
+		`{"flow":{"group":[]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = spec.ParseFlow(data) // must not panic
+	})
+}
