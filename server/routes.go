@@ -33,6 +33,9 @@ func (s *Server) routes() http.Handler {
 	api("GET /api/v1/queues/{queue}/shards", s.apiShards)
 	api("PUT /api/v1/queues/{queue}/shards", s.apiSetShards)
 	api("GET /api/v1/throughput", s.apiThroughput)
+	api("POST /api/v1/workflows", s.apiCreateWorkflow)
+	api("GET /api/v1/workflows/{id}", s.apiGetWorkflow)
+	api("POST /api/v1/workflows/{id}/cancel", s.apiCancelWorkflow)
 	api("/api/", s.apiNotFound)
 	// Known paths with another method: 405 in the API's JSON form.
 	for path, allow := range map[string]string{
@@ -52,6 +55,9 @@ func (s *Server) routes() http.Handler {
 		"/api/v1/queues/{queue}/resume": "POST",
 		"/api/v1/queues/{queue}/shards": "GET, PUT",
 		"/api/v1/throughput":            "GET",
+		"/api/v1/workflows":             "POST",
+		"/api/v1/workflows/{id}":        "GET",
+		"/api/v1/workflows/{id}/cancel": "POST",
 	} {
 		api(path, methodNotAllowed(allow))
 	}

@@ -1,0 +1,130 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/spec"
+)
+
+// maxFlowBody caps a workflow request: a 10,000-member group of small
+// tasks fits.
+const maxFlowBody = 32 << 20
+
+// apiCreateWorkflow: POST /api/v1/workflows {"flow": NODE, "queue", "retention"}.
+func (s *Server) apiCreateWorkflow(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFlowBody))
+	if err != nil {
+		st, code := classify(err)
+		writeError(w, st, code, err.Error())
+		return
+	}
+	f, err := spec.ParseFlow(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return
+	}
+	var opts []queue.Option
+	if f.Queue != "" {
+		opts = append(opts, queue.Queue(f.Queue))
+	}
+	if f.Retention > 0 {
+		opts = append(opts, queue.Retention(f.Retention))
+	}
+	h, err := s.client.EnqueueFlow(r.Context(), f.Flow, opts...)
+	if err != nil {
+		st, code := classify(err)
+		if errors.Is(err, broker.ErrUnsupported) {
+			st, code = http.StatusNotImplemented, "unsupported"
+		}
+		writeError(w, st, code, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": h.ID})
+}
+
+type apiStep struct {
+	ID       string `json:"id"`
+	TaskID   string `json:"task_id"`
+	Kind     string `json:"kind"`
+	Queue    string `json:"queue"`
+	State    string `json:"state"`
+	Attempts int    `json:"attempts"`
+	Result   any    `json:"result,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+func jsonOrString(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	if json.Valid(b) {
+		return json.RawMessage(b)
+	}
+	return string(b)
+}
+
+// apiGetWorkflow: GET /api/v1/workflows/{id}[?wait=30s].
+func (s *Server) apiGetWorkflow(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var wf *queue.WorkflowInfo
+	var err error
+	if ws := r.URL.Query().Get("wait"); ws != "" {
+		d, perr := spec.ParseDuration(ws)
+		if perr != nil || d < 0 || d > 5*time.Minute {
+			writeError(w, http.StatusBadRequest, "invalid_argument", "wait: want a duration up to 5m")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		_, err = s.insp.AwaitWorkflow(ctx, id)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = nil
+		}
+	}
+	if err == nil {
+		wf, err = s.insp.Workflow(r.Context(), id)
+	}
+	if err != nil {
+		st, code := classify(err)
+		if errors.Is(err, broker.ErrTaskNotFound) {
+			code = "workflow_not_found"
+		}
+		writeError(w, st, code, err.Error())
+		return
+	}
+	steps := make([]apiStep, len(wf.Steps))
+	for i, st := range wf.Steps {
+		state := string(st.State)
+		if st.State == broker.StepEnqueued && st.TaskState != "" {
+			state = string(st.TaskState)
+		}
+		steps[i] = apiStep{ID: st.Task.ID, TaskID: st.Task.ID, Kind: st.Task.Kind, Queue: st.Task.Queue, State: state,
+			Attempts: st.Attempts, Result: jsonOrString(st.Result), Error: st.Error}
+	}
+	out := map[string]any{"id": wf.ID, "state": wf.State, "steps": steps}
+	if wf.State == broker.WorkflowCompleted {
+		out["result"] = jsonOrString(wf.Result)
+	}
+	if wf.Error != "" {
+		out["error"] = wf.Error
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// apiCancelWorkflow: POST /api/v1/workflows/{id}/cancel.
+func (s *Server) apiCancelWorkflow(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.insp.CancelWorkflow(r.Context(), id); err != nil {
+		st, code := classify(err)
+		writeError(w, st, code, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": "cancelled"})
+}
