@@ -176,7 +176,6 @@ func (i *Inspector) CancelWorkflow(ctx context.Context, id string) error {
 	return i.b.CancelWorkflow(ctx, id)
 }
 
-
 // AwaitWorkflow waits until the workflow is completed, failed or cancelled.
 func (i *Inspector) AwaitWorkflow(ctx context.Context, id string) (*WorkflowInfo, error) {
 	return i.b.AwaitWorkflow(ctx, id)

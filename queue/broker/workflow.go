@@ -79,7 +79,7 @@ func (in Input) Deps(out []int) []int {
 // ready (its ID is fixed at creation); the broker fills the rest.
 type WorkflowStep struct {
 	Task     Task   `json:"task"`
-	Input    *Input `json:"input,omitempty"`     // nil: starts at creation
+	Input    *Input `json:"input,omitempty"`    // nil: starts at creation
 	Tolerant bool   `json:"tolerant,omitempty"` // failed inputs become {"ok": false, "error": ...} elements
 
 	State     StepState `json:"state"`
