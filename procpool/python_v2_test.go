@@ -123,22 +123,7 @@ func TestPythonAsyncKillFailsOnlyItsCalls(t *testing.T) {
 	cfg := pyConfig(t, python3(t), "pyasync.py", "PYASYNC_SLOTS=4")
 	cfg.Workers = 2
 	p, _ := newPool(t, cfg)
-	dir := t.TempDir()
-	fs := make([]*future.Future[[]byte], 8)
-	for i := range fs {
-		fs[i], _ = p.Submit(context.Background(), "hold", []byte(filepath.Join(dir, strconv.Itoa(i))))
-	}
-	owner := make([]int, len(fs))
-	eventually(t, "every call to start", func() bool {
-		for i := range fs {
-			m, _ := filepath.Glob(filepath.Join(dir, strconv.Itoa(i)+".*"))
-			if len(m) != 1 {
-				return false
-			}
-			owner[i], _ = strconv.Atoi(strings.TrimPrefix(filepath.Ext(m[0]), "."))
-		}
-		return true
-	})
+	fs, owner := holdCalls(t, p, 8)
 	victim := owner[0]
 	syscall.Kill(victim, syscall.SIGKILL)
 	for i, f := range fs {

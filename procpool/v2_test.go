@@ -139,22 +139,7 @@ func TestManySlotsStuckCancelKills(t *testing.T) {
 // other process succeed.
 func TestManySlotsKillFailsOnlyItsCalls(t *testing.T) {
 	p, _ := newPool(t, Config{Workers: 2, Slots: 4})
-	dir := t.TempDir()
-	fs := make([]*future.Future[[]byte], 8)
-	for i := range fs {
-		fs[i], _ = p.Submit(context.Background(), "hold", []byte(filepath.Join(dir, strconv.Itoa(i))))
-	}
-	owner := make([]int, len(fs))
-	eventually(t, "every call to start", func() bool {
-		for i := range fs {
-			m, _ := filepath.Glob(filepath.Join(dir, strconv.Itoa(i)+".*"))
-			if len(m) != 1 {
-				return false
-			}
-			owner[i], _ = strconv.Atoi(strings.TrimPrefix(filepath.Ext(m[0]), "."))
-		}
-		return true
-	})
+	fs, owner := holdCalls(t, p, 8)
 	victim := owner[0]
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -532,4 +517,29 @@ func TestManySlotsRecycleWaits(t *testing.T) {
 	if got := mustCall(t, p, "pid", ""); got == pid {
 		t.Fatal("the worker was not recycled after 4 calls")
 	}
+}
+
+// holdCalls submits n calls of the "hold" task (both SDKs' test workers
+// have it: it writes NAME.PID into the directory it is given and waits)
+// and returns them once every one has started, with the PID of the
+// process running each.
+func holdCalls(t *testing.T, p *Pool, n int) ([]*future.Future[[]byte], []int) {
+	t.Helper()
+	dir := t.TempDir()
+	fs := make([]*future.Future[[]byte], n)
+	for i := range fs {
+		fs[i], _ = p.Submit(context.Background(), "hold", []byte(filepath.Join(dir, strconv.Itoa(i))))
+	}
+	owner := make([]int, len(fs))
+	eventually(t, "every call to start", func() bool {
+		for i := range fs {
+			m, _ := filepath.Glob(filepath.Join(dir, strconv.Itoa(i)+".*"))
+			if len(m) != 1 {
+				return false
+			}
+			owner[i], _ = strconv.Atoi(strings.TrimPrefix(filepath.Ext(m[0]), "."))
+		}
+		return true
+	})
+	return fs, owner
 }
