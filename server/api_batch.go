@@ -85,23 +85,10 @@ func (s *Server) apiWaitResults(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	var wait time.Duration
-	if len(req.Wait) > 0 && string(req.Wait) != "null" {
-		var v any
-		_ = json.Unmarshal(req.Wait, &v)
-		var str string
-		switch x := v.(type) {
-		case string:
-			str = x
-		case float64:
-			str = string(req.Wait)
-		}
-		d, err := spec.ParseDuration(str)
-		if str == "" || err != nil || d < 0 {
-			s.fail(w, r, badRequest("wait %s: want a duration like \"10s\" or a number of seconds, 0 or more (capped at %v)", req.Wait, s.cfg.MaxWait))
-			return
-		}
-		wait = min(d, s.cfg.MaxWait)
+	wait, err := s.batchWait(req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
 	}
 	minDone := 1
 	if req.Min != nil {
@@ -152,6 +139,28 @@ func (s *Server) apiWaitResults(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// batchWait is the request's wait field as a duration capped at MaxWait
+// (0 when absent).
+func (s *Server) batchWait(req *batchIDsRequest) (time.Duration, error) {
+	if len(req.Wait) == 0 || string(req.Wait) == "null" {
+		return 0, nil
+	}
+	var v any
+	_ = json.Unmarshal(req.Wait, &v)
+	var str string
+	switch x := v.(type) {
+	case string:
+		str = x
+	case float64:
+		str = string(req.Wait)
+	}
+	d, err := spec.ParseDuration(str)
+	if str == "" || err != nil || d < 0 {
+		return 0, badRequest("wait %s: want a duration like \"10s\" or a number of seconds, 0 or more (capped at %v)", req.Wait, s.cfg.MaxWait)
+	}
+	return min(d, s.cfg.MaxWait), nil
 }
 
 // awaitSome waits on the pending tasks until need of them are done (or

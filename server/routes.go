@@ -22,6 +22,7 @@ func (s *Server) routes() http.Handler {
 	api("POST /api/v1/tasks/{id}/retry", s.apiRetryTask)
 	api("POST /api/v1/tasks/{id}/cancel", s.apiCancelTask)
 	api("POST /api/v1/results:wait", s.apiWaitResults)
+	api("POST /api/v1/results:stream", s.apiStreamResults)
 	api("POST /api/v1/tasks:cancel", s.apiCancelTasks)
 	api("GET /api/v1/workers", s.apiWorkers)
 	api("GET /api/v1/schedules", s.apiSchedules)
@@ -45,6 +46,7 @@ func (s *Server) routes() http.Handler {
 		"/api/v1/tasks/{id}/retry":      "POST",
 		"/api/v1/tasks/{id}/cancel":     "POST",
 		"/api/v1/results:wait":          "POST",
+		"/api/v1/results:stream":        "POST",
 		"/api/v1/tasks:cancel":          "POST",
 		"/api/v1/workers":               "GET",
 		"/api/v1/schedules":             "GET",

@@ -21,7 +21,7 @@ import os
 import threading
 import time
 import urllib.parse
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._errors import ConqError, TaskCancelled, TaskFailed, WorkerCrashed
 
@@ -436,6 +436,44 @@ class Client(object):
             body["queue"] = queue
         _, resp = self._request("POST", "/api/v1/results:wait", body, timeout=self.timeout + wait)
         return {r["id"]: r for r in resp.get("results", [])}, list(resp.get("not_found") or [])
+
+    def stream_results(self, ids: Sequence[str], wait: float = 30.0,
+                       queue: Optional[str] = None) -> Iterator[Dict[str, Any]]:
+        """Streamed wait (POST /api/v1/results:stream): yields one result
+        answer per task as it finishes (``{"id": ..., "not_found": True}``
+        for a task the server does not know), in the order they finish, and
+        last ``{"end": True, "pending": [...]}`` with those not done within
+        ``wait`` seconds. Each task is read once on the server, however
+        many are waited for. The stream uses a connection of its own."""
+        if not ids:
+            return
+        data = json.dumps({"ids": list(ids), "wait": "%.3fs" % wait, **({"queue": queue} if queue else {})},
+                          separators=(",", ":")).encode("utf-8")
+        cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        conn = cls(self._netloc, timeout=self.timeout + wait)
+        try:
+            try:
+                conn.request("POST", self._base + "/api/v1/results:stream", body=data, headers=self._headers)
+                resp = conn.getresponse()
+                if resp.status != 200:
+                    raw = resp.read()
+                    try:
+                        parsed = json.loads(raw) if raw else None
+                    except ValueError:
+                        parsed = None
+                    raise _error_for(resp.status, parsed if isinstance(parsed, dict) else None)
+                while True:
+                    line = resp.readline()
+                    if not line:
+                        raise ServerUnavailable(None, "stream_ended", "the result stream from %s ended early" % self.url)
+                    msg = json.loads(line)
+                    yield msg
+                    if msg.get("end"):
+                        return
+            except (http.client.HTTPException, OSError) as e:
+                raise ServerUnavailable(None, "connection_failed", "cannot reach conq server at %s: %s" % (self.url, e)) from None
+        finally:
+            conn.close()
 
     def cancel(self, task_id: str, queue: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
         """Cancel a task: a waiting one goes to dead (kind "cancelled") at once,

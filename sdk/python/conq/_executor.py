@@ -1,7 +1,7 @@
 """conq.Executor: concurrent.futures over a conq queue.
 
-``submit``/``map`` enqueue calls; one collector thread waits for their
-results in batches (POST /api/v1/results:wait) and completes the standard
+``submit``/``map`` enqueue calls; their results come back over streams
+(POST /api/v1/results:stream) that complete the standard
 ``concurrent.futures.Future`` objects, so ``as_completed``, ``wait`` and
 ``with`` blocks behave as the standard library documents. ``map`` enqueues
 its items in batches of ``chunksize`` calls per request (default 256): every
@@ -28,7 +28,9 @@ from ._task import Task
 __all__ = ["Executor"]
 
 _MAP_CHUNK = 256
-_WAIT_BATCH = 4096
+_STREAM_IDS = 10000  # the server's MaxBatchIDs
+_MAX_STREAMS = 4
+_STREAM_WAIT = 30.0
 
 
 def _task_name(fn: Any) -> str:
@@ -71,6 +73,8 @@ class Executor(cf.Executor):
         self._wake = threading.Condition(self._lock)
         self._futures: Dict[str, cf.Future] = {}
         self._to_cancel: List[str] = []
+        self._unwatched: List[str] = []
+        self._streams = 0
         self._shutdown = False
         self._stop = False
         self._collector = threading.Thread(target=self._collect, name="conq-executor-results", daemon=True)
@@ -93,6 +97,7 @@ class Executor(cf.Executor):
                 f: cf.Future = cf.Future()
                 f.conq_id = tid  # type: ignore[attr-defined]
                 self._futures[tid] = f
+                self._unwatched.append(tid)
                 futs.append(f)
             self._wake.notify()
         for f in futs:
@@ -139,42 +144,69 @@ class Executor(cf.Executor):
 
     # -- collecting ---------------------------------------------------------
 
+    # Results come back over streams (POST /api/v1/results:stream): the
+    # collector thread hands the IDs of new futures, up to _STREAM_IDS at
+    # a time, to a stream thread that completes each future as its line
+    # arrives. A stream reads each task once on the server however many
+    # are outstanding (a polled batch wait re-reads every unfinished one
+    # per answer), and at most _MAX_STREAMS run at once: while they are
+    # busy, new IDs pile up and the next stream takes them all.
+
     def _collect(self) -> None:
         c = self.client
         while True:
             with self._lock:
-                while not self._futures and not self._to_cancel and not self._stop:
+                while not (self._to_cancel or (self._unwatched and self._streams < _MAX_STREAMS)
+                           or (self._stop and not self._futures and self._streams == 0)):
                     self._wake.wait()
-                if self._stop and not self._futures and not self._to_cancel:
-                    return
                 cancel, self._to_cancel = self._to_cancel, []
-                ids = list(itertools.islice(self._futures, _WAIT_BATCH))
+                batch: List[str] = []
+                if self._unwatched and self._streams < _MAX_STREAMS:
+                    take, self._unwatched = self._unwatched[:_STREAM_IDS], self._unwatched[_STREAM_IDS:]
+                    batch = [i for i in take if i in self._futures]
+                    if batch:
+                        self._streams += 1
+                elif self._stop and not self._futures and self._streams == 0 and not cancel:
+                    return
             if cancel:
                 try:
                     c.cancel_many(cancel)
                 except ConqError:
                     pass
-            if not ids:
-                continue
-            try:
-                done, missing = c.wait_many(ids, wait=1.0, min_done=max(1, min(len(ids), 64)))
-            except ConqError as e:
-                self._fail_all(e)
-                time.sleep(0.2)
-                continue
-            with self._lock:
-                ready = [(self._futures.pop(i), body) for i, body in done.items() if i in self._futures]
-                lost = [(self._futures.pop(i), i) for i in missing if i in self._futures]
-            for f, body in ready:
-                if not f.set_running_or_notify_cancel():
+            if batch:
+                threading.Thread(target=self._stream, args=(batch,), name="conq-executor-stream", daemon=True).start()
+
+    def _stream(self, ids: List[str]) -> None:
+        again: List[str] = ids
+        try:
+            for msg in self.client.stream_results(ids, wait=_STREAM_WAIT):
+                if msg.get("end"):
+                    again = msg.get("pending") or []
+                    if msg.get("error"):
+                        time.sleep(0.2)  # a broker error: do not spin
+                    break
+                tid = msg.get("id")
+                with self._lock:
+                    f = self._futures.pop(tid, None)
+                if f is None or not f.set_running_or_notify_cancel():
                     continue
-                if body.get("state") == "completed":
-                    f.set_result(_client._decode_result(body))
+                if msg.get("not_found"):
+                    f.set_exception(ConqError("task %s vanished from the queue (deleted, or its result was not kept)" % tid))
+                elif msg.get("state") == "completed":
+                    f.set_result(_client._decode_result(msg))
                 else:
-                    f.set_exception(_client.failure(body))
-            for f, i in lost:
-                if f.set_running_or_notify_cancel():
-                    f.set_exception(ConqError("task %s vanished from the queue (deleted, or its result was not kept)" % i))
+                    f.set_exception(_client.failure(msg))
+            else:
+                again = ids
+        except ConqError as e:
+            self._fail_all(e)
+            time.sleep(0.2)
+            again = ids
+        finally:
+            with self._lock:
+                self._unwatched.extend(i for i in again if i in self._futures)
+                self._streams -= 1
+                self._wake.notify()
 
     def _fail_all(self, e: Exception) -> None:
         if self._engine is not None and self._engine.proc.poll() is not None:

@@ -223,6 +223,7 @@ class Server(object):
         self.threads = None
         self.interpreters = None
         self._running = None  # sync mode: the call on the main thread
+        self._sync_in_main = False  # sync mode: serving on the main thread (SIGINT can interrupt a call)
         self._stop = False
         self._fatal = None
 
@@ -518,7 +519,7 @@ class Server(object):
             # the sync call, cancel async ones, flag thread ones) so the
             # worker exits instead of finishing work for no one.
             with self._clock:
-                inflight = [c for c in self._calls.values() if not c.cancelled]
+                inflight = [c for c in self._calls.values() if not c.cancelled and not c.answered]
             for c in inflight:
                 c.cancelled = True
                 self._cancel(c)
@@ -531,7 +532,11 @@ class Server(object):
 
     def _cancel(self, c):
         if self.mode == "sync":
-            if self._running is c:
+            # Only a call still running, and only when serving on the main
+            # thread: SIGINT interrupts the main thread, which is not the
+            # serving one otherwise (a Worker served from a thread cannot
+            # interrupt its call; conq.cancelled() still says it).
+            if self._running is c and not c.answered and self._sync_in_main:
                 try:
                     signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
                 except (AttributeError, OSError):
@@ -566,6 +571,7 @@ class Server(object):
         q = queue.SimpleQueue()
         t = threading.Thread(target=self._reader, args=(q.put,), name="conq-reader", daemon=True)
         in_main = threading.current_thread() is threading.main_thread()
+        self._sync_in_main = in_main
         old = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
         t.start()
         try:

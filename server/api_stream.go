@@ -1,0 +1,124 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+
+	"github.com/conqhq/conq/queue"
+)
+
+// streamEnd is the last line of POST /api/v1/results:stream: the ids not
+// done when the wait ran out (the client asks again for those), or the
+// error that ended the stream early.
+type streamEnd struct {
+	End     bool      `json:"end"`
+	Pending []string  `json:"pending"`
+	Error   *apiError `json:"error,omitempty"`
+}
+
+// streamMissing is the line of an id the broker does not know.
+type streamMissing struct {
+	ID       string `json:"id"`
+	NotFound bool   `json:"not_found"`
+}
+
+// apiStreamResults: POST /api/v1/results:stream {"ids": [...], "wait":
+// "30s", "queue": Q}. Answers 200 with newline-delimited JSON: one line
+// per task as it finishes (the result object of GET /tasks/{id}/result,
+// or {"id": ..., "not_found": true}), in the order they finish, then
+// {"end": true, "pending": [...]} once every task is done or the wait
+// (capped at MaxWait; default MaxWait) runs out.
+//
+// Why a stream: results:wait answers with what is done and the client
+// asks again for the rest, so a client waiting for N results re-reads up
+// to N tasks per answer. A stream reads each task once, whatever N, and
+// the client sees each result as soon as it exists. Lines are flushed
+// whenever no other result is ready, so a busy stream batches its writes
+// and a quiet one answers within the same millisecond.
+func (s *Server) apiStreamResults(w http.ResponseWriter, r *http.Request) {
+	req, err := s.parseBatchIDs(w, r, true)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Min != nil {
+		s.fail(w, r, badRequest("body: min is a field of results:wait, not of results:stream"))
+		return
+	}
+	wait, err := s.batchWait(req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if len(req.Wait) == 0 || string(req.Wait) == "null" {
+		wait = s.cfg.MaxWait
+	}
+	rc := http.NewResponseController(w)
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+
+	type res struct {
+		i   int
+		t   *queue.TaskInfo
+		err error
+	}
+	ch := make(chan res, len(req.IDs))
+	var wg sync.WaitGroup
+	for i, id := range req.IDs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t, err := s.insp.Await(ctx, req.Queue, id)
+			ch <- res{i, t, err}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	answered := make([]bool, len(req.IDs))
+	var endErr error
+	for range req.IDs {
+		var x res
+		select {
+		case x = <-ch:
+		default:
+			// Nothing ready: send what is buffered before blocking.
+			if bw.Flush() != nil {
+				return // the client left; the deferred cancel ends the waiters
+			}
+			_ = rc.Flush()
+			x = <-ch
+		}
+		switch {
+		case x.err == nil:
+			answered[x.i] = true
+			_ = enc.Encode(viewResult(x.t))
+		case errors.Is(x.err, queue.ErrTaskNotFound):
+			answered[x.i] = true
+			_ = enc.Encode(streamMissing{ID: req.IDs[x.i], NotFound: true})
+		case ctx.Err() != nil:
+			// The wait ran out (or the client left): the task stays pending.
+		case endErr == nil:
+			endErr = x.err
+			cancel()
+		}
+	}
+	end := streamEnd{End: true, Pending: []string{}}
+	for i, id := range req.IDs {
+		if !answered[i] {
+			end.Pending = append(end.Pending, id)
+		}
+	}
+	if endErr != nil && r.Context().Err() == nil {
+		end.Error = errorBody(endErr)
+	}
+	_ = enc.Encode(end)
+	_ = bw.Flush()
+}
