@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,6 +130,24 @@ func (p *Pool) Slots() int {
 		n += pr.slots
 	}
 	return max(n, p.cfg.Workers)
+}
+
+// Tasks returns the task names the live workers announced in their ready
+// frames, sorted, or nil if any of them announced none (or none is live):
+// then the pool cannot tell what it serves. queue/procexec publishes them
+// as the queue worker's kinds.
+func (p *Pool) Tasks() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for pr := range p.procs {
+		if len(pr.names) == 0 {
+			return nil
+		}
+		out = append(out, pr.names...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Submit queues a task and returns its future. ctx governs the task: when it

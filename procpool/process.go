@@ -41,10 +41,11 @@ type process struct {
 	tree  *tree // the worker and its descendants
 
 	// What the worker announced in its ready frame.
-	proto int  // 1 or 2
-	slots int  // calls it takes at once
-	meta  bool // it takes META
-	shm   bool // it maps shared-memory arguments
+	proto int      // 1 or 2
+	slots int      // calls it takes at once
+	meta  bool     // it takes META
+	shm   bool     // it maps shared-memory arguments
+	names []string // the task names it serves (ready frame "tasks"); nil if it did not say
 
 	wmu      sync.Mutex  // guards the calls' sent/answered flags, cancelTm and inflight
 	cancelTm *time.Timer // one-slot workers: kills the worker if a cancelled call does not answer in time
@@ -218,6 +219,7 @@ func (pr *process) handshake(ctx context.Context, timeout time.Duration) error {
 	if err := json.Unmarshal(f.Payload, &r); err != nil {
 		return fmt.Errorf("bad ready payload: %v", err)
 	}
+	pr.names = r.Tasks
 	switch r.Protocol {
 	case wire.VersionV1:
 		pr.proto, pr.slots = 1, 1

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/conqhq/conq/queue/internal/check"
@@ -94,6 +95,43 @@ func (m *mux) Use(mws ...Middleware) {
 	defer m.mu.Unlock()
 	m.mws = append(m.mws, mws...)
 	m.chain = nil
+}
+
+// KindLister is implemented by a default handler (HandleDefault) that can
+// say which kinds it serves, such as procexec's, which asks its worker
+// processes. The worker publishes them in its heartbeat record
+// (WorkerInfo.Kinds); nil means it cannot tell.
+type KindLister interface {
+	Kinds() []string
+}
+
+// kinds returns the kinds the mux serves, sorted: the registered ones and
+// those the default handler lists, or nil if a default handler cannot
+// list its own (then any kind may be served).
+func (m *mux) kinds() []string {
+	m.mu.RLock()
+	fallback := m.fallback
+	out := make([]string, 0, len(m.handlers))
+	for k := range m.handlers {
+		out = append(out, k)
+	}
+	m.mu.RUnlock()
+	if fallback != nil {
+		kl, ok := fallback.(KindLister)
+		if !ok {
+			return nil
+		}
+		more := kl.Kinds()
+		if more == nil {
+			return nil
+		}
+		out = append(out, more...)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // empty reports whether no handler, default included, is registered.

@@ -167,7 +167,7 @@ func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 		ForwardInterval: cfg.ForwardInterval, RecoverInterval: cfg.RecoverInterval, CleanupInterval: cfg.CleanupInterval,
 		NoMaintenance: cfg.NoMaintenance, LimitWait: cfg.LimitWait, WorkerID: cfg.WorkerID,
 		HeartbeatInterval: cfg.HeartbeatInterval, Logger: cfg.Logger.With("worker_id", cfg.WorkerID),
-		Handler: w.handle, Failure: failureRule(cfg.RetryDelay),
+		Handler: w.handle, Failure: failureRule(cfg.RetryDelay), Kinds: w.mux.kinds,
 	}
 	for name := range cfg.Queues {
 		ec.Queues = append(ec.Queues, name)

@@ -25,19 +25,28 @@ func (s *Server) apiCreateWorkflow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, st, code, err.Error())
 		return
 	}
-	f, err := spec.ParseFlow(body)
+	f, err := spec.ParseFlowWith(body, spec.FlowOptions{MaxSteps: s.cfg.MaxFlowSteps})
+	if errors.Is(err, spec.ErrFlowTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "flow_too_large", err.Error())
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_argument", err.Error())
 		return
 	}
-	var opts []queue.Option
-	if f.Queue != "" {
-		opts = append(opts, queue.Queue(f.Queue))
+	// Every producer of the API gets the kind check: a step no worker
+	// serves would wait for ever, holding the rest of its workflow.
+	if err := f.CheckWorkers(r.Context(), s.insp.Workers); err != nil {
+		if errors.Is(err, spec.ErrUnknownKind) {
+			writeError(w, http.StatusBadRequest, "unknown_kind", err.Error())
+			return
+		}
+		st, code := classify(err)
+		writeError(w, st, code, err.Error())
+		return
 	}
-	if f.Retention > 0 {
-		opts = append(opts, queue.Retention(f.Retention))
-	}
-	h, err := s.client.EnqueueFlow(r.Context(), f.Flow, opts...)
+	// The file's queue and retention are already the steps' defaults.
+	h, err := s.client.EnqueueFlow(r.Context(), f.Flow)
 	if err != nil {
 		st, code := classify(err)
 		if errors.Is(err, broker.ErrUnsupported) {

@@ -2,8 +2,12 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
 )
 
@@ -36,5 +40,67 @@ func TestAPIWorkflow(t *testing.T) {
 	}
 	if r := ts.do(t, "GET", "/api/v1/workflows/nope", nil); r.status != 404 {
 		t.Fatalf("get absent: %d %s", r.status, r.body)
+	}
+}
+
+// The API refuses, before anything is enqueued, a flow over the step limit
+// and one naming a kind no live worker of its queue serves.
+func TestAPIWorkflowRejections(t *testing.T) {
+	ts := newTestServer(t, Config{MaxFlowSteps: 3})
+	ctx := context.Background()
+	nothingEnqueued := func() {
+		t.Helper()
+		qs, err := ts.insp.Queues(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range qs {
+			for st, n := range q.Counts {
+				if n > 0 {
+					t.Fatalf("queue %s has %d %s tasks, want none", q.Name, n, st)
+				}
+			}
+		}
+	}
+	r := ts.do(t, "POST", "/api/v1/workflows", `{"flow":{"group":[{"task":{"kind":"a"}},{"task":{"kind":"a"}},{"task":{"kind":"a"}},{"task":{"kind":"a"}}]}}`)
+	if r.status != 413 || r.errCode(t) != "flow_too_large" || !strings.Contains(string(r.body), "more than 3 steps") {
+		t.Fatalf("over the limit: %d %s", r.status, r.body)
+	}
+	nothingEnqueued()
+
+	// No live worker: the kinds cannot be known, so anything goes.
+	chord := `{"flow":{"chord":{"header":[{"task":{"kind":"add","args":[1,1]}},{"task":{"kind":"add","args":[2,2]}}],"body":{"task":{"kind":"tsum"}}}}}`
+	if r := ts.do(t, "POST", "/api/v1/workflows", chord); r.status != 201 {
+		t.Fatalf("no workers: %d %s", r.status, r.body)
+	}
+	wf := ts.do(t, "POST", "/api/v1/workflows", `{"flow":{"task":{"kind":"x"}},"queue":"other"}`)
+	if wf.status != 201 {
+		t.Fatalf("create: %d %s", wf.status, wf.body)
+	}
+	now := time.Now()
+	if err := ts.b.Heartbeat(ctx, broker.WorkerInfo{ID: "w1", Queues: []string{"default"}, Kinds: []string{"add"}, StartedAt: now, HeartbeatAt: now}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := ts.insp.Queues(ctx)
+	r = ts.do(t, "POST", "/api/v1/workflows", chord)
+	if r.status != 400 || r.errCode(t) != "unknown_kind" || !strings.Contains(string(r.body), `flow.chord.body.task: unknown task kind \"tsum\" on queue \"default\" (served: add)`) {
+		t.Fatalf("unknown kind: %d %s", r.status, r.body)
+	}
+	after, _ := ts.insp.Queues(ctx)
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("queues changed: %v -> %v", before, after)
+	}
+	// Another queue's workers are not asked.
+	if r := ts.do(t, "POST", "/api/v1/workflows", `{"flow":{"task":{"kind":"tsum"}},"queue":"other"}`); r.status != 201 {
+		t.Fatalf("other queue: %d %s", r.status, r.body)
+	}
+	if err := ts.b.Heartbeat(ctx, broker.WorkerInfo{ID: "w2", Queues: []string{"default"}, Kinds: []string{"tsum"}, StartedAt: now, HeartbeatAt: now}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if r := ts.do(t, "POST", "/api/v1/workflows", chord); r.status != 201 {
+		t.Fatalf("served by two workers: %d %s", r.status, r.body)
+	}
+	if _, err := New(Config{Broker: ts.b, MaxFlowSteps: queue.DefaultMaxFlowSteps + 1}); err == nil {
+		t.Fatal("New accepted a MaxFlowSteps over the queue's limit")
 	}
 }

@@ -67,6 +67,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxPayloadSize is queue.ClientConfig.MaxPayloadSize. Default 1 MiB.
 	MaxPayloadSize int
+	// MaxFlowSteps caps the steps of a workflow created through POST
+	// /api/v1/workflows (413 flow_too_large above it). Default and maximum
+	// queue.DefaultMaxFlowSteps (100,000).
+	MaxFlowSteps int
 	// MaxWait caps the wait of GET /api/v1/tasks/{id}/result. Default 60s.
 	MaxWait time.Duration
 	// SampleInterval is the throughput sampler's period, for brokers that
@@ -124,6 +128,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxFlowSteps < 0 || cfg.MaxFlowSteps > queue.DefaultMaxFlowSteps {
+		return nil, fmt.Errorf("server: Config.MaxFlowSteps %d: want 0 (the default) to %d", cfg.MaxFlowSteps, queue.DefaultMaxFlowSteps)
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = DefaultMaxWait

@@ -50,6 +50,11 @@ type WorkerInfo struct {
 	StartedAt   time.Time     `json:"started_at"`
 	HeartbeatAt time.Time     `json:"heartbeat_at"`
 	Running     []RunningTask `json:"running"`
+	// Kinds are the task kinds the worker serves, sorted; empty when it
+	// cannot tell (a default handler takes every kind). Producers use it
+	// to refuse a workflow naming a kind no live worker of its queue
+	// serves (spec.LiveKinds).
+	Kinds []string `json:"kinds,omitempty"`
 }
 
 // RunningTask is a task a worker is running.

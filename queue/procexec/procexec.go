@@ -57,10 +57,22 @@ const (
 const unknownTaskType = "UnknownTask"
 
 // Handler returns a queue.Handler that runs each task in pool.
-func Handler(pool *procpool.Pool) queue.Handler {
-	return queue.HandlerFunc(func(ctx context.Context, t *queue.TaskInfo) ([]byte, error) {
-		return Process(ctx, pool, t)
-	})
+func Handler(pool *procpool.Pool) queue.Handler { return poolHandler{pool} }
+
+// poolHandler is Handler's: a queue.KindLister, so the worker's heartbeat
+// record lists the task names the worker processes announced.
+type poolHandler struct{ pool *procpool.Pool }
+
+func (h poolHandler) ProcessTask(ctx context.Context, t *queue.TaskInfo) ([]byte, error) {
+	return Process(ctx, h.pool, t)
+}
+
+// Kinds implements queue.KindLister.
+func (h poolHandler) Kinds() []string {
+	if h.pool == nil {
+		return nil
+	}
+	return h.pool.Tasks()
 }
 
 // Process runs one attempt of t in pool and maps its outcome.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -349,6 +350,52 @@ func TestServeProcessesTakeSeveralTasks(t *testing.T) {
 			t.Fatalf("tasks ran in processes %s and %s, want one", pid, res)
 		}
 		pid = string(res)
+	}
+	stop()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Serve's worker publishes, as its kinds, the task names its worker
+// processes announce in their ready frames.
+func TestServePublishesReadyFrameKinds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b := memory.New(memory.Config{})
+	defer b.Close()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	t.Setenv(workerEnv, "1")
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() {
+		served <- procexec.Serve(sctx, b, procexec.ServeConfig{
+			Command: []string{os.Args[0]}, Processes: 2, Logger: logger,
+			Worker: queue.WorkerConfig{Concurrency: 2, HeartbeatInterval: 20 * time.Millisecond},
+		})
+	}()
+	insp := queue.NewInspector(b)
+	var ws []queue.WorkerInfo
+	for ctx.Err() == nil {
+		var err error
+		if ws, err = insp.Workers(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(ws) == 1 && len(ws[0].Kinds) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(ws) != 1 {
+		t.Fatalf("Workers = %+v", ws)
+	}
+	for _, k := range []string{"echo", "fail", "together", "skip_field"} {
+		if !slices.Contains(ws[0].Kinds, k) {
+			t.Fatalf("Kinds = %v, want %q among them", ws[0].Kinds, k)
+		}
+	}
+	if !slices.IsSorted(ws[0].Kinds) {
+		t.Fatalf("Kinds = %v, not sorted", ws[0].Kinds)
 	}
 	stop()
 	if err := <-served; err != nil {

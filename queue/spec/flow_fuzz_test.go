@@ -1,6 +1,7 @@
 package spec_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -31,10 +32,33 @@ func FuzzParseFlow(f *testing.F) {
 		`{"flow":{"chain":[{"task":{"kind":"a","args":[2,2]}},{"task":{"kind":"m","args":[4]}}]}}`,
 		`{"flow":{"chord":{"header":[{"group":[{"task":{"kind":"a"}}]}],"body":{"task":{"kind":"s"}}}},"queue":"q","retention":"24h"}`,
 		`{"flow":{"group":[]}}`,
+		`{"flow":{"task":{"kind":"a","id":"x"}}}`,
+		`{"flow":{"task":{"kind":"a","unique":"1h"}}}`,
+		`{"flow":{"group":[{"task":{"kind":"a","queue":"own"}},{"task":{"kind":"b"}}]},"queue":"file","retention":"2h"}`,
+		`{"flow":{"task":{"kind":"a"}}}{"flow":{"task":{"kind":"b"}}}`,
+		`{"flow":{"chord":{"header":[{"task":{"kind":"a"}}],"body":null}}}`,
+		`{"flow":null}`,
+		`{"flow":{"task":{"kind":"a"}},"queue":"bad queue"}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = spec.ParseFlow(data) // must not panic
+		fl, err := spec.ParseFlow(data) // must not panic
+		if err != nil {
+			return
+		}
+		if fl.Steps != len(fl.Tasks) || fl.Steps == 0 {
+			t.Fatalf("Steps %d, Tasks %d", fl.Steps, len(fl.Tasks))
+		}
+		// A small limit refuses what is over it and nothing else.
+		_, err = spec.ParseFlowWith(data, spec.FlowOptions{MaxSteps: 2})
+		if (fl.Steps > 2) != errors.Is(err, spec.ErrFlowTooLarge) {
+			t.Fatalf("%d steps, limit 2: %v", fl.Steps, err)
+		}
+		for _, st := range fl.Tasks {
+			if st.Kind == "" || st.Queue == "" || st.Path == "" {
+				t.Fatalf("step %+v", st)
+			}
+		}
 	})
 }

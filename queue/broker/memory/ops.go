@@ -131,6 +131,7 @@ func (b *Broker) Heartbeat(ctx context.Context, info broker.WorkerInfo, ttl time
 	}
 	info.Queues = slices.Clone(info.Queues)
 	info.Running = slices.Clone(info.Running)
+	info.Kinds = slices.Clone(info.Kinds)
 	b.ops.workers[info.ID] = workerRec{info: info, until: b.clock.Now().Add(ttl)}
 	return nil
 }
@@ -149,7 +150,7 @@ func (b *Broker) ListWorkers(ctx context.Context) ([]broker.WorkerInfo, error) {
 			continue
 		}
 		info := r.info
-		info.Queues, info.Running = slices.Clone(info.Queues), slices.Clone(info.Running)
+		info.Queues, info.Running, info.Kinds = slices.Clone(info.Queues), slices.Clone(info.Running), slices.Clone(info.Kinds)
 		out = append(out, info)
 	}
 	slices.SortFunc(out, func(a, b broker.WorkerInfo) int { return cmp.Compare(a.ID, b.ID) })

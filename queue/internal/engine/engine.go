@@ -65,7 +65,8 @@ type Config struct {
 	LimitWait time.Duration
 
 	WorkerID          string
-	HeartbeatInterval time.Duration // <= 0: none
+	HeartbeatInterval time.Duration   // <= 0: none
+	Kinds             func() []string // the kinds served, for Info; nil: unknown
 	Logger            *slog.Logger
 
 	// Handler runs one attempt. t has no lease fields (the lease is given
@@ -190,6 +191,9 @@ func (e *Engine) Info() broker.WorkerInfo {
 	info := broker.WorkerInfo{
 		ID: e.cfg.WorkerID, Host: host, PID: os.Getpid(), Queues: slices.Clone(e.cfg.Queues),
 		Concurrency: e.cfg.Concurrency, StartedAt: e.startedAt, HeartbeatAt: e.clock.Now(),
+	}
+	if e.cfg.Kinds != nil {
+		info.Kinds = e.cfg.Kinds()
 	}
 	e.runMu.Lock()
 	info.Running = make([]broker.RunningTask, 0, len(e.running))
