@@ -13,7 +13,7 @@ import (
 type kindsHandler struct{ kinds []string }
 
 func (kindsHandler) ProcessTask(context.Context, *queue.TaskInfo) ([]byte, error) { return nil, nil }
-func (h kindsHandler) Kinds() []string                                          { return h.kinds }
+func (h kindsHandler) Kinds() []string                                            { return h.kinds }
 
 func TestWorkerInfoKinds(t *testing.T) {
 	w := registrar(t)

@@ -126,7 +126,9 @@ func TestCheckKinds(t *testing.T) {
 		t.Fatalf("fixed list: %v", err)
 	}
 
-	list := func(context.Context) ([]queue.WorkerInfo, error) { return nil, fmt.Errorf("x: %w", queue.ErrUnsupported) }
+	list := func(context.Context) ([]queue.WorkerInfo, error) {
+		return nil, fmt.Errorf("x: %w", queue.ErrUnsupported)
+	}
 	if err := f.CheckWorkers(context.Background(), list); err != nil {
 		t.Fatalf("no registry: %v", err)
 	}
