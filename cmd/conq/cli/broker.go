@@ -98,6 +98,9 @@ func errNeedSharedBroker(cmd string) error {
 // broker other processes can reach: an empty URL means $CONQ_BROKER, and
 // with neither it refuses.
 func openSharedBroker(ctx context.Context, cmd, rawURL string, logger *slog.Logger) (broker.Broker, error) {
+	if sharedBrokerForTest != nil {
+		return unclosed{sharedBrokerForTest}, nil
+	}
 	if strings.TrimSpace(rawURL) == "" {
 		rawURL = envBroker()
 	}
@@ -117,6 +120,18 @@ func openSharedBroker(ctx context.Context, cmd, rawURL string, logger *slog.Logg
 	}
 	return b, nil
 }
+
+// sharedBrokerForTest, when a test sets it, is the broker every command
+// opens instead of --broker's: an in-process memory broker that a test's
+// commands and workers share as they would share a Redis (for features
+// the Redis broker lacks). Never set outside tests.
+var sharedBrokerForTest broker.Broker
+
+// unclosed keeps a command's deferred Close from closing the shared test
+// broker.
+type unclosed struct{ broker.Broker }
+
+func (unclosed) Close() error { return nil }
 
 // usageError is an error in the command line: exit status 2.
 func usageError(format string, args ...any) error {

@@ -55,6 +55,9 @@ type enqueueOptions struct {
 	wait        bool
 	waitTimeout durationFlag
 	json        bool
+	flow        string
+	kinds       string
+	maxSteps    int
 	set         func(name string) bool
 }
 
@@ -102,11 +105,32 @@ Only "kind" is required. The whole file is checked before anything is
 enqueued: a bad line is reported by number and nothing is enqueued.
 Command-line options (--queue, --retries, ...) are defaults for the lines.
 
+With --flow it creates a workflow (chain, group, chord) from a JSON file
+("-" for stdin) and prints its ID; with --wait it prints the workflow's
+result, or exits with status 1 and the failed steps' errors if it failed or
+was cancelled. The format (docs/workflows.md):
+
+  {"flow": {"chord": {"header": [{"task": {"kind": "add", "args": [1, 1]}},
+                                 {"task": {"kind": "add", "args": [2, 2]}}],
+                      "body": {"task": {"kind": "tsum"}}}},
+   "queue": "default", "retention": "24h"}
+
+The whole flow is checked before anything is enqueued: an empty chain,
+group or chord header, more than --max-steps steps, a step with its own
+non-args payload after another step, or a kind that no live worker of the
+step's queue serves (when those workers publish their kinds; --kinds a,b
+checks against a list instead, without asking the broker) is an error
+naming the step, and nothing is enqueued. --queue, --retries, --timeout and
+--retention are defaults for the steps, under the file's "queue" and
+"retention".
+
 Durations are Go durations (30s, 1h30m) or numbers of seconds (90).`,
 		Example: `  conq enqueue --broker redis://localhost:6379/0 --kind is_prime --payload 9999999999999917 --wait
   conq enqueue --broker redis://localhost:6379/0 --kind add --args '[2, 3]' --wait
   conq enqueue --broker redis://localhost:6379/0 --kind report --payload '{"day":"2026-11-21"}' --in 1h --queue low
-  conq enqueue --broker redis://localhost:6379/0 --file tasks.jsonl`,
+  conq enqueue --broker redis://localhost:6379/0 --file tasks.jsonl
+  conq enqueue --broker redis://localhost:6379/0 --flow chord.json --wait
+  conq enqueue --broker redis://localhost:6379/0 --flow - --kinds add,tsum < chord.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.set = func(name string) bool { return cmd.Flags().Changed(name) }
@@ -129,6 +153,9 @@ Durations are Go durations (30s, 1h30m) or numbers of seconds (90).`,
 	f.BoolVarP(&o.wait, "wait", "w", false, "wait for the task to finish and print its result")
 	f.Var(&o.waitTimeout, "wait-timeout", "give up waiting after this long (0: wait forever); the task carries on")
 	f.BoolVar(&o.json, "json", false, "print JSON")
+	f.StringVar(&o.flow, "flow", "", `JSON workflow file to create: a chain, group or chord of tasks ("-": stdin)`)
+	f.StringVar(&o.kinds, "kinds", "", "with --flow: the task kinds the workers serve, comma-separated, to check the flow against (default: ask the live workers)")
+	f.IntVar(&o.maxSteps, "max-steps", queue.DefaultMaxFlowSteps, "with --flow: refuse a flow of more steps than this")
 	return cmd
 }
 
@@ -176,12 +203,18 @@ func (o enqueueOptions) defaultsSpec() spec.Task {
 }
 
 func runEnqueue(ctx context.Context, o enqueueOptions, stdin io.Reader, stdout, stderr io.Writer) error {
+	if o.flow != "" {
+		return runEnqueueFlow(ctx, o, stdin, stdout, stderr)
+	}
+	if o.set("kinds") || o.set("max-steps") {
+		return usageError("--kinds and --max-steps need --flow")
+	}
 	if o.file != "" {
 		if o.set("kind") || o.set("payload") || o.set("args") || o.set("kwargs") || o.set("id") || o.wait {
 			return usageError("--file cannot be combined with --kind, --payload, --args, --kwargs, --id or --wait")
 		}
 	} else if o.kind == "" {
-		return usageError("--kind is required (or --file)")
+		return usageError("--kind is required (or --file, or --flow)")
 	}
 	if o.set("payload") && (o.set("args") || o.set("kwargs")) {
 		return usageError("--payload cannot be combined with --args or --kwargs: the payload is one JSON value or a call's arguments")

@@ -37,6 +37,7 @@ type serverOptions struct {
 	exec, queues, urlFile  string
 	concurrency, processes int
 	timeout                time.Duration
+	maxFlowSteps           int
 }
 
 func newServerCommand() *cobra.Command {
@@ -90,6 +91,7 @@ that file once the server listens (--listen 127.0.0.1:0 picks a free port).`,
 	f.IntVarP(&o.processes, "processes", "p", 0, "with --exec: worker processes (0: as many as --concurrency, one task each)")
 	f.StringVar(&o.queues, "queues", queue.DefaultQueue, "with --exec: queues to serve, with optional weights: name[:weight][,name[:weight]...]")
 	f.DurationVar(&o.timeout, "timeout", 0, "with --exec: time limit of an attempt whose task sets none (0: none)")
+	f.IntVar(&o.maxFlowSteps, "max-flow-steps", queue.DefaultMaxFlowSteps, "refuse a workflow (POST /api/v1/workflows) of more steps than this (413 flow_too_large)")
 	f.StringVar(&o.urlFile, "url-file", "", "write the server's URL (http://host:port) to this file once it listens")
 	return cmd
 }
@@ -101,7 +103,11 @@ func runServer(ctx context.Context, o serverOptions, stderr io.Writer) error {
 	if o.basicAuth == "" {
 		o.basicAuth = os.Getenv(basicAuthEnv)
 	}
-	cfg := server.Config{Addr: o.listen, AuthToken: strings.TrimSpace(o.authToken), AllowInsecure: o.allowInsecure}
+	if o.maxFlowSteps < 1 || o.maxFlowSteps > queue.DefaultMaxFlowSteps {
+		return usageError("--max-flow-steps %d: must be in 1..%d", o.maxFlowSteps, queue.DefaultMaxFlowSteps)
+	}
+	cfg := server.Config{Addr: o.listen, AuthToken: strings.TrimSpace(o.authToken), AllowInsecure: o.allowInsecure,
+		MaxFlowSteps: o.maxFlowSteps}
 	if o.basicAuth != "" {
 		user, pass, ok := strings.Cut(o.basicAuth, ":")
 		if !ok || user == "" || pass == "" {

@@ -33,6 +33,7 @@ func TestServerCommandRefusesUnsafeSetups(t *testing.T) {
 		{[]string{"server", "--basic-auth", "nopassword", "--broker", "redis://127.0.0.1:1/0"}, "--basic-auth: want user:password"},
 		{[]string{"server"}, "needs a shared broker"},
 		{[]string{"server", "--broker", "http://x"}, "unsupported scheme"},
+		{[]string{"server", "--max-flow-steps", "0", "--broker", "redis://127.0.0.1:1/0"}, "--max-flow-steps 0: must be in 1..100000"},
 	} {
 		code, out := serverCmdRun(ctx, tc.args...)
 		if code != 2 || !strings.Contains(out, tc.want) {
