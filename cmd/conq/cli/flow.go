@@ -248,14 +248,14 @@ func flowStepsJSON(wf *queue.WorkflowInfo) []flowStep {
 }
 
 type flowView struct {
-	ID         string             `json:"id"`
-	StateName  string             `json:"state"`
-	Result     json.RawMessage    `json:"result,omitempty"`
-	Error      string             `json:"error,omitempty"`
-	CreatedAt  *time.Time         `json:"created_at,omitempty"`
-	FinishedAt *time.Time         `json:"finished_at,omitempty"`
-	Retention  string             `json:"retention,omitempty"`
-	Steps      []flowStep         `json:"steps"`
+	ID         string          `json:"id"`
+	StateName  string          `json:"state"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	CreatedAt  *time.Time      `json:"created_at,omitempty"`
+	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+	Retention  string          `json:"retention,omitempty"`
+	Steps      []flowStep      `json:"steps"`
 }
 
 func flowJSON(wf *queue.WorkflowInfo) flowView {

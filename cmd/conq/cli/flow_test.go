@@ -145,7 +145,9 @@ func TestEnqueueFlowFailedAndInspect(t *testing.T) {
 	}
 	// Not waiting: the ID, then the workflow runs on.
 	id = strings.TrimSpace(queueMust(t, ctx, "", "enqueue", "--flow", writeFlow(t, chainFlow)))
-	waitFor(t, func() bool { return strings.Contains(queueMust(t, ctx, "", "inspect", "flow", id), "State:     completed") })
+	waitFor(t, func() bool {
+		return strings.Contains(queueMust(t, ctx, "", "inspect", "flow", id), "State:     completed")
+	})
 	if r := queueRun(t, ctx, "", "inspect", "flow", "wf_nope"); r.code != 1 || !strings.Contains(r.stderr, `no workflow "wf_nope"`) {
 		t.Fatalf("absent: exit %d, %s", r.code, r.stderr)
 	}
