@@ -110,7 +110,7 @@ func ParseFlowWith(data []byte, o FlowOptions) (Flow, error) {
 	var top struct {
 		Flow      json.RawMessage `json:"flow"`
 		Queue     string          `json:"queue"`
-		Retention string          `json:"retention"`
+		Retention json.RawMessage `json:"retention"` // a duration string or seconds, as in a task
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -128,13 +128,13 @@ func ParseFlowWith(data []byte, o FlowOptions) (Flow, error) {
 	if top.Queue != "" {
 		p.defaults.Queue = top.Queue
 	}
-	if top.Retention != "" {
-		d, err := ParseDuration(top.Retention)
-		if err != nil {
-			return Flow{}, fmt.Errorf("flow: retention: %w", err)
-		}
-		p.f.Retention = d
-		p.defaults.Retention = &d
+	d, err := specDuration("retention", top.Retention)
+	if err != nil {
+		return Flow{}, fmt.Errorf("flow: %w", err)
+	}
+	if d != nil {
+		p.f.Retention = *d
+		p.defaults.Retention = d
 	}
 	// The defaults alone first, so that a bad file-level queue is named
 	// once, not as the first task's problem.

@@ -38,6 +38,8 @@ func FuzzParseFlow(f *testing.F) {
 		`{"flow":{"task":{"kind":"a"}}}{"flow":{"task":{"kind":"b"}}}`,
 		`{"flow":{"chord":{"header":[{"task":{"kind":"a"}}],"body":null}}}`,
 		`{"flow":null}`,
+		`{"flow":{"task":{"kind":"a"}},"retention":90}`,
+		`{"flow":{"task":{"kind":"a"}},"retention":"soon"}`,
 		`{"flow":{"task":{"kind":"a"}},"queue":"bad queue"}`,
 	} {
 		f.Add([]byte(s))

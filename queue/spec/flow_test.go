@@ -23,6 +23,8 @@ func TestParseFlowRejectsStepOptions(t *testing.T) {
 		`{"flow":{"chord":{"header":[{"task":{"kind":"a"}}],"body":null}}}`:            "flow.chord: no body",
 		`{"flow":{"chord":{"header":[],"body":{"task":{"kind":"s"}}}}}`:                "flow.chord.header: empty (a chord needs at least one node)",
 		`{"flow":{"task":{"kind":"a","retries":2}}}`:                                   `unknown field "retries"`,
+		`{"flow":{"task":{"kind":"a"}},"retention":"soon"}`:                            `flow: retention "soon"`,
+		`{"flow":{"task":{"kind":"a"}},"retention":-1}`:                                `flow: retention -1`,
 	} {
 		if _, err := spec.ParseFlow([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseFlow(%s) = %v, want error containing %q", in, err, want)
@@ -52,6 +54,10 @@ func TestParseFlowDefaults(t *testing.T) {
 	f, err = spec.ParseFlowWith([]byte(`{"flow":{"task":{"kind":"a"}}}`), spec.FlowOptions{Defaults: spec.Task{Queue: "cli"}})
 	if err != nil || f.Tasks[0].Queue != "cli" {
 		t.Fatalf("caller default: %+v, %v", f.Tasks, err)
+	}
+	f, err = spec.ParseFlow([]byte(`{"flow":{"task":{"kind":"a"}},"retention":90}`))
+	if err != nil || f.Retention != 90*time.Second {
+		t.Fatalf("retention in seconds: %+v, %v", f, err)
 	}
 	f, err = spec.ParseFlow([]byte(`{"flow":{"task":{"kind":"a"}}}`))
 	if err != nil || f.Tasks[0].Queue != queue.DefaultQueue {

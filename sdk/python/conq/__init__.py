@@ -56,6 +56,7 @@ from ._errors import (
     WorkerCrashed,
 )
 from ._result import AsyncResult
+from ._canvas import Signature, WorkflowCancelled, WorkflowFailed, WorkflowResult, chain, chord, group, signature
 from ._task import Task, registry, task
 
 __version__ = "0.2.0"
@@ -95,6 +96,14 @@ __all__ = [
     "PROTOCOL_VERSION",
     "registry",
     "default_client",
+    "Signature",
+    "signature",
+    "chain",
+    "group",
+    "chord",
+    "WorkflowResult",
+    "WorkflowFailed",
+    "WorkflowCancelled",
 ]
 
 

@@ -201,6 +201,16 @@ class Task(object):
             queue=queue, countdown=countdown, eta=eta, task_id=task_id, retries=retries,
             unique=unique, retention=retention, timeout=timeout, deadline=deadline))
 
+    def s(self, *args: Any, **kwargs: Any) -> "Any":
+        """A signature of a call of this task, for workflows (Celery's
+        ``task.s``): ``conq.chain(add.s(2, 2), mul.s(4))``. With step options:
+        ``conq.signature(task, args, kwargs, queue=...)`` or ``.set()``
+        (``task.signature`` is the function's inspect.Signature). See
+        conq._canvas."""
+        from ._canvas import Signature
+
+        return Signature(self, args, kwargs)
+
     def options(self, **override: Any) -> Dict[str, Any]:
         """The enqueue options of a call: the given ones over the task's."""
         opts = {"queue": self.queue, "retries": self.retries, "timeout": self.timeout,
