@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -29,9 +30,18 @@ type Workflower interface {
 	CancelWorkflow(ctx context.Context, id string) error
 }
 
-// CapWorkflows marks Workflower. It is not in CapAll: the Redis broker
-// does not implement it yet.
+// CapWorkflows marks Workflower. It is not in CapAll (a broker of the
+// core contract need not store workflows); the memory and Redis brokers
+// both list it.
 const CapWorkflows Capability = CapShards << 1
+
+// DefaultMaxWorkflowSteps is the default cap on the steps of one workflow
+// (the memory and Redis brokers' Config.MaxWorkflowSteps).
+const DefaultMaxWorkflowSteps = 100_000
+
+// ErrWorkflowTooLarge is returned by CreateWorkflow for a workflow with
+// more steps than the broker's limit; nothing is stored.
+var ErrWorkflowTooLarge = errors.New("workflow too large")
 
 func init() { capNames = append(capNames, "workflows") }
 

@@ -22,7 +22,7 @@ func (b *Broker) Complete(ctx context.Context, acks ...broker.Ack) error {
 	}
 	head := []any{strconv.FormatInt(nanos(now), 10), strconv.FormatInt(millis(now), 10)}
 	calls, idx, err := b.groupLeases(ctx, refs, scriptComplete, now, head, func(i int) []any {
-		return []any{acks[i].ID, strconv.FormatUint(acks[i].Token, 10), acks[i].Result}
+		return []any{acks[i].ID, strconv.FormatUint(acks[i].Token, 10), acks[i].Result, resultForms(acks[i].Result)}
 	})
 	if err != nil {
 		return wrapErr("complete", err)
@@ -46,7 +46,7 @@ func (b *Broker) Fail(ctx context.Context, failures ...broker.Failure) error {
 	for i := range failures {
 		refs[i] = failures[i].LeaseRef
 	}
-	head := []any{strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while running")}
+	head := []any{strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while running"), strconv.FormatInt(nanos(now), 10)}
 	calls, idx, err := b.groupLeases(ctx, refs, scriptFail, now, head, func(i int) []any {
 		f := &failures[i]
 		at := int64(0)
@@ -77,7 +77,7 @@ func (b *Broker) Requeue(ctx context.Context, leases ...broker.LeaseRef) error {
 		return nil
 	}
 	now := b.cfg.Clock.Now()
-	head := []any{strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while running; the worker gave the task back")}
+	head := []any{strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while running; the worker gave the task back"), strconv.FormatInt(nanos(now), 10)}
 	calls, idx, err := b.groupLeases(ctx, leases, scriptRequeue, now, head, func(i int) []any {
 		return []any{leases[i].ID, strconv.FormatUint(leases[i].Token, 10)}
 	})

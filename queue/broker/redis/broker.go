@@ -60,9 +60,11 @@ func (b *Broker) forgetRegistered(queues []any) {
 
 var _ broker.Broker = (*Broker)(nil)
 
-// Capabilities implements broker.Broker: every optional role, shards
-// included.
-func (b *Broker) Capabilities() broker.Capability { return broker.CapAll | broker.CapShards }
+// Capabilities implements broker.Broker: every optional role, shards and
+// workflows included.
+func (b *Broker) Capabilities() broker.Capability {
+	return broker.CapAll | broker.CapShards | broker.CapWorkflows
+}
 
 // Clock implements broker.Broker: Config.Clock.
 func (b *Broker) Clock() broker.Clock { return b.cfg.Clock }

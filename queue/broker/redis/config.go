@@ -66,6 +66,13 @@ type Config struct {
 	// WaitTimeout bounds the wait for WaitReplicas. Default 1 s; keep it
 	// below the client's read timeout (go-redis default 3 s).
 	WaitTimeout time.Duration
+
+	// MaxWorkflowSteps caps the steps of one workflow: CreateWorkflow
+	// refuses a larger one with broker.ErrWorkflowTooLarge before storing
+	// anything. A workflow is one hash and one script call, so this
+	// bounds the time a create (or a cancel, which visits every step)
+	// holds Redis. Default broker.DefaultMaxWorkflowSteps (100,000).
+	MaxWorkflowSteps int
 }
 
 func (c *Config) withDefaults() Config {
@@ -84,6 +91,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.DefaultShards <= 0 {
 		out.DefaultShards = 1
+	}
+	if out.MaxWorkflowSteps <= 0 {
+		out.MaxWorkflowSteps = broker.DefaultMaxWorkflowSteps
 	}
 	if out.WaitTimeout <= 0 {
 		out.WaitTimeout = DefaultWaitTimeout

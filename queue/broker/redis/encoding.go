@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -32,9 +33,13 @@ import (
 
 // msgVersion 2 added the payload encoding after the kind; version 1
 // records (written before it) are still read, with no encoding.
+// msgVersion 3 (written for workflow steps only, so plain tasks keep
+// version 2's size) adds the workflow ID and step number before the
+// payload.
 const (
-	msgVersion1 = 1
-	msgVersion  = 2
+	msgVersion1  = 1
+	msgVersion   = 2
+	msgVersionWf = 3
 )
 
 var errCorrupt = errors.New("redis broker: corrupt task record")
@@ -60,7 +65,11 @@ func encodeMsg(t *broker.Task) []byte {
 	b = strconv.AppendInt(b, int64(t.MaxRetries), 10)
 	b = append(b, ',')
 	b = strconv.AppendInt(b, int64(t.Retention), 10)
-	b = append(b, ',', msgVersion)
+	if t.Workflow != "" {
+		b = append(b, ',', msgVersionWf)
+	} else {
+		b = append(b, ',', msgVersion)
+	}
 	b = binary.AppendUvarint(b, uint64(len(t.Kind)))
 	b = append(b, t.Kind...)
 	b = binary.AppendUvarint(b, uint64(len(t.Encoding)))
@@ -69,6 +78,11 @@ func encodeMsg(t *broker.Task) []byte {
 	b = binary.AppendVarint(b, nanos(t.Deadline))
 	b = binary.AppendVarint(b, nanos(t.EnqueuedAt))
 	b = binary.AppendVarint(b, nanos(t.ProcessAt))
+	if t.Workflow != "" {
+		b = binary.AppendUvarint(b, uint64(len(t.Workflow)))
+		b = append(b, t.Workflow...)
+		b = binary.AppendVarint(b, int64(t.Step))
+	}
 	return append(b, t.Payload...)
 }
 
@@ -89,7 +103,7 @@ func decodeMsg(s string, t *broker.Task) error {
 	}
 	t.MaxRetries = int(head[0])
 	t.Retention = time.Duration(head[1])
-	if len(s) == 0 || (s[0] != msgVersion && s[0] != msgVersion1) {
+	if len(s) == 0 || (s[0] != msgVersion && s[0] != msgVersion1 && s[0] != msgVersionWf) {
 		return fmt.Errorf("%w: unknown message version", errCorrupt)
 	}
 	version := s[0]
@@ -124,6 +138,16 @@ func decodeMsg(s string, t *broker.Task) error {
 	t.Deadline = fromNanos(v[1])
 	t.EnqueuedAt = fromNanos(v[2])
 	t.ProcessAt = fromNanos(v[3])
+	if version == msgVersionWf {
+		if t.Workflow, ok = str(); !ok || t.Workflow == "" {
+			return errCorrupt
+		}
+		x, k := varint(s)
+		if k <= 0 || x < 0 || x > math.MaxInt32 {
+			return errCorrupt
+		}
+		t.Step, s = int(x), s[k:]
+	}
 	if len(s) > 0 {
 		t.Payload = []byte(s)
 	}

@@ -332,7 +332,9 @@ func (b *Broker) oneTask(ctx context.Context, op string, s *script, queue, id st
 	if err != nil {
 		return err
 	}
-	r, err := s.Run(ctx, b.rdb, b.keysFor(s, tag), id).Int64()
+	now := b.cfg.Clock.Now()
+	// The clock, for the scripts that may move a workflow on (delete).
+	r, err := s.Run(ctx, b.rdb, b.keysFor(s, tag), id, strconv.FormatInt(nanos(now), 10), strconv.FormatInt(millis(now), 10)).Int64()
 	if err != nil {
 		return wrapErr(op, err)
 	}

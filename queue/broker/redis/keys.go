@@ -30,6 +30,8 @@ const (
 	kTaskLocks        // HASH task ID -> unique key it took
 	kTicks            // HASH periodic entry key -> "tickMs,expiryMs"
 	kCancels          // HASH active task ID -> "1" while asked to cancel
+	kWfSteps          // HASH task ID -> "<step>,<workflow ID>" for workflow steps (workflow.go)
+	kWfDone           // ZSET workflow ID -> end of retention (ms), finished workflows
 	numKeys
 )
 
@@ -38,7 +40,20 @@ var keySuffixes = [numKeys]string{
 	kDead: "dead", kCompleted: "completed", kMsg: "msg", kMeta: "meta", kErrors: "errors",
 	kResults: "results", kPaused: "paused", kSeq: "seq", kNotify: "notify",
 	kLocks: "locks", kTaskLocks: "tasklocks", kTicks: "ticks", kCancels: "cancels",
+	kWfSteps: "wfsteps", kWfDone: "wfdone",
 }
+
+// workflowKey is the hash of workflow id stored in the shard with hash tag
+// tag (the shard of its steps). The scripts build the same name from
+// their wfsteps key (common.lua wfKey), so it shares the shard's slot.
+func workflowKey(prefix, tag, id string) string {
+	return prefix + ":{" + tag + "}:wf:" + id
+}
+
+// workflowIndexKey is the hash of workflow ID -> hash tag of the shard
+// holding it, global to the prefix (like queuesKey): GetWorkflow and
+// CancelWorkflow find a workflow's slot by its ID alone.
+func workflowIndexKey(prefix string) string { return prefix + ":workflows" }
 
 // statsKey is the hash of a shard's throughput counters for the minute of
 // now: fields "p<unixSecond>" (processed) and "f<unixSecond>" (failed),

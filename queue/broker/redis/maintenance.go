@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -14,6 +15,12 @@ const maintenanceLimit = 1000
 // cluster each node gets its part at once) with args, repeating for shards
 // whose reply says there is more, and sums the counts.
 func (b *Broker) sweep(ctx context.Context, op string, s *script, args func(now time.Time) []any) (int, error) {
+	return b.sweepWith(ctx, op, s, args, nil)
+}
+
+// sweepWith is sweep for scripts whose reply carries more items after
+// {count, more}: each call's extra items go to extra.
+func (b *Broker) sweepWith(ctx context.Context, op string, s *script, args func(now time.Time) []any, extra func(items []any)) (int, error) {
 	if err := b.check(); err != nil {
 		return 0, err
 	}
@@ -46,16 +53,24 @@ func (b *Broker) sweep(ctx context.Context, op string, s *script, args func(now 
 		var again []string
 		var firstErr error
 		for i, c := range calls {
-			res, err := c.cmd.Int64Slice()
-			if err != nil || len(res) != 2 {
+			res, err := c.cmd.Slice()
+			if err == nil && len(res) < 2 {
+				err = fmt.Errorf("%w: %s reply %v", errCorrupt, op, res)
+			}
+			if err != nil {
 				if firstErr == nil {
 					firstErr = err
 				}
 				continue
 			}
-			total += int(res[0])
-			if res[1] == 1 {
+			n, _ := res[0].(int64)
+			more, _ := res[1].(int64)
+			total += int(n)
+			if more == 1 {
 				again = append(again, tags[i])
+			}
+			if extra != nil && len(res) > 2 {
+				extra(res[2:])
 			}
 		}
 		if firstErr != nil {
@@ -77,13 +92,40 @@ func (b *Broker) Forward(ctx context.Context) (int, error) {
 func (b *Broker) Recover(ctx context.Context) (int, error) {
 	return b.sweep(ctx, "recover", scriptRecover, func(now time.Time) []any {
 		rec := `{"t":` + strconv.FormatInt(nanos(now), 10) + `,"k":"lease_expired","m":"lease expired"}`
-		return []any{strconv.FormatInt(millis(now), 10), maintenanceLimit, rec, cancelRecord(now, "cancelled while running; lease expired")}
+		return []any{strconv.FormatInt(millis(now), 10), maintenanceLimit, rec, cancelRecord(now, "cancelled while running; lease expired"), strconv.FormatInt(nanos(now), 10)}
 	})
 }
 
-// Cleanup deletes completed tasks whose retention has passed.
+// Cleanup deletes completed tasks whose retention has passed, then
+// finished workflows whose retention has passed (and their entries in the
+// global workflow index). The count is of tasks, as the contract says.
 func (b *Broker) Cleanup(ctx context.Context) (int, error) {
-	return b.sweep(ctx, "cleanup", scriptCleanup, func(now time.Time) []any {
+	args := func(now time.Time) []any {
 		return []any{strconv.FormatInt(millis(now), 10), maintenanceLimit}
+	}
+	n, err := b.sweep(ctx, "cleanup", scriptCleanup, args)
+	if err != nil {
+		return n, err
+	}
+	var gone []any
+	_, err = b.sweepWith(ctx, "cleanup workflows", scriptWfCleanup, args, func(items []any) {
+		gone = append(gone, items...)
 	})
+	for start := 0; start < len(gone); start += maintenanceLimit {
+		part := gone[start:min(start+maintenanceLimit, len(gone))]
+		if e := b.rdb.HDel(ctx, workflowIndexKey(b.cfg.Prefix), anyStrings(part)...).Err(); e != nil && err == nil {
+			err = wrapErr("cleanup workflows", e)
+		}
+	}
+	return n, err
+}
+
+func anyStrings(items []any) []string {
+	out := make([]string, 0, len(items))
+	for _, it := range items {
+		if s, ok := it.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }

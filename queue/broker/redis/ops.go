@@ -31,7 +31,7 @@ func (b *Broker) CancelTask(ctx context.Context, queue, id string) (broker.State
 	}
 	now := b.cfg.Clock.Now()
 	res, err := scriptCancel.Run(ctx, b.rdb, b.keysFor(scriptCancel, tag), id,
-		strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while waiting to run")).Slice()
+		strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while waiting to run"), strconv.FormatInt(nanos(now), 10)).Slice()
 	if err != nil {
 		return "", wrapErr("cancel task", err)
 	}

@@ -43,6 +43,11 @@ var (
 	scriptTokenTake     = mustScript("token_take")
 	scriptRegistryList  = mustScript("registry_list")
 	scriptShardsSet     = mustScript("shards_set")
+
+	scriptWfCreate  = mustScript("wf_create")
+	scriptWfGet     = mustScript("wf_get")
+	scriptWfCancel  = mustScript("wf_cancel")
+	scriptWfCleanup = mustScript("wf_cleanup")
 )
 
 // script is a Lua script and the queue keys it takes, in KEYS order.

@@ -1,26 +1,616 @@
 package redis
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/conqhq/conq/queue/broker"
 )
 
-// The Redis broker does not implement Workflower yet (CapWorkflows is not
-// in its Capabilities); these answer broker.ErrUnsupported.
+// Workflows (broker.Workflower). A workflow is one hash in the shard of
+// its steps (workflowKey; its fields are described in scripts/common.lua),
+// so on Redis Cluster the workflow, its steps' tasks and the queue they
+// run in share one slot, and every transition is one script on one node:
+//
+//   - CreateWorkflow stores the hash and enqueues the steps that take no
+//     input (wf_create.lua).
+//   - The scripts that settle a task (complete, fail, recover, cancel,
+//     requeue, delete) look the task up in the shard's wfsteps hash and,
+//     for a step, record its end and enqueue what follows in the same
+//     script (common.lua wfTaskEnded): a step's completion and its
+//     followers' enqueueing are one atomic step, fenced by the lease token
+//     like the completion itself, so a stale worker cannot advance the
+//     workflow and two members of a chord completing at once on two
+//     workers enqueue its body exactly once (Redis runs scripts one at a
+//     time).
+//   - Inputs are built in Lua exactly as broker.InputValue and
+//     broker.StepPayload build them; what Lua cannot cheaply do (check
+//     that a result is JSON, compact it) Go does in Complete and sends
+//     along (resultForms).
+//
+// Rules of this broker: every step of a workflow is in one queue (its
+// steps must share a slot); in a sharded queue the workflow and all its
+// steps are in the shard of the workflow ID. A global hash
+// (workflowIndexKey) maps workflow IDs to their shard, for GetWorkflow and
+// CancelWorkflow; Cleanup deletes finished workflows after their
+// Retention.
 
+// maxInputDepth caps the nesting of a step's input lists: the scripts
+// read them recursively.
+const maxInputDepth = 64
+
+// ErrWorkflowQueues is returned by CreateWorkflow for a workflow whose
+// steps are in more than one queue: on this broker a workflow's steps
+// share a slot, hence a queue.
+var ErrWorkflowQueues = errors.New("redis broker: every step of a workflow must be in one queue")
+
+// resultForms is what a workflow step's result needs beyond its bytes to
+// build inputs as broker.InputValue does: "" if the result is empty or
+// already compact JSON with nothing json.Marshal would escape (the common
+// case), "c" + its compact form if it is other valid JSON, "q" + its JSON
+// string if it is not JSON. Computed for every completion (the broker
+// cannot tell steps from plain tasks before the script runs); it costs one
+// json.Valid over the result.
+func resultForms(r []byte) string {
+	if len(r) == 0 {
+		return ""
+	}
+	if !json.Valid(r) {
+		q, _ := json.Marshal(string(r))
+		return "q" + string(q)
+	}
+	if bytes.IndexAny(r, " \t\n\r<>&\xe2") < 0 {
+		return ""
+	}
+	var c, h bytes.Buffer
+	_ = json.Compact(&c, r)
+	json.HTMLEscape(&h, c.Bytes())
+	if bytes.Equal(h.Bytes(), r) {
+		return ""
+	}
+	return "c" + h.String()
+}
+
+// appendInputSpec writes in as the scripts read it: a step number, or a
+// list "[a,b,...]".
+func appendInputSpec(b []byte, in broker.Input) []byte {
+	if in.Step >= 0 {
+		return strconv.AppendInt(b, int64(in.Step), 10)
+	}
+	b = append(b, '[')
+	for i, x := range in.List {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendInputSpec(b, x)
+	}
+	return append(b, ']')
+}
+
+func inputSpec(in broker.Input) string { return string(appendInputSpec(nil, in)) }
+
+func inputDepth(in broker.Input) int {
+	if in.Step >= 0 {
+		return 0
+	}
+	d := 0
+	for _, x := range in.List {
+		d = max(d, inputDepth(x))
+	}
+	return d + 1
+}
+
+// parseInputSpec reads what appendInputSpec wrote.
+func parseInputSpec(s string) (broker.Input, error) {
+	p := specParser{s: s}
+	in, err := p.node(0)
+	if err == nil && p.pos != len(s) {
+		err = fmt.Errorf("trailing %q", s[p.pos:])
+	}
+	if err != nil {
+		return broker.Input{}, fmt.Errorf("%w: input spec %q: %v", errCorrupt, s, err)
+	}
+	return in, nil
+}
+
+type specParser struct {
+	s   string
+	pos int
+}
+
+func (p *specParser) node(depth int) (broker.Input, error) {
+	if depth > maxInputDepth {
+		return broker.Input{}, errors.New("nested too deep")
+	}
+	if p.pos < len(p.s) && p.s[p.pos] == '[' {
+		p.pos++
+		in := broker.Input{Step: -1}
+		if p.pos < len(p.s) && p.s[p.pos] == ']' {
+			p.pos++
+			return in, nil
+		}
+		for {
+			x, err := p.node(depth + 1)
+			if err != nil {
+				return broker.Input{}, err
+			}
+			in.List = append(in.List, x)
+			if p.pos >= len(p.s) {
+				return broker.Input{}, errors.New("unterminated list")
+			}
+			c := p.s[p.pos]
+			p.pos++
+			if c == ']' {
+				return in, nil
+			}
+			if c != ',' {
+				return broker.Input{}, fmt.Errorf("unexpected %q", c)
+			}
+		}
+	}
+	start := p.pos
+	for p.pos < len(p.s) && p.s[p.pos] >= '0' && p.s[p.pos] <= '9' {
+		p.pos++
+	}
+	if start == p.pos || p.pos-start > 9 {
+		return broker.Input{}, errors.New("want a step number")
+	}
+	n, _ := strconv.Atoi(p.s[start:p.pos])
+	return broker.Input{Step: n}, nil
+}
+
+// appendField appends one "<len>:<bytes>" field of a step record.
+func appendField(b []byte, v string) []byte {
+	b = strconv.AppendInt(b, int64(len(v)), 10)
+	b = append(b, ':')
+	return append(b, v...)
+}
+
+// splitFields reads a step record.
+func splitFields(s string) ([]string, error) {
+	var out []string
+	for len(s) > 0 {
+		j := strings.IndexByte(s, ':')
+		if j < 0 {
+			return nil, errCorrupt
+		}
+		n, err := strconv.Atoi(s[:j])
+		if err != nil || n < 0 || n > len(s)-j-1 {
+			return nil, errCorrupt
+		}
+		out = append(out, s[j+1:j+1+n])
+		s = s[j+1+n:]
+	}
+	return out, nil
+}
+
+// Step record fields (common.lua c<i>).
+const (
+	fID = iota
+	fKind
+	fDeps
+	fInput
+	fTolerant
+	fArgsSuffix
+	fPayloadErr
+	fPrefix
+	numStepFields
+)
+
+// workflowShard returns the queue and hash tag of the shard that holds
+// (or would hold) a workflow of queue with this ID.
+func (b *Broker) workflowShard(ctx context.Context, queue, id string) (string, error) {
+	set, err := b.ensureShards(ctx, queue)
+	if err != nil {
+		return "", err
+	}
+	return set.tag(queue, shardOf(id, set.count())), nil
+}
+
+// CreateWorkflow implements broker.Workflower: validation (a workflow of
+// more than Config.MaxWorkflowSteps steps, or of steps in several queues,
+// is refused before anything is stored), then the index entry, then one
+// script that stores the workflow and enqueues its first steps.
 func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
-	return broker.Unsupported{}.CreateWorkflow(ctx, w)
+	if err := b.check(); err != nil {
+		return err
+	}
+	if err := broker.ValidateWorkflow(w); err != nil {
+		return err
+	}
+	if n := len(w.Steps); n > b.cfg.MaxWorkflowSteps {
+		return fmt.Errorf("workflow %s has %d steps, above the limit of %d (redis Config.MaxWorkflowSteps): %w", w.ID, n, b.cfg.MaxWorkflowSteps, broker.ErrWorkflowTooLarge)
+	}
+	if strings.ContainsAny(w.ID, "{}") {
+		return fmt.Errorf("%w: workflow ID %q contains '{' or '}'", errInvalidArg, w.ID)
+	}
+	queue := w.Steps[0].Task.Queue
+	var queues []string
+	for i := range w.Steps {
+		if q := w.Steps[i].Task.Queue; !slices.Contains(queues, q) {
+			queues = append(queues, q)
+		}
+	}
+	if len(queues) > 1 {
+		return fmt.Errorf("workflow %s has steps in queues %s: %w", w.ID, strings.Join(queues, ", "), ErrWorkflowQueues)
+	}
+	if err := validQueue(queue); err != nil {
+		return err
+	}
+	for i := range w.Steps {
+		if in := w.Steps[i].Input; in != nil && inputDepth(*in) > maxInputDepth {
+			return fmt.Errorf("%w: workflow %s: step %d's input lists are nested more than %d deep", errInvalidArg, w.ID, i, maxInputDepth)
+		}
+	}
+	if inputDepth(w.Output) > maxInputDepth {
+		return fmt.Errorf("%w: workflow %s: output lists are nested more than %d deep", errInvalidArg, w.ID, maxInputDepth)
+	}
+	tag, err := b.workflowShard(ctx, queue, w.ID)
+	if err != nil {
+		return wrapErr("create workflow", err)
+	}
+	now := b.cfg.Clock.Now()
+	args, err := workflowArgs(w, queue, now)
+	if err != nil {
+		return err
+	}
+
+	idx := workflowIndexKey(b.cfg.Prefix)
+	set, err := b.rdb.HSetNX(ctx, idx, w.ID, tag).Result()
+	if err != nil {
+		return wrapErr("create workflow", err)
+	}
+	if !set {
+		cur, err := b.rdb.HGet(ctx, idx, w.ID).Result()
+		if err != nil && !isNil(err) {
+			return wrapErr("create workflow", err)
+		}
+		if cur != tag {
+			n, err := b.rdb.Exists(ctx, workflowKey(b.cfg.Prefix, cur, w.ID)).Result()
+			if err != nil {
+				return wrapErr("create workflow", err)
+			}
+			if n > 0 {
+				return fmt.Errorf("workflow %q: %w", w.ID, broker.ErrTaskIDConflict)
+			}
+			// An entry left by a create that failed before its script
+			// ran: take it over.
+			if err := b.rdb.HSet(ctx, idx, w.ID, tag).Err(); err != nil {
+				return wrapErr("create workflow", err)
+			}
+			set = true
+		}
+	}
+	call := &scriptCall{script: scriptWfCreate, keys: b.keysFor(scriptWfCreate, tag), args: args}
+	var sadd *goredis.IntCmd
+	reg := b.toRegister([]string{queue})
+	var pre func(goredis.Pipeliner)
+	if len(reg) > 0 {
+		pre = func(p goredis.Pipeliner) { sadd = p.SAdd(ctx, queuesKey(b.cfg.Prefix), reg...) }
+	}
+	if err := b.runScriptsAcked(ctx, []*scriptCall{call}, pre); err != nil {
+		b.forgetRegistered(reg)
+		return wrapErr("create workflow", err)
+	}
+	if sadd != nil && sadd.Err() != nil {
+		b.forgetRegistered(reg)
+	}
+	res, err := call.cmd.Slice()
+	if err != nil {
+		return wrapErr("create workflow", err)
+	}
+	code, _ := res[0].(int64)
+	switch code {
+	case 1:
+		return fmt.Errorf("workflow %q: %w", w.ID, broker.ErrTaskIDConflict)
+	case 2:
+		if set {
+			b.rdb.HDel(ctx, idx, w.ID)
+		}
+		id, _ := res[1].(string)
+		return fmt.Errorf("workflow %q: step task %q: %w", w.ID, id, broker.ErrTaskIDConflict)
+	}
+	if call.notReplicated != nil {
+		return fmt.Errorf("create workflow %s: %w", w.ID, call.notReplicated)
+	}
+	return nil
 }
 
+// workflowArgs builds wf_create's ARGV: the workflow hash's fields, the
+// steps to enqueue now and the other steps' task IDs.
+func workflowArgs(w *broker.Workflow, queue string, now time.Time) ([]any, error) {
+	n := len(w.Steps)
+	remaining := make([]int, n)
+	deps := make([][]int, n)
+	for i := range w.Steps {
+		if in := w.Steps[i].Input; in != nil {
+			ds := in.Deps(nil)
+			remaining[i] = len(ds)
+			for _, d := range ds {
+				deps[d] = append(deps[d], i)
+			}
+		}
+	}
+	fields := []any{"st", "R", "q", queue, "n", n, "open", n, "out", inputSpec(w.Output),
+		"ret", int64(w.Retention), "cr", nanos(now)}
+	var starts, others []any
+	nstart := 0
+	var rec, depBuf []byte
+	for i := range w.Steps {
+		s := &w.Steps[i]
+		t := s.Task
+		t.Workflow, t.Step = w.ID, i
+		t.Retention = max(t.Retention, w.Retention)
+		t.ProcessAt = time.Time{}
+		if t.EnqueuedAt.IsZero() {
+			t.EnqueuedAt = now
+		}
+		si := strconv.Itoa(i)
+		depBuf = depBuf[:0]
+		for k, d := range deps[i] {
+			if k > 0 {
+				depBuf = append(depBuf, ',')
+			}
+			depBuf = strconv.AppendInt(depBuf, int64(d), 10)
+		}
+		var spec, tol, suffix, perr, prefix string
+		startNow := s.Input == nil || remaining[i] == 0
+		msg := ""
+		if s.Input != nil {
+			spec = inputSpec(*s.Input)
+			if s.Tolerant {
+				tol = "1"
+			}
+			final := t
+			final.Payload = nil
+			if t.Encoding == "args" {
+				p, _, err := broker.StepPayload(&t, json.RawMessage("0"))
+				if err != nil {
+					perr = err.Error()
+				} else {
+					suffix = string(p[len(`{"args":[0`):])
+				}
+			} else {
+				final.Encoding = "json"
+			}
+			prefix = string(encodeMsg(&final))
+			if startNow {
+				// An empty input list: the input is known now.
+				p, enc, err := broker.StepPayload(&t, broker.InputValue(*s.Input, s.Tolerant, nil))
+				if err != nil {
+					return nil, fmt.Errorf("%w: workflow %s: step %d has no inputs and cannot start: %v", errInvalidArg, w.ID, i, err)
+				}
+				t.Payload, t.Encoding = p, enc
+				msg = string(encodeMsg(&t))
+			}
+		} else {
+			msg = string(encodeMsg(&t))
+		}
+		rec = rec[:0]
+		for _, v := range [numStepFields]string{t.ID, t.Kind, string(depBuf), spec, tol, suffix, perr, prefix} {
+			rec = appendField(rec, v)
+		}
+		state := "w"
+		if startNow {
+			state = "e"
+		}
+		fields = append(fields, "c"+si, string(rec), "o"+si, string(encodeMsg(&s.Task)), "s"+si, state)
+		if !startNow {
+			fields = append(fields, "r"+si, remaining[i])
+			others = append(others, t.ID)
+		} else {
+			starts = append(starts, t.ID, i, msg)
+			nstart++
+		}
+	}
+	args := make([]any, 0, 3+len(fields)+len(starts)+len(others))
+	args = append(args, w.ID, len(fields)/2)
+	args = append(args, fields...)
+	args = append(args, nstart)
+	args = append(args, starts...)
+	return append(args, others...), nil
+}
+
+// workflowTag returns the hash tag of the shard holding workflow id, from
+// the global index.
+func (b *Broker) workflowTag(ctx context.Context, id string) (string, error) {
+	tag, err := b.rdb.HGet(ctx, workflowIndexKey(b.cfg.Prefix), id).Result()
+	if isNil(err) {
+		return "", fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
+	}
+	if err != nil {
+		return "", wrapErr("workflow", err)
+	}
+	return tag, nil
+}
+
+var wfStates = map[string]broker.WorkflowState{
+	"R": broker.WorkflowRunning, "C": broker.WorkflowCompleted, "F": broker.WorkflowFailed, "X": broker.WorkflowCancelled,
+}
+
+var stepStates = map[byte]broker.StepState{
+	'w': broker.StepWaiting, 'e': broker.StepEnqueued, 'c': broker.StepCompleted, 'f': broker.StepFailed, 'x': broker.StepCancelled,
+}
+
+// GetWorkflow implements broker.Workflower in one script call.
 func (b *Broker) GetWorkflow(ctx context.Context, id string) (*broker.Workflow, error) {
-	return broker.Unsupported{}.GetWorkflow(ctx, id)
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	tag, err := b.workflowTag(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	res, err := scriptWfGet.Run(ctx, b.rdb, b.keysFor(scriptWfGet, tag), id).Slice()
+	if err != nil {
+		return nil, wrapErr("get workflow", err)
+	}
+	if len(res) == 0 {
+		return nil, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
+	}
+	if len(res) != 2 {
+		return nil, fmt.Errorf("%w: workflow %s reply", errCorrupt, id)
+	}
+	all, _ := res[0].([]any)
+	tasks, _ := res[1].([]any)
+	return decodeWorkflow(id, all, tasks)
 }
 
+func decodeWorkflow(id string, all, tasks []any) (*broker.Workflow, error) {
+	bad := func(what string) (*broker.Workflow, error) {
+		return nil, fmt.Errorf("%w: workflow %s: %s", errCorrupt, id, what)
+	}
+	h := make(map[string]string, len(all)/2)
+	for i := 0; i+1 < len(all); i += 2 {
+		k, _ := all[i].(string)
+		v, _ := all[i+1].(string)
+		h[k] = v
+	}
+	n, err := strconv.Atoi(h["n"])
+	if err != nil || n < 1 || n > len(h) {
+		return bad("step count")
+	}
+	w := &broker.Workflow{ID: id, State: wfStates[h["st"]], Error: h["err"]}
+	if w.State == "" {
+		return bad("state")
+	}
+	if w.Output, err = parseInputSpec(h["out"]); err != nil {
+		return nil, err
+	}
+	ret, _ := strconv.ParseInt(h["ret"], 10, 64)
+	cr, _ := strconv.ParseInt(h["cr"], 10, 64)
+	fin, _ := strconv.ParseInt(h["fin"], 10, 64)
+	w.Retention, w.CreatedAt, w.FinishedAt = time.Duration(ret), fromNanos(cr), fromNanos(fin)
+	if r, ok := h["res"]; ok && w.State == broker.WorkflowCompleted {
+		w.Result = []byte(r)
+	}
+	queue := h["q"]
+	w.Steps = make([]broker.WorkflowStep, n)
+	for i := range w.Steps {
+		si := strconv.Itoa(i)
+		s := &w.Steps[i]
+		rec, err := splitFields(h["c"+si])
+		if err != nil || len(rec) != numStepFields {
+			return bad("step " + si + " record")
+		}
+		if err := decodeMsg(h["o"+si], &s.Task); err != nil {
+			return bad("step " + si + " task: " + err.Error())
+		}
+		s.Task.ID, s.Task.Queue = rec[fID], queue
+		if rec[fInput] != "" {
+			in, err := parseInputSpec(rec[fInput])
+			if err != nil {
+				return nil, err
+			}
+			s.Input = &in
+		}
+		s.Tolerant = rec[fTolerant] == "1"
+		st := h["s"+si]
+		if st == "" || stepStates[st[0]] == "" {
+			return bad("step " + si + " state")
+		}
+		s.State = stepStates[st[0]]
+		if len(st) > 1 {
+			s.Attempts, _ = strconv.Atoi(st[1:])
+		}
+		if r, ok := h["res"+si]; ok {
+			s.Result = []byte(r)
+		}
+		s.Error = h["e"+si]
+	}
+	for i := 0; i+2 < len(tasks); i += 3 {
+		si, _ := tasks[i].(string)
+		k, err := strconv.Atoi(si)
+		if err != nil || k < 0 || k >= n {
+			return bad("enqueued step")
+		}
+		s := &w.Steps[k]
+		if meta, ok := tasks[i+1].(string); ok {
+			var t broker.Task
+			if err := decodeMeta(meta, &t); err != nil {
+				return bad("step " + si + " task meta")
+			}
+			s.TaskState, s.Attempts = t.State, t.Attempts
+		} else if exists, _ := tasks[i+2].(int64); exists == 1 {
+			s.TaskState = broker.StatePending
+		}
+	}
+	return w, nil
+}
+
+// AwaitWorkflow implements broker.Workflower: it polls the workflow's
+// state (one HGET) with a backoff from 1 ms to 100 ms, then reads it whole.
 func (b *Broker) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow, error) {
-	return broker.Unsupported{}.AwaitWorkflow(ctx, id)
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	tag, err := b.workflowTag(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	key := workflowKey(b.cfg.Prefix, tag, id)
+	delay := time.Millisecond
+	for {
+		st, err := b.rdb.HGet(ctx, key, "st").Result()
+		switch {
+		case isNil(err):
+			return nil, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil:
+			return nil, wrapErr("await workflow", err)
+		case st != "R":
+			return b.GetWorkflow(ctx, id)
+		}
+		if b.closed.Load() {
+			return nil, broker.ErrClosed
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+		delay = min(delay*2, 100*time.Millisecond)
+	}
 }
 
+// CancelWorkflow implements broker.Workflower in one script call.
 func (b *Broker) CancelWorkflow(ctx context.Context, id string) error {
-	return broker.Unsupported{}.CancelWorkflow(ctx, id)
+	if err := b.check(); err != nil {
+		return err
+	}
+	tag, err := b.workflowTag(ctx, id)
+	if err != nil {
+		return err
+	}
+	now := b.cfg.Clock.Now()
+	res, err := scriptWfCancel.Run(ctx, b.rdb, b.keysFor(scriptWfCancel, tag), id,
+		strconv.FormatInt(nanos(now), 10), strconv.FormatInt(millis(now), 10)).Slice()
+	if err != nil {
+		return wrapErr("cancel workflow", err)
+	}
+	code, _ := res[0].(int64)
+	switch code {
+	case -1:
+		return fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
+	case -2:
+		st := ""
+		if len(res) > 1 {
+			s, _ := res[1].(string)
+			st = string(wfStates[s])
+		}
+		return fmt.Errorf("cancel workflow %q: it is %s: %w", id, st, broker.ErrInvalidState)
+	}
+	return nil
 }

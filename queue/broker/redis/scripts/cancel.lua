@@ -1,9 +1,11 @@
---! keys: meta msg pending scheduled retry dead errors active cancels tasklocks locks
--- Cancel: ARGV id, nowMs, errorRecord. A pending, scheduled or retry task
--- goes dead with errorRecord (Attempts unchanged); an active one is
--- flagged in cancels. Reply: the state letter the task was in, -1 not
--- found, or -2 (with the letter) for dead and completed tasks.
+--! keys: meta msg pending scheduled retry dead errors active cancels tasklocks locks notify wfsteps wfdone
+-- Cancel: ARGV id, nowMs, errorRecord, nowNs. A pending, scheduled or
+-- retry task goes dead with errorRecord (Attempts unchanged), and if it is
+-- a workflow step its step is cancelled; an active one is flagged in
+-- cancels. Reply: the state letter the task was in, -1 not found, or -2
+-- (with the letter) for dead and completed tasks.
 local id, nowMs, rec = ARGV[1], ARGV[2], ARGV[3]
+WF.nowNs, WF.nowMs = ARGV[4], tonumber(nowMs)
 local m = parse(redis.call('HGET', K_META, id))
 if not m then
   -- No meta: a fresh pending task, or nothing.
@@ -30,4 +32,6 @@ m.s = 'd'
 redis.call('HSET', K_META, id, fmt(m))
 zadd(K_DEAD, {nowMs, id})
 unlock({id})
+local link = wfLink(id)
+if link then wfErrorEnd(link, rec, m.a) end
 return {0, was}

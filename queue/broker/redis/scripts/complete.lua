@@ -1,31 +1,40 @@
---! keys: meta active msg errors results completed tasklocks locks cancels +stats
--- Complete: ARGV nowNs, nowMs, then (id, token, result) triples. Tasks with
--- a retention are kept until nowMs + retention, others deleted. Reply: per
--- item 0 done, 1 lease lost. The attempt counts (Attempts+1) on kept tasks.
+--! keys: meta active msg errors results completed tasklocks locks cancels wfsteps pending notify scheduled retry dead wfdone +stats
+-- Complete: ARGV nowNs, nowMs, then (id, token, result, alt) runs. Tasks
+-- with a retention are kept until nowMs + retention, others deleted.
+-- Reply: per item 0 done, 1 lease lost. The attempt counts (Attempts+1)
+-- on kept tasks. alt is the result's JSON forms for workflow steps
+-- (wfLeaf); a task that is a workflow step moves its workflow on, in
+-- this script.
 local now, nowMs = ARGV[1], tonumber(ARGV[2])
-local n = (#ARGV - 2) / 3
+local n = (#ARGV - 2) / 4
 local ids = {}
-for i = 1, n do ids[i] = ARGV[3 * i] end
+for i = 1, n do ids[i] = ARGV[4 * i - 1] end
 local metas = hmget(K_META, ids)
 local out, done, gone, errs, keep, results, zc = {}, {}, {}, {}, {}, {}, {}
+local steps = {}
+local anySteps = redis.call('HLEN', K_WFSTEPS) > 0
 for i = 1, n do
   local id, v = ids[i], metas[i]
   -- Only state, attempts, retention and token matter here; the full parse
   -- is for the rarer tasks that are kept.
   local s, a, ret, tk
   if v then s, a, ret, tk = string.match(v, '^(%a),(%d+),[^,]*,(%d+),(%d+),') end
-  if s ~= 'a' or tk ~= ARGV[3 * i + 1] then
+  if s ~= 'a' or tk ~= ARGV[4 * i] then
     out[i] = 1
   else
     metas[i] = false -- a second ack of the same ID in this call is lost
     done[#done + 1] = id
+    local res = ARGV[4 * i + 1]
+    if anySteps then
+      local link = redis.call('HGET', K_WFSTEPS, id)
+      if link then steps[#steps + 1] = {link, res, ARGV[4 * i + 2], tonumber(a) + 1} end
+    end
     ret = tonumber(ret)
     if ret > 0 then
       local m = parse(v)
       m.s, m.a, m.ca, m.lu, m.w = 'c', m.a + 1, now, '0', ''
       keep[#keep + 1] = id
       keep[#keep + 1] = fmt(m)
-      local res = ARGV[3 * i + 2]
       if res ~= '' then
         results[#results + 1] = id
         results[#results + 1] = res
@@ -48,6 +57,7 @@ end
 if #gone > 0 then
   chunked('HDEL', K_MSG, gone)
   chunked('HDEL', K_META, gone)
+  if anySteps then chunked('HDEL', K_WFSTEPS, gone) end
 end
 if #errs > 0 then chunked('HDEL', K_ERRORS, errs) end
 if #keep > 0 then
@@ -55,4 +65,8 @@ if #keep > 0 then
   zadd(K_COMPLETED, zc)
 end
 if #results > 0 then chunked('HSET', K_RESULTS, results) end
+if #steps > 0 then
+  WF.nowNs, WF.nowMs = now, nowMs
+  for _, st in ipairs(steps) do wfTaskEnded(st[1], 'c', st[2], st[3], '', st[4]) end
+end
 return out

@@ -1,6 +1,8 @@
---! keys: meta msg pending scheduled retry dead completed errors results tasklocks locks
--- Delete: ARGV id. Reply: 0 deleted, -1 not found, -2 active.
+--! keys: meta msg pending scheduled retry dead completed errors results tasklocks locks wfsteps notify active cancels wfdone
+-- Delete: ARGV id, nowNs, nowMs. Reply: 0 deleted, -1 not found, -2
+-- active. Deleting a workflow step's unfinished task fails its step.
 local id = ARGV[1]
+WF.nowNs, WF.nowMs = ARGV[2], tonumber(ARGV[3])
 local m = parse(redis.call('HGET', K_META, id))
 if not m then
   -- No meta: a fresh pending task, or nothing.
@@ -15,5 +17,7 @@ else
   redis.call('ZREM', key, id)
 end
 unlock({id})
+local link = wfLink(id)
 forget(id)
+if link then wfTaskEnded(link, 'g', nil, nil, '', m.a) end
 return 0

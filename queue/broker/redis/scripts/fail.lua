@@ -1,12 +1,14 @@
---! keys: meta errors active dead retry pending notify tasklocks locks cancels +stats
--- Fail: ARGV nowMs, cancelRecord, then (id, token, errorRecord, retryAtMs,
--- dead) runs. retryAtMs <= nowMs means pending at once. A task flagged for
--- cancellation goes dead, with cancelRecord unless the worker's error is
--- already of kind cancelled. Reply: per item 0 done, 1 lease lost.
+--! keys: meta errors active dead retry pending notify tasklocks locks cancels msg scheduled wfsteps wfdone +stats
+-- Fail: ARGV nowMs, cancelRecord, nowNs, then (id, token, errorRecord,
+-- retryAtMs, dead) runs. retryAtMs <= nowMs means pending at once. A task
+-- flagged for cancellation goes dead, with cancelRecord unless the
+-- worker's error is already of kind cancelled. A workflow step that goes
+-- dead moves its workflow on. Reply: per item 0 done, 1 lease lost.
 local nowMs = tonumber(ARGV[1])
+WF.nowNs, WF.nowMs = ARGV[3], nowMs
 local out = {}
 local woke, failed = 0, 0
-for i = 3, #ARGV, 5 do
+for i = 4, #ARGV, 5 do
   local id = ARGV[i]
   local m = parse(redis.call('HGET', K_META, id))
   if not m or m.s ~= 'a' or m.tk ~= ARGV[i + 1] then
@@ -37,6 +39,10 @@ for i = 3, #ARGV, 5 do
     end
     m.lu, m.w = '0', ''
     redis.call('HSET', K_META, id, fmt(m))
+    if dead then
+      local link = wfLink(id)
+      if link then wfErrorEnd(link, rec, m.a) end
+    end
     out[#out + 1] = 0
   end
 end

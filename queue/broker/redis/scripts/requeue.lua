@@ -1,11 +1,13 @@
---! keys: meta active pending notify errors dead tasklocks locks cancels
--- Requeue: ARGV nowMs, cancelRecord, then (id, token) pairs. Active tasks go back
--- to the tail of pending without counting an attempt; those flagged for
--- cancellation go dead with cancelRecord. Reply: per item 0 done, 1 lease
--- lost.
+--! keys: meta active pending notify errors dead tasklocks locks cancels msg scheduled retry wfsteps wfdone
+-- Requeue: ARGV nowMs, cancelRecord, nowNs, then (id, token) pairs.
+-- Active tasks go back to the tail of pending without counting an
+-- attempt; those flagged for cancellation go dead with cancelRecord (a
+-- workflow step's step is then cancelled). Reply: per item 0 done, 1
+-- lease lost.
+WF.nowNs, WF.nowMs = ARGV[3], tonumber(ARGV[1])
 local out = {}
 local woke = 0
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local id = ARGV[i]
   local m = parse(redis.call('HGET', K_META, id))
   if not m or m.s ~= 'a' or m.tk ~= ARGV[i + 1] then
@@ -20,6 +22,8 @@ for i = 3, #ARGV, 2 do
       redis.call('HSET', K_META, id, fmt(m))
       zadd(K_DEAD, {ARGV[1], id})
       unlock({id})
+      local link = wfLink(id)
+      if link then wfErrorEnd(link, ARGV[2], m.a) end
     else
       m.s = 'p'
       redis.call('HSET', K_META, id, fmt(m))
