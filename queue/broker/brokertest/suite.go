@@ -102,6 +102,14 @@ var cases = []testCase{
 	{"WorkflowChord", broker.CapWorkflows, testWorkflowChord},
 	{"WorkflowFailure", broker.CapWorkflows, testWorkflowFailure},
 	{"WorkflowGroupRace", broker.CapWorkflows, testWorkflowGroupRace},
+	{"WorkflowResultPassing", broker.CapWorkflows, testWorkflowResultPassing},
+	{"WorkflowNested", broker.CapWorkflows, testWorkflowNested},
+	{"WorkflowDeadStep", broker.CapWorkflows, testWorkflowDeadStep},
+	{"WorkflowCancel", broker.CapWorkflows, testWorkflowCancel},
+	{"WorkflowStaleLease", broker.CapWorkflows, testWorkflowStaleLease},
+	{"WorkflowDeleteStep", broker.CapWorkflows, testWorkflowDeleteStep},
+	{"WorkflowLargeGroup", broker.CapWorkflows, testWorkflowLargeGroup},
+	{"WorkflowRetention", broker.CapWorkflows, testWorkflowRetention},
 	{"Close", 0, testClose},
 }
 

@@ -1,10 +1,13 @@
 package brokertest
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/conqhq/conq/queue/broker"
 )
@@ -167,5 +170,391 @@ func testWorkflowGroupRace(s *suite) {
 		if err != nil || w.State != broker.WorkflowCompleted {
 			s.t.Fatalf("workflow r%d = %v, %v", i, w.State, err)
 		}
+	}
+}
+
+// stepTask is a step's task template in queue q.
+func stepTask(id, kind, q string, payload string, enc string) broker.Task {
+	t := broker.Task{ID: id, Kind: kind, Queue: q, Encoding: enc, MaxRetries: 2}
+	if payload != "" {
+		t.Payload = []byte(payload)
+	}
+	return t
+}
+
+func in(step int) *broker.Input { return &broker.Input{Step: step} }
+
+func list(xs ...broker.Input) broker.Input { return broker.Input{Step: -1, List: xs} }
+
+func leaf(i int) broker.Input { return broker.Input{Step: i} }
+
+// brokerResult reads step results as the broker recorded them.
+func brokerResult(w *broker.Workflow) func(int) broker.StepResult {
+	return func(i int) broker.StepResult {
+		st := &w.Steps[i]
+		return broker.StepResult{OK: st.State == broker.StepCompleted, Result: st.Result, Error: st.Error}
+	}
+}
+
+// driveWorkflow runs w's steps in queue q as they come, finishing step i
+// with outcome[i] ("!msg" fails it dead with msg, anything else completes
+// it with that result); every payload must be what broker.InputValue and
+// broker.StepPayload make of the step results the broker recorded, and the
+// workflow's result what InputValue makes of its output. It returns the
+// finished workflow.
+func (s *suite) driveWorkflow(w *broker.Workflow, q string, outcome map[int]string) *broker.Workflow {
+	s.t.Helper()
+	b, ctx := s.b, s.ctx
+	ran := map[int]bool{}
+	for {
+		ts := s.fetch(100, q)
+		if len(ts) == 0 {
+			break
+		}
+		for _, t := range ts {
+			if t.Workflow != w.ID || ran[t.Step] {
+				s.t.Fatalf("fetched %s (workflow %q step %d): not a step of %s still to run", t.ID, t.Workflow, t.Step, w.ID)
+			}
+			ran[t.Step] = true
+			cur, err := b.GetWorkflow(ctx, w.ID)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			st := w.Steps[t.Step]
+			want, enc := st.Task.Payload, st.Task.Encoding
+			if st.Input != nil {
+				want, enc, err = broker.StepPayload(&st.Task, broker.InputValue(*st.Input, st.Tolerant, brokerResult(cur)))
+				if err != nil {
+					s.t.Fatal(err)
+				}
+			}
+			if string(t.Payload) != string(want) || t.Encoding != enc {
+				s.t.Fatalf("step %d (%s) payload %q encoding %q, want %q %q", t.Step, t.Kind, t.Payload, t.Encoding, want, enc)
+			}
+			if o := outcome[t.Step]; len(o) > 0 && o[0] == '!' {
+				err = b.Fail(ctx, broker.Failure{LeaseRef: t.Ref(), Error: broker.AttemptError{Message: o[1:]}, Dead: true})
+			} else {
+				err = b.Complete(ctx, broker.Ack{LeaseRef: t.Ref(), Result: []byte(o)})
+			}
+			if err != nil {
+				s.t.Fatal(err)
+			}
+		}
+	}
+	got, err := b.AwaitWorkflow(ctx, w.ID)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if got.State == broker.WorkflowCompleted {
+		if want := broker.InputValue(w.Output, false, brokerResult(got)); string(got.Result) != string(want) {
+			s.t.Fatalf("workflow result %q, want %q", got.Result, want)
+		}
+	}
+	return got
+}
+
+// testWorkflowResultPassing: results of every form (JSON with spaces and
+// HTML characters, not JSON, invalid UTF-8, empty) reach json and args
+// steps, through nested lists, exactly as broker.InputValue builds them.
+func testWorkflowResultPassing(s *suite) {
+	const q = "rp"
+	w := &broker.Workflow{ID: "rp1", Steps: []broker.WorkflowStep{
+		{Task: stepTask("rp1.0", "a", q, "null", "json")},
+		{Task: stepTask("rp1.1", "b", q, "", "json"), Input: in(0)},
+		{Task: stepTask("rp1.2", "c", q, `{"args": [7, "z<"], "kwargs": {"k": 1, "a": "&"}}`, "args"), Input: &broker.Input{Step: -1, List: []broker.Input{leaf(0), leaf(1)}}},
+		{Task: stepTask("rp1.3", "d", q, "", ""), Input: &broker.Input{Step: -1, List: []broker.Input{list(leaf(0), leaf(2)), leaf(1), list()}}},
+		{Task: stepTask("rp1.4", "e", q, `{"args":[]}`, "args"), Input: in(0)},
+		{Task: stepTask("rp1.5", "f", q, "", "raw"), Input: in(2)},
+	}, Output: list(leaf(3), leaf(0), leaf(5), leaf(4))}
+	if err := s.b.CreateWorkflow(s.ctx, w); err != nil {
+		s.t.Fatal(err)
+	}
+	got := s.driveWorkflow(w, q, map[int]string{
+		0: "  {\"x\": \"<b>&\u2028\",  \"y\":[1, 2]}\n",
+		1: "not json \xff \"q\" <",
+		2: "",
+		3: `[1,2]`,
+		4: "\"\xe2\x80\xa9\"",
+		5: "3.5",
+	})
+	if got.State != broker.WorkflowCompleted {
+		s.t.Fatalf("workflow = %s %q", got.State, got.Error)
+	}
+	for i, st := range got.Steps {
+		if st.State != broker.StepCompleted || st.Task.ID != w.Steps[i].Task.ID || st.Task.Kind != w.Steps[i].Task.Kind {
+			s.t.Fatalf("step %d = %+v", i, st)
+		}
+	}
+	// A step with an empty input list starts at once, with input [].
+	e := &broker.Workflow{ID: "rp2", Steps: []broker.WorkflowStep{
+		{Task: stepTask("rp2.0", "a", q, "", "json"), Input: &broker.Input{Step: -1}},
+	}, Output: leaf(0)}
+	if err := s.b.CreateWorkflow(s.ctx, e); err != nil {
+		s.t.Fatal(err)
+	}
+	if got := s.driveWorkflow(e, q, map[int]string{0: "1"}); got.State != broker.WorkflowCompleted || string(got.Result) != "1" {
+		s.t.Fatalf("empty-input workflow = %s %q", got.State, got.Result)
+	}
+}
+
+// testWorkflowNested: a chord whose header holds a chain and a group, a
+// body, then a group after it; the workflow's output is a group.
+func testWorkflowNested(s *suite) {
+	const q = "nest"
+	w := &broker.Workflow{ID: "n1", Steps: []broker.WorkflowStep{
+		{Task: stepTask("n1.0", "chain.a", q, `{"args":[1]}`, "args")},
+		{Task: stepTask("n1.1", "chain.b", q, `{"args":[]}`, "args"), Input: in(0)},
+		{Task: stepTask("n1.2", "group.c", q, "", "json")},
+		{Task: stepTask("n1.3", "group.d", q, "", "json")},
+		{Task: stepTask("n1.4", "body", q, "", "json"), Input: &broker.Input{Step: -1, List: []broker.Input{leaf(1), list(leaf(2), leaf(3))}}},
+		{Task: stepTask("n1.5", "after.x", q, `{"args":[0],"kwargs":{"b":2}}`, "args"), Input: in(4)},
+		{Task: stepTask("n1.6", "after.y", q, "", "json"), Input: in(4)},
+	}, Output: list(leaf(5), leaf(6))}
+	if err := s.b.CreateWorkflow(s.ctx, w); err != nil {
+		s.t.Fatal(err)
+	}
+	got := s.driveWorkflow(w, q, map[int]string{0: "10", 1: "11", 2: `"c"`, 3: `{"d": true}`, 4: "[4]", 5: "5", 6: "6"})
+	if got.State != broker.WorkflowCompleted || string(got.Result) != "[5,6]" {
+		s.t.Fatalf("nested workflow = %s %q %q", got.State, got.Result, got.Error)
+	}
+}
+
+// testWorkflowDeadStep: a dead step cancels what follows it, each with
+// the reason; a tolerant body gets the errors beside the results (a kind
+// and a message with characters JSON escapes); the workflow fails with the
+// reason of the failure that reached a step nothing depends on.
+func testWorkflowDeadStep(s *suite) {
+	b, ctx := s.b, s.ctx
+	const q = "dead"
+	w := &broker.Workflow{ID: "d1", Steps: []broker.WorkflowStep{
+		{Task: stepTask("d1.0", "a", q, "", "json")},
+		{Task: stepTask("d1.1", "b", q, "", "json"), Input: in(0)},
+		{Task: stepTask("d1.2", "c", q, "", "json"), Input: in(1)},
+	}, Output: leaf(2)}
+	if err := b.CreateWorkflow(ctx, w); err != nil {
+		s.t.Fatal(err)
+	}
+	got := s.driveWorkflow(w, q, map[int]string{0: "!boom"})
+	r0 := "step 0 (a) failed: boom"
+	r1 := "step 1 (b) cancelled: cancelled: " + r0
+	r2 := "step 2 (c) cancelled: cancelled: " + r1
+	if got.State != broker.WorkflowFailed || got.Error != r2 {
+		s.t.Fatalf("workflow = %s %q, want failed %q", got.State, got.Error, r2)
+	}
+	for i, want := range []struct {
+		st  broker.StepState
+		err string
+	}{{broker.StepFailed, "boom"}, {broker.StepCancelled, "cancelled: " + r0}, {broker.StepCancelled, "cancelled: " + r1}} {
+		if st := got.Steps[i]; st.State != want.st || st.Error != want.err {
+			s.t.Fatalf("step %d = %s %q, want %s %q", i, st.State, st.Error, want.st, want.err)
+		}
+	}
+
+	kind := "k<&>\u2028\xff\"\\\t"
+	t := &broker.Workflow{ID: "d2", Steps: []broker.WorkflowStep{
+		{Task: stepTask("d2.0", kind, q, "", "json")},
+		{Task: stepTask("d2.1", "m1", q, "", "json")},
+		{Task: stepTask("d2.2", "after0", q, "", "json"), Input: in(0)},
+		{Task: stepTask("d2.3", "after1", q, "", "json"), Input: in(1)},
+		{Task: stepTask("d2.4", "body", q, `{"args":[]}`, "args"), Tolerant: true,
+			Input: &broker.Input{Step: -1, List: []broker.Input{list(leaf(2), leaf(3)), leaf(1), leaf(0)}}},
+	}, Output: leaf(4)}
+	if err := b.CreateWorkflow(ctx, t); err != nil {
+		s.t.Fatal(err)
+	}
+	got = s.driveWorkflow(t, q, map[int]string{0: "!bad <\"é\"> \u2028 \x01", 1: "[1, 2]", 3: "", 4: `"ok"`})
+	if got.State != broker.WorkflowCompleted || string(got.Result) != `"ok"` {
+		s.t.Fatalf("tolerant workflow = %s %q %q", got.State, got.Result, got.Error)
+	}
+	if st := got.Steps[2]; st.State != broker.StepCancelled || st.Error != "cancelled: step 0 ("+kind+") failed: bad <\"é\"> \u2028 \x01" {
+		s.t.Fatalf("step 2 = %s %q", st.State, st.Error)
+	}
+}
+
+// testWorkflowCancel: cancelling a workflow cancels its pending steps at
+// once and flags its running ones, whose end then counts as cancelled.
+func testWorkflowCancel(s *suite) {
+	b, ctx := s.b, s.ctx
+	const q = "wcancel"
+	if err := b.CreateWorkflow(ctx, chordWorkflow("wc", q, 2, false)); err != nil {
+		s.t.Fatal(err)
+	}
+	running := s.fetchOne(q)
+	if err := b.CancelWorkflow(ctx, "wc"); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := b.CancelWorkflow(ctx, "wc"); !errors.Is(err, broker.ErrInvalidState) {
+		s.t.Fatalf("second CancelWorkflow = %v, want ErrInvalidState", err)
+	}
+	if err := b.CancelWorkflow(ctx, "nope"); !errors.Is(err, broker.ErrTaskNotFound) {
+		s.t.Fatalf("CancelWorkflow(unknown) = %v, want ErrTaskNotFound", err)
+	}
+	w, err := b.GetWorkflow(ctx, "wc")
+	if err != nil || w.State != broker.WorkflowCancelled || w.Error != "workflow cancelled" {
+		s.t.Fatalf("cancelled workflow = %+v, %v", w, err)
+	}
+	other := 1 - running.Step
+	if st := w.Steps[other]; st.State != broker.StepCancelled || st.Error != "workflow cancelled: workflow cancelled" {
+		s.t.Fatalf("pending step = %s %q", st.State, st.Error)
+	}
+	if st := w.Steps[2]; st.State != broker.StepCancelled || st.Error != "cancelled: workflow cancelled" {
+		s.t.Fatalf("waiting step = %s %q", st.State, st.Error)
+	}
+	if st := w.Steps[running.Step]; st.State != broker.StepEnqueued || st.TaskState != broker.StateActive {
+		s.t.Fatalf("running step = %s (task %s)", st.State, st.TaskState)
+	}
+	s.wantState(q, w.Steps[other].Task.ID, broker.StateDead)
+	res, err := b.ExtendLeases(ctx, broker.ExtendParams{Leases: []broker.LeaseRef{running.Ref()}, Lease: lease})
+	if err != nil || len(res.Cancelled) != 1 {
+		s.t.Fatalf("ExtendLeases = %+v, %v; want the running step flagged", res, err)
+	}
+	if err := b.Fail(ctx, broker.Failure{LeaseRef: running.Ref(), Error: broker.AttemptError{Message: "stopped"}}); err != nil {
+		s.t.Fatal(err)
+	}
+	w, err = b.GetWorkflow(ctx, "wc")
+	if err != nil || w.Steps[running.Step].State != broker.StepCancelled {
+		s.t.Fatalf("running step after its end = %+v, %v", w.Steps[running.Step], err)
+	}
+	if ts := s.fetch(10, q); len(ts) != 0 {
+		s.t.Fatalf("fetched %v after the cancel", ids(ts))
+	}
+}
+
+// testWorkflowStaleLease: a member whose lease expired and that runs
+// again advances the workflow once, from its new lease only.
+func testWorkflowStaleLease(s *suite) {
+	b, ctx := s.b, s.ctx
+	const q = "stale"
+	w := chordWorkflow("st", q, 2, false)
+	for i := range w.Steps {
+		w.Steps[i].Task.MaxRetries = 3
+	}
+	if err := b.CreateWorkflow(ctx, w); err != nil {
+		s.t.Fatal(err)
+	}
+	old := s.fetchN(2, q)
+	s.clock.Advance(lease + time.Second)
+	if n, err := b.Recover(ctx); err != nil || n != 2 {
+		s.t.Fatalf("Recover = %d, %v", n, err)
+	}
+	fresh := s.fetchN(2, q)
+	for id, t := range old {
+		if err := b.Complete(ctx, broker.Ack{LeaseRef: t.Ref(), Result: []byte("0")}); !errors.Is(err, broker.ErrLeaseLost) {
+			s.t.Fatalf("Complete with the lost lease of %s = %v, want ErrLeaseLost", id, err)
+		}
+	}
+	if ts := s.fetch(10, q); len(ts) != 0 {
+		s.t.Fatalf("stale completions advanced the workflow: fetched %v", ids(ts))
+	}
+	for _, t := range fresh {
+		if err := b.Complete(ctx, broker.Ack{LeaseRef: t.Ref(), Result: []byte(strconv.Itoa(t.Step + 1))}); err != nil {
+			s.t.Fatal(err)
+		}
+		if err := b.Complete(ctx, broker.Ack{LeaseRef: t.Ref(), Result: []byte("9")}); err == nil {
+			s.t.Fatal("a second Complete of the same lease succeeded")
+		}
+	}
+	body := s.fetch(10, q)
+	if len(body) != 1 || string(body[0].Payload) != "[1,2]" {
+		s.t.Fatalf("body = %v", body)
+	}
+	if got, err := b.GetWorkflow(ctx, "st"); err != nil || got.Steps[0].Attempts != 2 || got.Steps[1].Attempts != 2 {
+		s.t.Fatalf("members after a lost lease: %+v, %v; want 2 attempts each", got, err)
+	}
+}
+
+// testWorkflowDeleteStep: deleting a waiting step's task fails its step;
+// a workflow that cannot progress is failed, never stuck.
+func testWorkflowDeleteStep(s *suite) {
+	b, ctx := s.b, s.ctx
+	const q = "wdel"
+	w := &broker.Workflow{ID: "del", Steps: []broker.WorkflowStep{
+		{Task: stepTask("del.0", "a", q, "", "json")},
+		{Task: stepTask("del.1", "b", q, "", "json"), Input: in(0)},
+	}, Output: leaf(1)}
+	if err := b.CreateWorkflow(ctx, w); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := b.DeleteTask(ctx, q, "del.0"); err != nil {
+		s.t.Fatal(err)
+	}
+	got, err := b.AwaitWorkflow(ctx, "del")
+	want := "step 1 (b) cancelled: cancelled: step 0 (a) failed: task deleted"
+	if err != nil || got.State != broker.WorkflowFailed || got.Error != want {
+		s.t.Fatalf("workflow = %+v, %v; want failed %q", got, err, want)
+	}
+}
+
+// testWorkflowLargeGroup: a chord of 10,000 members, completed in
+// batches; the body gets all 10,000 results in order.
+func testWorkflowLargeGroup(s *suite) {
+	b, ctx := s.b, s.ctx
+	const q, n = "large", 10_000
+	if err := b.CreateWorkflow(ctx, chordWorkflow("big", q, n, false)); err != nil {
+		s.t.Fatal(err)
+	}
+	done := 0
+	for done < n {
+		ts := s.fetch(1000, q)
+		if len(ts) == 0 {
+			s.t.Fatalf("only %d members fetched", done)
+		}
+		acks := make([]broker.Ack, len(ts))
+		for i, t := range ts {
+			if t.Kind != "member" {
+				s.t.Fatalf("fetched %s before every member completed", t.ID)
+			}
+			acks[i] = broker.Ack{LeaseRef: t.Ref(), Result: []byte(strconv.Itoa(t.Step))}
+		}
+		if err := b.Complete(ctx, acks...); err != nil {
+			s.t.Fatal(err)
+		}
+		done += len(ts)
+	}
+	body := s.fetch(10, q)
+	if len(body) != 1 {
+		s.t.Fatalf("body fetched %d times", len(body))
+	}
+	var got []int
+	if err := json.Unmarshal(body[0].Payload, &got); err != nil || len(got) != n || got[0] != 0 || got[n-1] != n-1 {
+		s.t.Fatalf("body payload of %d bytes: %d results, %v", len(body[0].Payload), len(got), err)
+	}
+	if err := b.Complete(ctx, broker.Ack{LeaseRef: body[0].Ref(), Result: []byte("1")}); err != nil {
+		s.t.Fatal(err)
+	}
+	if w, err := b.AwaitWorkflow(ctx, "big"); err != nil || w.State != broker.WorkflowCompleted {
+		s.t.Fatalf("large chord = %v, %v", w.State, err)
+	}
+}
+
+// testWorkflowRetention: a finished workflow is kept for its Retention,
+// then Cleanup deletes it.
+func testWorkflowRetention(s *suite) {
+	b, ctx := s.b, s.ctx
+	const q = "wret"
+	w := chordWorkflow("ret", q, 1, false)
+	w.Retention = time.Minute
+	if err := b.CreateWorkflow(ctx, w); err != nil {
+		s.t.Fatal(err)
+	}
+	if got := s.driveWorkflow(w, q, nil); got.State != broker.WorkflowCompleted {
+		s.t.Fatalf("workflow = %s", got.State)
+	}
+	if _, err := b.Cleanup(ctx); err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := b.GetWorkflow(ctx, "ret"); err != nil {
+		s.t.Fatalf("workflow gone before its retention: %v", err)
+	}
+	s.clock.Advance(2 * time.Minute)
+	if _, err := b.Cleanup(ctx); err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := b.GetWorkflow(ctx, "ret"); !errors.Is(err, broker.ErrTaskNotFound) {
+		s.t.Fatalf("GetWorkflow after retention and Cleanup = %v, want ErrTaskNotFound", err)
+	}
+	// Its ID is free again.
+	if err := b.CreateWorkflow(ctx, chordWorkflow("ret", q, 1, false)); err != nil {
+		s.t.Fatalf("CreateWorkflow with the ID of a cleaned-up workflow: %v", err)
 	}
 }

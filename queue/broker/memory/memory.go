@@ -30,6 +30,11 @@ type Config struct {
 	// Clock tells the broker's time: leases, schedules and retention all
 	// follow it. Default: the wall clock.
 	Clock broker.Clock
+
+	// MaxWorkflowSteps caps the steps of one workflow: CreateWorkflow
+	// refuses a larger one with broker.ErrWorkflowTooLarge. Default
+	// broker.DefaultMaxWorkflowSteps (100,000).
+	MaxWorkflowSteps int
 }
 
 // Broker is the in-memory broker.Broker.
@@ -50,7 +55,9 @@ type Broker struct {
 	ext extState // unique locks, tick claims, limits (ext.go)
 	ops opsState // stats, workers, schedules (ops.go)
 
-	workflows map[string]*wfState // workflow.go
+	workflows  map[string]*wfState // workflow.go
+	wfExpiring wfHeap              // finished workflows by end of retention
+	maxSteps   int
 }
 
 var _ broker.Broker = (*Broker)(nil)
@@ -72,7 +79,11 @@ func New(cfg Config) *Broker {
 	if cfg.Clock == nil {
 		cfg.Clock = broker.SystemClock{}
 	}
+	if cfg.MaxWorkflowSteps <= 0 {
+		cfg.MaxWorkflowSteps = broker.DefaultMaxWorkflowSteps
+	}
 	return &Broker{
+		maxSteps: cfg.MaxWorkflowSteps,
 		clock:    cfg.Clock,
 		closedCh: make(chan struct{}),
 		queues:   make(map[string]*queueState),
@@ -575,6 +586,7 @@ func (b *Broker) Cleanup(ctx context.Context) (int, error) {
 		b.remove(it.e)
 		n++
 	}
+	b.cleanupWorkflows(now)
 	return n, nil
 }
 

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"slices"
@@ -31,6 +32,9 @@ func (b *Broker) wf(id string) *wfState {
 func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 	if err := broker.ValidateWorkflow(w); err != nil {
 		return err
+	}
+	if n := len(w.Steps); n > b.maxSteps {
+		return fmt.Errorf("workflow %s has %d steps, above the limit of %d (memory Config.MaxWorkflowSteps): %w", w.ID, n, b.maxSteps, broker.ErrWorkflowTooLarge)
 	}
 	if err := b.lock(ctx); err != nil {
 		return err
@@ -65,8 +69,12 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 	}
 	b.workflows[w.ID] = st
 	for i := range st.w.Steps {
-		if st.w.Steps[i].Input == nil {
-			b.startStep(st, i, now)
+		// A step whose input names no step (nil, or an empty list) starts
+		// now: nothing would ever start it later.
+		if st.w.Steps[i].Input == nil || st.remaining[i] == 0 {
+			if st.w.Steps[i].State == broker.StepWaiting && st.w.State == broker.WorkflowRunning {
+				b.startStep(st, i, now)
+			}
 		}
 	}
 	return nil
@@ -153,6 +161,7 @@ func (b *Broker) finishWorkflow(st *wfState, state broker.WorkflowState, reason 
 		return
 	}
 	st.w.State, st.w.Error, st.w.FinishedAt = state, reason, now
+	heap.Push(&b.wfExpiring, wfItem{at: now.Add(st.w.Retention), id: st.w.ID})
 	if state != broker.WorkflowCompleted {
 		for i := range st.w.Steps {
 			s := &st.w.Steps[i]
@@ -249,7 +258,42 @@ func (b *Broker) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow
 	case <-b.closedCh:
 		return nil, broker.ErrClosed
 	}
-	return b.GetWorkflow(ctx, id)
+	// st, not the map: Cleanup may have dropped it since it finished.
+	if err := b.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer b.mu.Unlock()
+	return b.workflowCopy(st), nil
+}
+
+// cleanupWorkflows forgets finished workflows whose retention has passed
+// (their steps' tasks follow their own retention).
+func (b *Broker) cleanupWorkflows(now time.Time) {
+	for len(b.wfExpiring) > 0 && !b.wfExpiring[0].at.After(now) {
+		it := heap.Pop(&b.wfExpiring).(wfItem)
+		if st := b.workflows[it.id]; st != nil && st.w.State != broker.WorkflowRunning {
+			delete(b.workflows, it.id)
+		}
+	}
+}
+
+type wfItem struct {
+	at time.Time
+	id string
+}
+
+// wfHeap orders finished workflows by the end of their retention.
+type wfHeap []wfItem
+
+func (h wfHeap) Len() int           { return len(h) }
+func (h wfHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h wfHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *wfHeap) Push(x any)        { *h = append(*h, x.(wfItem)) }
+func (h *wfHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
 }
 
 // CancelWorkflow implements broker.Workflower.

@@ -71,6 +71,7 @@ func TestMetaDecode(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(string(encodeMsg(&broker.Task{Kind: "k", Payload: []byte("p"), MaxRetries: 3})), "a,1,3,0,7,1,1,0,w")
 	f.Add("1,2,\x01", "p,0,0,0,0,0,0,0,")
+	f.Add(string(encodeMsg(&broker.Task{Kind: "k", Payload: []byte("[1]"), Workflow: "wf", Step: 3})), "c,1,0,0,0,0,1,2,")
 	f.Fuzz(func(t *testing.T, msg, meta string) {
 		var tk broker.Task
 		_ = decodeMsg(msg, &tk)

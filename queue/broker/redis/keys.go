@@ -32,6 +32,8 @@ const (
 	kCancels          // HASH active task ID -> "1" while asked to cancel
 	kWfSteps          // HASH task ID -> "<step>,<workflow ID>" for workflow steps (workflow.go)
 	kWfDone           // ZSET workflow ID -> end of retention (ms), finished workflows
+	kWf               // HASH "<handle>|<field>" -> workflow state (scripts/common.lua)
+	kWfIDs            // HASH workflow ID -> handle; field "" is the handle counter
 	numKeys
 )
 
@@ -40,14 +42,7 @@ var keySuffixes = [numKeys]string{
 	kDead: "dead", kCompleted: "completed", kMsg: "msg", kMeta: "meta", kErrors: "errors",
 	kResults: "results", kPaused: "paused", kSeq: "seq", kNotify: "notify",
 	kLocks: "locks", kTaskLocks: "tasklocks", kTicks: "ticks", kCancels: "cancels",
-	kWfSteps: "wfsteps", kWfDone: "wfdone",
-}
-
-// workflowKey is the hash of workflow id stored in the shard with hash tag
-// tag (the shard of its steps). The scripts build the same name from
-// their wfsteps key (common.lua wfKey), so it shares the shard's slot.
-func workflowKey(prefix, tag, id string) string {
-	return prefix + ":{" + tag + "}:wf:" + id
+	kWfSteps: "wfsteps", kWfDone: "wfdone", kWf: "wf", kWfIDs: "wfids",
 }
 
 // workflowIndexKey is the hash of workflow ID -> hash tag of the shard

@@ -47,6 +47,7 @@ var (
 	scriptWfCreate  = mustScript("wf_create")
 	scriptWfGet     = mustScript("wf_get")
 	scriptWfCancel  = mustScript("wf_cancel")
+	scriptWfState   = mustScript("wf_state")
 	scriptWfCleanup = mustScript("wf_cleanup")
 )
 

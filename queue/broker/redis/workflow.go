@@ -16,10 +16,11 @@ import (
 	"github.com/conqhq/conq/queue/broker"
 )
 
-// Workflows (broker.Workflower). A workflow is one hash in the shard of
-// its steps (workflowKey; its fields are described in scripts/common.lua),
+// Workflows (broker.Workflower). A workflow is stored in the shard of its
+// steps (fields of the shard's wf hash, described in scripts/common.lua),
 // so on Redis Cluster the workflow, its steps' tasks and the queue they
-// run in share one slot, and every transition is one script on one node:
+// run in share one slot, every key a script touches is in its KEYS, and
+// every transition is one script on one node:
 //
 //   - CreateWorkflow stores the hash and enqueues the steps that take no
 //     input (wf_create.lua).
@@ -68,7 +69,7 @@ func resultForms(r []byte) string {
 		q, _ := json.Marshal(string(r))
 		return "q" + string(q)
 	}
-	if bytes.IndexAny(r, " \t\n\r<>&\xe2") < 0 {
+	if plainJSON(r) {
 		return ""
 	}
 	var c, h bytes.Buffer
@@ -78,6 +79,19 @@ func resultForms(r []byte) string {
 		return ""
 	}
 	return "c" + h.String()
+}
+
+// plainJSON reports whether valid JSON r has none of the bytes compacting
+// or json.Marshal's escaping would change: whitespace, HTML characters,
+// the first byte of U+2028 and U+2029.
+func plainJSON(r []byte) bool {
+	for _, c := range r {
+		switch c {
+		case ' ', '\t', '\n', '\r', '<', '>', '&', 0xe2:
+			return false
+		}
+	}
+	return true
 }
 
 // appendInputSpec writes in as the scripts read it: a step number, or a
@@ -275,11 +289,11 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 			return wrapErr("create workflow", err)
 		}
 		if cur != tag {
-			n, err := b.rdb.Exists(ctx, workflowKey(b.cfg.Prefix, cur, w.ID)).Result()
+			st, err := b.workflowState(ctx, cur, w.ID)
 			if err != nil {
 				return wrapErr("create workflow", err)
 			}
-			if n > 0 {
+			if st != "" {
 				return fmt.Errorf("workflow %q: %w", w.ID, broker.ErrTaskIDConflict)
 			}
 			// An entry left by a create that failed before its script
@@ -433,6 +447,16 @@ func (b *Broker) workflowTag(ctx context.Context, id string) (string, error) {
 	return tag, nil
 }
 
+// workflowState returns the state letter of workflow id in the shard with
+// tag, "" if it is not there.
+func (b *Broker) workflowState(ctx context.Context, tag, id string) (string, error) {
+	st, err := scriptWfState.Run(ctx, b.rdb, b.keysFor(scriptWfState, tag), id).Text()
+	if isNil(err) {
+		return "", nil
+	}
+	return st, err
+}
+
 var wfStates = map[string]broker.WorkflowState{
 	"R": broker.WorkflowRunning, "C": broker.WorkflowCompleted, "F": broker.WorkflowFailed, "X": broker.WorkflowCancelled,
 }
@@ -557,12 +581,11 @@ func (b *Broker) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow
 	if err != nil {
 		return nil, err
 	}
-	key := workflowKey(b.cfg.Prefix, tag, id)
 	delay := time.Millisecond
 	for {
-		st, err := b.rdb.HGet(ctx, key, "st").Result()
+		st, err := b.workflowState(ctx, tag, id)
 		switch {
-		case isNil(err):
+		case err == nil && st == "":
 			return nil, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
 		case err != nil && ctx.Err() != nil:
 			return nil, ctx.Err()

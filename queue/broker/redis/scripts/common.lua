@@ -147,8 +147,11 @@ local function flagged(id)
 end
 
 -- ---- Workflows (workflow.go) ----
--- A workflow lives in one hash in the shard of its steps (wfKey: same hash
--- tag as the shard's keys, so the same slot). Fields:
+-- A workflow lives in the shard of its steps (so in the same slot): the
+-- shard's wfids hash gives it a short handle h (a number), and its fields
+-- are "<h>|<name>" in the shard's wf hash (one hash for every workflow of
+-- the shard keeps every key a script touches in KEYS, and the handle
+-- keeps field names short). Field names:
 --   st  state: R running, C completed, F failed, X cancelled
 --   q n out ret cr   queue, step count, output input spec, retention ns,
 --                    created ns (written by wf_create)
@@ -174,7 +177,16 @@ end
 
 local WF = {nowNs = '0', nowMs = 0}
 
-local function wfKey(id) return string.sub(K_WFSTEPS, 1, -8) .. 'wf:' .. id end
+-- Per-step field names, in the order wf_get reads them (c first, s third).
+local WF_STEP_FIELDS = {'c', 'o', 's', 'r', 'res', 'v', 'e'}
+
+-- wfKey returns the prefix of workflow id's fields in the shard's wf
+-- hash, or nil if the shard has no such workflow.
+local function wfKey(id)
+  local h = redis.call('HGET', K_WFIDS, id)
+  if not h then return nil end
+  return h .. '|'
+end
 
 -- wfFields splits a record of "<len>:<bytes>" fields.
 local function wfFields(s)
@@ -273,7 +285,7 @@ end
 -- when the result is not already compact JSON: 'c' .. compact form, or 'q'
 -- .. the JSON string of an invalid result.
 local function wfLeaf(W, i)
-  local r = redis.call('HMGET', W, 's' .. i, 'res' .. i, 'v' .. i, 'e' .. i)
+  local r = redis.call('HMGET', K_WF, W .. 's' .. i, W .. 'res' .. i, W .. 'v' .. i, W .. 'e' .. i)
   if string.sub(r[1] or '', 1, 1) ~= 'c' then return 'null', 'null', r[4] or '' end
   local res, v = r[2], r[3]
   if not res or res == '' then return 'null', 'null', '' end
@@ -345,25 +357,25 @@ local WF_WORDS = {C = 'completed', F = 'failed', X = 'cancelled'}
 -- unfinished steps: waiting ones are marked, enqueued ones cancelled as by
 -- CancelTask (pending, scheduled, retry: dead now; active: flagged).
 local function wfFinish(W, wfid, st, reason, result)
-  if redis.call('HGET', W, 'st') ~= 'R' then return end
-  local h = redis.call('HMGET', W, 'ret', 'n')
-  redis.call('HSET', W, 'st', st, 'err', reason, 'fin', WF.nowNs)
-  if result then redis.call('HSET', W, 'res', result) end
+  if redis.call('HGET', K_WF, W .. 'st') ~= 'R' then return end
+  local h = redis.call('HMGET', K_WF, W .. 'ret', W .. 'n')
+  redis.call('HSET', K_WF, W .. 'st', st, W .. 'err', reason, W .. 'fin', WF.nowNs)
+  if result then redis.call('HSET', K_WF, W .. 'res', result) end
   zadd(K_WFDONE, {WF.nowMs + math.ceil(tonumber(h[1]) / 1000000), wfid})
   if st == 'C' then return end
   local n = tonumber(h[2])
   local fields = {}
-  for i = 0, n - 1 do fields[i + 1] = 's' .. i end
-  local states = hmget(W, fields)
+  for i = 0, n - 1 do fields[i + 1] = W .. 's' .. i end
+  local states = hmget(K_WF, fields)
   local pend, npend, open = {}, 0, 0
   local msg = 'workflow ' .. WF_WORDS[st] .. ': ' .. reason
   for i = 0, n - 1 do
     local s = string.sub(states[i + 1] or '', 1, 1)
     if s == 'w' then
-      redis.call('HSET', W, 's' .. i, 'x', 'e' .. i, 'cancelled: ' .. reason)
+      redis.call('HSET', K_WF, W .. 's' .. i, 'x', W .. 'e' .. i, 'cancelled: ' .. reason)
       open = open + 1
     elseif s == 'e' then
-      local id = wfFields(redis.call('HGET', W, 'c' .. i))[1]
+      local id = wfFields(redis.call('HGET', K_WF, W .. 'c' .. i))[1]
       local m = parse(redis.call('HGET', K_META, id))
       if not m and redis.call('HEXISTS', K_MSG, id) == 1 then
         m = {s = 'p', a = 0, tk = '0', lu = '0', sa = '0', ca = '0', w = ''}
@@ -375,28 +387,29 @@ local function wfFinish(W, wfid, st, reason, result)
           pend[id] = true
           npend = npend + 1
         else
-          redis.call('ZREM', ({s = K_SCHEDULED, r = K_RETRY})[m.s], id)
+          local key = ({s = K_SCHEDULED, r = K_RETRY})[m.s]
+          redis.call('ZREM', key, id)
         end
         appendError(id, m.a, wfCancelRecord(msg))
         m.s = 'd'
         redis.call('HSET', K_META, id, fmt(m))
         zadd(K_DEAD, {WF.nowMs, id})
         unlock({id})
-        redis.call('HSET', W, 's' .. i, 'x' .. m.a, 'e' .. i, msg)
+        redis.call('HSET', K_WF, W .. 's' .. i, 'x' .. m.a, W .. 'e' .. i, msg)
         open = open + 1
       elseif m and m.s == 'a' then
         redis.call('HSET', K_CANCELS, id, '1')
       end
     end
   end
-  if open > 0 then redis.call('HINCRBY', W, 'open', -open) end
+  if open > 0 then redis.call('HINCRBY', K_WF, W .. 'open', -open) end
   wfRemovePending(pend, npend)
 end
 
 -- wfStart enqueues step i with its input; it returns an error message if
 -- the step cannot start (it then fails).
 local function wfStart(W, wfid, i)
-  local c = wfFields(redis.call('HGET', W, 'c' .. i))
+  local c = wfFields(redis.call('HGET', K_WF, W .. 'c' .. i))
   local id, payload = c[1], ''
   if c[4] ~= '' then
     if c[7] ~= '' then return c[7] end
@@ -408,18 +421,18 @@ local function wfStart(W, wfid, i)
     end
   end
   if redis.call('HEXISTS', K_MSG, id) == 1 then
-    return 'enqueue: task "' .. id .. '" in queue "' .. redis.call('HGET', W, 'q') .. '": task ID already exists'
+    return 'enqueue: task "' .. id .. '" in queue "' .. redis.call('HGET', K_WF, W .. 'q') .. '": task ID already exists'
   end
   redis.call('HSET', K_MSG, id, c[8] .. payload)
   redis.call('HSET', K_WFSTEPS, id, i .. ',' .. wfid)
   redis.call('RPUSH', K_PENDING, id)
   notify(1)
-  redis.call('HSET', W, 's' .. i, 'e')
+  redis.call('HSET', K_WF, W .. 's' .. i, 'e')
   return nil
 end
 
 local function wfDeps(W, i)
-  local c = wfFields(redis.call('HGET', W, 'c' .. i))
+  local c = wfFields(redis.call('HGET', K_WF, W .. 'c' .. i))
   local out = {}
   for d in string.gmatch(c[3], '%d+') do out[#out + 1] = tonumber(d) end
   return out, c[2]
@@ -437,16 +450,16 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
     local f = stack[#stack]
     local child
     if not f.deps then
-      local s = string.sub(redis.call('HGET', W, 's' .. f.i) or 'c', 1, 1)
+      local s = string.sub(redis.call('HGET', K_WF, W .. 's' .. f.i) or 'c', 1, 1)
       if s == 'c' or s == 'f' or s == 'x' then
         stack[#stack] = nil
       else
-        redis.call('HSET', W, 's' .. f.i, f.how .. (f.a or ''))
-        if f.res and f.res ~= '' then redis.call('HSET', W, 'res' .. f.i, f.res) end
-        if f.alt and f.alt ~= '' then redis.call('HSET', W, 'v' .. f.i, f.alt) end
-        if f.msg and f.msg ~= '' then redis.call('HSET', W, 'e' .. f.i, f.msg) end
-        redis.call('HINCRBY', W, 'open', -1)
-        f.running = redis.call('HGET', W, 'st') == 'R'
+        redis.call('HSET', K_WF, W .. 's' .. f.i, f.how .. (f.a or ''))
+        if f.res and f.res ~= '' then redis.call('HSET', K_WF, W .. 'res' .. f.i, f.res) end
+        if f.alt and f.alt ~= '' then redis.call('HSET', K_WF, W .. 'v' .. f.i, f.alt) end
+        if f.msg and f.msg ~= '' then redis.call('HSET', K_WF, W .. 'e' .. f.i, f.msg) end
+        redis.call('HINCRBY', K_WF, W .. 'open', -1)
+        f.running = redis.call('HGET', K_WF, W .. 'st') == 'R'
         local kind
         f.deps, kind = wfDeps(W, f.i)
         f.k = 1
@@ -462,16 +475,16 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
         f.k = f.k + 1
         if f.how == 'c' then
           if not f.running then break end
-          if redis.call('HINCRBY', W, 'r' .. d, -1) == 0 and string.sub(redis.call('HGET', W, 's' .. d), 1, 1) == 'w' then
+          if redis.call('HINCRBY', K_WF, W .. 'r' .. d, -1) == 0 and string.sub(redis.call('HGET', K_WF, W .. 's' .. d), 1, 1) == 'w' then
             local err = wfStart(W, wfid, d)
             if err then child = {i = d, how = 'f', msg = err} end
           end
         else
-          if not f.running or redis.call('HGET', W, 'st') ~= 'R' then break end
-          if string.sub(redis.call('HGET', W, 's' .. d), 1, 1) == 'w' then
-            local c = wfFields(redis.call('HGET', W, 'c' .. d))
+          if not f.running or redis.call('HGET', K_WF, W .. 'st') ~= 'R' then break end
+          if string.sub(redis.call('HGET', K_WF, W .. 's' .. d), 1, 1) == 'w' then
+            local c = wfFields(redis.call('HGET', K_WF, W .. 'c' .. d))
             if c[5] == '1' then
-              if redis.call('HINCRBY', W, 'r' .. d, -1) == 0 then
+              if redis.call('HINCRBY', K_WF, W .. 'r' .. d, -1) == 0 then
                 local err = wfStart(W, wfid, d)
                 if err then child = {i = d, how = 'f', msg = err} end
               end
@@ -484,8 +497,8 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
       if child then
         stack[#stack + 1] = child
       else
-        if redis.call('HGET', W, 'st') == 'R' and tonumber(redis.call('HGET', W, 'open')) == 0 then
-          local raw = wfInput(W, redis.call('HGET', W, 'out'), false)
+        if redis.call('HGET', K_WF, W .. 'st') == 'R' and tonumber(redis.call('HGET', K_WF, W .. 'open')) == 0 then
+          local raw = wfInput(W, redis.call('HGET', K_WF, W .. 'out'), false)
           wfFinish(W, wfid, 'C', '', raw)
         end
         stack[#stack] = nil
@@ -500,7 +513,7 @@ end
 local function wfTaskEnded(link, how, res, alt, msg, attempts)
   local step, wfid = string.match(link, '^(%d+),(.*)$')
   local W = wfKey(wfid)
-  if redis.call('EXISTS', W) == 0 then return end
+  if not W then return end
   if how == 'g' then how, msg = 'f', 'task deleted' end
   wfEnded(W, wfid, tonumber(step), how, res, alt, msg, attempts)
 end

@@ -1,12 +1,11 @@
---! keys: msg pending notify wfsteps
+--! keys: msg pending notify wfsteps wf wfids
 -- CreateWorkflow: ARGV wfid, F, then F (field, value) pairs of the
--- workflow hash, S, then S (id, step, msg) runs of the steps to enqueue
--- now, then the IDs of the other steps. Every step's task ID must be free
--- in the shard. Reply: {0} created, {1} workflow ID taken, {2, id} a step
--- task ID taken.
+-- workflow (names without the handle prefix), S, then S (id, step, msg)
+-- runs of the steps to enqueue now, then the IDs of the other steps.
+-- Every step's task ID must be free in the shard. Reply: {0} created, {1}
+-- workflow ID taken, {2, id} a step task ID taken.
 local wfid = ARGV[1]
-local W = wfKey(wfid)
-if redis.call('EXISTS', W) == 1 then return {1} end
+if redis.call('HEXISTS', K_WFIDS, wfid) == 1 then return {1} end
 local f = tonumber(ARGV[2])
 local base = 3 + 2 * f
 local s = tonumber(ARGV[base])
@@ -17,9 +16,15 @@ local taken = hmget(K_MSG, ids)
 for k = 1, #ids do
   if taken[k] then return {2, ids[k]} end
 end
-local pairs_ = {}
-for k = 3, 2 + 2 * f do pairs_[#pairs_ + 1] = ARGV[k] end
-chunked('HSET', W, pairs_)
+local h = redis.call('HINCRBY', K_WFIDS, '', 1)
+redis.call('HSET', K_WFIDS, wfid, h)
+local W = h .. '|'
+local fv = {}
+for k = 3, 2 + 2 * f, 2 do
+  fv[#fv + 1] = W .. ARGV[k]
+  fv[#fv + 1] = ARGV[k + 1]
+end
+chunked('HSET', K_WF, fv)
 if s > 0 then
   local msgs, links, pend = {}, {}, {}
   for k = 1, s do
