@@ -110,14 +110,13 @@ class Conq:
             return list(ex.map(getattr(self.t, task), range(n)))
 
     def chord_one(self):
-        # The HTTP workflow API (docs/http-api.md): members with no payload
-        # call member() with no arguments; the body gets the list of their
-        # results as its one JSON argument.
-        flow = {"chord": {"header": [{"task": {"kind": "member"}} for _ in range(CHORD_SIZE)],
-                          "body": {"task": {"kind": "callback"}}}}
+        # Celery's own spelling, through conq's canvas (conq/_canvas.py):
+        # one POST /api/v1/workflows per chord; the server enqueues the
+        # callback when the last member completes.
+        c = self.conq
         try:
-            _, body = self.client._request("POST", "/api/v1/workflows", {"flow": flow, "retention": "1h"})
-        except self.conq.APIError as e:
+            return c.chord(c.group(self.t.member.s() for _ in range(CHORD_SIZE)))(self.t.callback.s())
+        except c.APIError as e:
             if e.code == "unsupported":
                 # The broker has no workflows (the Redis broker before
                 # issue 12's Workflower): exit 3 so the runner records
@@ -125,15 +124,10 @@ class Conq:
                 print("driver.py: %s" % e, file=sys.stderr)
                 raise SystemExit(3) from None
             raise
-        return body["id"]
 
-    def chord_get(self, wid):
-        while True:
-            _, body = self.client._request("GET", "/api/v1/workflows/" + wid, query={"wait": "30s"}, timeout=60)
-            if body["state"] == "completed":
-                return body.get("result")
-            if body["state"] != "running":
-                raise RuntimeError("workflow %s ended %s: %s" % (wid, body["state"], body.get("error")))
+    @staticmethod
+    def chord_get(r):
+        return r.get(timeout=600)
 
 
 def warm(s, task="noop"):
