@@ -2,6 +2,7 @@ package procpool
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -104,10 +105,11 @@ func BenchmarkPythonPrimes(b *testing.B) {
 				submitAll(b, p, "prime", args)
 			}
 			b.StopTimer()
-			// Each process answers rss once (a worker busy with one call
-			// takes the next; with 2 workers, submit 2 at once).
-			var rss int
-			seen := map[int]bool{}
+			// Each process answers "pid rss pss" (KiB); a worker busy with
+			// one call takes the next, so with 2 workers submit 2 at once
+			// until both have answered.
+			var rss, pss int
+			seen := map[string]bool{}
 			for try := 0; try < 50 && len(seen) < c.workers; try++ {
 				fs := make([]*future.Future[[]byte], c.workers)
 				for i := range fs {
@@ -115,14 +117,18 @@ func BenchmarkPythonPrimes(b *testing.B) {
 				}
 				for _, f := range fs {
 					v, _ := f.Result(context.Background())
-					n, _ := strconv.Atoi(string(v))
-					if !seen[n] {
-						seen[n] = true
-						rss += n
+					var pid string
+					var r, s int
+					if _, err := fmt.Sscan(string(v), &pid, &r, &s); err != nil || seen[pid] {
+						continue
 					}
+					seen[pid] = true
+					rss += r
+					pss += s
 				}
 				time.Sleep(time.Millisecond)
 			}
+			b.ReportMetric(float64(pss), "pss-KiB")
 			b.ReportMetric(float64(rss), "rss-KiB")
 			_ = runtime.NumCPU
 		})

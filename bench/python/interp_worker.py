@@ -27,10 +27,15 @@ def prime(n):
 
 @conq.task(raw=True)
 def rss(data):
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return line.split()[1]
-    return "0"
+    """"PID RSS PSS" of this process, in KiB (PSS splits shared pages among
+    the processes that map them)."""
+    out = {"Rss:": "0", "Pss:": "0"}
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            k = line.split()
+            if k and k[0] in out:
+                out[k[0]] = k[1]
+    return "%d %s %s" % (os.getpid(), out["Rss:"], out["Pss:"])
 
 
 if __name__ == "__main__":

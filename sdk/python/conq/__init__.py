@@ -25,23 +25,8 @@ Standard library only, Python >= 3.9. See docs/python.md.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from ._client import (
-    DEFAULT_RETENTION,
-    APIError,
-    AuthError,
-    BadRequestError,
-    BatchError,
-    Client,
-    ConflictError,
-    NotFoundError,
-    PayloadTooLargeError,
-    ServerUnavailable,
-    connect,
-    default_client,
-    enqueue,
-)
 from ._context import TaskContext, current
 from ._errors import (
     BindError,
@@ -55,7 +40,6 @@ from ._errors import (
     TaskFailed,
     WorkerCrashed,
 )
-from ._result import AsyncResult
 from ._canvas import Signature, WorkflowCancelled, WorkflowFailed, WorkflowResult, chain, chord, group, signature
 from ._task import Task, registry, task
 
@@ -123,9 +107,30 @@ def cancelled() -> bool:
     return _serve.cancelled()
 
 
+if TYPE_CHECKING:  # the lazy names below, for type checkers
+    from ._client import (DEFAULT_RETENTION, APIError, AuthError, BadRequestError, BatchError, Client, ConflictError,
+                          NotFoundError, PayloadTooLargeError, ServerUnavailable, connect, default_client, enqueue)
+    from ._executor import Executor
+    from ._result import AsyncResult
+
+_CLIENT_NAMES = frozenset(("DEFAULT_RETENTION", "APIError", "AuthError", "BadRequestError", "BatchError", "Client",
+                           "ConflictError", "NotFoundError", "PayloadTooLargeError", "ServerUnavailable", "connect",
+                           "default_client", "enqueue"))
+
+
 def __getattr__(name: str):
-    # Loaded on first use: a tasks module that only serves never imports
-    # the executor machinery, and _serve stays importable on its own.
+    # Loaded on first use. A worker process (and each of its
+    # sub-interpreters) imports conq to serve tasks and never needs the
+    # HTTP client: http.client pulls in ssl and email, about 8 MiB of
+    # resident memory per interpreter; the executor machinery the same.
+    if name in _CLIENT_NAMES:
+        from . import _client
+
+        return getattr(_client, name)
+    if name == "AsyncResult":
+        from ._result import AsyncResult
+
+        return AsyncResult
     if name == "Executor":
         from ._executor import Executor
 

@@ -6,7 +6,7 @@ register themselves, and its other top-level functions are served under
 ``__main__:<name>`` for ``Executor.submit(plain_function)``."""
 
 import importlib.util
-import inspect
+import types
 import os
 import sys
 
@@ -24,7 +24,7 @@ def main(argv):
     sys.modules["__main__"] = mod  # pickled/qualified names resolve as in the caller
     spec.loader.exec_module(mod)
     for name, obj in list(vars(mod).items()):
-        if inspect.isfunction(obj) and obj.__module__ in ("__mp_main__", "__main__"):
+        if isinstance(obj, types.FunctionType) and obj.__module__ in ("__mp_main__", "__main__"):
             key = "__main__:" + obj.__qualname__
             _task.registry.setdefault(key, _task.Task(obj, name=key))
     _serve.run()

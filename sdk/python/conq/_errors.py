@@ -9,7 +9,6 @@ queue's retry hints.
 from __future__ import annotations
 
 import datetime
-import traceback as _traceback
 from typing import Any, Dict, List, Optional, Union
 
 __all__ = [
@@ -142,6 +141,8 @@ def error_payload(exc: BaseException) -> Dict[str, Any]:
     """The wire error object for an exception raised by a task: ``type``,
     ``message``, ``traceback`` and, when the exception asks for it,
     ``retry_after`` (seconds) and ``skip_retry``."""
+    import traceback as _traceback  # here, not at import: 1.6 MiB a worker interpreter needs only on failure
+
     tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
     if isinstance(exc, TaskError):
         body: Dict[str, Any] = {"type": exc.type, "message": exc.message, "traceback": exc.traceback or tb}

@@ -1,9 +1,18 @@
 """Sub-interpreters: ``conq.run(interpreters=N)`` on Python >= 3.13 serves
-CPU-bound tasks in N isolated sub-interpreters of one process, each with
-its own GIL (PEP 684), the process announcing N slots. Calls go to the
-interpreters over one interpreter queue (``_interpqueues``, the channel
-design of PEP 554/734), results come back over another; the main
-interpreter only reads frames and writes answers.
+CPU-bound tasks on N interpreters of one process, each with its own GIL
+(PEP 684), the process announcing N slots: the main interpreter and N-1
+isolated sub-interpreters. Calls go to the interpreters over one
+interpreter queue (``_interpqueues``, the channel design of PEP 554/734),
+results come back over another.
+
+Why the main interpreter takes calls too: it has imported the task module
+already (it is the program), and it would otherwise only read frames and
+write answers. An isolated sub-interpreter costs about 10 MiB of resident
+memory here (its own copies of every module, its own allocator arenas),
+so N-1 of them keep one N-interpreter process below N processes (measured
+in docs/benchmarks.md). Its reader and result threads share the main
+GIL with the call it runs: they get it at the switch interval (5 ms),
+which CPU-bound calls do not notice.
 
 Policy, written down:
 
@@ -14,9 +23,14 @@ Policy, written down:
   that cannot be imported there (an extension without multi-phase init)
   fails the start naming the module.
 - Arguments are copied into the interpreter (bytes are shared by value);
-  results are copied back. Cancelling is cooperative: ``conq.cancelled()``
-  is not wired into sub-interpreters, a cancelled call runs to its end and
-  the pool kills the process after its grace period.
+  results are copied back. Every interpreter takes the next call from the
+  one queue, so a call never waits behind a busy interpreter while another
+  is free.
+- Cancelling: a call running on the main interpreter is interrupted as in
+  the one-at-a-time mode (SIGINT, raising ``conq.Cancelled`` in it); in a
+  sub-interpreter it is cooperative only: ``conq.cancelled()`` is not wired
+  into sub-interpreters, a cancelled call runs to its end and the pool
+  kills the process after its grace period.
 - Queues are polled with a short, growing sleep (up to 2 ms): a call's
   latency gains at most that, which CPU-bound tasks do not notice.
 """
@@ -104,9 +118,10 @@ class Interpreters(object):
         if not modname and not path:
             raise SystemExit("conq: run(interpreters=N) needs the tasks in a module file (the program's __main__ has none)")
         self._ids = []
+        self._main_call = None  # the call the main interpreter runs
         shared = {"_conq_path": tuple(sys.path), "_conq_modname": modname, "_conq_file": path,
                   "_conq_req": self._req, "_conq_res": self._res}
-        for _ in range(n):
+        for _ in range(n - 1):  # the main interpreter is the n-th
             iid = _interpreters.create(_interpreters.new_config("isolated"))
             self._ids.append(iid)
             _interpreters.set___main___attrs(iid, shared)
@@ -141,7 +156,38 @@ class Interpreters(object):
                 pass
 
     def cancel(self, c):
-        pass  # cooperative only; see the module documentation
+        """Interrupt c if the main interpreter runs it; a sub-interpreter's
+        call is cooperative only (see the module documentation)."""
+        if self._main_call is c:
+            self._srv._interrupt_main(c)
+
+    def serve_main(self, done):
+        """Take calls from the queue on the main interpreter (the calling
+        thread, the main one) until done is set."""
+        srv = self._srv
+        delay = 0.0001
+        while not done.is_set():
+            try:
+                item = self._Q.get(self._req)[0]
+            except self._Q.QueueError:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.002)
+                continue
+            delay = 0.0001
+            if item is None:  # a sub-interpreter's stop: not ours
+                self._Q.put(self._req, None, 0, 1)
+                continue
+            cid, _name, payload, meta = item
+            with self._lock:
+                c = self._calls.pop(cid, None)
+            if c is None:
+                continue
+            c.arg = payload
+            self._main_call = c
+            try:
+                srv._run_main_call(c)
+            finally:
+                self._main_call = None
 
     def _collect(self):
         delay = 0.0001

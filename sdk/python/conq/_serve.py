@@ -45,14 +45,12 @@ Policy, written down:
 
 import contextvars
 import json
-import logging
 import os
 import signal
 import struct
 import sys
 import threading
 import time
-import traceback
 
 from . import _shm
 
@@ -70,7 +68,14 @@ _SMALL_WRITE = 32 << 10
 _VIEW_THRESHOLD = 64 << 10  # pipe arguments from this size are memoryviews, not bytes
 _DEFAULT_MAX_FRAME = (64 << 20) + _HEADER_SIZE + 0xFFFF
 
-log = logging.getLogger("conq")
+
+
+def _log():
+    # The "conq" logger, imported on first use: logging (with traceback)
+    # is about 2 MiB that a worker interpreter otherwise never needs.
+    import logging
+
+    return logging.getLogger("conq")
 
 _current = contextvars.ContextVar("conq_call", default=None)
 
@@ -399,7 +404,7 @@ class Server(object):
                 body = {
                     "type": type(exc).__name__,
                     "message": str(exc),
-                    "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                    "traceback": "".join(__import__("traceback").format_exception(type(exc), exc, exc.__traceback__)),
                 }
         self._answer_error(c, body)
 
@@ -536,13 +541,7 @@ class Server(object):
             # thread: SIGINT interrupts the main thread, which is not the
             # serving one otherwise (a Worker served from a thread cannot
             # interrupt its call; conq.cancelled() still says it).
-            if self._running is c and not c.answered and self._sync_in_main:
-                try:
-                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-                except (AttributeError, OSError):
-                    import _thread
-
-                    _thread.interrupt_main()
+            self._interrupt_main(c)
         elif self.mode == "async":
             loop = self._loop
             loop.call_soon_threadsafe(self._cancel_async, c)
@@ -717,10 +716,12 @@ class Server(object):
                 continue
             warned = True
             frame = sys._current_frames().get(main_id)
+            import traceback  # only when warning (1.6 MiB a worker otherwise never loads)
+
             stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
             with self._clock:
                 names = sorted({c.name for c in self._calls.values()})
-            log.warning(
+            _log().warning(
                 "conq: the asyncio event loop has been blocked for %.1f s: a blocking call in an async def task "
                 "(tasks in flight: %s)? Use await, or a plain function with conq.run(threads=N). Loop thread:\n%s",
                 lag, ", ".join(names) or "none", stack,
@@ -737,14 +738,40 @@ class Server(object):
             else:
                 self._interp.submit(c)
 
+        in_main = threading.current_thread() is threading.main_thread()
+        self._sync_in_main = in_main
+        old = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
         t = threading.Thread(target=self._reader, args=(dispatch,), name="conq-reader", daemon=True)
         t.start()
         try:
-            while not done.wait(0.5):
-                pass
+            self._interp.serve_main(done)  # the main interpreter takes calls too
         finally:
+            if in_main:
+                signal.signal(signal.SIGINT, old)
             self._interp.close()
 
+    def _run_main_call(self, c):
+        """Run c as the one-at-a-time mode does (on this thread, SIGINT
+        interrupting it when cancelled)."""
+        self._running = c
+        try:
+            try:
+                if c.cancelled:
+                    raise _cancelled_type()("task cancelled by the pool")
+                self._run_sync_call(c)
+            finally:
+                self._running = None
+        except _cancelled_type() as e:  # a late SIGINT, raised between the task and here
+            self._answer_exception(c, e)
+
+    def _interrupt_main(self, c):
+        if self._running is c and not c.answered and self._sync_in_main:
+            try:
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            except (AttributeError, OSError):
+                import _thread
+
+                _thread.interrupt_main()
 
 def _is_asyncio_cancel(exc):
     mod = sys.modules.get("asyncio")

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import datetime
 import functools
-import inspect
 import json as _json
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union, overload
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union, overload
 
 from . import _context
 from ._errors import BindError
+
+if TYPE_CHECKING:
+    import inspect
 
 __all__ = ["Task", "task", "registry", "make_task", "VIEW_THRESHOLD"]
 
@@ -62,16 +64,13 @@ class Task(object):
         self.name = n
         self.fn = fn
         self.raw = bool(raw)
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async = _is_coroutine_function(fn)
         self.queue = queue
         self.retries = retries
         self.timeout = timeout
         self.retention = retention
         self.unique = unique
-        try:
-            self.signature: Optional[inspect.Signature] = inspect.signature(fn)
-        except (TypeError, ValueError):
-            self.signature = None
+        self._sig: Any = _UNSET
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     # -- running -----------------------------------------------------------
@@ -82,6 +81,20 @@ class Task(object):
 
     def __repr__(self) -> str:
         return "<conq.Task %s%s>" % (self.name, self.describe_signature())
+
+    @property
+    def signature(self) -> "Optional[inspect.Signature]":
+        """The function's signature (None if it has none to read), computed
+        on first use: ``inspect`` costs a worker interpreter about 3 MiB,
+        and a call that binds never needs it."""
+        if self._sig is _UNSET:
+            import inspect
+
+            try:
+                self._sig = inspect.signature(self.fn)
+            except (TypeError, ValueError):
+                self._sig = None
+        return self._sig
 
     def describe_signature(self) -> str:
         return str(self.signature) if self.signature is not None else "(...)"
@@ -169,7 +182,7 @@ class Task(object):
             except TypeError as e:
                 self._check_bind(e, args, kwargs)
                 raise
-            if inspect.isawaitable(result):
+            if hasattr(result, "__await__"):  # inspect.isawaitable for what a task returns
                 result = await result
         finally:
             _context._current.reset(token)
@@ -221,7 +234,29 @@ class Task(object):
         return opts
 
 
-def _takes_none(sig: inspect.Signature) -> bool:
+_UNSET = object()
+_CO_COROUTINE = 0x80
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    """inspect.iscoroutinefunction without importing inspect (about 3 MiB
+    per interpreter): plain functions and methods by their code flags,
+    partials unwrapped; anything else asks inspect."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    f = getattr(fn, "__func__", fn)
+    code = getattr(f, "__code__", None)
+    if code is not None and type(f).__name__ == "function":
+        if code.co_flags & _CO_COROUTINE:
+            return True
+        if getattr(f, "_is_coroutine_marker", None) is None:
+            return False
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
+
+
+def _takes_none(sig: "inspect.Signature") -> bool:
     try:
         sig.bind()
         return True
