@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -226,5 +228,57 @@ func TestInspectorThroughput(t *testing.T) {
 	ps, err := insp.Throughput(e.ctx, "q0", from.Add(-time.Second), from.Add(time.Second))
 	if err != nil || len(ps) != 2 || ps[1].Processed != 3 || ps[0].Processed != 0 {
 		t.Fatalf("Throughput(q0) = %+v, %v", ps, err)
+	}
+}
+
+// A task cancelled while it waits in the worker's prefetch buffer (leased,
+// not started) does not start: the worker checks for cancels before
+// starting a task that waited, instead of learning it at the next lease
+// renewal (an hour away here; the broker clock is manual, so no lease expires).
+func TestCancelPrefetchedTask(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	cfg.Concurrency, cfg.Prefetch, cfg.ExtendInterval, cfg.LeaseDuration = 1, 4, time.Hour, 2*time.Hour
+	release := make(chan struct{})
+	started := make(chan struct{})
+	var mu sync.Mutex
+	var ran []string
+	e.worker(cfg, func(w *queue.Worker) {
+		w.HandleFunc("block", func(ctx context.Context, _ *queue.TaskInfo) ([]byte, error) {
+			close(started)
+			<-release
+			return nil, nil
+		})
+		w.HandleFunc("run", func(ctx context.Context, ti *queue.TaskInfo) ([]byte, error) {
+			mu.Lock()
+			ran = append(ran, string(ti.Payload))
+			mu.Unlock()
+			return nil, nil
+		})
+	})
+	e.enqueue(queue.NewTask("block", nil))
+	<-started
+	var ids []string
+	for _, p := range []string{"a", "b", "c"} {
+		ids = append(ids, e.enqueue(queue.NewTask("run", []byte(p)), queue.Retention(time.Hour)).ID)
+	}
+	for _, id := range ids { // leased by the worker, waiting behind "block"
+		e.waitState(id, queue.StateActive)
+	}
+	if st, err := queue.NewInspector(e.b).CancelTask(e.ctx, "", ids[1]); err != nil || st != queue.StateActive {
+		t.Fatalf("CancelTask = %q, %v", st, err)
+	}
+	time.Sleep(300 * time.Millisecond) // longer than the worker's cancel-check wait
+	close(release)
+	e.waitState(ids[0], queue.StateCompleted)
+	e.waitState(ids[2], queue.StateCompleted)
+	got := e.waitState(ids[1], queue.StateDead)
+	mu.Lock()
+	defer mu.Unlock()
+	if slices.Contains(ran, "b") || len(ran) != 2 {
+		t.Fatalf("ran %v: the cancelled prefetched task started", ran)
+	}
+	if last := got.Errors[len(got.Errors)-1]; last.Kind != "cancelled" || !strings.Contains(last.Message, "before the attempt started") {
+		t.Fatalf("cancelled task: attempts %d, errors %+v", got.Attempts, got.Errors)
 	}
 }

@@ -20,6 +20,10 @@
 //     (cause ErrShutdown).
 //   - The outcome of an attempt whose lease was lost is dropped: the task
 //     belongs to someone else now.
+//   - A prefetched task that waited 250 ms or more is checked for a cancel
+//     request before it starts (one lease renewal shared by every runner,
+//     at most one per 250 ms); cancelled, it ends dead without running.
+//     Cancels of tasks that waited less are seen at the next renewal.
 package engine
 
 import (
@@ -105,11 +109,19 @@ const fetchCallTimeout = 10 * time.Second
 
 // job is a fetched task on its way to a handler.
 type job struct {
-	t      *broker.Task
-	ref    broker.LeaseRef
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	t       *broker.Task
+	ref     broker.LeaseRef
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	fetched time.Time // when it was leased (wall clock, for cancelCheckAfter)
 }
+
+// cancelCheckAfter: a prefetched task that waited this long in the worker
+// is checked for a cancel request before it starts (one shared lease
+// renewal, lease.Extender.CheckSince), so a task cancelled while it sat in
+// the prefetch buffer does not run. Shorter waits are not checked: that
+// would cost a broker call per task.
+const cancelCheckAfter = 250 * time.Millisecond
 
 // Engine runs a worker.
 type Engine struct {
@@ -247,7 +259,7 @@ func (e *Engine) fetch(ctx context.Context) {
 		}
 		bo.Reset()
 		for _, t := range tasks {
-			j := &job{t: t, ref: t.Ref()}
+			j := &job{t: t, ref: t.Ref(), fetched: time.Now()}
 			// Handlers see no lease internals: the lease is in j.ref.
 			t.Token, t.LeaseUntil, t.WorkerID = 0, time.Time{}, ""
 			j.ctx, j.cancel = context.WithCancelCause(e.hardCtx)
@@ -271,9 +283,15 @@ func (e *Engine) run() {
 	for j := range e.jobs {
 		if e.stopping.Load() {
 			e.requeue(j)
-		} else {
-			e.process(j)
+			<-e.slots
+			continue
 		}
+		if now := time.Now(); now.Sub(j.fetched) >= cancelCheckAfter {
+			if err := e.ext.CheckSince(e.hardCtx, now.Add(-cancelCheckAfter)); err != nil {
+				e.log.Debug("queue: checking prefetched tasks for cancels failed; starting anyway", "err", err)
+			}
+		}
+		e.process(j)
 		<-e.slots
 	}
 }

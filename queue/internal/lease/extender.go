@@ -31,6 +31,9 @@ type Extender struct {
 	mu     sync.Mutex
 	leases map[broker.LeaseRef]*held
 
+	passMu   sync.Mutex // one renewal pass at a time (the loop's or CheckSince's)
+	lastPass time.Time  // start of the last pass that succeeded
+
 	startstop.Base
 }
 
@@ -75,7 +78,7 @@ func (e *Extender) loop(ctx context.Context) {
 	bo := backoff.Backoff{Min: min(50*time.Millisecond, e.Interval), Max: e.Interval}
 	for {
 		wait := e.Interval
-		if err := e.ExtendOnce(ctx); err != nil {
+		if err := e.pass(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -88,6 +91,39 @@ func (e *Extender) loop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// pass is ExtendOnce, recording when a successful one started.
+func (e *Extender) pass(ctx context.Context) error {
+	e.passMu.Lock()
+	defer e.passMu.Unlock()
+	start := time.Now()
+	err := e.ExtendOnce(ctx)
+	if err == nil {
+		e.lastPass = start
+	}
+	return err
+}
+
+// CheckSince makes sure that a renewal pass started at or after t has
+// completed, running one now if none has: a cancel flagged before t has
+// then reached the context of every lease held at t. Callers waiting at
+// the same time share passes, so a worker that asks before starting each
+// task makes at most one broker call per the interval its callers allow.
+// Why: the loop renews every Interval (10 s by default), and a prefetched
+// task cancelled in the meantime would otherwise start anyway.
+func (e *Extender) CheckSince(ctx context.Context, t time.Time) error {
+	e.passMu.Lock()
+	defer e.passMu.Unlock()
+	if !e.lastPass.Before(t) { // a pass since t: ours to share (perhaps run while we waited for the lock)
+		return nil
+	}
+	start := time.Now()
+	err := e.ExtendOnce(ctx)
+	if err == nil {
+		e.lastPass = start
+	}
+	return err
 }
 
 // ExtendOnce renews every tracked lease now.
