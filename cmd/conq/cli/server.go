@@ -38,6 +38,7 @@ type serverOptions struct {
 	concurrency, processes int
 	timeout                time.Duration
 	maxFlowSteps           int
+	stopOnStdinEOF         bool
 }
 
 func newServerCommand() *cobra.Command {
@@ -93,6 +94,7 @@ that file once the server listens (--listen 127.0.0.1:0 picks a free port).`,
 	f.DurationVar(&o.timeout, "timeout", 0, "with --exec: time limit of an attempt whose task sets none (0: none)")
 	f.IntVar(&o.maxFlowSteps, "max-flow-steps", queue.DefaultMaxFlowSteps, "refuse a workflow (POST /api/v1/workflows) of more steps than this (413 flow_too_large)")
 	f.StringVar(&o.urlFile, "url-file", "", "write the server's URL (http://host:port) to this file once it listens")
+	f.BoolVar(&o.stopOnStdinEOF, "stop-on-stdin-eof", false, "stop, as on SIGTERM, when standard input ends: a parent that runs the server as its child passes a pipe, and the server stops when the parent is gone, however it died (conq.Executor's local engine does)")
 	return cmd
 }
 
@@ -105,6 +107,17 @@ func runServer(ctx context.Context, o serverOptions, stderr io.Writer) error {
 	}
 	if o.maxFlowSteps < 1 || o.maxFlowSteps > queue.DefaultMaxFlowSteps {
 		return usageError("--max-flow-steps %d: must be in 1..%d", o.maxFlowSteps, queue.DefaultMaxFlowSteps)
+	}
+	if o.stopOnStdinEOF {
+		// The parent holds the pipe's other end; the kernel closes it when
+		// the parent dies, even by SIGKILL, which no signal handler sees.
+		var stop context.CancelFunc
+		ctx, stop = context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			stop()
+		}()
 	}
 	cfg := server.Config{Addr: o.listen, AuthToken: strings.TrimSpace(o.authToken), AllowInsecure: o.allowInsecure,
 		MaxFlowSteps: o.maxFlowSteps}

@@ -54,11 +54,14 @@ class LocalEngine(object):
         url_file = os.path.join(self._dir, "url")
         cmd = " ".join(shlex.quote(x) for x in (sys.executable, "-m", "conq._bootstrap", main))
         argv = [binary, "server", "--exec", cmd, "--concurrency", str(n), "--listen", "127.0.0.1:0",
-                "--url-file", url_file, "--log-level", os.environ.get("CONQ_LOG_LEVEL", "warn")] + list(extra_args or [])
+                "--url-file", url_file, "--stop-on-stdin-eof",
+                "--log-level", os.environ.get("CONQ_LOG_LEVEL", "warn")] + list(extra_args or [])
         env = dict(os.environ)
         env.pop("CONQ_BROKER", None)  # the local engine is the embedded broker
         self._log = open(os.path.join(self._dir, "server.log"), "w+b")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
+        # stdin is a pipe only we hold: when this process ends, however it
+        # ends (SIGKILL included), the engine sees end of file and stops.
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self._log, stderr=self._log, env=env)
         deadline = time.monotonic() + start_timeout
         while True:
             if os.path.exists(url_file):
@@ -82,6 +85,11 @@ class LocalEngine(object):
             return ""
 
     def stop(self, timeout: float = 15.0) -> None:
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -126,5 +126,55 @@ class EmbeddedTest(unittest.TestCase):
         self.assertEqual(self.client.result(follow_id, timeout=30), 42)
 
 
+_CALLER = """
+import os, sys, time
+import conq
+
+def double(x):
+    return 2 * x
+
+if __name__ == "__main__":
+    ex = conq.Executor(max_workers=1)
+    assert list(ex.map(double, [1, 2])) == [2, 4]
+    print(ex._engine.proc.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+@unittest.skipUnless(os.path.exists(BIN) or os.environ.get("CI"), "no conq binary at %s (make build, or set CONQ_BIN)" % BIN)
+class LocalEngineTest(unittest.TestCase):
+    def test_engine_stops_when_its_caller_is_killed(self):
+        # conq.Executor() with no URL starts `conq server` as a child; a
+        # caller killed by SIGKILL runs no cleanup, and the engine (and its
+        # worker processes) must still go.
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        script = os.path.join(d, "caller.py")
+        with open(script, "w") as f:
+            f.write(_CALLER)
+        env = dict(os.environ, CONQ_BIN=BIN)
+        caller = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE, env=env)
+        line = caller.stdout.readline()
+        self.assertTrue(line.strip().isdigit(), "the caller did not start its engine: %r" % line)
+        engine = int(line)
+        caller.kill()
+        caller.wait(10)
+        caller.stdout.close()
+        for _ in range(200):
+            try:
+                os.kill(engine, 0)
+            except ProcessLookupError:
+                break
+            try:
+                if os.waitpid(engine, os.WNOHANG)[0] == engine:
+                    break
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        else:
+            os.kill(engine, 9)
+            self.fail("the local engine (pid %d) outlived its SIGKILLed caller by 10 s" % engine)
+
+
 if __name__ == "__main__":
     unittest.main()
