@@ -126,6 +126,54 @@ class EmbeddedTest(unittest.TestCase):
         self.assertEqual(self.client.result(follow_id, timeout=30), 42)
 
 
+REDIS_URL = os.environ.get("CONQ_TEST_REDIS_URL")
+
+
+@unittest.skipUnless(os.path.exists(BIN) or os.environ.get("CI"), "no conq binary at %s (make build, or set CONQ_BIN)" % BIN)
+@unittest.skipUnless(REDIS_URL or os.environ.get("CI"), "CONQ_TEST_REDIS_URL is not set (source scripts/redis.sh; redis_start)")
+class RedisTest(unittest.TestCase):
+    """The same task module served by `conq worker --broker redis://...`
+    (as on another machine) answers the same calls, made through a separate
+    `conq server --broker` on the same Redis."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not REDIS_URL:
+            raise AssertionError("CI is set but CONQ_TEST_REDIS_URL is not: make test starts a private redis-server")
+        cls.dir = tempfile.mkdtemp()
+        url_file = os.path.join(cls.dir, "url")
+        # A database of its own: the Go tests share this Redis.
+        broker = REDIS_URL.rstrip("/").rsplit("/", 1)[0] + "/7" if REDIS_URL.count("/") > 2 else REDIS_URL + "/7"
+        subprocess.run(["redis-cli", "-u", broker, "flushdb"], stdout=subprocess.DEVNULL, check=False)
+        cmd = "%s %s" % (sys.executable, os.path.join(HERE, "fixtures", "e2e_tasks.py"))
+        cls.worker = subprocess.Popen([BIN, "worker", "--broker", broker, "--exec", cmd, "--concurrency", "2",
+                                       "--log-level", "error"])
+        cls.server = subprocess.Popen([BIN, "server", "--broker", broker, "--listen", "127.0.0.1:0",
+                                       "--url-file", url_file, "--log-level", "error"])
+        for _ in range(500):
+            if os.path.exists(url_file):
+                break
+            time.sleep(0.02)
+        with open(url_file) as f:
+            cls.client = conq.Client(f.read().strip())
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in (cls.server, cls.worker):
+            p.terminate()
+        for p in (cls.server, cls.worker):
+            p.wait(20)
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_delay_get_map_and_failure(self):
+        self.assertEqual(tasks.add.apply_async((2, 3), client=self.client).get(timeout=30), 5)
+        with conq.Executor(client=self.client) as ex:
+            self.assertEqual(list(ex.map(tasks.add, range(50), range(50))), [2 * i for i in range(50)])
+        with self.assertRaises(conq.TaskFailed) as cm:
+            tasks.fail.apply_async(("boom",), client=self.client).get(timeout=30)
+        self.assertEqual((cm.exception.type, cm.exception.message), ("ValueError", "boom"))
+
+
 _CALLER = """
 import os, sys, time
 import conq
