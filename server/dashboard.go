@@ -5,6 +5,7 @@ import (
 	"embed"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -27,7 +28,7 @@ var staticFS embed.FS
 // templates holds one template set per page, each with the layout.
 type templates struct{ pages map[string]*template.Template }
 
-var pageNames = []string{"queues", "queue", "task", "workers", "schedules", "login", "error"}
+var pageNames = []string{"queues", "queue", "task", "workers", "schedules", "workflow", "workflows", "login", "error"}
 
 func parseTemplates() (*templates, error) {
 	funcs := template.FuncMap{
@@ -117,6 +118,7 @@ var notices = map[string]string{
 	"cancelled":        "Task cancelled: it is dead, with error kind \"cancelled\".",
 	"cancel-requested": "Cancellation requested: the worker stops the task at its next lease renewal, and it ends dead with error kind \"cancelled\".",
 	"deleted":          "Task deleted.",
+	"wf-cancelled":     "Workflow cancelled: its waiting steps are cancelled, and its running ones asked to stop.",
 	"paused":           "Queue paused: workers take none of its tasks until it is resumed.",
 	"resumed":          "Queue resumed.",
 }
@@ -187,6 +189,16 @@ func (s *Server) dashQueue(w http.ResponseWriter, r *http.Request) {
 func (s *Server) dashTask(w http.ResponseWriter, r *http.Request) {
 	t, err := s.insp.Task(r.Context(), r.PathValue("queue"), r.PathValue("id"))
 	if err != nil {
+		if wf := workflowOfTask(r.PathValue("id")); wf != "" && errors.Is(err, queue.ErrTaskNotFound) {
+			// A step cancelled before its inputs were ready never had a
+			// task; the workflow page says what became of it.
+			s.render(w, r, http.StatusNotFound, "error", http.StatusText(http.StatusNotFound), map[string]any{
+				"Status": http.StatusNotFound, "Code": "task_not_found", "Message": err.Error(),
+				"Hint": "This is a step of workflow " + wf + ": a step that was cancelled before its inputs were ready never had a task, and a finished workflow's tasks expire with it.",
+				"Link": "/workflows/" + url.PathEscape(wf), "LinkText": "Open workflow " + wf,
+			})
+			return
+		}
 		s.renderError(w, r, err)
 		return
 	}
@@ -230,7 +242,11 @@ func (s *Server) dashActionNotice(fn func(r *http.Request) (string, error)) http
 			s.renderError(w, r, err)
 			return
 		}
-		back := localPath(r.PostFormValue("next"), "/queues/"+url.PathEscape(r.PathValue("queue")))
+		fallback := "/queues/" + url.PathEscape(r.PathValue("queue"))
+		if id := r.PathValue("id"); r.PathValue("queue") == "" && id != "" {
+			fallback = "/workflows/" + url.PathEscape(id)
+		}
+		back := localPath(r.PostFormValue("next"), fallback)
 		u, err := url.Parse(back)
 		if err != nil {
 			u = &url.URL{Path: "/"}
@@ -251,6 +267,11 @@ func (s *Server) routesDashboard(mux *http.ServeMux, guard func(http.Handler) ht
 		return s.insp.RetryTask(r.Context(), r.PathValue("queue"), r.PathValue("id"))
 	}))
 	handle("GET /workers", s.dashWorkers)
+	handle("GET /workflows", s.dashWorkflows)
+	handle("GET /workflows/{id}", s.dashWorkflow)
+	handle("POST /workflows/{id}/cancel", s.dashActionNotice(func(r *http.Request) (string, error) {
+		return "wf-cancelled", s.insp.CancelWorkflow(r.Context(), r.PathValue("id"))
+	}))
 	handle("GET /schedules", s.dashSchedules)
 	handle("POST /queues/{queue}/tasks/{id}/cancel", s.dashActionNotice(func(r *http.Request) (string, error) {
 		was, err := s.insp.CancelTask(r.Context(), r.PathValue("queue"), r.PathValue("id"))

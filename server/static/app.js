@@ -206,6 +206,45 @@
     setInterval(refreshWorkers, period);
   }
 
+  // Workflow page, while the workflow runs: step states follow
+  // /api/v1/workflows/{id} (text and class only); once it has finished, or
+  // a step has a new result or error, the page offers a reload.
+  var wfState = document.querySelector("[data-workflow-running]");
+  function setBadge(el, state) {
+    el.textContent = state;
+    el.className = el.className.replace(/\bstate-\S+/g, "").trim() + " state-" + state;
+  }
+  function refreshWorkflow() {
+    var id = wfState.getAttribute("data-workflow");
+    getJSON("/api/v1/workflows/" + encodeURIComponent(id)).then(function (wf) {
+      var changed = false;
+      (wf.steps || []).forEach(function (st, i) {
+        var row = document.querySelector('tr[data-step="' + i + '"]');
+        if (!row || row.getAttribute("data-step-state") === st.state) return;
+        var terminal = st.state === "completed" || st.state === "failed" || st.state === "cancelled";
+        if (terminal || row.getAttribute("data-step-state") === "waiting") changed = true;
+        row.setAttribute("data-step-state", st.state);
+        var badge = row.querySelector("[data-step-badge]");
+        if (badge) setBadge(badge, st.state);
+      });
+      if (wf.state !== "running") {
+        setBadge(wfState, wf.state);
+        wfState.removeAttribute("data-workflow-running");
+        changed = true;
+      }
+      if (changed && staleEl) staleEl.hidden = false;
+      setStatus("updated " + new Date().toLocaleTimeString(), false);
+    }).catch(function (err) {
+      setStatus("not updating: " + err.message, true);
+    });
+  }
+  if (wfState) {
+    var wfTimer = setInterval(function () {
+      if (!wfState.hasAttribute("data-workflow-running")) { clearInterval(wfTimer); return; }
+      refreshWorkflow();
+    }, period);
+  }
+
   // Forms that ask before submitting (delete, cancel).
   document.querySelectorAll("form[data-confirm]").forEach(function (f) {
     f.addEventListener("submit", function (ev) {
