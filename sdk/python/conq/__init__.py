@@ -40,7 +40,6 @@ from ._errors import (
     TaskFailed,
     WorkerCrashed,
 )
-from ._canvas import Signature, WorkflowCancelled, WorkflowFailed, WorkflowResult, chain, chord, group, signature
 from ._task import Task, registry, task
 
 __version__ = "0.2.0"
@@ -112,6 +111,10 @@ if TYPE_CHECKING:  # the lazy names below, for type checkers
                           NotFoundError, PayloadTooLargeError, ServerUnavailable, connect, default_client, enqueue)
     from ._executor import Executor
     from ._result import AsyncResult
+    from ._canvas import Signature, WorkflowCancelled, WorkflowFailed, WorkflowResult, chain, chord, group, signature
+
+_CANVAS_NAMES = frozenset(("Signature", "signature", "chain", "group", "chord", "WorkflowResult", "WorkflowFailed",
+                           "WorkflowCancelled"))
 
 _CLIENT_NAMES = frozenset(("DEFAULT_RETENTION", "APIError", "AuthError", "BadRequestError", "BatchError", "Client",
                            "ConflictError", "NotFoundError", "PayloadTooLargeError", "ServerUnavailable", "connect",
@@ -127,6 +130,10 @@ def __getattr__(name: str):
         from . import _client
 
         return getattr(_client, name)
+    if name in _CANVAS_NAMES:
+        from . import _canvas
+
+        return getattr(_canvas, name)
     if name == "AsyncResult":
         from ._result import AsyncResult
 
