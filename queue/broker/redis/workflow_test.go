@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,4 +115,60 @@ func TestWorkflowJSONStrings(t *testing.T) {
 			t.Fatalf("step 1 error %q does not name kind %q", got.Steps[1].Error, kind)
 		}
 	}
+}
+
+// TestWorkflowMemory measures Redis memory per workflow member (for
+// docs/workflows.md): a chord of 10,000 members with a 10-byte payload,
+// while every member is pending, then after every member completed with
+// a 1-byte result (tasks without retention are gone; the workflow keeps
+// each result). Run with CONQ_MEASURE=1.
+func TestWorkflowMemory(t *testing.T) {
+	if os.Getenv("CONQ_MEASURE") == "" {
+		t.Skip("a measurement: run with CONQ_MEASURE=1")
+	}
+	testenv.RedisURL(t)
+	ctx := context.Background()
+	b, c := newTestBroker(t, nil)
+	used := func() int64 {
+		s, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(s, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		t.Fatal("no used_memory")
+		return 0
+	}
+	const n = 10_000
+	w := chord("mem", "mq", n)
+	for i := range n {
+		w.Steps[i].Task.Payload = []byte(`"abcdefgh"`)
+	}
+	before := used()
+	if err := b.CreateWorkflow(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	pending := used()
+	for done := 0; done < n; {
+		ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"mq"}, Max: 1000, Lease: time.Minute})
+		if err != nil || len(ts) == 0 {
+			t.Fatal(err)
+		}
+		acks := make([]broker.Ack, len(ts))
+		for i, tk := range ts {
+			acks[i] = broker.Ack{LeaseRef: tk.Ref(), Result: []byte("1")}
+		}
+		if err := b.Complete(ctx, acks...); err != nil {
+			t.Fatal(err)
+		}
+		done += len(ts)
+	}
+	finished := used()
+	wf, _ := c.MemoryUsage(ctx, b.Prefix()+":{mq}:wf", 0).Result()
+	t.Logf("redis: %d members: %.0f bytes/member with every member pending (workflow + tasks), %.0f bytes/member once the members completed (workflow records, results kept); MEMORY USAGE of the wf hash %d bytes",
+		n, float64(pending-before)/n, float64(finished-before)/n, wf)
 }

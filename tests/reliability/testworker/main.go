@@ -9,6 +9,8 @@
 //	record  HINCRBY <prefix>:runs <task id> 1, then sleep the payload's
 //	        "sleep_ms"; the result is the run count
 //	typed   HandleJSON with {"a": int, "b": int} -> a+b
+//	collect RPUSH <prefix>:collected <payload> (a chord body's input);
+//	        the result is the list's length
 //
 // SIGTERM or SIGINT shut it down gracefully.
 package main
@@ -77,6 +79,13 @@ func run(url, prefix string, concurrency int, lease time.Duration) error {
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
+		}
+		return []byte(strconv.FormatInt(n, 10)), nil
+	})
+	w.HandleFunc("collect", func(ctx context.Context, t *queue.TaskInfo) ([]byte, error) {
+		n, err := rdb.RPush(ctx, prefix+":collected", t.Payload).Result()
+		if err != nil {
+			return nil, fmt.Errorf("collect: %w", err)
 		}
 		return []byte(strconv.FormatInt(n, 10)), nil
 	})
