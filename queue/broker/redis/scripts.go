@@ -16,7 +16,9 @@ var scriptFS embed.FS
 
 // A per-queue script is generated from its file: K_<NAME> locals for the
 // queue's keys (those named on the file's "--! keys:" line are KEYS[1..n],
-// in that order; the others nil), then scripts/common.lua, then the file.
+// in that order; the others nil), then scripts/common.lua, then (for
+// files whose keys line ends with "+workflow") scripts/workflow.lua, then
+// the file.
 // Sending only the keys a script uses keeps small calls cheap. A script
 // whose file starts with "--! standalone" runs as written.
 var (
@@ -59,6 +61,8 @@ type script struct {
 	id    int   // index in allScripts
 	slots []int // indexes into queueKeys; nil for standalone scripts
 	stats bool  // takes the queue's stats key (statsKey) after its slots
+	// workflow: scripts/workflow.lua is included ("+workflow")
+	workflow bool
 }
 
 // allScripts holds every script, for loadScripts and the per-queue cache
@@ -81,6 +85,10 @@ func mustScript(name string) *script {
 		for _, name := range strings.Fields(strings.TrimPrefix(first, "--! keys: ")) {
 			if name == "+stats" {
 				s.stats = true
+				continue
+			}
+			if name == "+workflow" {
+				s.workflow = true
 				continue
 			}
 			slot := slices.Index(keySuffixes[:], name)
@@ -108,6 +116,14 @@ func mustScript(name string) *script {
 		}
 		src.Write(common)
 		src.WriteString("\n")
+		if s.workflow {
+			wf, err := scriptFS.ReadFile("scripts/workflow.lua")
+			if err != nil {
+				panic(err)
+			}
+			src.Write(wf)
+			src.WriteString("\n")
+		}
 		src.Write(body)
 	default:
 		panic(fmt.Sprintf("scripts/%s.lua: first line must be \"--! keys: ...\" or \"--! standalone\"", name))

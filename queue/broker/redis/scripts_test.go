@@ -48,7 +48,10 @@ func TestScriptsDeclareKeys(t *testing.T) {
 func TestScriptsListTheirKeys(t *testing.T) {
 	kref := regexp.MustCompile(`\bK_[A-Z]+\b`)
 	fnDef := regexp.MustCompile(`(?m)^local function (\w+)\(`)
-	common := mustRead(t, "scripts/common.lua")
+	// workflow.lua's helpers count for every script: a script using one
+	// without "+workflow" is caught below.
+	wfHelpers := mustRead(t, "scripts/workflow.lua")
+	common := mustRead(t, "scripts/common.lua") + "\n" + wfHelpers
 	// Keys and helper calls of each helper.
 	defs := fnDef.FindAllStringSubmatchIndex(common, -1)
 	helperKeys := map[string][]string{}
@@ -80,6 +83,11 @@ func TestScriptsListTheirKeys(t *testing.T) {
 			continue
 		}
 		body := mustRead(t, "scripts/"+s.name+".lua")
+		for _, d := range fnDef.FindAllStringSubmatch(wfHelpers, -1) {
+			if !s.workflow && regexp.MustCompile(`\b`+d[1]+`\(`).MatchString(body) {
+				t.Errorf("%s.lua calls %s of workflow.lua but its keys line lacks \"+workflow\"", s.name, d[1])
+			}
+		}
 		for _, k := range keysOf(body, map[string]bool{}) {
 			if k == "K_STATS" {
 				if !s.stats {

@@ -1,4 +1,4 @@
---! keys: meta msg pending scheduled retry dead errors active cancels tasklocks locks notify wfsteps wfdone wf wfids
+--! keys: meta msg pending scheduled retry dead errors active cancels tasklocks locks notify wfsteps wfdone wf wfids +workflow
 -- Cancel: ARGV id, nowMs, errorRecord, nowNs. A pending, scheduled or
 -- retry task goes dead with errorRecord (Attempts unchanged), and if it is
 -- a workflow step its step is cancelled; an active one is flagged in

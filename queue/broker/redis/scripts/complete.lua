@@ -1,4 +1,4 @@
---! keys: meta active msg errors results completed tasklocks locks cancels wfsteps pending notify scheduled retry dead wfdone wf wfids +stats
+--! keys: meta active msg errors results completed tasklocks locks cancels wfsteps pending notify scheduled retry dead wfdone wf wfids +stats +workflow
 -- Complete: ARGV nowNs, nowMs, then (id, token, result, alt) runs. Tasks
 -- with a retention are kept until nowMs + retention, others deleted.
 -- Reply: per item 0 done, 1 lease lost. The attempt counts (Attempts+1)

@@ -1,4 +1,4 @@
---! keys: meta msg pending scheduled retry dead completed errors results tasklocks locks wfsteps notify active cancels wfdone wf wfids
+--! keys: meta msg pending scheduled retry dead completed errors results tasklocks locks wfsteps notify active cancels wfdone wf wfids +workflow
 -- Delete: ARGV id, nowNs, nowMs. Reply: 0 deleted, -1 not found, -2
 -- active. Deleting a workflow step's unfinished task fails its step.
 local id = ARGV[1]

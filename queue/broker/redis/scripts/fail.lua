@@ -1,4 +1,4 @@
---! keys: meta errors active dead retry pending notify tasklocks locks cancels msg scheduled wfsteps wfdone wf wfids +stats
+--! keys: meta errors active dead retry pending notify tasklocks locks cancels msg scheduled wfsteps wfdone wf wfids +stats +workflow
 -- Fail: ARGV nowMs, cancelRecord, nowNs, then (id, token, errorRecord,
 -- retryAtMs, dead) runs. retryAtMs <= nowMs means pending at once. A task
 -- flagged for cancellation goes dead, with cancelRecord unless the

@@ -1,4 +1,4 @@
---! keys: meta active pending notify errors dead tasklocks locks cancels msg scheduled retry wfsteps wfdone wf wfids
+--! keys: meta active pending notify errors dead tasklocks locks cancels msg scheduled retry wfsteps wfdone wf wfids +workflow
 -- Requeue: ARGV nowMs, cancelRecord, nowNs, then (id, token) pairs.
 -- Active tasks go back to the tail of pending without counting an
 -- attempt; those flagged for cancellation go dead with cancelRecord (a

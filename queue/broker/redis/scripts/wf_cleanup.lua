@@ -1,4 +1,4 @@
---! keys: wfdone wf wfids
+--! keys: wfdone wf wfids +workflow
 -- Workflow cleanup: ARGV nowMs, limit. Deletes finished workflows whose
 -- retention has passed, field by field (about 10 per step: a big
 -- workflow makes a longer call, bounded by MaxWorkflowSteps). Reply:

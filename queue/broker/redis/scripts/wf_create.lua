@@ -1,4 +1,4 @@
---! keys: msg pending notify wfsteps wf wfids
+--! keys: msg pending notify wfsteps wf wfids +workflow
 -- CreateWorkflow: ARGV wfid, F, then F (field, value) pairs of the
 -- workflow (names without the handle prefix), S, then S (id, step, msg)
 -- runs of the steps to enqueue now, then the IDs of the other steps.
@@ -32,7 +32,7 @@ if s > 0 then
     msgs[#msgs + 1] = ARGV[b]
     msgs[#msgs + 1] = ARGV[b + 2]
     links[#links + 1] = ARGV[b]
-    links[#links + 1] = ARGV[b + 1] .. ',' .. wfid
+    links[#links + 1] = ARGV[b + 1] .. ',' .. h .. ',' .. wfid
     pend[#pend + 1] = ARGV[b]
   end
   chunked('HSET', K_MSG, msgs)

@@ -1,4 +1,4 @@
---! keys: meta msg wf wfids
+--! keys: meta msg wf wfids +workflow
 -- GetWorkflow: ARGV wfid. Reply: {} if absent, else {fields, tasks}: the
 -- workflow's fields as (name, value) pairs and, per enqueued step, (step,
 -- meta or false, 1 if its task's message exists).

@@ -1,4 +1,4 @@
---! keys: wf wfids
+--! keys: wf wfids +workflow
 -- Workflow state: ARGV wfid. Reply: its state letter, or false if absent.
 local W = wfKey(ARGV[1])
 if not W then return false end

@@ -1,0 +1,202 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/conqhq/conq/queue"
+)
+
+// Workflow overhead on the Redis broker (docs/benchmarks.md, "Redis
+// workflows"):
+//
+//	source scripts/redis.sh; redis_start
+//	cd bench && CONQ_BENCH_WORKFLOW=1 go test -run 'TestWorkflow' -v -count 1 ./queue/
+//
+// TestWorkflowChordOverhead runs CONQ_BENCH_CHORDS (default 2,000)
+// chords of 10 no-op members and a no-op body (22,000 tasks), and the
+// same number of no-op tasks enqueued plainly, alternated for
+// CONQ_BENCH_ROUNDS (default 3) rounds in one run; each side is timed from
+// its first enqueue to its last task's end, with the worker already
+// running. TestWorkflowChainLatency runs chains of 100 steps and reports
+// the time from a step's handler returning to the next step's handler
+// starting. Both print one line per figure ("workflow bench: ...").
+
+func workflowBench(t *testing.T) {
+	if os.Getenv("CONQ_BENCH_WORKFLOW") == "" {
+		t.Skip("a benchmark: run with CONQ_BENCH_WORKFLOW=1 (see the comment above)")
+	}
+}
+
+// counter is a worker that counts handler runs of kind noop.
+type counter struct {
+	done   atomic.Int64
+	target atomic.Int64
+	ch     chan struct{}
+	w      *queue.Worker
+}
+
+func startCounter(tb testing.TB, e *conqEnv) *counter {
+	w, err := queue.NewWorker(e.b, queue.WorkerConfig{
+		Concurrency:  concurrency,
+		Prefetch:     512,
+		AckBatchSize: 512,
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := &counter{w: w}
+	w.HandleFunc("noop", func(context.Context, *queue.TaskInfo) ([]byte, error) {
+		if c.done.Add(1) == c.target.Load() {
+			close(c.ch)
+		}
+		return nil, nil
+	})
+	if err := w.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = w.Shutdown(context.Background()) })
+	return c
+}
+
+// expect arms the counter for n more runs.
+func (c *counter) expect(n int) {
+	c.ch = make(chan struct{})
+	c.target.Store(c.done.Load() + int64(n))
+}
+
+func (c *counter) wait(tb testing.TB) {
+	select {
+	case <-c.ch:
+	case <-time.After(10 * time.Minute):
+		tb.Fatalf("%d of %d tasks ran in 10m", c.done.Load(), c.target.Load())
+	}
+}
+
+func TestWorkflowChordOverhead(t *testing.T) {
+	workflowBench(t)
+	chords := envInt("CONQ_BENCH_CHORDS", 2000)
+	rounds := envInt("CONQ_BENCH_ROUNDS", 3)
+	const members = 10
+	n := chords * (members + 1)
+	ctx := context.Background()
+	var plainRates, chordRates []float64
+	for r := range rounds {
+		for _, side := range []string{"plain", "chord"} {
+			if r%2 == 1 { // alternate which side goes first
+				side = map[string]string{"plain": "chord", "chord": "plain"}[side]
+			}
+			e := newConq(t)
+			c := startCounter(t, e)
+			c.expect(n)
+			start := time.Now()
+			if side == "plain" {
+				e.enqueue(t, n, 1000)
+			} else {
+				// EnqueueFlow is one workflow per call: 16 producers.
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				for range 16 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						header := make([]queue.Flow, members)
+						for next.Add(1) <= int64(chords) {
+							for i := range header {
+								header[i] = queue.Step(queue.NewTask("noop", nil))
+							}
+							if _, err := e.client.EnqueueFlow(ctx, queue.Chord(header, queue.Step(queue.NewTask("noop", nil)))); err != nil {
+								t.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+			}
+			enq := time.Since(start)
+			c.wait(t)
+			d := time.Since(start)
+			rate := float64(n) / d.Seconds()
+			if side == "plain" {
+				plainRates = append(plainRates, rate)
+			} else {
+				chordRates = append(chordRates, rate)
+			}
+			fmt.Printf("workflow bench: round %d %s: %d tasks in %v = %.0f tasks/s (enqueue done after %v)\n", r+1, side, n, d.Round(time.Millisecond), rate, enq.Round(time.Millisecond))
+		}
+	}
+	p, c := median(plainRates), median(chordRates)
+	fmt.Printf("workflow bench: median of %d rounds: plain %.0f tasks/s, %d chords of %d+1 %.0f tasks/s, overhead %.2fx\n",
+		rounds, p, chords, members, c, p/c)
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func TestWorkflowChainLatency(t *testing.T) {
+	workflowBench(t)
+	const steps = 100
+	chains := envInt("CONQ_BENCH_CHAINS", 3)
+	e := newConq(t)
+	w, err := queue.NewWorker(e.b, queue.WorkerConfig{Concurrency: 4, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	started := map[string]time.Time{} // "<workflow>/<step>" -> handler start
+	ended := map[string]time.Time{}
+	w.HandleFunc("step", func(_ context.Context, ti *queue.TaskInfo) ([]byte, error) {
+		now := time.Now()
+		mu.Lock()
+		started[ti.Workflow+"/"+strconv.Itoa(ti.Step)] = now
+		mu.Unlock()
+		end := time.Now()
+		mu.Lock()
+		ended[ti.Workflow+"/"+strconv.Itoa(ti.Step)] = end
+		mu.Unlock()
+		return []byte(strconv.Itoa(ti.Step)), nil
+	})
+	ctx := context.Background()
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown(ctx)
+	var lat []time.Duration
+	for range chains {
+		nodes := make([]queue.Flow, steps)
+		for i := range nodes {
+			nodes[i] = queue.Step(queue.NewTask("step", nil))
+		}
+		h, err := e.client.EnqueueFlow(ctx, queue.Chain(nodes...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Result(ctx); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		for i := 1; i < steps; i++ {
+			lat = append(lat, started[h.ID+"/"+strconv.Itoa(i)].Sub(ended[h.ID+"/"+strconv.Itoa(i-1)]))
+		}
+		mu.Unlock()
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	fmt.Printf("workflow bench: chain of %d steps x %d: step end -> next step start p50 %.2fms p99 %.2fms max %.2fms (%d samples)\n",
+		steps, chains, q(0.5), q(0.99), q(1), len(lat))
+}

@@ -1,0 +1,446 @@
+-- Included after common.lua by the scripts whose keys line ends with
+-- "+workflow" (scripts.go): the settle scripts and wf_*.lua. Kept apart so
+-- that the other scripts do not define these functions on every call.
+
+-- ---- Workflows (workflow.go) ----
+-- A workflow lives in the shard of its steps (so in the same slot): the
+-- shard's wfids hash gives it a short handle h (a number), and its fields
+-- are "<h>|<name>" in the shard's wf hash (one hash for every workflow of
+-- the shard keeps every key a script touches in KEYS, and the handle
+-- keeps field names short). Field names:
+--   st  state: R running, C completed, F failed, X cancelled
+--   q n out ret cr   queue, step count, output input spec, retention ns,
+--                    created ns (written by wf_create)
+--   open             steps not finished
+--   err res fin      error, result, finished ns (when finished)
+--   c<i>  step i's static record: length-prefixed fields (wfFields): task
+--         ID, kind, dependents ("3,7"), input spec ("" none, "4",
+--         "[0,1,[2]]"), tolerant ("1"), args suffix (input prepended to
+--         an "args" payload: '{"args":[' .. input .. suffix), payload error
+--         (the step fails to start with it), message prefix (the task's
+--         stored message without its payload)
+--   o<i>  the step's task as given (encodeMsg), for GetWorkflow
+--   s<i>  state letter (w waiting, e enqueued, c completed, f failed,
+--         x cancelled) followed by the attempts once finished
+--   r<i>  inputs not finished yet
+--   res<i> v<i> e<i>  result, its JSON forms when not plain (see wfLeaf),
+--         error
+-- The settle scripts call wfTaskEnded for tasks listed in wfsteps, in the
+-- same script, so a step's end and what follows are one atomic step; they
+-- set WF.nowNs and WF.nowMs first. Every function mirrors the memory
+-- broker (memory/workflow.go) step for step, so both give the same
+-- payloads, results and errors.
+
+local WF = {nowNs = '0', nowMs = 0}
+
+-- Per-step field names, in the order wf_get reads them (c first, s third).
+local WF_STEP_FIELDS = {'c', 'o', 's', 'r', 'res', 'v', 'e'}
+
+-- wfKey returns the prefix of workflow id's fields in the shard's wf
+-- hash, or nil if the shard has no such workflow.
+local function wfKey(id)
+  local h = redis.call('HGET', K_WFIDS, id)
+  if not h then return nil end
+  return h .. '|'
+end
+
+-- wfFields splits a record of "<len>:<bytes>" fields.
+local function wfFields(s)
+  local out, pos, n = {}, 1, #s
+  while pos <= n do
+    local c = string.find(s, ':', pos, true)
+    local len = tonumber(string.sub(s, pos, c - 1))
+    out[#out + 1] = string.sub(s, c + 1, c + len)
+    pos = c + len + 1
+  end
+  return out
+end
+
+-- utf8len is the length of the valid UTF-8 sequence at byte i (first byte
+-- c >= 0x80), or 0 where Go's utf8.DecodeRune finds an invalid one.
+local function utf8len(s, i, c)
+  local n, lo, hi
+  if c >= 0xC2 and c <= 0xDF then n, lo, hi = 2, 0x80, 0xBF
+  elseif c == 0xE0 then n, lo, hi = 3, 0xA0, 0xBF
+  elseif (c >= 0xE1 and c <= 0xEC) or c == 0xEE or c == 0xEF then n, lo, hi = 3, 0x80, 0xBF
+  elseif c == 0xED then n, lo, hi = 3, 0x80, 0x9F
+  elseif c == 0xF0 then n, lo, hi = 4, 0x90, 0xBF
+  elseif c >= 0xF1 and c <= 0xF3 then n, lo, hi = 4, 0x80, 0xBF
+  elseif c == 0xF4 then n, lo, hi = 4, 0x80, 0x8F
+  else return 0 end
+  local b = string.byte(s, i + 1)
+  if not b or b < lo or b > hi then return 0 end
+  for k = 2, n - 1 do
+    b = string.byte(s, i + k)
+    if not b or b < 0x80 or b > 0xBF then return 0 end
+  end
+  return n
+end
+
+local JSON_ESC = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+  ['\b'] = '\\b', ['\f'] = '\\f', ['<'] = '\\u003c', ['>'] = '\\u003e', ['&'] = '\\u0026'}
+
+-- jsonString is s as Go's json.Marshal writes a string: HTML characters,
+-- U+2028 and U+2029 escaped, invalid UTF-8 bytes as \ufffd.
+local function jsonString(s)
+  if not string.find(s, '[%z\1-\31"\\<>&\128-\255]') then return '"' .. s .. '"' end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = string.byte(s, i)
+    if c < 128 then
+      local ch = string.char(c)
+      local e = JSON_ESC[ch]
+      if e then out[#out + 1] = e
+      elseif c < 32 then out[#out + 1] = string.format('\\u%04x', c)
+      else out[#out + 1] = ch end
+      i = i + 1
+    else
+      local len = utf8len(s, i, c)
+      if len == 0 then
+        out[#out + 1] = '\\ufffd'
+        i = i + 1
+      else
+        local seq = string.sub(s, i, i + len - 1)
+        if seq == '\226\128\168' then out[#out + 1] = '\\u2028'
+        elseif seq == '\226\128\169' then out[#out + 1] = '\\u2029'
+        else out[#out + 1] = seq end
+        i = i + len
+      end
+    end
+  end
+  return '"' .. table.concat(out) .. '"'
+end
+
+-- wfParse reads an input spec: a step number, or a list "[a,b,...]".
+local function wfParse(s)
+  local pos = 1
+  local function node()
+    if string.sub(s, pos, pos) == '[' then
+      pos = pos + 1
+      local list = {}
+      if string.sub(s, pos, pos) == ']' then
+        pos = pos + 1
+        return list
+      end
+      while true do
+        list[#list + 1] = node()
+        local d = string.sub(s, pos, pos)
+        pos = pos + 1
+        if d ~= ',' then return list end
+      end
+    end
+    local a, b = string.find(s, '^%d+', pos)
+    pos = b + 1
+    return tonumber(string.sub(s, a, b))
+  end
+  return node()
+end
+
+-- wfLeaf returns step i's value as its raw and compact JSON and its error
+-- ('' if none): broker.InputValue's jsonValue. L holds each leaf's (s,
+-- res, v, e) fields, read in one HMGET (wfInput). v<i> holds what Go found
+-- when the result is not already compact JSON: 'c' .. compact form, or 'q'
+-- .. the JSON string of an invalid result.
+local function wfLeaf(L, i)
+  local r = L[i]
+  if string.sub(r[1] or '', 1, 1) ~= 'c' then return 'null', 'null', r[4] or '' end
+  local res, v = r[2], r[3]
+  if not res or res == '' then return 'null', 'null', '' end
+  if not v then return res, res, '' end
+  local x = string.sub(v, 2)
+  if string.sub(v, 1, 1) == 'c' then return res, x, '' end
+  return x, x, ''
+end
+
+-- wfVal is broker.InputValue's val for a list or a step: compact JSON and
+-- the first error. With tol every list element is wrapped as ok/error.
+local function wfVal(L, node, tol)
+  if type(node) == 'number' then
+    local _, c, e = wfLeaf(L, node)
+    return c, e
+  end
+  local parts, first = {}, ''
+  for k = 1, #node do
+    local v, e = wfVal(L, node[k], tol)
+    if tol then
+      if e ~= '' then
+        v = '{"error":{"message":' .. jsonString(e) .. ',"type":"StepFailed"},"ok":false}'
+      else
+        v = '{"ok":true,"result":' .. v .. '}'
+      end
+      e = ''
+    end
+    parts[k] = v
+    if first == '' then first = e end
+  end
+  return '[' .. table.concat(parts, ',') .. ']', first
+end
+
+local function wfLeaves(node, out)
+  if type(node) == 'number' then
+    out[#out + 1] = node
+  else
+    for k = 1, #node do wfLeaves(node[k], out) end
+  end
+end
+
+-- wfInput is broker.InputValue: raw and compact JSON of an input spec.
+local function wfInput(W, spec, tol)
+  local node = wfParse(spec)
+  local leaves, fields = {}, {}
+  wfLeaves(node, leaves)
+  for k, i in ipairs(leaves) do
+    fields[4 * k - 3] = W .. 's' .. i
+    fields[4 * k - 2] = W .. 'res' .. i
+    fields[4 * k - 1] = W .. 'v' .. i
+    fields[4 * k] = W .. 'e' .. i
+  end
+  local vals = hmget(K_WF, fields)
+  local L = {}
+  for k, i in ipairs(leaves) do
+    L[i] = {vals[4 * k - 3], vals[4 * k - 2], vals[4 * k - 1], vals[4 * k]}
+  end
+  if type(node) == 'number' then
+    local raw, c = wfLeaf(L, node)
+    return raw, c
+  end
+  local v = wfVal(L, node, tol)
+  return v, v
+end
+
+local function wfCancelRecord(msg)
+  return '{"t":' .. WF.nowNs .. ',"k":"cancelled","m":' .. jsonString(msg) .. '}'
+end
+
+-- wfRemovePending drops ids (a set) from the pending list: LREM each when
+-- few, else one rewrite of the list.
+local function wfRemovePending(set, n)
+  if n == 0 then return end
+  if n <= 16 then
+    for id in pairs(set) do redis.call('LREM', K_PENDING, -1, id) end
+    return
+  end
+  local all = redis.call('LRANGE', K_PENDING, 0, -1)
+  local keep = {}
+  for _, id in ipairs(all) do
+    if not set[id] then keep[#keep + 1] = id end
+  end
+  redis.call('DEL', K_PENDING)
+  if #keep > 0 then chunked('RPUSH', K_PENDING, keep) end
+end
+
+-- Within one script call a workflow's state and open count change only
+-- here, so they are read once and kept (by field prefix).
+local WF_ST, WF_OPEN = {}, {}
+
+local function wfState(W)
+  local st = WF_ST[W]
+  if st == nil then
+    st = redis.call('HGET', K_WF, W .. 'st') or false
+    WF_ST[W] = st
+  end
+  return st
+end
+
+local function wfOpen(W, delta)
+  local n = redis.call('HINCRBY', K_WF, W .. 'open', delta)
+  WF_OPEN[W] = n
+  return n
+end
+
+local WF_WORDS = {C = 'completed', F = 'failed', X = 'cancelled'}
+
+-- wfFinish ends a running workflow; a failed or cancelled one cancels its
+-- unfinished steps: waiting ones are marked, enqueued ones cancelled as by
+-- CancelTask (pending, scheduled, retry: dead now; active: flagged).
+local function wfFinish(W, wfid, st, reason, result)
+  if wfState(W) ~= 'R' then return end
+  WF_ST[W] = st
+  local h = redis.call('HMGET', K_WF, W .. 'ret', W .. 'n')
+  redis.call('HSET', K_WF, W .. 'st', st, W .. 'err', reason, W .. 'fin', WF.nowNs)
+  if result then redis.call('HSET', K_WF, W .. 'res', result) end
+  zadd(K_WFDONE, {WF.nowMs + math.ceil(tonumber(h[1]) / 1000000), wfid})
+  if st == 'C' then return end
+  local n = tonumber(h[2])
+  local fields = {}
+  for i = 0, n - 1 do fields[i + 1] = W .. 's' .. i end
+  local states = hmget(K_WF, fields)
+  local pend, npend, open = {}, 0, 0
+  local msg = 'workflow ' .. WF_WORDS[st] .. ': ' .. reason
+  for i = 0, n - 1 do
+    local s = string.sub(states[i + 1] or '', 1, 1)
+    if s == 'w' then
+      redis.call('HSET', K_WF, W .. 's' .. i, 'x', W .. 'e' .. i, 'cancelled: ' .. reason)
+      open = open + 1
+    elseif s == 'e' then
+      local id = wfFields(redis.call('HGET', K_WF, W .. 'c' .. i))[1]
+      local m = parse(redis.call('HGET', K_META, id))
+      if not m and redis.call('HEXISTS', K_MSG, id) == 1 then
+        m = {s = 'p', a = 0, tk = '0', lu = '0', sa = '0', ca = '0', w = ''}
+        local mr, ret = string.match(redis.call('HGET', K_MSG, id), '^([^,]*),([^,]*),')
+        m.mr, m.ret = tonumber(mr), ret
+      end
+      if m and (m.s == 'p' or m.s == 's' or m.s == 'r') then
+        if m.s == 'p' then
+          pend[id] = true
+          npend = npend + 1
+        else
+          local key = ({s = K_SCHEDULED, r = K_RETRY})[m.s]
+          redis.call('ZREM', key, id)
+        end
+        appendError(id, m.a, wfCancelRecord(msg))
+        m.s = 'd'
+        redis.call('HSET', K_META, id, fmt(m))
+        zadd(K_DEAD, {WF.nowMs, id})
+        unlock({id})
+        redis.call('HSET', K_WF, W .. 's' .. i, 'x' .. m.a, W .. 'e' .. i, msg)
+        open = open + 1
+      elseif m and m.s == 'a' then
+        redis.call('HSET', K_CANCELS, id, '1')
+      end
+    end
+  end
+  if open > 0 then wfOpen(W, -open) end
+  wfRemovePending(pend, npend)
+end
+
+-- wfStart enqueues step i (static record c) with its input; it returns an
+-- error message if the step cannot start (it then fails).
+local function wfStart(W, wfid, i, c)
+  local id, payload = c[1], ''
+  if c[4] ~= '' then
+    if c[7] ~= '' then return c[7] end
+    local raw, compact = wfInput(W, c[4], c[5] == '1')
+    if c[6] ~= '' then
+      payload = '{"args":[' .. compact .. c[6]
+    else
+      payload = raw
+    end
+  end
+  if redis.call('HEXISTS', K_MSG, id) == 1 then
+    return 'enqueue: task "' .. id .. '" in queue "' .. redis.call('HGET', K_WF, W .. 'q') .. '": task ID already exists'
+  end
+  redis.call('HSET', K_MSG, id, c[8] .. payload)
+  redis.call('HSET', K_WFSTEPS, id, i .. ',' .. string.sub(W, 1, -2) .. ',' .. wfid)
+  redis.call('RPUSH', K_PENDING, id)
+  notify(1)
+  redis.call('HSET', K_WF, W .. 's' .. i, 'e')
+  return nil
+end
+
+local STEP_WORDS = {c = 'completed', f = 'failed', x = 'cancelled'}
+
+-- wfEnded records the end of step i (how: c completed, f failed, x
+-- cancelled) and moves the workflow on: memory/workflow.go's stepEnded,
+-- depth first like its recursion but with an explicit stack, so a chain
+-- of any length cannot overflow Lua's.
+local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
+  local stack = {{i = i, how = how, res = res, alt = alt, msg = msg, a = attempts}}
+  while #stack > 0 do
+    local f = stack[#stack]
+    local child
+    if not f.deps then
+      local r = redis.call('HMGET', K_WF, W .. 's' .. f.i, W .. 'c' .. f.i)
+      local s = string.sub(r[1] or 'c', 1, 1)
+      if s == 'c' or s == 'f' or s == 'x' then
+        stack[#stack] = nil
+      else
+        local set = {W .. 's' .. f.i, f.how .. (f.a or '')}
+        if f.res and f.res ~= '' then
+          set[#set + 1] = W .. 'res' .. f.i
+          set[#set + 1] = f.res
+        end
+        if f.alt and f.alt ~= '' then
+          set[#set + 1] = W .. 'v' .. f.i
+          set[#set + 1] = f.alt
+        end
+        if f.msg and f.msg ~= '' then
+          set[#set + 1] = W .. 'e' .. f.i
+          set[#set + 1] = f.msg
+        end
+        redis.call('HSET', K_WF, unpack(set))
+        wfOpen(W, -1)
+        f.running = wfState(W) == 'R'
+        local c = wfFields(r[2])
+        f.deps = {}
+        for d in string.gmatch(c[3], '%d+') do f.deps[#f.deps + 1] = tonumber(d) end
+        f.k = 1
+        if f.how ~= 'c' and f.running then
+          f.reason = 'step ' .. f.i .. ' (' .. c[2] .. ') ' .. STEP_WORDS[f.how] .. ': ' .. (f.msg or '')
+          if #f.deps == 0 then wfFinish(W, wfid, 'F', f.reason) end
+        end
+      end
+    end
+    if f.deps then
+      while f.k <= #f.deps and not child do
+        local d = f.deps[f.k]
+        f.k = f.k + 1
+        if f.how == 'c' then
+          if not f.running then break end
+          if redis.call('HINCRBY', K_WF, W .. 'r' .. d, -1) == 0 then
+            local r = redis.call('HMGET', K_WF, W .. 's' .. d, W .. 'c' .. d)
+            if string.sub(r[1], 1, 1) == 'w' then
+              local err = wfStart(W, wfid, d, wfFields(r[2]))
+              if err then child = {i = d, how = 'f', msg = err} end
+            end
+          end
+        else
+          if not f.running or wfState(W) ~= 'R' then break end
+          local r = redis.call('HMGET', K_WF, W .. 's' .. d, W .. 'c' .. d)
+          if string.sub(r[1], 1, 1) == 'w' then
+            local c = wfFields(r[2])
+            if c[5] == '1' then
+              if redis.call('HINCRBY', K_WF, W .. 'r' .. d, -1) == 0 then
+                local err = wfStart(W, wfid, d, c)
+                if err then child = {i = d, how = 'f', msg = err} end
+              end
+            else
+              child = {i = d, how = 'x', msg = 'cancelled: ' .. f.reason}
+            end
+          end
+        end
+      end
+      if child then
+        stack[#stack + 1] = child
+      else
+        if wfState(W) == 'R' and WF_OPEN[W] == 0 then
+          local raw = wfInput(W, redis.call('HGET', K_WF, W .. 'out'), false)
+          wfFinish(W, wfid, 'C', '', raw)
+        end
+        stack[#stack] = nil
+      end
+    end
+  end
+end
+
+-- wfTaskEnded is called by the settle scripts for a task that ended: how
+-- c completed, f dead, x dead as cancelled, g deleted; link is its wfsteps
+-- entry "<step>,<handle>,<workflow ID>" (read before the task was
+-- forgotten). Handles are never reused: a workflow cleaned up has no
+-- fields left, and its steps' ends are ignored.
+local function wfTaskEnded(link, how, res, alt, msg, attempts)
+  local step, h, wfid = string.match(link, '^(%d+),(%d+),(.*)$')
+  if not step then return end
+  local W = h .. '|'
+  if not wfState(W) then return end
+  if how == 'g' then how, msg = 'f', 'task deleted' end
+  wfEnded(W, wfid, tonumber(step), how, res, alt, msg, attempts)
+end
+
+-- wfLink returns task id's wfsteps entry, or nil: free when the shard
+-- holds no workflow step.
+local function wfLink(id)
+  if redis.call('HLEN', K_WFSTEPS) == 0 then return nil end
+  return redis.call('HGET', K_WFSTEPS, id) or nil
+end
+
+-- wfErrorEnd is wfTaskEnded for a task that went dead with error record
+-- rec: its step is cancelled if the record's kind is, else failed.
+local function wfErrorEnd(link, rec, attempts)
+  local ok, e = pcall(cjson.decode, rec)
+  local msg = ''
+  if ok and type(e) == 'table' and type(e.m) == 'string' then msg = e.m end
+  local how = 'f'
+  if ok and type(e) == 'table' and e.k == 'cancelled' then how = 'x' end
+  wfTaskEnded(link, how, nil, nil, msg, attempts)
+end
