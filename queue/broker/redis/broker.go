@@ -21,9 +21,10 @@ type Broker struct {
 	ownClient bool
 	closed    atomic.Bool
 
-	shards shardCache    // queues spread over several shards (shards.go)
-	rot    atomic.Uint32 // where Fetch starts among a queue's shards
-	hub    *notifyHub    // WaitReady on a cluster (wait.go)
+	shards  shardCache    // queues spread over several shards (shards.go)
+	rot     atomic.Uint32 // where Fetch starts among a queue's shards
+	hub     *notifyHub    // WaitReady on a cluster (wait.go)
+	creates creator       // batches CreateWorkflow calls (workflow.go)
 
 	keysMu sync.RWMutex
 	keys   map[string]*queueKeySet
@@ -163,6 +164,7 @@ func (b *Broker) Close() error {
 	if b.hub != nil {
 		b.hub.close()
 	}
+	b.creates.close()
 	if b.ownClient {
 		return b.rdb.Close()
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -304,39 +305,168 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 			set = true
 		}
 	}
-	call := &scriptCall{script: scriptWfCreate, keys: b.keysFor(scriptWfCreate, tag), args: args}
+	r := b.creates.submit(ctx, b, &createReq{tag: tag, queue: queue, steps: len(w.Steps), args: args, done: make(chan createRes, 1)})
+	switch {
+	case r.err != nil:
+		return wrapErr("create workflow", r.err)
+	case r.code == 1:
+		return fmt.Errorf("workflow %q: %w", w.ID, broker.ErrTaskIDConflict)
+	case r.code == 2:
+		if set {
+			b.rdb.HDel(ctx, idx, w.ID)
+		}
+		return fmt.Errorf("workflow %q: step task %q: %w", w.ID, r.id, broker.ErrTaskIDConflict)
+	case r.notReplicated != nil:
+		return fmt.Errorf("create workflow %s: %w", w.ID, r.notReplicated)
+	}
+	return nil
+}
+
+// Creating a workflow costs a script call, and most of that cost is the
+// call, not the workflow: concurrent CreateWorkflow calls are combined
+// (group commit). One goroutine takes a request, adds whatever others are
+// already waiting (up to createBatchSteps steps, createBatchMax
+// workflows), sends one wf_create call per shard, all in one pipeline, and
+// answers each; a lone call waits for nobody.
+const (
+	createBatchMax   = 128
+	createBatchSteps = 4000
+)
+
+type createReq struct {
+	tag, queue string
+	steps      int
+	args       []any
+	done       chan createRes
+}
+
+type createRes struct {
+	code          int64
+	id            string
+	err           error
+	notReplicated error
+}
+
+type creator struct {
+	once sync.Once
+	ch   chan *createReq
+	stop chan struct{}
+}
+
+func (c *creator) submit(ctx context.Context, b *Broker, r *createReq) createRes {
+	c.once.Do(func() {
+		c.ch = make(chan *createReq, createBatchMax)
+		c.stop = make(chan struct{})
+		go c.loop(b)
+	})
+	select {
+	case c.ch <- r:
+	case <-c.stop:
+		return createRes{err: broker.ErrClosed}
+	case <-ctx.Done():
+		return createRes{err: ctx.Err()}
+	}
+	select {
+	case res := <-r.done:
+		return res
+	case <-c.stop:
+		return createRes{err: broker.ErrClosed}
+	case <-ctx.Done():
+		// The workflow may or may not be created, as with any call whose
+		// reply is lost.
+		return createRes{err: ctx.Err()}
+	}
+}
+
+func (c *creator) close() {
+	c.once.Do(func() { c.stop = make(chan struct{}) })
+	close(c.stop)
+}
+
+func (c *creator) loop(b *Broker) {
+	var next *createReq
+	for {
+		first := next
+		next = nil
+		if first == nil {
+			select {
+			case first = <-c.ch:
+			case <-c.stop:
+				return
+			}
+		}
+		batch, steps := []*createReq{first}, first.steps
+	drain:
+		for len(batch) < createBatchMax && steps < createBatchSteps {
+			select {
+			case r := <-c.ch:
+				if steps+r.steps > createBatchSteps {
+					next = r
+					break drain
+				}
+				batch = append(batch, r)
+				steps += r.steps
+			default:
+				break drain
+			}
+		}
+		b.createBatch(batch)
+	}
+}
+
+// createBatch runs one wf_create call per shard for reqs, in one pipeline.
+func (b *Broker) createBatch(reqs []*createReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var calls []*scriptCall
+	var members [][]*createReq
+	byTag := map[string]int{}
+	var queues []string
+	for _, r := range reqs {
+		ci, ok := byTag[r.tag]
+		if !ok {
+			ci = len(calls)
+			byTag[r.tag] = ci
+			calls = append(calls, &scriptCall{script: scriptWfCreate, keys: b.keysFor(scriptWfCreate, r.tag), args: []any{0}})
+			members = append(members, nil)
+		}
+		c := calls[ci]
+		c.args = append(c.args, r.args...)
+		c.args[0] = c.args[0].(int) + 1
+		members[ci] = append(members[ci], r)
+		if !slices.Contains(queues, r.queue) {
+			queues = append(queues, r.queue)
+		}
+	}
+	reg := b.toRegister(queues)
 	var sadd *goredis.IntCmd
-	reg := b.toRegister([]string{queue})
 	var pre func(goredis.Pipeliner)
 	if len(reg) > 0 {
 		pre = func(p goredis.Pipeliner) { sadd = p.SAdd(ctx, queuesKey(b.cfg.Prefix), reg...) }
 	}
-	if err := b.runScriptsAcked(ctx, []*scriptCall{call}, pre); err != nil {
-		b.forgetRegistered(reg)
-		return wrapErr("create workflow", err)
-	}
-	if sadd != nil && sadd.Err() != nil {
+	err := b.runScriptsAcked(ctx, calls, pre)
+	if err != nil || (sadd != nil && sadd.Err() != nil) {
 		b.forgetRegistered(reg)
 	}
-	res, err := call.cmd.Slice()
-	if err != nil {
-		return wrapErr("create workflow", err)
-	}
-	code, _ := res[0].(int64)
-	switch code {
-	case 1:
-		return fmt.Errorf("workflow %q: %w", w.ID, broker.ErrTaskIDConflict)
-	case 2:
-		if set {
-			b.rdb.HDel(ctx, idx, w.ID)
+	for ci, c := range calls {
+		var res []any
+		e := err
+		if e == nil {
+			res, e = c.cmd.Slice()
 		}
-		id, _ := res[1].(string)
-		return fmt.Errorf("workflow %q: step task %q: %w", w.ID, id, broker.ErrTaskIDConflict)
+		if e == nil && len(res) != 2*len(members[ci]) {
+			e = fmt.Errorf("%w: wf_create reply has %d items, want %d", errCorrupt, len(res), 2*len(members[ci]))
+		}
+		for k, r := range members[ci] {
+			if e != nil {
+				r.done <- createRes{err: e}
+				continue
+			}
+			code, _ := res[2*k].(int64)
+			id, _ := res[2*k+1].(string)
+			r.done <- createRes{code: code, id: id, notReplicated: c.notReplicated}
+		}
 	}
-	if call.notReplicated != nil {
-		return fmt.Errorf("create workflow %s: %w", w.ID, call.notReplicated)
-	}
-	return nil
 }
 
 // workflowArgs builds wf_create's ARGV: the workflow hash's fields, the
@@ -431,6 +561,7 @@ func workflowArgs(w *broker.Workflow, queue string, now time.Time) ([]any, error
 	args = append(args, fields...)
 	args = append(args, nstart)
 	args = append(args, starts...)
+	args = append(args, len(others))
 	return append(args, others...), nil
 }
 
