@@ -33,6 +33,7 @@ if __name__ == "__main__":
     with conq.Executor(max_workers=2) as ex:
         list(ex.map(noop, range(200)))  # workers warm
         rate("conq.Executor.map (embedded)", n, lambda: ex.map(noop, range(n)))
+        rate("conq.Executor.map chunksize=100", n, lambda: ex.map(noop, range(n), chunksize=100))
     with cf.ProcessPoolExecutor(2) as ex:
         rate("ProcessPoolExecutor.map chunksize=1", n, lambda: ex.map(noop, range(n)))
         rate("ProcessPoolExecutor.map chunksize=100", n, lambda: ex.map(noop, range(n), chunksize=100))

@@ -4,8 +4,9 @@
 (POST /api/v1/results:stream) that complete the standard
 ``concurrent.futures.Future`` objects, so ``as_completed``, ``wait`` and
 ``with`` blocks behave as the standard library documents. ``map`` enqueues
-its items in batches of ``chunksize`` calls per request (default 256): every
-item is still its own task, so one failure or crash touches one item.
+its items 256 calls per request, each item its own task (one failure or
+crash touches one item); with ``chunksize=N > 1`` each chunk of N items is
+one task, as in ProcessPoolExecutor.
 
 Tasks submitted through an Executor are not retried by default
 (``retries=0``, as ProcessPoolExecutor runs a call once): a worker process
@@ -22,12 +23,13 @@ import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from . import _client
-from ._errors import ConqError
-from ._task import Task
+from ._errors import ConqError, TaskFailed
+from ._task import CHUNK_TASK, Task
 
 __all__ = ["Executor"]
 
 _MAP_CHUNK = 256
+_MAP_CHUNK_ITEMS = 4096  # items per enqueue request when map sends chunks
 _STREAM_IDS = 10000  # the server's MaxBatchIDs
 _MAX_STREAMS = 4
 _STREAM_WAIT = 30.0
@@ -42,6 +44,16 @@ def _task_name(fn: Any) -> str:
         return "__main__:" + fn.__qualname__
     raise TypeError("conq.Executor runs @conq.task functions, task names, or top-level functions of the __main__ module; "
                     "%r is none of these (decorate it with @conq.task)" % (fn,))
+
+
+def _item_failure(f: cf.Future, name: str, err: Dict[str, Any]) -> TaskFailed:
+    """The TaskFailed of one item of a chunk: its error, as the worker
+    records a task's ("Type: message", the traceback as its stack)."""
+    msg = "%s: %s" % (err.get("type") or "Exception", err.get("message") or "")
+    e = {"attempt": 1, "kind": "error", "message": msg}
+    if err.get("traceback"):
+        e["stack"] = err["traceback"]
+    return TaskFailed(getattr(f, "conq_id", ""), name, None, 1, [e])
 
 
 class Executor(cf.Executor):
@@ -115,27 +127,57 @@ class Executor(cf.Executor):
     def map(self, fn: Any, *iterables: Iterable[Any], timeout: Optional[float] = None,
             chunksize: int = 1) -> Iterator[Any]:
         """Like ``Executor.map``: results in order, ``timeout`` counted from
-        the call. Items are enqueued max(chunksize, 256) per request; each
-        item is its own task."""
+        the call.
+
+        ``chunksize=1`` (the default): each item is its own task, so one
+        failure or crash touches one item; items are enqueued 256 per
+        request. ``chunksize=N > 1``: as ProcessPoolExecutor does, the items
+        are cut into chunks of N and each chunk is one task (the built-in
+        ``conq.chunk``, run by the Python worker SDK), far faster for many
+        small items: an exception is raised at its item's place in the
+        results (as ``conq.TaskFailed``), and a worker that dies fails every
+        item of its chunk (``conq.WorkerCrashed``). The task must be a plain
+        JSON task (not ``raw``, not ``async def``)."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         name = _task_name(fn)
         end = None if timeout is None else time.monotonic() + timeout
-        per = max(chunksize, _MAP_CHUNK)
         it = zip(*iterables)
         futs: List[cf.Future] = []
-        while True:
-            batch = [(tuple(a), {}) for a in itertools.islice(it, per)]
-            if not batch:
-                break
-            futs.extend(self._submit_many(name, batch))
+        if chunksize == 1:
+            while True:
+                batch = [(tuple(a), {}) for a in itertools.islice(it, _MAP_CHUNK)]
+                if not batch:
+                    break
+                futs.extend(self._submit_many(name, batch))
+        else:
+            per = max(1, _MAP_CHUNK_ITEMS // chunksize)  # chunks per enqueue request
+            while True:
+                calls = []
+                for _ in range(per):
+                    items = [list(a) for a in itertools.islice(it, chunksize)]
+                    if not items:
+                        break
+                    calls.append(((name, items), {}))
+                if not calls:
+                    break
+                futs.extend(self._submit_many(CHUNK_TASK, calls))
+
+        def left() -> Optional[float]:
+            return None if end is None else max(0.0, end - time.monotonic())
 
         def results() -> Iterator[Any]:
             try:
                 futs.reverse()
                 while futs:
                     f = futs.pop()
-                    yield f.result(None if end is None else max(0.0, end - time.monotonic()))
+                    if chunksize == 1:
+                        yield f.result(left())
+                        continue
+                    for ok, v in f.result(left()):
+                        if not ok:
+                            raise _item_failure(f, name, v)
+                        yield v
             finally:
                 for f in futs:
                     f.cancel()

@@ -87,7 +87,11 @@ while True:
         break
     _cid, _name, _payload, _meta = _item
     try:
-        _task = _t.registry[_name]
+        _task = _t.registry.get(_name)
+        if _task is None and _name == _t.CHUNK_TASK:
+            _task = _chunk = globals().get("_chunk") or _t.chunk_task(_t.registry)
+        if _task is None:
+            raise LookupError("no task named %r" % (_name,))
         _out, _enc = _task.invoke(_payload, json.loads(_meta))
         if _out is None:
             _out = b""

@@ -139,6 +139,12 @@ class _Call(object):
         self.answered = False
 
 
+def _task_mod():
+    from . import _task
+
+    return _task
+
+
 def _registry():
     from . import _task
 
@@ -217,6 +223,7 @@ class Server(object):
         self.max_frame = max_frame
         self.version = 2 if pool_protocol >= 2 else 1
         self.tasks = _registry() if tasks is None else tasks
+        self._chunk = None  # the built-in chunk task, made on first use
         self._wlock = threading.Lock()
         self._calls = {}  # id -> _Call in flight
         self._clock = threading.Lock()
@@ -364,6 +371,10 @@ class Server(object):
         else:
             c.arg = payload
         c.task = self.tasks.get(name)
+        if c.task is None and name == _task_mod().CHUNK_TASK:
+            if self._chunk is None:
+                self._chunk = _task_mod().chunk_task(self.tasks)
+            c.task = self._chunk
         if c.task is None:
             self._answer_error(c, {"type": "UnknownTask", "message": "no task named %r" % (name,)})
             return None

@@ -237,6 +237,52 @@ class Task(object):
 _UNSET = object()
 _CO_COROUTINE = 0x80
 
+#: The kind of the chunk calls of ``Executor.map(..., chunksize=N)``: one
+#: task runs a whole chunk of items, as ProcessPoolExecutor's chunks do.
+CHUNK_TASK = "conq.chunk"
+
+
+def chunk_task(tasks: Mapping[str, "Task"]) -> "Task":
+    """The built-in task behind CHUNK_TASK, running tasks of ``tasks``:
+    ``chunk(name, items)`` calls task ``name`` with each item's positional
+    arguments, in order, and returns ``[[true, value] | [false, error],
+    ...]``: one item's exception (or unencodable value) is that item's
+    error, the next items still run, as an exception inside a
+    ProcessPoolExecutor chunk is raised at its item."""
+
+    def chunk(name: str, items: list) -> list:
+        t = tasks.get(name)
+        if t is None or isinstance(t, _ChunkTask):
+            raise BindError("task %r: no task named %r in this worker for map(chunksize=...)" % (CHUNK_TASK, name))
+        if t.raw or t.is_async:
+            raise BindError("task %r: map(chunksize > 1) runs plain JSON tasks; %r is %s"
+                            % (CHUNK_TASK, name, "raw" if t.raw else "async def"))
+        if not isinstance(items, list) or not all(isinstance(a, list) for a in items):
+            raise BindError("task %r: items must be a list of argument lists" % (CHUNK_TASK,))
+        from ._errors import error_payload
+
+        out = []
+        for a in items:
+            try:
+                try:
+                    v = t.fn(*a)
+                except TypeError as e:
+                    t._check_bind(e, tuple(a), {})
+                    raise
+                _dumps(v)  # an unencodable value is this item's error, not the chunk's
+                out.append([True, v])
+            except Exception as e:  # noqa: BLE001 - each item's failure goes back with it
+                body = error_payload(e)
+                body.pop("skip_retry", None)
+                out.append([False, body])
+        return out
+
+    return _ChunkTask(chunk, name=CHUNK_TASK)
+
+
+class _ChunkTask(Task):
+    pass
+
 
 def _is_coroutine_function(fn: Any) -> bool:
     """inspect.iscoroutinefunction without importing inspect (about 3 MiB

@@ -116,6 +116,18 @@ class EmbeddedTest(unittest.TestCase):
         for f in busy:
             f.cancel()
 
+    def test_map_chunksize_order_and_item_errors(self):
+        with conq.Executor(client=self.client) as ex:
+            self.assertEqual(list(ex.map(tasks.add, range(25), range(25), chunksize=4)), [2 * i for i in range(25)])
+            got = []
+            with self.assertRaises(conq.TaskFailed) as cm:
+                for v in ex.map(tasks.fail_on, range(10), chunksize=3):
+                    got.append(v)
+            # Raised at the failing item's place; the items before it came back.
+            self.assertEqual(got, [0, 1, 2, 3, 4, 5, 6])
+            self.assertEqual((cm.exception.type, cm.exception.message), ("ValueError", "seven"))
+            self.assertIn("fail_on", cm.exception.traceback or "")
+
     def test_retry_after_delays_the_next_attempt(self):
         start = time.monotonic()
         self.assertEqual(tasks.retry_once.delay(1.0).get(timeout=30), 2)
