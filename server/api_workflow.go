@@ -10,6 +10,7 @@ import (
 
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
+	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 	"github.com/conqhq/conq/queue/spec"
 )
 
@@ -49,8 +50,14 @@ func (s *Server) apiCreateWorkflow(w http.ResponseWriter, r *http.Request) {
 	h, err := s.client.EnqueueFlow(r.Context(), f.Flow)
 	if err != nil {
 		st, code := classify(err)
-		if errors.Is(err, broker.ErrUnsupported) {
+		switch {
+		case errors.Is(err, broker.ErrUnsupported):
 			st, code = http.StatusNotImplemented, "unsupported"
+		case errors.Is(err, broker.ErrWorkflowTooLarge):
+			// The broker's own limit (e.g. redis Config.MaxWorkflowSteps).
+			st, code = http.StatusRequestEntityTooLarge, "flow_too_large"
+		case errors.Is(err, redisbroker.ErrWorkflowQueues):
+			st, code = http.StatusBadRequest, "invalid_argument"
 		}
 		writeError(w, st, code, err.Error())
 		return

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
+	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
 
 func TestAPIWorkflow(t *testing.T) {
@@ -102,5 +104,39 @@ func TestAPIWorkflowRejections(t *testing.T) {
 	}
 	if _, err := New(Config{Broker: ts.b, MaxFlowSteps: queue.DefaultMaxFlowSteps + 1}); err == nil {
 		t.Fatal("New accepted a MaxFlowSteps over the queue's limit")
+	}
+}
+
+// On Redis the broker's own refusals keep their meaning: a workflow over
+// the broker's step limit is 413, one spanning queues 400.
+func TestAPIWorkflowRedisRefusals(t *testing.T) {
+	url := testenv.RedisURL(t)
+	prefix := testenv.UniquePrefix(t, testenv.RedisClient(t))
+	b, err := redisbroker.Open(context.Background(), url, redisbroker.Config{Prefix: prefix, MaxWorkflowSteps: 2, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	ts := newTestServer(t, Config{Broker: b})
+	r := ts.do(t, "POST", "/api/v1/workflows", `{"flow":{"group":[{"task":{"kind":"a"}},{"task":{"kind":"a"}},{"task":{"kind":"a"}}]}}`)
+	if r.status != 413 || r.errCode(t) != "flow_too_large" {
+		t.Fatalf("over the broker's limit: %d %s", r.status, r.body)
+	}
+	r = ts.do(t, "POST", "/api/v1/workflows", `{"flow":{"group":[{"task":{"kind":"a"}},{"task":{"kind":"a","queue":"other"}}]}}`)
+	if r.status != 400 || r.errCode(t) != "invalid_argument" || !strings.Contains(string(r.body), "one queue") {
+		t.Fatalf("two queues: %d %s", r.status, r.body)
+	}
+	r = ts.do(t, "POST", "/api/v1/workflows", `{"flow":{"chain":[{"task":{"kind":"a","args":[1]}},{"task":{"kind":"b","args":[]}}]},"queue":"rq"}`)
+	if r.status != 201 {
+		t.Fatalf("create on Redis: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["id"].(string)
+	g := ts.do(t, "GET", "/api/v1/workflows/"+id, nil).json(t)
+	if g["state"] != "running" || len(g["steps"].([]any)) != 2 {
+		t.Fatalf("get on Redis: %v", g)
+	}
+	page := ts.do(t, "GET", "/workflows/"+id, nil)
+	if page.status != 200 || !strings.Contains(string(page.body), `data-step-state="waiting"`) {
+		t.Fatalf("dashboard on Redis: %d %s", page.status, page.body)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
+	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 	"github.com/conqhq/conq/queue/spec"
 )
 
@@ -87,6 +88,8 @@ func runEnqueueFlow(ctx context.Context, o enqueueOptions, stdin io.Reader, stdo
 	switch {
 	case errors.Is(err, broker.ErrUnsupported):
 		return failure(fmt.Errorf("the broker does not support workflows (docs/workflows.md lists the brokers that do): %w", err))
+	case errors.Is(err, broker.ErrWorkflowTooLarge), errors.Is(err, redisbroker.ErrWorkflowQueues):
+		return usageError("--flow %s: %v (nothing was enqueued)", o.flow, err)
 	case err != nil:
 		return enqueueFailure(err)
 	}

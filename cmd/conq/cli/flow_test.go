@@ -226,7 +226,39 @@ func TestEnqueueFlowRedis(t *testing.T) {
 		return
 	}
 	startGoWorker(t, url, prefix, flowHandlers)
-	if out := queueMust(t, ctx, chordFlow, "enqueue", "--flow", "-", "--wait", "--broker", url); out != "12\n" {
-		t.Fatalf("chord on Redis printed %q", out)
+	bf := []string{"--broker", url}
+	run := func(stdin string, args ...string) queueRunResult { return queueRun(t, ctx, stdin, append(args, bf...)...) }
+	if r := run(chordFlow, "enqueue", "--flow", "-", "--wait"); r.code != 0 || r.stdout != "12\n" {
+		t.Fatalf("chord on Redis: exit %d, %q, %s", r.code, r.stdout, r.stderr)
+	}
+	// The worker's heartbeat record carries its kinds through Redis.
+	waitFor(t, func() bool {
+		var ws []queue.WorkerInfo
+		r := run("", "inspect", "workers", "--json")
+		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &ws) == nil && len(ws) == 1 && len(ws[0].Kinds) == 4
+	})
+	r = run(`{"flow":{"chain":[{"task":{"kind":"add","args":[1,1]}},{"task":{"kind":"sub","args":[1]}}]}}`, "enqueue", "--flow", "-")
+	if r.code != 2 || !strings.Contains(r.stderr, `flow.chain[1].task: unknown task kind "sub" on queue "default" (served: add, boom, mul, tsum)`) {
+		t.Fatalf("unknown kind on Redis: exit %d, %s", r.code, r.stderr)
+	}
+	doomed := `{"flow":{"chain":[{"task":{"kind":"add","args":[1,1]}},{"task":{"kind":"boom","max_retries":0}}]}}`
+	r = run(doomed, "enqueue", "--flow", "-", "--wait", "--json")
+	var v struct {
+		ID, State, Error string
+		Steps            []flowStep
+	}
+	if r.code != 1 || json.Unmarshal([]byte(r.stdout), &v) != nil || v.State != "failed" || len(v.Steps) != 2 || v.Steps[1].State != "failed" {
+		t.Fatalf("failed flow on Redis: exit %d, %s, %s", r.code, r.stdout, r.stderr)
+	}
+	out := queueMust(t, ctx, "", append([]string{"inspect", "flow", v.ID}, bf...)...)
+	for _, want := range []string{"State:     failed", v.ID + ".0", "completed", v.ID + ".1", "error: the printer is on fire"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("inspect flow on Redis lacks %q:\n%s", want, out)
+		}
+	}
+	// The Redis broker keeps a workflow's steps in one queue.
+	r = run(`{"flow":{"group":[{"task":{"kind":"add","args":[1,1]}},{"task":{"kind":"x","queue":"elsewhere"}}]}}`, "enqueue", "--flow", "-")
+	if r.code != 2 || !strings.Contains(r.stderr, "every step of a workflow must be in one queue") {
+		t.Fatalf("two queues on Redis: exit %d, %s", r.code, r.stderr)
 	}
 }
