@@ -227,7 +227,9 @@ func TestEnqueueFlowRedis(t *testing.T) {
 	}
 	startGoWorker(t, url, prefix, flowHandlers)
 	bf := []string{"--broker", url}
-	run := func(stdin string, args ...string) queueRunResult { return queueRun(t, ctx, stdin, append(args, bf...)...) }
+	run := func(stdin string, args ...string) queueRunResult {
+		return queueRun(t, ctx, stdin, append(args, bf...)...)
+	}
 	if r := run(chordFlow, "enqueue", "--flow", "-", "--wait"); r.code != 0 || r.stdout != "12\n" {
 		t.Fatalf("chord on Redis: exit %d, %q, %s", r.code, r.stdout, r.stderr)
 	}
