@@ -38,22 +38,26 @@ func python3(t testing.TB) string {
 }
 
 // python313 is the newest Python >= 3.13 found (PATH, then pyenv).
-func python313(t testing.TB) string {
+func python313(t testing.TB) string { return pythons313(t)[0] }
+
+// pythons313 is every Python >= 3.13 found, newest first, one per minor
+// version: the sub-interpreter API differs between 3.13 (_interpreters)
+// and 3.14 (concurrent.interpreters), and both are served.
+func pythons313(t testing.TB) []string {
 	home, _ := os.UserHomeDir()
 	var cands []string
 	for _, v := range []string{"3.16", "3.15", "3.14", "3.13"} {
 		m, _ := filepath.Glob(filepath.Join(home, ".pyenv/versions", v+".*", "bin/python3"))
-		for i := len(m) - 1; i >= 0; i-- {
-			cands = append(cands, m[i])
-		}
-		if p, err := exec.LookPath("python" + v); err == nil && exec.Command(p, "-c", "").Run() == nil {
+		if len(m) > 0 {
+			cands = append(cands, m[len(m)-1])
+		} else if p, err := exec.LookPath("python" + v); err == nil && exec.Command(p, "-c", "").Run() == nil {
 			cands = append(cands, p) // not a pyenv shim without that version
 		}
 	}
 	if len(cands) == 0 {
 		testenv.Need(t, "no Python >= 3.13 found (PATH or ~/.pyenv/versions)", "install one, e.g. pyenv install 3.13")
 	}
-	return cands[0]
+	return cands
 }
 
 // 200 async def calls on one process all run at once.
@@ -277,7 +281,13 @@ func TestPythonSharedMemoryLeaks(t *testing.T) {
 
 // The primes on 2 sub-interpreters of one process: right, and at once.
 func TestPythonInterpreters(t *testing.T) {
-	cfg := pyConfig(t, python313(t), "pyinterp.py")
+	for _, py := range pythons313(t) {
+		t.Run(filepath.Base(filepath.Dir(filepath.Dir(py)))+"-"+filepath.Base(py), func(t *testing.T) { testPythonInterpreters(t, py) })
+	}
+}
+
+func testPythonInterpreters(t *testing.T, py string) {
+	cfg := pyConfig(t, py, "pyinterp.py")
 	cfg.Workers = 1
 	p, _ := newPool(t, cfg)
 	if p.Slots() != 2 {
@@ -326,10 +336,11 @@ func TestPythonInterpretersStartErrors(t *testing.T) {
 	if len(old) == 0 {
 		testenv.Need(t, "no Python 3.12 in ~/.pyenv/versions", "pyenv install 3.12")
 	}
-	for _, tc := range []struct{ py, env, want string }{
-		{old[len(old)-1], "", "needs Python 3.13 or newer"},
-		{python313(t), "PYINTERP_BAD=1", "_testsinglephase"},
-	} {
+	cases := []struct{ py, env, want string }{{old[len(old)-1], "", "needs Python 3.13 or newer"}}
+	for _, py := range pythons313(t) {
+		cases = append(cases, struct{ py, env, want string }{py, "PYINTERP_BAD=1", "_testsinglephase"})
+	}
+	for _, tc := range cases {
 		cfg := pyConfig(t, tc.py, "pyinterp.py", tc.env)
 		cfg.Workers, cfg.MaxStartFailures = 1, 1
 		cfg.Logger = nil

@@ -20,6 +20,15 @@ export CONQ_REQUIRE_SERVERS=1
 # The dashboard tests drive a real headless Chromium (Debian's package).
 ./scripts/ensure-chromium.sh >/dev/null
 
+# CPython 3.14 (from the Go module proxy, cached) for the sub-interpreter
+# tests on concurrent.interpreters; they run on every Python >= 3.13 found,
+# so without it they still run on 3.13.
+if py314=$(./scripts/python314.sh); then
+  export PATH="$(dirname "$py314"):$PATH"
+else
+  echo "note: no CPython 3.14; the sub-interpreter tests run on 3.13 only" >&2
+fi
+
 # Every Go module of the repository (go.work lists them); bench/ is run
 # below without -race, as its tests only check the harness.
 echo "== go test -race (library, cmd/conq, tests)"

@@ -2,8 +2,9 @@
 CPU-bound tasks on N interpreters of one process, each with its own GIL
 (PEP 684), the process announcing N slots: the main interpreter and N-1
 isolated sub-interpreters. Calls go to the interpreters over one
-interpreter queue (``_interpqueues``, the channel design of PEP 554/734),
-results come back over another.
+interpreter queue (the channel design of PEP 554/734), results come back
+over another: ``concurrent.interpreters`` queues on Python >= 3.14, the
+low-level ``_interpqueues`` on 3.13.
 
 Why the main interpreter takes calls too: it has imported the task module
 already (it is the program), and it would otherwise only read frames and
@@ -55,7 +56,19 @@ def check_version():
 _LOOP = r'''
 import sys, time, json
 sys.path[:] = list(_conq_path)
-import _interpqueues as _q
+if _conq_hl:  # Python >= 3.14: concurrent.interpreters queue objects
+    from concurrent.interpreters import QueueEmpty as _Empty
+    def _get(q):
+        return q.get_nowait()
+    def _put(q, x):
+        q.put_nowait(x)
+else:  # Python 3.13: queue ids of the low-level module
+    import _interpqueues as _q
+    _Empty = _q.QueueError
+    def _get(q):
+        return _q.get(q)[0]
+    def _put(q, x):
+        _q.put(q, x, 0, 1)
 import conq._task as _t
 _mod = None
 try:
@@ -77,8 +90,8 @@ from conq import _errors as _er
 _delay = 0.0001
 while True:
     try:
-        _item = _q.get(_conq_req)[0]
-    except _q.QueueError:
+        _item = _get(_conq_req)
+    except _Empty:
         time.sleep(_delay)
         _delay = min(_delay * 2, 0.002)
         continue
@@ -97,24 +110,107 @@ while True:
             _out = b""
         elif isinstance(_out, str):
             _out = _out.encode()
-        _q.put(_conq_res, (_cid, True, bytes(_out)), 0, 1)
+        _put(_conq_res, (_cid, True, bytes(_out)))
     except BaseException as _e:
-        _q.put(_conq_res, (_cid, False, json.dumps(_er.error_payload(_e), default=str)), 0, 1)
+        _put(_conq_res, (_cid, False, json.dumps(_er.error_payload(_e), default=str)))
 '''
+
+
+class _Failed(Exception):
+    """Code raised in an interpreter; msg is its exception's message."""
+
+    def __init__(self, msg, formatted=""):
+        super().__init__(msg)
+        self.msg, self.formatted = msg, formatted or msg
+
+
+class _Low(object):
+    """Python 3.13: the low-level _interpreters / _interpqueues modules
+    (their signatures changed in 3.14)."""
+
+    hl = False
+
+    def __init__(self):
+        import _interpqueues
+        import _interpreters
+
+        self.I, self.Q = _interpreters, _interpqueues
+        self.Empty = _interpqueues.QueueError
+
+    def queue(self):
+        return self.Q.create(0, 0, 1)  # no bound, objects shared or pickled, unbound items removed
+
+    def put(self, q, x):
+        self.Q.put(q, x, 0, 1)
+
+    def get(self, q):
+        return self.Q.get(q)[0]
+
+    def create(self, shared):
+        iid = self.I.create(self.I.new_config("isolated"))
+        self.I.set___main___attrs(iid, shared)
+        return iid
+
+    def exec(self, h, code):
+        exc = self.I.exec(h, code)
+        if exc is not None:
+            raise _Failed(getattr(exc, "msg", None) or str(exc), getattr(exc, "formatted", ""))
+
+    def destroy(self, h):
+        self.I.destroy(h)
+
+
+class _High(object):
+    """Python >= 3.14: concurrent.interpreters (PEP 734)."""
+
+    hl = True
+
+    def __init__(self, mod):
+        self.m = mod
+        self.Empty = mod.QueueEmpty
+
+    def queue(self):
+        return self.m.create_queue()
+
+    def put(self, q, x):
+        q.put_nowait(x)
+
+    def get(self, q):
+        return q.get_nowait()
+
+    def create(self, shared):
+        interp = self.m.create()
+        interp.prepare_main(shared)
+        return interp
+
+    def exec(self, h, code):
+        try:
+            h.exec(code)
+        except self.m.ExecutionFailed as e:
+            info = getattr(e, "excinfo", None)
+            raise _Failed(getattr(info, "msg", None) or str(e), getattr(info, "formatted", "") or str(e)) from None
+
+    def destroy(self, h):
+        h.close()
+
+
+def _backend():
+    try:
+        from concurrent import interpreters
+    except ImportError:
+        return _Low()
+    return _High(interpreters)
 
 
 class Interpreters(object):
     def __init__(self, server, n):
         check_version()
-        import _interpreters
-        import _interpqueues
-
-        self._I, self._Q = _interpreters, _interpqueues
+        b = self._b = _backend()
         self._srv = server
         self._calls = {}
         self._lock = threading.Lock()
-        self._req = _interpqueues.create(0, 0, 1)
-        self._res = _interpqueues.create(0, 0, 1)
+        self._req = b.queue()
+        self._res = b.queue()
         main = sys.modules["__main__"]
         spec = getattr(main, "__spec__", None)
         modname = spec.name if spec is not None and spec.name != "__main__" else ""
@@ -124,34 +220,34 @@ class Interpreters(object):
         self._ids = []
         self._main_call = None  # the call the main interpreter runs
         shared = {"_conq_path": tuple(sys.path), "_conq_modname": modname, "_conq_file": path,
-                  "_conq_req": self._req, "_conq_res": self._res}
+                  "_conq_req": self._req, "_conq_res": self._res, "_conq_hl": b.hl}
         for _ in range(n - 1):  # the main interpreter is the n-th
-            iid = _interpreters.create(_interpreters.new_config("isolated"))
-            self._ids.append(iid)
-            _interpreters.set___main___attrs(iid, shared)
-            exc = _interpreters.exec(iid, _LOOP)
-            if exc is not None:
+            h = b.create(shared)
+            self._ids.append(h)
+            try:
+                b.exec(h, _LOOP)
+            except _Failed as e:
                 self.close()
-                msg = getattr(exc, "msg", None) or str(exc)
-                raise SystemExit("conq: %s" % msg)
-        self._threads = [threading.Thread(target=self._run, args=(iid,), name="conq-interp-%d" % iid, daemon=True)
-                         for iid in self._ids]
+                raise SystemExit("conq: %s" % e.msg) from None
+        self._threads = [threading.Thread(target=self._run, args=(h,), name="conq-interp-%d" % i, daemon=True)
+                         for i, h in enumerate(self._ids)]
         for t in self._threads:
             t.start()
         self._stop = False
         self._collector = threading.Thread(target=self._collect, name="conq-interp-results", daemon=True)
         self._collector.start()
 
-    def _run(self, iid):
-        exc = self._I.exec(iid, _SERVE)
-        if exc is not None:
-            print("conq: sub-interpreter %d stopped: %s" % (iid, getattr(exc, "formatted", exc)), file=sys.stderr, flush=True)
+    def _run(self, h):
+        try:
+            self._b.exec(h, _SERVE)
+        except _Failed as e:
+            print("conq: a sub-interpreter stopped: %s" % e.formatted, file=sys.stderr, flush=True)
             os._exit(3)
 
     def submit(self, c):
         with self._lock:
             self._calls[c.id] = c
-        self._Q.put(self._req, (c.id, c.name, bytes(c.arg), json.dumps(c.meta)), 0, 1)
+        self._b.put(self._req, (c.id, c.name, bytes(c.arg), json.dumps(c.meta)))
         # The argument is copied into the queue: a shared-memory view is free again.
         if c.argmap is not None:
             try:
@@ -172,14 +268,14 @@ class Interpreters(object):
         delay = 0.0001
         while not done.is_set():
             try:
-                item = self._Q.get(self._req)[0]
-            except self._Q.QueueError:
+                item = self._b.get(self._req)
+            except self._b.Empty:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.002)
                 continue
             delay = 0.0001
             if item is None:  # a sub-interpreter's stop: not ours
-                self._Q.put(self._req, None, 0, 1)
+                self._b.put(self._req, None)
                 continue
             cid, _name, payload, meta = item
             with self._lock:
@@ -197,8 +293,8 @@ class Interpreters(object):
         delay = 0.0001
         while not self._stop:
             try:
-                cid, ok, body = self._Q.get(self._res)[0]
-            except self._Q.QueueError:
+                cid, ok, body = self._b.get(self._res)
+            except self._b.Empty:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.002)
                 continue
@@ -215,7 +311,7 @@ class Interpreters(object):
     def close(self):
         for _ in self._ids:
             try:
-                self._Q.put(self._req, None, 0, 1)
+                self._b.put(self._req, None)
             except Exception:  # noqa: BLE001
                 pass
         for t in getattr(self, "_threads", []):
@@ -224,8 +320,8 @@ class Interpreters(object):
         while getattr(self, "_threads", None) and self._calls and time.monotonic() < deadline:
             time.sleep(0.005)
         self._stop = True
-        for iid in self._ids:
+        for h in self._ids:
             try:
-                self._I.destroy(iid)
+                self._b.destroy(h)
             except Exception:  # noqa: BLE001 - still running: the process exit ends it
                 pass
