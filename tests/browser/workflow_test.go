@@ -11,17 +11,25 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/conqhq/conq/queue"
+	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/broker/memory"
 	"github.com/conqhq/conq/server"
 )
 
-// TestBrowserWorkflow creates chords on the memory broker (the broker with
-// workflows today), served by a real Go worker, and checks the workflow
-// page: its steps with states, results, errors, links to the step tasks
-// and back, live step states, and cancel.
+// TestBrowserWorkflow creates chords served by a real Go worker, on the
+// memory broker and on Redis, and checks the workflow page: its steps
+// with states, results, errors, links to the step tasks and back, live
+// step states, and cancel.
 func TestBrowserWorkflow(t *testing.T) {
-	b := memory.New(memory.Config{})
-	t.Cleanup(func() { _ = b.Close() })
+	t.Run("memory", func(t *testing.T) {
+		b := memory.New(memory.Config{})
+		t.Cleanup(func() { _ = b.Close() })
+		browseWorkflows(t, b)
+	})
+	t.Run("redis", func(t *testing.T) { browseWorkflows(t, redisBroker(t)) })
+}
+
+func browseWorkflows(t *testing.T, b broker.Broker) {
 	ctx := newBrowser(t)
 	ts := newTestServer(t, server.Config{Broker: b})
 
