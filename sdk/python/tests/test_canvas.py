@@ -204,5 +204,69 @@ class CanvasTest(unittest.TestCase):
             conq.WorkflowResult("wf_nope", client=self.client).state
 
 
+REDIS_URL = os.environ.get("CONQ_TEST_REDIS_URL")
+
+
+@unittest.skipUnless(os.path.exists(BIN) or os.environ.get("CI"), "no conq binary at %s (make build, or set CONQ_BIN)" % BIN)
+@unittest.skipUnless(REDIS_URL or os.environ.get("CI"), "CONQ_TEST_REDIS_URL is not set (source scripts/redis.sh; redis_start)")
+class CanvasRedisTest(unittest.TestCase):
+    """The canvas on the Redis broker: the tasks served by `conq worker
+    --broker redis://... --exec` (as on another machine), the workflows
+    sent through a separate `conq server --broker` on the same Redis."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not REDIS_URL:
+            raise AssertionError("CI is set but CONQ_TEST_REDIS_URL is not: make test starts a private redis-server")
+        cls.dir = tempfile.mkdtemp()
+        url_file = os.path.join(cls.dir, "url")
+        # A database of its own: the Go tests and test_embedded share this Redis.
+        base = REDIS_URL.rstrip("/")
+        broker = (base.rsplit("/", 1)[0] if base.count("/") > 2 else base) + "/8"
+        subprocess.run(["redis-cli", "-u", broker, "flushdb"], stdout=subprocess.DEVNULL, check=False)
+        cmd = "%s %s" % (sys.executable, os.path.join(HERE, "fixtures", "canvas_tasks.py"))
+        cls.worker = subprocess.Popen([BIN, "worker", "--broker", broker, "--exec", cmd, "--concurrency", "4",
+                                       # A short lease: a cancelled running step hears of it within 1s.
+                                       "--lease", "3s", "--shutdown-timeout", "2s", "--log-level", "error"])
+        cls.server = subprocess.Popen([BIN, "server", "--broker", broker, "--listen", "127.0.0.1:0",
+                                       "--url-file", url_file, "--log-level", "error"])
+        for _ in range(500):
+            if os.path.exists(url_file):
+                break
+            time.sleep(0.02)
+        with open(url_file) as f:
+            cls.client = conq.Client(f.read().strip())
+        for _ in range(500):  # the worker's first heartbeat, with its kinds
+            ws = cls.client.workers()
+            if ws and ws[0].get("kinds"):
+                break
+            time.sleep(0.02)
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in (cls.server, cls.worker):
+            p.terminate()
+        for p in (cls.server, cls.worker):
+            p.wait(20)
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_shapes_failure_and_kinds(self):
+        c = self.client
+        self.assertEqual(conq.chain(add.s(2, 2), mul.s(4)).apply_async(client=c).get(timeout=30), 16)
+        self.assertEqual(conq.group(add.s(i, i) for i in range(10)).apply_async(client=c).get(timeout=30),
+                         [2 * i for i in range(10)])
+        self.assertEqual(conq.chord(conq.group(add.s(i, i) for i in range(10)), tsum.s()).apply_async(client=c).get(timeout=30), 90)
+        with self.assertRaises(conq.WorkflowFailed) as cm:
+            conq.chain(add.s(1, 1), boom.s()).apply_async(client=c).get(timeout=30)
+        self.assertEqual((cm.exception.step, cm.exception.type, cm.exception.message), (1, "ValueError", "boom 2"))
+        with self.assertRaises(conq.BadRequestError) as cm:
+            conq.chain(add.s(1, 1), conq.signature("no_such_task")).apply_async(client=c)
+        self.assertEqual(cm.exception.code, "unknown_kind")
+        r = conq.chain(nap.s(30), add.s(1)).apply_async(client=c)
+        self.assertEqual(r.cancel(), "cancelled")
+        with self.assertRaises(conq.WorkflowCancelled):
+            r.get(timeout=30)
+
+
 if __name__ == "__main__":
     unittest.main()
