@@ -298,6 +298,7 @@ func (e *Engine) run() {
 
 func (e *Engine) requeue(j *job) {
 	j.cancel(nil)
+	e.ext.Settling(j.ref)
 	if !e.ack.Push(acker.Item{Op: acker.OpRequeue, Ref: j.ref}) {
 		e.ext.Remove(j.ref)
 	}
@@ -382,6 +383,7 @@ func (e *Engine) process(j *job) {
 		return
 	}
 	if err == nil {
+		e.ext.Settling(j.ref)
 		e.ack.Push(acker.Item{Op: acker.OpComplete, Ref: j.ref, Result: result})
 		return
 	}
@@ -414,6 +416,7 @@ func (e *Engine) fail(j *job, ae broker.AttemptError, dead bool, retryAt time.Ti
 		e.log.Warn("queue: task failed; it will be retried", append(attrs, "retry_at", retryAt)...)
 	}
 	f := broker.Failure{Error: ae, Dead: dead, RetryAt: retryAt}
+	e.ext.Settling(j.ref)
 	if !e.ack.Push(acker.Item{Op: acker.OpFail, Ref: j.ref, Failure: f}) {
 		e.ext.Remove(j.ref)
 	}

@@ -40,6 +40,7 @@ type Extender struct {
 type held struct {
 	cancel    context.CancelCauseFunc
 	cancelled bool // told to cancel already
+	settling  bool // its outcome is on its way to the broker (Settling)
 }
 
 // Add tracks ref; cancel is called if its lease is lost or its task
@@ -50,6 +51,18 @@ func (e *Extender) Add(ref broker.LeaseRef, cancel context.CancelCauseFunc) {
 		e.leases = make(map[broker.LeaseRef]*held)
 	}
 	e.leases[ref] = &held{cancel: cancel}
+	e.mu.Unlock()
+}
+
+// Settling marks ref's outcome as handed to the acker: its lease is still
+// renewed until Remove, but a renewal that finds it gone (the outcome
+// recorded a moment before) is expected, not a lost lease. A lease that
+// really was lost is reported by the outcome's own broker call.
+func (e *Extender) Settling(ref broker.LeaseRef) {
+	e.mu.Lock()
+	if h := e.leases[ref]; h != nil {
+		h.settling = true
+	}
 	e.mu.Unlock()
 }
 
@@ -140,7 +153,10 @@ func (e *Extender) ExtendOnce(ctx context.Context) error {
 			h, ok := e.leases[ref]
 			delete(e.leases, ref)
 			e.mu.Unlock()
-			if ok {
+			switch {
+			case ok && h.settling:
+				e.Logger.Debug("queue: lease ended while its outcome was recorded", "queue", ref.Queue, "task_id", ref.ID)
+			case ok:
 				e.Logger.Warn("queue: task lease lost; cancelling its handler", "queue", ref.Queue, "task_id", ref.ID)
 				h.cancel(broker.ErrLeaseLost)
 			}

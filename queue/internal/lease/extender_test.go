@@ -124,3 +124,45 @@ func TestCancelledTaskStaysLeased(t *testing.T) {
 		t.Fatalf("cancelled task %s, lease %v", got.State, got.LeaseUntil)
 	}
 }
+
+// A lease found gone while its outcome is being recorded (Settling) is the
+// outcome landing, not a loss: its context is left alone, and CheckSince
+// shares one pass between callers.
+func TestSettlingLeaseGoneIsNotLost(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(memory.Config{})
+	defer mem.Close()
+	b := brokertest.NewFaulty(mem)
+	for _, id := range []string{"a", "b"} {
+		if err := b.Enqueue(ctx, &broker.Task{ID: id, Kind: "k", Queue: "q"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: 2, Lease: time.Minute, WorkerID: "w"})
+	if err != nil || len(ts) != 2 {
+		t.Fatal(ts, err)
+	}
+	e := &Extender{Broker: b, Lease: time.Minute, Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	c, cancel := context.WithCancelCause(ctx)
+	ref := ts[0].Ref()
+	e.Add(ref, cancel)
+	e.Add(ts[1].Ref(), func(error) {}) // b stays held: every pass makes a call
+	e.Settling(ref)
+	if err := b.Complete(ctx, broker.Ack{LeaseRef: ref}); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now()
+	if err := e.CheckSince(ctx, since); err != nil {
+		t.Fatal(err)
+	}
+	if c.Err() != nil {
+		t.Fatalf("a settling lease's context was cancelled: %v", context.Cause(c))
+	}
+	calls := b.Calls("ExtendLeases")
+	if calls != 1 {
+		t.Fatalf("%d ExtendLeases calls, want 1", calls)
+	}
+	if err := e.CheckSince(ctx, since); err != nil || b.Calls("ExtendLeases") != calls {
+		t.Fatalf("a second CheckSince for the same time made another call (%v)", err)
+	}
+}
