@@ -172,3 +172,56 @@ func TestWorkflowMemory(t *testing.T) {
 	t.Logf("redis: %d members: %.0f bytes/member with every member pending (workflow + tasks), %.0f bytes/member once the members completed (workflow records, results kept); MEMORY USAGE of the wf hash %d bytes",
 		n, float64(pending-before)/n, float64(finished-before)/n, wf)
 }
+
+// TestWorkflowConcurrentCreate: concurrent creates are combined into
+// shared script calls, and still each decided as if alone: of 20 creates
+// of one ID exactly one wins, and of workflows sharing a step task ID
+// exactly one is stored.
+func TestWorkflowConcurrentCreate(t *testing.T) {
+	testenv.RedisURL(t)
+	ctx := context.Background()
+	b, _ := newTestBroker(t, nil)
+	for round := range 5 {
+		id := "same" + strconv.Itoa(round)
+		errs := make(chan error, 20)
+		for range 20 {
+			go func() { errs <- b.CreateWorkflow(ctx, chord(id, "cc", 3)) }()
+		}
+		wins := 0
+		for range 20 {
+			err := <-errs
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, broker.ErrTaskIDConflict):
+				t.Fatalf("CreateWorkflow: %v", err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("round %d: %d creates of one ID succeeded", round, wins)
+		}
+		// Different workflow IDs, the same step task IDs.
+		for k := range 20 {
+			go func() {
+				w := chord("other"+strconv.Itoa(round)+"_"+strconv.Itoa(k), "cc", 2)
+				for i := range w.Steps {
+					w.Steps[i].Task.ID = "shared" + strconv.Itoa(round) + "." + strconv.Itoa(i)
+				}
+				errs <- b.CreateWorkflow(ctx, w)
+			}()
+		}
+		wins = 0
+		for range 20 {
+			err := <-errs
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, broker.ErrTaskIDConflict):
+				t.Fatalf("CreateWorkflow: %v", err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("round %d: %d workflows with the same step task IDs were stored", round, wins)
+		}
+	}
+}

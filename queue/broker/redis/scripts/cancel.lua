@@ -34,4 +34,5 @@ zadd(K_DEAD, {nowMs, id})
 unlock({id})
 local link = wfLink(id)
 if link then wfErrorEnd(link, rec, m.a) end
+wfFlush()
 return {0, was}

@@ -11,7 +11,7 @@ local ids = {}
 for i = 1, n do ids[i] = ARGV[4 * i - 1] end
 local metas = hmget(K_META, ids)
 local out, done, gone, errs, keep, results, zc = {}, {}, {}, {}, {}, {}, {}
-local steps = {}
+local steps = {} -- done tasks (while the shard has workflow steps)
 local anySteps = redis.call('HLEN', K_WFSTEPS) > 0
 for i = 1, n do
   local id, v = ids[i], metas[i]
@@ -25,10 +25,7 @@ for i = 1, n do
     metas[i] = false -- a second ack of the same ID in this call is lost
     done[#done + 1] = id
     local res = ARGV[4 * i + 1]
-    if anySteps then
-      local link = redis.call('HGET', K_WFSTEPS, id)
-      if link then steps[#steps + 1] = {link, res, ARGV[4 * i + 2], tonumber(a) + 1} end
-    end
+    if anySteps then steps[#steps + 1] = {id, res, ARGV[4 * i + 2], tonumber(a) + 1} end
     ret = tonumber(ret)
     if ret > 0 then
       local m = parse(v)
@@ -47,6 +44,22 @@ for i = 1, n do
     end
     out[i] = 0
   end
+end
+local links = {}
+if #steps > 0 then
+  -- Their wfsteps entries, read before the tasks are forgotten.
+  local ids = {}
+  for k, st in ipairs(steps) do ids[k] = st[1] end
+  local ls = hmget(K_WFSTEPS, ids)
+  local kept = {}
+  for k, st in ipairs(steps) do
+    if ls[k] then
+      st[1] = ls[k]
+      kept[#kept + 1] = st
+      links[#links + 1] = ls[k]
+    end
+  end
+  steps = kept
 end
 if #done > 0 then
   chunked('ZREM', K_ACTIVE, done)
@@ -67,6 +80,8 @@ end
 if #results > 0 then chunked('HSET', K_RESULTS, results) end
 if #steps > 0 then
   WF.nowNs, WF.nowMs = now, nowMs
+  wfPrefetch(links)
   for _, st in ipairs(steps) do wfTaskEnded(st[1], 'c', st[2], st[3], '', st[4]) end
+  wfFlush()
 end
 return out

@@ -20,4 +20,5 @@ unlock({id})
 local link = wfLink(id)
 forget(id)
 if link then wfTaskEnded(link, 'g', nil, nil, '', m.a) end
+wfFlush()
 return 0

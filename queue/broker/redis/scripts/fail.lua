@@ -46,6 +46,7 @@ for i = 4, #ARGV, 5 do
     out[#out + 1] = 0
   end
 end
+wfFlush()
 if woke > 0 then notify(woke) end
 stat('f', failed, nowMs)
 return out

@@ -39,6 +39,7 @@ for _, id in ipairs(ids) do
     end
   end
 end
+wfFlush()
 if woke > 0 then notify(woke) end
 stat('f', n, nowMs)
 local more = 0

@@ -33,5 +33,6 @@ for i = 4, #ARGV, 2 do
     out[#out + 1] = 0
   end
 end
+wfFlush()
 if woke > 0 then notify(woke) end
 return out

@@ -8,4 +8,5 @@ local st = redis.call('HGET', K_WF, W .. 'st')
 if not st then return {-1} end
 if st ~= 'R' then return {-2, st} end
 wfFinish(W, ARGV[1], 'X', 'workflow cancelled')
+wfFlush()
 return {0}

@@ -5,66 +5,74 @@
 -- (id, step, msg) runs of the steps to enqueue now, O, the IDs of the O
 -- other steps. Every step's task ID must be free in the shard. Reply: per
 -- block (code, id): 0 created, 1 workflow ID taken, 2 the step task ID id
--- taken. Blocks run in order, each as if alone.
-local out = {}
+-- taken. Blocks are decided in order, each as if alone; the writes of all
+-- of them are then a few bulk commands.
+local blocks, wfids, ids = {}, {}, {}
 local pos = 2
-local woke = 0
-for _ = 1, tonumber(ARGV[1]) do
-  local wfid = ARGV[pos]
-  local f = tonumber(ARGV[pos + 1])
-  local fstart = pos + 2
-  local sbase = fstart + 2 * f
-  local s = tonumber(ARGV[sbase])
-  local obase = sbase + 3 * s + 1
-  local o = tonumber(ARGV[obase])
-  pos = obase + o + 1
-  if redis.call('HEXISTS', K_WFIDS, wfid) == 1 then
-    out[#out + 1] = 1
-    out[#out + 1] = ''
+for k = 1, tonumber(ARGV[1]) do
+  local b = {wfid = ARGV[pos], f = tonumber(ARGV[pos + 1]), fstart = pos + 2}
+  b.sbase = b.fstart + 2 * b.f
+  b.s = tonumber(ARGV[b.sbase])
+  b.obase = b.sbase + 3 * b.s + 1
+  b.o = tonumber(ARGV[b.obase])
+  b.first = #ids + 1
+  for j = 1, b.s do ids[#ids + 1] = ARGV[b.sbase + 3 * j - 2] end
+  for j = 1, b.o do ids[#ids + 1] = ARGV[b.obase + j] end
+  b.last = #ids
+  pos = b.obase + b.o + 1
+  blocks[k] = b
+  wfids[k] = b.wfid
+end
+local wfTaken = hmget(K_WFIDS, wfids)
+local idTaken = hmget(K_MSG, ids)
+local out, seenWf, seenID, accepted = {}, {}, {}, {}
+for k, b in ipairs(blocks) do
+  local code, which = 0, ''
+  if wfTaken[k] or seenWf[b.wfid] then
+    code = 1
   else
-    local ids = {}
-    for k = 1, s do ids[k] = ARGV[sbase + 3 * k - 2] end
-    for k = 1, o do ids[#ids + 1] = ARGV[obase + k] end
-    local taken = hmget(K_MSG, ids)
-    local conflict
-    for k = 1, #ids do
-      if taken[k] then
-        conflict = ids[k]
+    for j = b.first, b.last do
+      if idTaken[j] or seenID[ids[j]] then
+        code, which = 2, ids[j]
         break
       end
     end
-    if conflict then
-      out[#out + 1] = 2
-      out[#out + 1] = conflict
-    else
-      local h = redis.call('HINCRBY', K_WFIDS, '', 1)
-      redis.call('HSET', K_WFIDS, wfid, h)
-      local W = h .. '|'
-      local fv = {}
-      for k = fstart, sbase - 1, 2 do
-        fv[#fv + 1] = W .. ARGV[k]
-        fv[#fv + 1] = ARGV[k + 1]
-      end
-      chunked('HSET', K_WF, fv)
-      if s > 0 then
-        local msgs, links, pend = {}, {}, {}
-        for k = 1, s do
-          local b = sbase + 3 * k - 2
-          msgs[#msgs + 1] = ARGV[b]
-          msgs[#msgs + 1] = ARGV[b + 2]
-          links[#links + 1] = ARGV[b]
-          links[#links + 1] = ARGV[b + 1] .. ',' .. h .. ',' .. wfid
-          pend[#pend + 1] = ARGV[b]
-        end
-        chunked('HSET', K_MSG, msgs)
-        chunked('HSET', K_WFSTEPS, links)
-        chunked('RPUSH', K_PENDING, pend)
-        woke = woke + #pend
-      end
-      out[#out + 1] = 0
-      out[#out + 1] = ''
-    end
+  end
+  if code == 0 then
+    seenWf[b.wfid] = true
+    for j = b.first, b.last do seenID[ids[j]] = true end
+    accepted[#accepted + 1] = b
+  end
+  out[#out + 1] = code
+  out[#out + 1] = which
+end
+if #accepted == 0 then return out end
+local h = redis.call('HINCRBY', K_WFIDS, '', #accepted) - #accepted
+local handles, fv, msgs, links, pend = {}, {}, {}, {}, {}
+for _, b in ipairs(accepted) do
+  h = h + 1
+  handles[#handles + 1] = b.wfid
+  handles[#handles + 1] = h
+  local W = h .. '|'
+  for j = b.fstart, b.sbase - 1, 2 do
+    fv[#fv + 1] = W .. ARGV[j]
+    fv[#fv + 1] = ARGV[j + 1]
+  end
+  for j = 1, b.s do
+    local a = b.sbase + 3 * j - 2
+    msgs[#msgs + 1] = ARGV[a]
+    msgs[#msgs + 1] = ARGV[a + 2]
+    links[#links + 1] = ARGV[a]
+    links[#links + 1] = ARGV[a + 1] .. ',' .. h .. ',' .. b.wfid
+    pend[#pend + 1] = ARGV[a]
   end
 end
-if woke > 0 then notify(woke) end
+chunked('HSET', K_WFIDS, handles)
+chunked('HSET', K_WF, fv)
+if #pend > 0 then
+  chunked('HSET', K_MSG, msgs)
+  chunked('HSET', K_WFSTEPS, links)
+  chunked('RPUSH', K_PENDING, pend)
+  notify(#pend)
+end
 return out

@@ -136,6 +136,61 @@ local function wfParse(s)
   return node()
 end
 
+-- Write-back cache of the wf hash for one script call: a Redis command
+-- costs far more than a Lua table access, so a call reads each field once
+-- (wfMGet batches the misses) and writes every change in one HSET at the
+-- end (wfFlush: every script that moves workflows calls it last).
+local WFC, WFD, WFDN = {}, {}, {}
+
+local function wfGet(f)
+  local v = WFC[f]
+  if v == nil then
+    v = redis.call('HGET', K_WF, f) or false
+    WFC[f] = v
+  end
+  return v
+end
+
+-- wfMGet returns the values of fields (false where absent).
+local function wfMGet(fields)
+  local miss = {}
+  for _, f in ipairs(fields) do
+    if WFC[f] == nil then miss[#miss + 1] = f end
+  end
+  if #miss > 0 then
+    local vals = hmget(K_WF, miss)
+    for j = 1, #miss do WFC[miss[j]] = vals[j] or false end
+  end
+  local out = {}
+  for k, f in ipairs(fields) do out[k] = WFC[f] end
+  return out
+end
+
+local function wfSet(f, v)
+  WFC[f] = v
+  if not WFD[f] then
+    WFD[f] = true
+    WFDN[#WFDN + 1] = f
+  end
+end
+
+local function wfIncr(f, d)
+  local v = tonumber(wfGet(f) or '0') + d
+  wfSet(f, string.format('%d', v))
+  return v
+end
+
+local function wfFlush()
+  if #WFDN == 0 then return end
+  local fv = {}
+  for _, f in ipairs(WFDN) do
+    fv[#fv + 1] = f
+    fv[#fv + 1] = WFC[f]
+  end
+  chunked('HSET', K_WF, fv)
+  WFD, WFDN = {}, {}
+end
+
 -- wfLeaf returns step i's value as its raw and compact JSON and its error
 -- ('' if none): broker.InputValue's jsonValue. L holds each leaf's (s,
 -- res, v, e) fields, read in one HMGET (wfInput). v<i> holds what Go found
@@ -195,7 +250,7 @@ local function wfInput(W, spec, tol)
     fields[4 * k - 1] = W .. 'v' .. i
     fields[4 * k] = W .. 'e' .. i
   end
-  local vals = hmget(K_WF, fields)
+  local vals = wfMGet(fields)
   local L = {}
   for k, i in ipairs(leaves) do
     L[i] = {vals[4 * k - 3], vals[4 * k - 2], vals[4 * k - 1], vals[4 * k]}
@@ -229,24 +284,9 @@ local function wfRemovePending(set, n)
   if #keep > 0 then chunked('RPUSH', K_PENDING, keep) end
 end
 
--- Within one script call a workflow's state and open count change only
--- here, so they are read once and kept (by field prefix).
-local WF_ST, WF_OPEN = {}, {}
+local function wfState(W) return wfGet(W .. 'st') end
 
-local function wfState(W)
-  local st = WF_ST[W]
-  if st == nil then
-    st = redis.call('HGET', K_WF, W .. 'st') or false
-    WF_ST[W] = st
-  end
-  return st
-end
-
-local function wfOpen(W, delta)
-  local n = redis.call('HINCRBY', K_WF, W .. 'open', delta)
-  WF_OPEN[W] = n
-  return n
-end
+local function wfOpen(W, delta) return wfIncr(W .. 'open', delta) end
 
 local WF_WORDS = {C = 'completed', F = 'failed', X = 'cancelled'}
 
@@ -255,25 +295,27 @@ local WF_WORDS = {C = 'completed', F = 'failed', X = 'cancelled'}
 -- CancelTask (pending, scheduled, retry: dead now; active: flagged).
 local function wfFinish(W, wfid, st, reason, result)
   if wfState(W) ~= 'R' then return end
-  WF_ST[W] = st
-  local h = redis.call('HMGET', K_WF, W .. 'ret', W .. 'n')
-  redis.call('HSET', K_WF, W .. 'st', st, W .. 'err', reason, W .. 'fin', WF.nowNs)
-  if result then redis.call('HSET', K_WF, W .. 'res', result) end
+  local h = wfMGet({W .. 'ret', W .. 'n'})
+  wfSet(W .. 'st', st)
+  wfSet(W .. 'err', reason)
+  wfSet(W .. 'fin', WF.nowNs)
+  if result then wfSet(W .. 'res', result) end
   zadd(K_WFDONE, {WF.nowMs + math.ceil(tonumber(h[1]) / 1000000), wfid})
   if st == 'C' then return end
   local n = tonumber(h[2])
   local fields = {}
   for i = 0, n - 1 do fields[i + 1] = W .. 's' .. i end
-  local states = hmget(K_WF, fields)
+  local states = wfMGet(fields)
   local pend, npend, open = {}, 0, 0
   local msg = 'workflow ' .. WF_WORDS[st] .. ': ' .. reason
   for i = 0, n - 1 do
     local s = string.sub(states[i + 1] or '', 1, 1)
     if s == 'w' then
-      redis.call('HSET', K_WF, W .. 's' .. i, 'x', W .. 'e' .. i, 'cancelled: ' .. reason)
+      wfSet(W .. 's' .. i, 'x')
+      wfSet(W .. 'e' .. i, 'cancelled: ' .. reason)
       open = open + 1
     elseif s == 'e' then
-      local id = wfFields(redis.call('HGET', K_WF, W .. 'c' .. i))[1]
+      local id = wfFields(wfGet(W .. 'c' .. i))[1]
       local m = parse(redis.call('HGET', K_META, id))
       if not m and redis.call('HEXISTS', K_MSG, id) == 1 then
         m = {s = 'p', a = 0, tk = '0', lu = '0', sa = '0', ca = '0', w = ''}
@@ -293,7 +335,8 @@ local function wfFinish(W, wfid, st, reason, result)
         redis.call('HSET', K_META, id, fmt(m))
         zadd(K_DEAD, {WF.nowMs, id})
         unlock({id})
-        redis.call('HSET', K_WF, W .. 's' .. i, 'x' .. m.a, W .. 'e' .. i, msg)
+        wfSet(W .. 's' .. i, 'x' .. m.a)
+        wfSet(W .. 'e' .. i, msg)
         open = open + 1
       elseif m and m.s == 'a' then
         redis.call('HSET', K_CANCELS, id, '1')
@@ -318,13 +361,13 @@ local function wfStart(W, wfid, i, c)
     end
   end
   if redis.call('HEXISTS', K_MSG, id) == 1 then
-    return 'enqueue: task "' .. id .. '" in queue "' .. redis.call('HGET', K_WF, W .. 'q') .. '": task ID already exists'
+    return 'enqueue: task "' .. id .. '" in queue "' .. wfGet(W .. 'q') .. '": task ID already exists'
   end
   redis.call('HSET', K_MSG, id, c[8] .. payload)
   redis.call('HSET', K_WFSTEPS, id, i .. ',' .. string.sub(W, 1, -2) .. ',' .. wfid)
   redis.call('RPUSH', K_PENDING, id)
   notify(1)
-  redis.call('HSET', K_WF, W .. 's' .. i, 'e')
+  wfSet(W .. 's' .. i, 'e')
   return nil
 end
 
@@ -340,25 +383,15 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
     local f = stack[#stack]
     local child
     if not f.deps then
-      local r = redis.call('HMGET', K_WF, W .. 's' .. f.i, W .. 'c' .. f.i)
+      local r = wfMGet({W .. 's' .. f.i, W .. 'c' .. f.i})
       local s = string.sub(r[1] or 'c', 1, 1)
       if s == 'c' or s == 'f' or s == 'x' then
         stack[#stack] = nil
       else
-        local set = {W .. 's' .. f.i, f.how .. (f.a or '')}
-        if f.res and f.res ~= '' then
-          set[#set + 1] = W .. 'res' .. f.i
-          set[#set + 1] = f.res
-        end
-        if f.alt and f.alt ~= '' then
-          set[#set + 1] = W .. 'v' .. f.i
-          set[#set + 1] = f.alt
-        end
-        if f.msg and f.msg ~= '' then
-          set[#set + 1] = W .. 'e' .. f.i
-          set[#set + 1] = f.msg
-        end
-        redis.call('HSET', K_WF, unpack(set))
+        wfSet(W .. 's' .. f.i, f.how .. (f.a or ''))
+        if f.res and f.res ~= '' then wfSet(W .. 'res' .. f.i, f.res) end
+        if f.alt and f.alt ~= '' then wfSet(W .. 'v' .. f.i, f.alt) end
+        if f.msg and f.msg ~= '' then wfSet(W .. 'e' .. f.i, f.msg) end
         wfOpen(W, -1)
         f.running = wfState(W) == 'R'
         local c = wfFields(r[2])
@@ -377,8 +410,8 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
         f.k = f.k + 1
         if f.how == 'c' then
           if not f.running then break end
-          if redis.call('HINCRBY', K_WF, W .. 'r' .. d, -1) == 0 then
-            local r = redis.call('HMGET', K_WF, W .. 's' .. d, W .. 'c' .. d)
+          if wfIncr(W .. 'r' .. d, -1) == 0 then
+            local r = wfMGet({W .. 's' .. d, W .. 'c' .. d})
             if string.sub(r[1], 1, 1) == 'w' then
               local err = wfStart(W, wfid, d, wfFields(r[2]))
               if err then child = {i = d, how = 'f', msg = err} end
@@ -386,11 +419,11 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
           end
         else
           if not f.running or wfState(W) ~= 'R' then break end
-          local r = redis.call('HMGET', K_WF, W .. 's' .. d, W .. 'c' .. d)
+          local r = wfMGet({W .. 's' .. d, W .. 'c' .. d})
           if string.sub(r[1], 1, 1) == 'w' then
             local c = wfFields(r[2])
             if c[5] == '1' then
-              if redis.call('HINCRBY', K_WF, W .. 'r' .. d, -1) == 0 then
+              if wfIncr(W .. 'r' .. d, -1) == 0 then
                 local err = wfStart(W, wfid, d, c)
                 if err then child = {i = d, how = 'f', msg = err} end
               end
@@ -403,8 +436,8 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
       if child then
         stack[#stack + 1] = child
       else
-        if wfState(W) == 'R' and WF_OPEN[W] == 0 then
-          local raw = wfInput(W, redis.call('HGET', K_WF, W .. 'out'), false)
+        if wfState(W) == 'R' and tonumber(wfGet(W .. 'open')) == 0 then
+          local raw = wfInput(W, wfGet(W .. 'out'), false)
           wfFinish(W, wfid, 'C', '', raw)
         end
         stack[#stack] = nil
@@ -425,6 +458,23 @@ local function wfTaskEnded(link, how, res, alt, msg, attempts)
   if not wfState(W) then return end
   if how == 'g' then how, msg = 'f', 'task deleted' end
   wfEnded(W, wfid, tonumber(step), how, res, alt, msg, attempts)
+end
+
+-- wfPrefetch reads, in one HMGET, what the step ends of links (wfsteps
+-- entries) will read first.
+local function wfPrefetch(links)
+  local fields = {}
+  for _, link in ipairs(links) do
+    local step, h = string.match(link, '^(%d+),(%d+),')
+    if step then
+      local W = h .. '|'
+      fields[#fields + 1] = W .. 'st'
+      fields[#fields + 1] = W .. 'open'
+      fields[#fields + 1] = W .. 's' .. step
+      fields[#fields + 1] = W .. 'c' .. step
+    end
+  end
+  if #fields > 0 then wfMGet(fields) end
 end
 
 -- wfLink returns task id's wfsteps entry, or nil: free when the shard
