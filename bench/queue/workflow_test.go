@@ -116,10 +116,10 @@ func TestWorkflowChordOverhead(t *testing.T) {
 				}
 			default:
 				// EnqueueFlow is one workflow per call: CONQ_BENCH_PRODUCERS
-				// (default 64) producers, whose calls the broker combines.
+				// (default 16) producers, whose calls the broker combines.
 				var next atomic.Int64
 				var wg sync.WaitGroup
-				for range envInt("CONQ_BENCH_PRODUCERS", 64) {
+				for range envInt("CONQ_BENCH_PRODUCERS", 16) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
