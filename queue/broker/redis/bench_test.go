@@ -3,10 +3,17 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/conqhq/conq/queue/broker"
+	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
 
 // Broker-level benchmarks against the private test Redis:
@@ -112,4 +119,101 @@ func BenchmarkFetchComplete100(b *testing.B) {
 		left--
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "tasks/s")
+}
+
+// BenchmarkAwaitMany: 2,000 AwaitTask calls on unfinished tasks of one
+// queue for one second, then the tasks complete. Reports the Redis calls a
+// second while they wait (INFO commandstats) and how long after the
+// completion the last waiter returned, with the shared poller and with a
+// poller per waiter.
+func BenchmarkAwaitMany(b *testing.B) {
+	for _, mode := range []struct {
+		name   string
+		shared bool
+	}{{"shared-poller", true}, {"poller-per-waiter", false}} {
+		b.Run(mode.name, func(b *testing.B) {
+			old := redisbroker.SetAwaitShared(mode.shared)
+			defer redisbroker.SetAwaitShared(old)
+			br, rdb := newTestBroker(b, nil)
+			ctx := context.Background()
+			const n = 2000
+			var calls, lastMs, cpuMs, trips float64
+			for r := range b.N {
+				ts := benchTasks("aw", n, r)
+				for _, t := range ts {
+					t.Retention = time.Minute // kept, so waiters see it completed
+				}
+				if err := br.Enqueue(ctx, ts...); err != nil {
+					b.Fatal(err)
+				}
+				var wg sync.WaitGroup
+				var last atomic.Int64
+				for _, t := range ts {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if _, err := br.AwaitTask(ctx, "aw", t.ID); err != nil {
+							b.Error(err)
+						}
+						last.Store(time.Now().UnixNano())
+					}()
+				}
+				time.Sleep(200 * time.Millisecond) // every waiter in its slow phase
+				before, cpu0, trips0 := redisCalls(b, rdb)
+				time.Sleep(time.Second)
+				after, cpu1, trips1 := redisCalls(b, rdb)
+				calls += float64(after - before)
+				cpuMs += (cpu1 - cpu0) * 1000
+				trips += float64(trips1 - trips0)
+				got, err := br.Fetch(ctx, broker.FetchParams{Queues: []string{"aw"}, Max: n, Lease: time.Minute, WorkerID: "w"})
+				if err != nil || len(got) != n {
+					b.Fatal(len(got), err)
+				}
+				acks := make([]broker.Ack, n)
+				for i, t := range got {
+					acks[i] = broker.Ack{LeaseRef: t.Ref()}
+				}
+				if err := br.Complete(ctx, acks...); err != nil {
+					b.Fatal(err)
+				}
+				done := time.Now()
+				wg.Wait()
+				lastMs += float64(time.Unix(0, last.Load()).Sub(done).Microseconds()) / 1000
+			}
+			b.ReportMetric(calls/float64(b.N), "redis-calls/s")
+			b.ReportMetric(trips/float64(b.N), "client-cmds/s")
+			b.ReportMetric(cpuMs/float64(b.N), "redis-cpu-ms/s")
+			b.ReportMetric(lastMs/float64(b.N), "last-wake-ms")
+		})
+	}
+}
+
+// redisCalls reads the server's counters: commands run (INFO
+// commandstats, scripts' own commands included), CPU seconds used, and
+// commands sent by clients (EVALSHA and EVAL counted once each).
+func redisCalls(b *testing.B, rdb *goredis.Client) (calls int64, cpu float64, trips int64) {
+	info, err := rdb.Info(context.Background(), "commandstats", "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var inScripts int64
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, ":"); ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			cpu += f
+		}
+		if i := strings.Index(line, "calls="); i >= 0 {
+			v := line[i+len("calls="):]
+			if j := strings.IndexByte(v, ','); j >= 0 {
+				v = v[:j]
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			calls += n
+			if strings.HasPrefix(line, "cmdstat_hget:") {
+				inScripts += n
+			}
+		}
+	}
+	return calls, cpu, calls - inScripts
 }

@@ -24,6 +24,7 @@ type Broker struct {
 	shards  shardCache    // queues spread over several shards (shards.go)
 	rot     atomic.Uint32 // where Fetch starts among a queue's shards
 	hub     *notifyHub    // WaitReady on a cluster (wait.go)
+	awaits  *awaitHub     // AwaitTask's shared poller (await.go)
 	creates creator       // batches CreateWorkflow calls (workflow.go)
 
 	keysMu sync.RWMutex
@@ -80,6 +81,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{cfg: c, rdb: c.Client, keys: make(map[string]*queueKeySet)}
+	b.awaits = newAwaitHub(b)
 	if cc, ok := c.Client.(*goredis.ClusterClient); ok {
 		b.cluster = cc
 		hookCluster(cc)
@@ -165,6 +167,7 @@ func (b *Broker) Close() error {
 		b.hub.close()
 	}
 	b.creates.close()
+	b.awaits.kick() // its waiters get ErrClosed
 	if b.ownClient {
 		return b.rdb.Close()
 	}

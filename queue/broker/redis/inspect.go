@@ -81,9 +81,26 @@ func (b *Broker) GetTask(ctx context.Context, queue, id string) (*broker.Task, e
 	return nil, fmt.Errorf("%w: %s in queue %s", broker.ErrTaskNotFound, id, queue)
 }
 
-// AwaitTask polls GetTask with a backoff from 1 ms to 100 ms: cheap for
-// Redis, and tasks that finish fast are seen fast.
+// AwaitTask waits for the task to finish. Waits on one unsharded queue
+// share the broker's poller (await.go); the others poll GetTask with a
+// backoff from 1 ms to 100 ms: cheap for Redis, and tasks that finish fast
+// are seen fast.
 func (b *Broker) AwaitTask(ctx context.Context, queue, id string) (*broker.Task, error) {
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	if queue != "" {
+		if err := validQueue(queue); err != nil {
+			return nil, err
+		}
+		set, err := b.shardsOf(ctx, queue)
+		if err != nil {
+			return nil, wrapErr("await task", err)
+		}
+		if set.count() <= 1 && awaitShared {
+			return b.awaits.await(ctx, queue, id)
+		}
+	}
 	delay := time.Millisecond
 	for {
 		t, err := b.GetTask(ctx, queue, id)
