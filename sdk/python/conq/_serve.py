@@ -589,16 +589,7 @@ class Server(object):
                 c = q.get()
                 if c is None:
                     return
-                self._running = c
-                try:
-                    try:
-                        if c.cancelled:
-                            raise _cancelled_type()("task cancelled by the pool")
-                        self._run_sync_call(c)
-                    finally:
-                        self._running = None
-                except _cancelled_type() as e:  # a late SIGINT, raised between the task and here
-                    self._answer_exception(c, e)
+                self._run_main_call(c)
         finally:
             if in_main:
                 signal.signal(signal.SIGINT, old)

@@ -20,21 +20,30 @@ sys.path.insert(0, os.path.join(HERE, "fixtures"))
 import e2e_tasks as tasks  # noqa: E402
 
 
+def start_server(dir, *args):
+    """Start `conq server ARGS --listen 127.0.0.1:0` and return (process,
+    its URL)."""
+    url_file = os.path.join(dir, "url")
+    proc = subprocess.Popen([BIN, "server", *args, "--listen", "127.0.0.1:0", "--url-file", url_file,
+                             "--log-level", "error"])
+    for _ in range(500):
+        if os.path.exists(url_file):
+            break
+        if proc.poll() is not None:
+            raise AssertionError("conq server %s exited with %s" % (" ".join(args), proc.returncode))
+        time.sleep(0.02)
+    with open(url_file) as f:
+        return proc, f.read().strip()
+
+
 @unittest.skipUnless(os.path.exists(BIN) or os.environ.get("CI"), "no conq binary at %s (make build, or set CONQ_BIN)" % BIN)
 class EmbeddedTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp()
-        url_file = os.path.join(cls.dir, "url")
         cmd = "%s %s" % (sys.executable, os.path.join(HERE, "fixtures", "e2e_tasks.py"))
-        cls.proc = subprocess.Popen([BIN, "server", "--exec", cmd, "--concurrency", "2", "--listen", "127.0.0.1:0",
-                                     "--url-file", url_file, "--log-level", "error"])
-        for _ in range(300):
-            if os.path.exists(url_file):
-                break
-            time.sleep(0.02)
-        with open(url_file) as f:
-            cls.client = conq.connect(f.read().strip())
+        cls.proc, url = start_server(cls.dir, "--exec", cmd, "--concurrency", "2")
+        cls.client = conq.connect(url)
 
     @classmethod
     def tearDownClass(cls):
@@ -153,21 +162,14 @@ class RedisTest(unittest.TestCase):
         if not REDIS_URL:
             raise AssertionError("CI is set but CONQ_TEST_REDIS_URL is not: make test starts a private redis-server")
         cls.dir = tempfile.mkdtemp()
-        url_file = os.path.join(cls.dir, "url")
         # A database of its own: the Go tests share this Redis.
         broker = REDIS_URL.rstrip("/").rsplit("/", 1)[0] + "/7" if REDIS_URL.count("/") > 2 else REDIS_URL + "/7"
         subprocess.run(["redis-cli", "-u", broker, "flushdb"], stdout=subprocess.DEVNULL, check=False)
         cmd = "%s %s" % (sys.executable, os.path.join(HERE, "fixtures", "e2e_tasks.py"))
         cls.worker = subprocess.Popen([BIN, "worker", "--broker", broker, "--exec", cmd, "--concurrency", "2",
                                        "--log-level", "error"])
-        cls.server = subprocess.Popen([BIN, "server", "--broker", broker, "--listen", "127.0.0.1:0",
-                                       "--url-file", url_file, "--log-level", "error"])
-        for _ in range(500):
-            if os.path.exists(url_file):
-                break
-            time.sleep(0.02)
-        with open(url_file) as f:
-            cls.client = conq.Client(f.read().strip())
+        cls.server, url = start_server(cls.dir, "--broker", broker)
+        cls.client = conq.Client(url)
 
     @classmethod
     def tearDownClass(cls):
