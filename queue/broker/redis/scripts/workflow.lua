@@ -27,7 +27,8 @@
 --         error
 -- The settle scripts call wfTaskEnded for tasks listed in wfsteps, in the
 -- same script, so a step's end and what follows are one atomic step; they
--- set WF.nowNs and WF.nowMs first. Every function mirrors the memory
+-- set WF.nowNs and WF.nowMs first and call wfFlush last (the wf hash is
+-- written back once per call). Every function mirrors the memory
 -- broker (memory/workflow.go) step for step, so both give the same
 -- payloads, results and errors.
 
