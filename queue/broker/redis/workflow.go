@@ -218,6 +218,7 @@ const (
 	fArgsSuffix
 	fPayloadErr
 	fPrefix
+	fTemplate // the step's task as given (encodeMsg), for GetWorkflow
 	numStepFields
 )
 
@@ -540,14 +541,16 @@ func workflowArgs(w *broker.Workflow, queue string, now time.Time) ([]any, error
 			msg = string(encodeMsg(&t))
 		}
 		rec = rec[:0]
-		for _, v := range [numStepFields]string{t.ID, t.Kind, string(depBuf), spec, tol, suffix, perr, prefix} {
+		for _, v := range [numStepFields]string{t.ID, t.Kind, string(depBuf), spec, tol, suffix, perr, prefix, string(encodeMsg(&s.Task))} {
 			rec = appendField(rec, v)
 		}
-		state := "w"
-		if startNow {
-			state = "e"
+		fields = append(fields, "c"+si, string(rec))
+		// No state field yet: a step without one is enqueued if it has no
+		// input, else waiting (one hash entry less per step). A step with
+		// an (empty) input that starts now says so.
+		if startNow && s.Input != nil {
+			fields = append(fields, "s"+si, "e")
 		}
-		fields = append(fields, "c"+si, string(rec), "o"+si, string(encodeMsg(&s.Task)), "s"+si, state)
 		if !startNow {
 			fields = append(fields, "r"+si, remaining[i])
 			others = append(others, t.ID)
@@ -657,7 +660,7 @@ func decodeWorkflow(id string, all, tasks []any) (*broker.Workflow, error) {
 		if err != nil || len(rec) != numStepFields {
 			return bad("step " + si + " record")
 		}
-		if err := decodeMsg(h["o"+si], &s.Task); err != nil {
+		if err := decodeMsg(rec[fTemplate], &s.Task); err != nil {
 			return bad("step " + si + " task: " + err.Error())
 		}
 		s.Task.ID, s.Task.Queue = rec[fID], queue
@@ -669,7 +672,13 @@ func decodeWorkflow(id string, all, tasks []any) (*broker.Workflow, error) {
 			s.Input = &in
 		}
 		s.Tolerant = rec[fTolerant] == "1"
-		st := h["s"+si]
+		st, ok := h["s"+si]
+		if !ok {
+			st = "e"
+			if rec[fInput] != "" {
+				st = "w"
+			}
+		}
 		if st == "" || stepStates[st[0]] == "" {
 			return bad("step " + si + " state")
 		}

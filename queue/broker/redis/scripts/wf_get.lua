@@ -21,9 +21,9 @@ for k = 1, #names do
   end
 end
 for i = 0, n - 1 do
-  local st = vals[10 + #WF_STEP_FIELDS * i + 3]
-  if st and string.sub(st, 1, 1) == 'e' then
-    local id = wfFields(vals[10 + #WF_STEP_FIELDS * i + 1])[1]
+  local c = vals[10 + #WF_STEP_FIELDS * i + 1]
+  if wfStepState(vals[10 + #WF_STEP_FIELDS * i + 2], c) == 'e' then
+    local id = wfFields(c)[1]
     tasks[#tasks + 1] = tostring(i)
     tasks[#tasks + 1] = redis.call('HGET', K_META, id)
     tasks[#tasks + 1] = redis.call('HEXISTS', K_MSG, id)

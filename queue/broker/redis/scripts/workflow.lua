@@ -18,10 +18,12 @@
 --         "[0,1,[2]]"), tolerant ("1"), args suffix (input prepended to
 --         an "args" payload: '{"args":[' .. input .. suffix), payload error
 --         (the step fails to start with it), message prefix (the task's
---         stored message without its payload)
---   o<i>  the step's task as given (encodeMsg), for GetWorkflow
+--         stored message without its payload), the step's task as given
+--         (encodeMsg, for GetWorkflow)
 --   s<i>  state letter (w waiting, e enqueued, c completed, f failed,
---         x cancelled) followed by the attempts once finished
+--         x cancelled) followed by the attempts once finished; absent
+--         until the step changes state: then it is e for a step without
+--         input, w for one with (wfStepState)
 --   r<i>  inputs not finished yet
 --   res<i> v<i> e<i>  result, its JSON forms when not plain (see wfLeaf),
 --         error
@@ -34,8 +36,8 @@
 
 local WF = {nowNs = '0', nowMs = 0}
 
--- Per-step field names, in the order wf_get reads them (c first, s third).
-local WF_STEP_FIELDS = {'c', 'o', 's', 'r', 'res', 'v', 'e'}
+-- Per-step field names, in the order wf_get reads them (c first, s second).
+local WF_STEP_FIELDS = {'c', 's', 'r', 'res', 'v', 'e'}
 
 -- wfKey returns the prefix of workflow id's fields in the shard's wf
 -- hash, or nil if the shard has no such workflow.
@@ -55,6 +57,19 @@ local function wfFields(s)
     pos = c + len + 1
   end
   return out
+end
+
+-- wfStepState is the state letter of a step from its s and c fields
+-- (wf_create writes no s: e without input, w with).
+local function wfStepState(s, c)
+  if s then return string.sub(s, 1, 1) end
+  if not c then return '' end
+  if string.match(c, '^%d+:') then
+    local f = wfFields(c)
+    if f[4] == '' then return 'e' end
+    return 'w'
+  end
+  return ''
 end
 
 -- utf8len is the length of the valid UTF-8 sequence at byte i (first byte
@@ -305,18 +320,21 @@ local function wfFinish(W, wfid, st, reason, result)
   if st == 'C' then return end
   local n = tonumber(h[2])
   local fields = {}
-  for i = 0, n - 1 do fields[i + 1] = W .. 's' .. i end
+  for i = 0, n - 1 do
+    fields[2 * i + 1] = W .. 's' .. i
+    fields[2 * i + 2] = W .. 'c' .. i
+  end
   local states = wfMGet(fields)
   local pend, npend, open = {}, 0, 0
   local msg = 'workflow ' .. WF_WORDS[st] .. ': ' .. reason
   for i = 0, n - 1 do
-    local s = string.sub(states[i + 1] or '', 1, 1)
+    local s = wfStepState(states[2 * i + 1], states[2 * i + 2])
     if s == 'w' then
       wfSet(W .. 's' .. i, 'x')
       wfSet(W .. 'e' .. i, 'cancelled: ' .. reason)
       open = open + 1
     elseif s == 'e' then
-      local id = wfFields(wfGet(W .. 'c' .. i))[1]
+      local id = wfFields(states[2 * i + 2])[1]
       local m = parse(redis.call('HGET', K_META, id))
       if not m and redis.call('HEXISTS', K_MSG, id) == 1 then
         m = {s = 'p', a = 0, tk = '0', lu = '0', sa = '0', ca = '0', w = ''}
@@ -385,8 +403,8 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
     local child
     if not f.deps then
       local r = wfMGet({W .. 's' .. f.i, W .. 'c' .. f.i})
-      local s = string.sub(r[1] or 'c', 1, 1)
-      if s == 'c' or s == 'f' or s == 'x' then
+      local s = wfStepState(r[1], r[2])
+      if not r[2] or s == 'c' or s == 'f' or s == 'x' then
         stack[#stack] = nil
       else
         wfSet(W .. 's' .. f.i, f.how .. (f.a or ''))
@@ -413,7 +431,7 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
           if not f.running then break end
           if wfIncr(W .. 'r' .. d, -1) == 0 then
             local r = wfMGet({W .. 's' .. d, W .. 'c' .. d})
-            if string.sub(r[1], 1, 1) == 'w' then
+            if wfStepState(r[1], r[2]) == 'w' then
               local err = wfStart(W, wfid, d, wfFields(r[2]))
               if err then child = {i = d, how = 'f', msg = err} end
             end
@@ -421,7 +439,7 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
         else
           if not f.running or wfState(W) ~= 'R' then break end
           local r = wfMGet({W .. 's' .. d, W .. 'c' .. d})
-          if string.sub(r[1], 1, 1) == 'w' then
+          if wfStepState(r[1], r[2]) == 'w' then
             local c = wfFields(r[2])
             if c[5] == '1' then
               if wfIncr(W .. 'r' .. d, -1) == 0 then
