@@ -47,15 +47,22 @@ local function wfKey(id)
   return h .. '|'
 end
 
--- wfFields splits a record of "<len>:<bytes>" fields.
+-- wfFields splits a step record of "<len>:<bytes>" fields, the first 8
+-- (the 9th, the template, is for Go): memoized per call, as each record
+-- is read by several steps of the same call.
+local WF_FIELDS = {}
 local function wfFields(s)
-  local out, pos, n = {}, 1, #s
-  while pos <= n do
+  local out = WF_FIELDS[s]
+  if out then return out end
+  out = {}
+  local pos, n = 1, #s
+  while pos <= n and #out < 8 do
     local c = string.find(s, ':', pos, true)
     local len = tonumber(string.sub(s, pos, c - 1))
     out[#out + 1] = string.sub(s, c + 1, c + len)
     pos = c + len + 1
   end
+  WF_FIELDS[s] = out
   return out
 end
 
