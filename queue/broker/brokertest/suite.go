@@ -110,6 +110,7 @@ var cases = []testCase{
 	{"WorkflowDeleteStep", broker.CapWorkflows, testWorkflowDeleteStep},
 	{"WorkflowLargeGroup", broker.CapWorkflows, testWorkflowLargeGroup},
 	{"WorkflowRetention", broker.CapWorkflows, testWorkflowRetention},
+	{"WorkflowFailBatch", broker.CapWorkflows, testWorkflowFailBatch},
 	{"Close", 0, testClose},
 }
 

@@ -558,3 +558,38 @@ func testWorkflowRetention(s *suite) {
 		s.t.Fatalf("CreateWorkflow with the ID of a cleaned-up workflow: %v", err)
 	}
 }
+
+// testWorkflowFailBatch: in one Fail call, a dead step starts a tolerant
+// follower and the next dead step fails the workflow, which cancels that
+// follower at once (its task dead, never fetched).
+func testWorkflowFailBatch(s *suite) {
+	b, ctx := s.b, s.ctx
+	const q = "fbatch"
+	w := &broker.Workflow{ID: "fb", Steps: []broker.WorkflowStep{
+		{Task: stepTask("fb.0", "a", q, "", "json")},
+		{Task: stepTask("fb.1", "b", q, "", "json")},
+		{Task: stepTask("fb.2", "t", q, "", "json"), Tolerant: true, Input: &broker.Input{Step: -1, List: []broker.Input{leaf(0)}}},
+	}, Output: list(leaf(2), leaf(1))}
+	if err := b.CreateWorkflow(ctx, w); err != nil {
+		s.t.Fatal(err)
+	}
+	ts := s.fetchN(2, q)
+	if err := b.Fail(ctx,
+		broker.Failure{LeaseRef: ts["fb.0"].Ref(), Error: broker.AttemptError{Message: "boom0"}, Dead: true},
+		broker.Failure{LeaseRef: ts["fb.1"].Ref(), Error: broker.AttemptError{Message: "boom1"}, Dead: true},
+	); err != nil {
+		s.t.Fatal(err)
+	}
+	got, err := b.AwaitWorkflow(ctx, "fb")
+	reason := "step 1 (b) failed: boom1"
+	if err != nil || got.State != broker.WorkflowFailed || got.Error != reason {
+		s.t.Fatalf("workflow = %+v, %v; want failed %q", got, err, reason)
+	}
+	if st := got.Steps[2]; st.State != broker.StepCancelled || st.Error != "workflow failed: "+reason {
+		s.t.Fatalf("tolerant step = %s %q", st.State, st.Error)
+	}
+	s.wantState(q, "fb.2", broker.StateDead)
+	if ts := s.fetch(10, q); len(ts) != 0 {
+		s.t.Fatalf("fetched %v from a failed workflow", ids(ts))
+	}
+}

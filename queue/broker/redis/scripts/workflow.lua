@@ -203,15 +203,48 @@ local function wfIncr(f, d)
   return v
 end
 
+-- Steps started in this call (wfStart): their tasks are written by
+-- wfFlush in bulk, as enqueue.lua writes a batch. WF_NEWMSG[id] is the
+-- message of a task not written yet.
+local WF_NEW, WF_NEWMSG, WF_NEWLINK = {}, {}, {}
+
+-- wfMaterialize writes a started step's task now (wfFinish cancels it as
+-- a pending task); it is then left out of the bulk write.
+local function wfMaterialize(id)
+  redis.call('HSET', K_MSG, id, WF_NEWMSG[id])
+  redis.call('HSET', K_WFSTEPS, id, WF_NEWLINK[id])
+  WF_NEWMSG[id] = nil
+end
+
 local function wfFlush()
-  if #WFDN == 0 then return end
-  local fv = {}
-  for _, f in ipairs(WFDN) do
-    fv[#fv + 1] = f
-    fv[#fv + 1] = WFC[f]
+  if #WFDN > 0 then
+    local fv = {}
+    for _, f in ipairs(WFDN) do
+      fv[#fv + 1] = f
+      fv[#fv + 1] = WFC[f]
+    end
+    chunked('HSET', K_WF, fv)
+    WFD, WFDN = {}, {}
   end
-  chunked('HSET', K_WF, fv)
-  WFD, WFDN = {}, {}
+  if #WF_NEW > 0 then
+    local msgs, links, pend = {}, {}, {}
+    for _, id in ipairs(WF_NEW) do
+      if WF_NEWMSG[id] then
+        msgs[#msgs + 1] = id
+        msgs[#msgs + 1] = WF_NEWMSG[id]
+        links[#links + 1] = id
+        links[#links + 1] = WF_NEWLINK[id]
+        pend[#pend + 1] = id
+      end
+    end
+    if #pend > 0 then
+      chunked('HSET', K_MSG, msgs)
+      chunked('HSET', K_WFSTEPS, links)
+      chunked('RPUSH', K_PENDING, pend)
+      notify(#pend)
+    end
+    WF_NEW, WF_NEWMSG, WF_NEWLINK = {}, {}, {}
+  end
 end
 
 -- wfLeaf returns step i's value as its raw and compact JSON and its error
@@ -342,6 +375,7 @@ local function wfFinish(W, wfid, st, reason, result)
       open = open + 1
     elseif s == 'e' then
       local id = wfFields(states[2 * i + 2])[1]
+      if WF_NEWMSG[id] then wfMaterialize(id) end
       local m = parse(redis.call('HGET', K_META, id))
       if not m and redis.call('HEXISTS', K_MSG, id) == 1 then
         m = {s = 'p', a = 0, tk = '0', lu = '0', sa = '0', ca = '0', w = ''}
@@ -386,13 +420,12 @@ local function wfStart(W, wfid, i, c)
       payload = raw
     end
   end
-  if redis.call('HEXISTS', K_MSG, id) == 1 then
+  if WF_NEWMSG[id] or redis.call('HEXISTS', K_MSG, id) == 1 then
     return 'enqueue: task "' .. id .. '" in queue "' .. wfGet(W .. 'q') .. '": task ID already exists'
   end
-  redis.call('HSET', K_MSG, id, c[8] .. payload)
-  redis.call('HSET', K_WFSTEPS, id, i .. ',' .. string.sub(W, 1, -2) .. ',' .. wfid)
-  redis.call('RPUSH', K_PENDING, id)
-  notify(1)
+  WF_NEW[#WF_NEW + 1] = id
+  WF_NEWMSG[id] = c[8] .. payload
+  WF_NEWLINK[id] = i .. ',' .. string.sub(W, 1, -2) .. ',' .. wfid
   wfSet(W .. 's' .. i, 'e')
   return nil
 end
