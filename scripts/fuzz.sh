@@ -16,6 +16,7 @@ targets=(
   "./internal/wire            FuzzDecodeFrame"     # process protocol frames (procpool)
   "./queue/broker/redis       FuzzDecode"          # task records as stored in Redis
   "./queue/broker/redis       FuzzParseURL"        # broker URLs
+  "./queue/broker/redis       FuzzWorkflowRecords" # workflow records as stored in Redis
   "./queue/spec               FuzzTaskSpecJSON"    # task specifications: HTTP bodies, JSON
   "./queue/spec               FuzzTaskLine"        # conq enqueue --file lines
   "./queue/spec               FuzzTaskSpecYAML"    # task specifications in YAML
