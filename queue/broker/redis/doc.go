@@ -1,12 +1,13 @@
 // Package redis is a broker.Broker on Redis 6.2+ (LPOP with a count,
 // sub-second BLPOP), built on go-redis v9, with every optional role of the
-// contract (Capabilities is broker.CapAll).
+// contract (Capabilities is broker.CapAll | CapShards | CapWorkflows).
 //
 // Every state change is one Lua script (scripts/*.lua, embedded) that
 // receives every key it touches in KEYS. All keys of a queue share the
 // hash tag {queue}, as in "conq:{default}:pending", so a queue lives in
 // one Redis Cluster slot; the only key outside a tag is the set of known
-// queues ("conq:queues"), written next to the scripts, never inside them.
+// queues ("conq:queues") and the index of workflow IDs
+// ("conq:workflows"), written next to the scripts, never inside them.
 // Limits are global and tagged by name ("conq:{limit:NAME}:slots").
 //
 // Batch calls (Enqueue, Fetch, Complete, Fail, Requeue, ExtendLeases) send
@@ -19,6 +20,8 @@
 //
 //   - One task state change is one script: no transition is ever half
 //     done, whoever calls and however the connection fails.
+//   - A workflow lives in the shard of its steps (one queue): a step's end
+//     and what follows it are the same script (workflow.go).
 //   - Every key a script touches is in KEYS and in the queue's hash tag,
 //     so scripts stay valid on Redis Cluster.
 //   - Time is Config.Clock's, passed to scripts as arguments: Redis's own
