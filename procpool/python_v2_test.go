@@ -37,9 +37,6 @@ func python3(t testing.TB) string {
 	return py
 }
 
-// python313 is the newest Python >= 3.13 found (PATH, then pyenv).
-func python313(t testing.TB) string { return pythons313(t)[0] }
-
 // pythons313 is every Python >= 3.13 found, newest first, one per minor
 // version: the sub-interpreter API differs between 3.13 (_interpreters)
 // and 3.14 (concurrent.interpreters), and both are served.
