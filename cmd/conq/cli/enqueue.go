@@ -426,13 +426,19 @@ func waitResult(ctx context.Context, c *queue.Client, info *queue.TaskInfo, o en
 	default:
 		return failure(fmt.Errorf("waiting for task %s: %w", info.ID, err))
 	}
-	if o.json {
-		return writeJSON(stdout, map[string]any{"id": info.ID, "state": queue.StateCompleted, "result": resultValue(res)})
+	return writeResult(stdout, o.json, info.ID, string(queue.StateCompleted), res)
+}
+
+// writeResult prints a finished task's or workflow's result: as JSON
+// {"id", "state", "result"} with --json, else its bytes on a line.
+func writeResult(stdout io.Writer, asJSON bool, id, state string, res []byte) error {
+	if asJSON {
+		return writeJSON(stdout, map[string]any{"id": id, "state": state, "result": resultValue(res)})
 	}
 	if len(res) > 0 && res[len(res)-1] != '\n' {
 		res = append(res, '\n')
 	}
-	_, err = stdout.Write(res)
+	_, err := stdout.Write(res)
 	return err
 }
 

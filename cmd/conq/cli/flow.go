@@ -202,14 +202,7 @@ func waitFlow(ctx context.Context, h *queue.FlowHandle, insp *queue.Inspector, o
 	default:
 		return failure(fmt.Errorf("waiting for workflow %s: %w", h.ID, err))
 	}
-	if o.json {
-		return writeJSON(stdout, map[string]any{"id": h.ID, "state": broker.WorkflowCompleted, "result": resultValue(res)})
-	}
-	if len(res) > 0 && res[len(res)-1] != '\n' {
-		res = append(res, '\n')
-	}
-	_, err = stdout.Write(res)
-	return err
+	return writeResult(stdout, o.json, h.ID, string(broker.WorkflowCompleted), res)
 }
 
 // flowStep is a step for --json, as GET /api/v1/workflows/{id} shows it.
