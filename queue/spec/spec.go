@@ -218,6 +218,47 @@ func ParseLine(line []byte) (Task, error) {
 	return decodeSpec(line, true)
 }
 
+// ParseList decodes a JSON array of task specifications as UnmarshalJSON
+// decodes each (it does not validate). On failure it also returns the
+// index of the first bad element, or -1 when raw is not a JSON array.
+//
+// Why not one Unmarshal per element: a batch of thousands of small
+// specifications spent most of its decoding time setting up a strict
+// decoder per element. The whole array goes through one strict decoder;
+// only when that fails are the elements decoded one by one, to name the
+// first bad one with the error UnmarshalJSON gives it.
+func ParseList(raw []byte) ([]Task, int, error) {
+	var ws []specWire
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if dec.Decode(&ws) == nil && ws != nil {
+		if _, err := dec.Token(); err == io.EOF {
+			out := make([]Task, len(ws))
+			for i := range ws {
+				t, err := ws[i].strict()
+				if err != nil {
+					return nil, i, err
+				}
+				out[i] = t
+			}
+			return out, -1, nil
+		}
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil || items == nil {
+		return nil, -1, specProblem("want a JSON array of task objects")
+	}
+	out := make([]Task, len(items))
+	for i, it := range items {
+		t, err := decodeSpec(it, false)
+		if err != nil {
+			return nil, i, err
+		}
+		out[i] = t
+	}
+	return out, -1, nil
+}
+
 func decodeSpec(b []byte, legacy bool) (Task, error) {
 	var w specWire
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -229,11 +270,18 @@ func decodeSpec(b []byte, legacy bool) (Task, error) {
 		return Task{}, specProblem("more than one JSON value")
 	}
 	if !legacy {
-		for name, r := range map[string]json.RawMessage{"retries": w.Retries, "in": w.In} {
-			if r != nil {
-				return Task{}, specProblem("unknown field %q", name)
-			}
-		}
+		return w.strict()
+	}
+	return w.spec()
+}
+
+// strict is spec without the older names of tasks files.
+func (w *specWire) strict() (Task, error) {
+	if w.Retries != nil {
+		return Task{}, specProblem("unknown field %q", "retries")
+	}
+	if w.In != nil {
+		return Task{}, specProblem("unknown field %q", "in")
 	}
 	return w.spec()
 }
@@ -365,30 +413,44 @@ type wireArgs struct {
 }
 
 // callPayload builds an queue.EncodingArgs payload from the args array and the
-// kwargs object (either may be missing).
+// kwargs object (either may be missing): {"args":[...],"kwargs":{...}},
+// compact, the values as given. Both come from a decoded document, so
+// they are valid JSON; only their kind is checked here.
 func callPayload(args, kwargs json.RawMessage) ([]byte, error) {
-	ca := wireArgs{Args: []json.RawMessage{}, Kwargs: map[string]json.RawMessage{}}
-	if set(args) {
-		if err := json.Unmarshal(args, &ca.Args); err != nil {
-			return nil, specErr("args", "", "want a JSON array of arguments")
-		}
-		if ca.Args == nil {
-			ca.Args = []json.RawMessage{}
+	if set(args) && firstByte(args) != '[' {
+		return nil, specErr("args", "", "want a JSON array of arguments")
+	}
+	if set(kwargs) && firstByte(kwargs) != '{' {
+		return nil, specErr("kwargs", "", "want a JSON object of keyword arguments")
+	}
+	var b bytes.Buffer
+	b.Grow(len(args) + len(kwargs) + len(`{"args":,"kwargs":}`) + 4)
+	b.WriteString(`{"args":`)
+	if !set(args) {
+		b.WriteString("[]")
+	} else if err := json.Compact(&b, args); err != nil {
+		return nil, specErr("args", "", "want a JSON array of arguments")
+	}
+	b.WriteString(`,"kwargs":`)
+	if !set(kwargs) {
+		b.WriteString("{}")
+	} else if err := json.Compact(&b, kwargs); err != nil {
+		return nil, specErr("kwargs", "", "want a JSON object of keyword arguments")
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// firstByte is the first byte of a JSON value that is not white space.
+func firstByte(r json.RawMessage) byte {
+	for _, c := range r {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+		default:
+			return c
 		}
 	}
-	if set(kwargs) {
-		if err := json.Unmarshal(kwargs, &ca.Kwargs); err != nil {
-			return nil, specErr("kwargs", "", "want a JSON object of keyword arguments")
-		}
-		if ca.Kwargs == nil {
-			ca.Kwargs = map[string]json.RawMessage{}
-		}
-	}
-	b, err := json.Marshal(ca)
-	if err != nil {
-		return nil, specErr("args", "", "%v", err)
-	}
-	return b, nil
+	return 0
 }
 
 // specInt reads an integer field (a JSON number without fraction).
@@ -594,11 +656,13 @@ func (s Task) validatePayload() error {
 			return specErr("payload", "", "not valid JSON")
 		}
 	case queue.EncodingArgs:
+		// Raw parts, checked by their first byte: the payload is valid
+		// JSON once Unmarshal succeeds, and nothing else is needed of it.
 		var ca struct {
-			Args   *[]json.RawMessage          `json:"args"`
-			Kwargs *map[string]json.RawMessage `json:"kwargs"`
+			Args   json.RawMessage `json:"args"`
+			Kwargs json.RawMessage `json:"kwargs"`
 		}
-		if err := json.Unmarshal(s.Payload, &ca); err != nil || ca.Args == nil || ca.Kwargs == nil {
+		if err := json.Unmarshal(s.Payload, &ca); err != nil || firstByte(ca.Args) != '[' || firstByte(ca.Kwargs) != '{' {
 			return specErr("args", "", `an "args" payload is the JSON object {"args": [...], "kwargs": {...}}`)
 		}
 	}

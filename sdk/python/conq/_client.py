@@ -254,6 +254,7 @@ class Client(object):
         self._headers = {"Accept": "application/json", "User-Agent": "conq-python/1", "Content-Type": "application/json"}
         if token:
             self._headers["Authorization"] = "Bearer " + token
+        self._minimal_headers = dict(self._headers, Prefer="return=minimal")
 
     def __repr__(self) -> str:
         return "conq.Client(%r)" % (self.url,)
@@ -279,7 +280,7 @@ class Client(object):
             c.close()
             self._local.conn = None
 
-    def _request(self, method, path, body=None, query=None, timeout=None, ok=(200, 201, 204)):
+    def _request(self, method, path, body=None, query=None, timeout=None, ok=(200, 201, 204), headers=None):
         url = self._base + path
         if query:
             q = {k: v for k, v in query.items() if v is not None}
@@ -290,7 +291,7 @@ class Client(object):
         for attempt in (0, 1):
             c = self._conn(t)
             try:
-                c.request(method, url, body=data, headers=self._headers)
+                c.request(method, url, body=data, headers=self._headers if headers is None else headers)
                 resp = c.getresponse()
                 status, raw = resp.status, resp.read()
                 break
@@ -379,7 +380,9 @@ class Client(object):
             return []
         body = {"tasks": items}
         body.update(_options(opts))
-        status, resp = self._request("POST", "/api/v1/tasks", body)
+        # Prefer: return=minimal: the answer holds each task's ID only
+        # (only IDs are read here), not its full view.
+        status, resp = self._request("POST", "/api/v1/tasks", body, headers=self._minimal_headers)
         ids = [t["id"] if t else None for t in resp.get("tasks", [])]
         if status != 201:
             errors = [_error_for(_code_status(e), {"error": e}) if e else None for e in resp.get("errors", [])]
@@ -462,14 +465,25 @@ class Client(object):
                     except ValueError:
                         parsed = None
                     raise _error_for(resp.status, parsed if isinstance(parsed, dict) else None)
+                # Read what has arrived (read1: one chunk or less, without
+                # waiting for more) and decode its whole lines in one call:
+                # a busy stream sends many lines per write.
+                rest = b""
                 while True:
-                    line = resp.readline()
-                    if not line:
+                    data = resp.read1(1 << 16)
+                    if not data:
                         raise ServerUnavailable(None, "stream_ended", "the result stream from %s ended early" % self.url)
-                    msg = json.loads(line)
-                    yield msg
-                    if msg.get("end"):
-                        return
+                    data = rest + data
+                    cut = data.rfind(b"\n")
+                    if cut < 0:
+                        rest = data
+                        continue
+                    rest = data[cut + 1:]
+                    lines = data[:cut].replace(b"\n", b",")
+                    for msg in json.loads(b"[" + lines + b"]"):
+                        yield msg
+                        if msg.get("end"):
+                            return
             except (http.client.HTTPException, OSError) as e:
                 raise ServerUnavailable(None, "connection_failed", "cannot reach conq server at %s: %s" % (self.url, e)) from None
         finally:
