@@ -18,6 +18,7 @@ targets=(
   "./queue/broker/redis       FuzzParseURL"        # broker URLs
   "./queue/broker/redis       FuzzWorkflowRecords" # workflow records as stored in Redis
   "./queue/spec               FuzzTaskSpecJSON"    # task specifications: HTTP bodies, JSON
+  "./queue/spec               FuzzParseList"       # lists of task specifications (HTTP batch enqueue)
   "./queue/spec               FuzzTaskLine"        # conq enqueue --file lines
   "./queue/spec               FuzzTaskSpecYAML"    # task specifications in YAML
   "./queue/spec               FuzzScheduleFile"    # schedule files

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -175,6 +176,46 @@ func TestEnqueueMany(t *testing.T) {
 	expectStatus(t, r, http.StatusBadRequest)
 	if !strings.Contains(string(r.body), "tasks[1]") {
 		t.Fatalf("error does not name the item: %s", r.body)
+	}
+}
+
+// TestEnqueueManyMinimal: Prefer: return=minimal answers a batch with the
+// tasks' IDs only, compact, and says so; failures keep their errors.
+func TestEnqueueManyMinimal(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	body := map[string]any{"tasks": []any{
+		map[string]any{"kind": "a", "args": []int{1}},
+		map[string]any{"kind": "b", "payload": 2, "id": "m-1"},
+	}}
+	r := ts.do(t, "POST", "/api/v1/tasks", body, "Prefer", "respond-async, return=minimal")
+	expectStatus(t, r, http.StatusCreated)
+	if got := r.header.Get("Preference-Applied"); got != "return=minimal" {
+		t.Fatalf("Preference-Applied %q", got)
+	}
+	if bytes.Contains(r.body, []byte("\n ")) || bytes.Contains(r.body, []byte("kind")) {
+		t.Fatalf("not a compact list of IDs: %s", r.body)
+	}
+	tasks, _ := r.json(t)["tasks"].([]any)
+	if len(tasks) != 2 || len(tasks[0].(map[string]any)) != 1 || tasks[1].(map[string]any)["id"] != "m-1" {
+		t.Fatalf("tasks: %s", r.body)
+	}
+	if _, err := ts.b.GetTask(context.Background(), "", tasks[0].(map[string]any)["id"].(string)); err != nil {
+		t.Fatalf("the first task is not stored: %v", err)
+	}
+	// A duplicate ID: the error is there as without the preference.
+	r = ts.do(t, "POST", "/api/v1/tasks", body, "Prefer", "return=minimal")
+	expectStatus(t, r, http.StatusConflict)
+	m := r.json(t)
+	tasks, _ = m["tasks"].([]any)
+	errs, _ := m["errors"].([]any)
+	if len(tasks) != 2 || tasks[0] == nil || tasks[1] != nil || len(errs) != 2 || errs[1].(map[string]any)["code"] != "duplicate_id" {
+		t.Fatalf("partial batch: %s", r.body)
+	}
+	// Without the preference: the full views, as always.
+	r = ts.do(t, "POST", "/api/v1/tasks", map[string]any{"tasks": []any{map[string]any{"kind": "c"}}})
+	expectStatus(t, r, http.StatusCreated)
+	if r.header.Get("Preference-Applied") != "" || !bytes.Contains(r.body, []byte(`"kind": "c"`)) {
+		t.Fatalf("full answer expected: %s", r.body)
 	}
 }
 

@@ -186,3 +186,50 @@ func FuzzParseDuration(f *testing.F) {
 		_ = time.Duration(d)
 	})
 }
+
+// FuzzParseList: ParseList decodes a list exactly as UnmarshalJSON decodes
+// each element (the same tasks, or the same error at the same index).
+func FuzzParseList(f *testing.F) {
+	f.Add([]byte(`[` + strings.Join(specSeeds[:len(specSeeds)-4], ",") + `]`))
+	for _, s := range []string{`[]`, `null`, `{}`, `[null]`, `[1]`, `[{"kind":"k"},{"kind":"k","nope":1}]`,
+		`[{"kind":"k","retries":1}]`, `[{"kind":"k","args":{"a":1}}]`, `[{"kind":"k","kwargs":[1]}]`,
+		`[{"kind":"k","args":[1, {"b": 2}],"kwargs":{"z": 1, "a": [ 2 ]}}]`, `[{"kind":"k"}] [1]`, `[{"KIND":"k"}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, bad, err := spec.ParseList(b)
+		var items []json.RawMessage
+		if json.Unmarshal(b, &items) != nil || items == nil {
+			if err == nil || bad != -1 {
+				t.Fatalf("not a list, yet ParseList: %v at %d", err, bad)
+			}
+			return
+		}
+		for i, it := range items {
+			var want spec.Task
+			werr := json.Unmarshal(it, &want)
+			switch {
+			case err != nil && i < bad:
+				if werr != nil {
+					t.Fatalf("element %d: %v alone, ParseList's first error is at %d", i, werr, bad)
+				}
+				continue
+			case err != nil:
+				if werr == nil || werr.Error() != err.Error() {
+					t.Fatalf("element %d: %v alone, ParseList: %v", i, werr, err)
+				}
+				return
+			case werr != nil:
+				t.Fatalf("element %d: %v alone, ParseList took it", i, werr)
+			}
+			w, _ := json.Marshal(want)
+			g, _ := json.Marshal(got[i])
+			if !bytes.Equal(w, g) {
+				t.Fatalf("element %d: %s alone, %s in the list", i, w, g)
+			}
+		}
+		if err != nil || len(got) != len(items) {
+			t.Fatalf("%d elements, ParseList %d, %v", len(items), len(got), err)
+		}
+	})
+}
