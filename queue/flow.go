@@ -17,13 +17,14 @@ import (
 // list of member results in member order). An "args" step gets the input
 // prepended to its positional arguments; a step with no payload (or JSON
 // null) gets it as its JSON payload; a step with its own other payload
-// after another step is rejected.
+// after another step is rejected, unless it is Immutable.
 type Flow struct {
-	kind     string // "task", "chain", "group", "chord"
-	task     *Task
-	nodes    []Flow
-	body     *Flow
-	tolerate bool
+	kind      string // "task", "chain", "group", "chord"
+	task      *Task
+	nodes     []Flow
+	body      *Flow
+	tolerate  bool
+	immutable bool
 }
 
 // Step is a flow of one task.
@@ -41,6 +42,14 @@ func Group(nodes ...Flow) Flow { return Flow{kind: "group", nodes: nodes} }
 func Chord(header []Flow, body Flow) Flow {
 	return Flow{kind: "chord", nodes: header, body: &body}
 }
+
+// Immutable makes a step ignore its input (Celery's .si()): it still runs
+// only after what precedes it has completed (and is cancelled if that
+// fails, unless it is a tolerant chord's body), but with exactly its own
+// payload, which may then be of any encoding. Only a step can be
+// immutable: EnqueueFlow refuses a chain, group or chord marked so, as
+// "ignore the input" would be ambiguous for their inner steps.
+func (f Flow) Immutable() Flow { f.immutable = true; return f }
 
 // TolerateFailures makes a chord run its body even if members die; the
 // body then gets {"ok": true, "result": V} / {"ok": false, "error": {...}}
@@ -63,6 +72,9 @@ type flowBuilder struct {
 }
 
 func (fb *flowBuilder) add(f Flow, pred *broker.Input, tolerant bool) (broker.Input, error) {
+	if f.immutable && f.kind != "task" {
+		return broker.Input{}, invalid("flow: a %s cannot be immutable, only a step", f.kind)
+	}
 	switch f.kind {
 	case "task":
 		if len(fb.w.Steps) >= DefaultMaxFlowSteps {
@@ -73,12 +85,12 @@ func (fb *flowBuilder) add(f Flow, pred *broker.Input, tolerant bool) (broker.In
 			return broker.Input{}, err
 		}
 		i := len(fb.w.Steps)
-		if pred != nil && t.Encoding != EncodingArgs && len(t.Payload) > 0 && string(t.Payload) != "null" {
+		if pred != nil && !f.immutable && t.Encoding != EncodingArgs && len(t.Payload) > 0 && string(t.Payload) != "null" {
 			return broker.Input{}, invalid("flow step %d (kind %q) follows another step but has its own %s payload: give it args or no payload", i, t.Kind, t.Encoding)
 		}
 		t.ID = fb.w.ID + "." + strconv.Itoa(i)
 		fb.w.Retention = max(fb.w.Retention, t.Retention)
-		fb.w.Steps = append(fb.w.Steps, broker.WorkflowStep{Task: *t, Input: pred, Tolerant: tolerant && pred != nil})
+		fb.w.Steps = append(fb.w.Steps, broker.WorkflowStep{Task: *t, Input: pred, Tolerant: tolerant && pred != nil, Immutable: f.immutable && pred != nil})
 		return broker.Input{Step: i}, nil
 	case "chain":
 		if len(f.nodes) == 0 {

@@ -69,3 +69,66 @@ func TestFlowChainAndChord(t *testing.T) {
 		t.Fatalf("empty group: %v", err)
 	}
 }
+
+// An immutable step runs with its own arguments whatever precedes it
+// (Celery's chain(a.s(1), b.si(5))), also as a chord body and with a
+// payload that a mutable step after another one could not have.
+func TestFlowImmutable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := memory.New(memory.Config{})
+	defer b.Close()
+	c, _ := queue.NewClient(b, queue.ClientConfig{})
+	call := func(kind string, args ...any) queue.Flow {
+		task, err := queue.NewCallTask(kind, args, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return queue.Step(task)
+	}
+	own := queue.Step(queue.NewTask("echo", []byte(`{"own":1}`)))
+	if _, err := c.EnqueueFlow(ctx, queue.Chain(call("echo", 1), own)); !errors.Is(err, queue.ErrInvalidOption) {
+		t.Fatalf("mutable JSON step after another: %v, want ErrInvalidOption", err)
+	}
+	if _, err := c.EnqueueFlow(ctx, queue.Chain(call("echo", 1), queue.Group(call("echo")).Immutable())); !errors.Is(err, queue.ErrInvalidOption) {
+		t.Fatalf("immutable group: %v, want ErrInvalidOption", err)
+	}
+	h, err := c.EnqueueFlow(ctx, queue.Chain(
+		call("echo", 1),
+		call("echo", 5).Immutable(),
+		own.Immutable(),
+		queue.Chord([]queue.Flow{call("echo", 2), call("echo", 3)}, call("echo", "body").Immutable()),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := queue.NewWorker(b, queue.WorkerConfig{Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	w.HandleFunc("echo", func(ctx context.Context, t *queue.TaskInfo) ([]byte, error) {
+		got <- t.Kind + " " + string(t.Payload)
+		return t.Payload, nil
+	})
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown(context.Background())
+	res, err := h.Result(ctx)
+	if err != nil || string(res) != `{"args":["body"],"kwargs":{}}` {
+		t.Fatalf("Result = %s, %v", res, err)
+	}
+	info, err := queue.NewInspector(b).Workflow(ctx, h.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, true, true, false, false, true} {
+		if info.Steps[i].Immutable != want {
+			t.Fatalf("step %d Immutable = %v, want %v", i, info.Steps[i].Immutable, want)
+		}
+	}
+	if string(info.Steps[2].Result) != `{"own":1}` {
+		t.Fatalf("immutable JSON step got %s", info.Steps[2].Result)
+	}
+}

@@ -72,8 +72,10 @@ type apiStep struct {
 	Queue    string `json:"queue"`
 	State    string `json:"state"`
 	Attempts int    `json:"attempts"`
-	Result   any    `json:"result,omitempty"`
-	Error    string `json:"error,omitempty"`
+	// Immutable: the step ignores its input and runs with its own payload.
+	Immutable bool   `json:"immutable,omitempty"`
+	Result    any    `json:"result,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 func jsonOrString(b []byte) any {
@@ -122,7 +124,7 @@ func (s *Server) apiGetWorkflow(w http.ResponseWriter, r *http.Request) {
 			state = string(st.TaskState)
 		}
 		steps[i] = apiStep{ID: st.Task.ID, TaskID: st.Task.ID, Kind: st.Task.Kind, Queue: st.Task.Queue, State: state,
-			Attempts: st.Attempts, Result: jsonOrString(st.Result), Error: st.Error}
+			Attempts: st.Attempts, Immutable: st.Immutable, Result: jsonOrString(st.Result), Error: st.Error}
 	}
 	out := map[string]any{"id": wf.ID, "state": wf.State, "steps": steps}
 	if wf.State == broker.WorkflowCompleted {

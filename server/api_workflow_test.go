@@ -43,6 +43,31 @@ func TestAPIWorkflow(t *testing.T) {
 	if r := ts.do(t, "GET", "/api/v1/workflows/nope", nil); r.status != 404 {
 		t.Fatalf("get absent: %d %s", r.status, r.body)
 	}
+
+	// An immutable step runs with its own payload, which may be JSON after
+	// another step; a mutable one may not.
+	if r := ts.do(t, "POST", "/api/v1/workflows", `{"flow":{"chain":[{"task":{"kind":"a"}},{"task":{"kind":"m","payload":{"x":1}}}]},"queue":"wi"}`); r.status != 400 {
+		t.Fatalf("mutable JSON step after another: %d %s", r.status, r.body)
+	}
+	r = ts.do(t, "POST", "/api/v1/workflows", `{"flow":{"chain":[{"task":{"kind":"a","args":[1]}},{"task":{"kind":"m","payload":{"x":1}},"immutable":true}]},"queue":"wi"}`)
+	if r.status != 201 {
+		t.Fatalf("create immutable: %d %s", r.status, r.body)
+	}
+	id, _ = r.json(t)["id"].(string)
+	for _, want := range []string{`{"args":[1],"kwargs":{}}`, `{"x":1}`} {
+		tasks, err := ts.b.Fetch(ctx, broker.FetchParams{Queues: []string{"wi"}, Max: 5, Lease: 60e9})
+		if err != nil || len(tasks) != 1 || string(tasks[0].Payload) != want {
+			t.Fatalf("fetch: %v %v, want payload %s", tasks, err, want)
+		}
+		if err := ts.b.Complete(ctx, broker.Ack{LeaseRef: tasks[0].Ref(), Result: []byte("7")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g = ts.do(t, "GET", "/api/v1/workflows/"+id+"?wait=5s", nil).json(t)
+	steps := g["steps"].([]any)
+	if g["state"] != "completed" || steps[0].(map[string]any)["immutable"] != nil || steps[1].(map[string]any)["immutable"] != true {
+		t.Fatalf("get immutable: %v", g)
+	}
 }
 
 // The API refuses, before anything is enqueued, a flow over the step limit

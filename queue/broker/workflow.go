@@ -91,6 +91,11 @@ type WorkflowStep struct {
 	Task     Task   `json:"task"`
 	Input    *Input `json:"input,omitempty"`    // nil: starts at creation
 	Tolerant bool   `json:"tolerant,omitempty"` // failed inputs become {"ok": false, "error": ...} elements
+	// Immutable: the step waits for Input like any other but runs with its
+	// task's own payload and encoding, never the input (Celery's .si()).
+	// Input still orders it and carries failures (a non-tolerant immutable
+	// step after a dead one is cancelled).
+	Immutable bool `json:"immutable,omitempty"`
 
 	State     StepState `json:"state"`
 	TaskState State     `json:"task_state,omitempty"` // while enqueued

@@ -17,12 +17,13 @@ import (
 // Flow is a workflow file (docs/workflows.md):
 //
 //	{"flow": NODE, "queue": "default", "retention": "24h"}
-//	NODE := {"task": TASK} | {"chain": [NODE...]} | {"group": [NODE...]}
+//	NODE := {"task": TASK, "immutable": false} | {"chain": [NODE...]} | {"group": [NODE...]}
 //	      | {"chord": {"header": [NODE...], "body": NODE, "tolerate_failures": false}}
 //
 // The file's "queue" and "retention" are defaults of its tasks: a TASK's
 // own "queue" wins. Nodes nest by value only; no node can name another, so
-// a flow file cannot express a cycle.
+// a flow file cannot express a cycle. An immutable task node ignores the
+// result before it and runs with its own payload (queue.Flow.Immutable).
 type Flow struct {
 	Flow      queue.Flow
 	Queue     string        // the file's "queue" (already applied to the tasks)
@@ -81,10 +82,11 @@ func (e *UnknownKindError) Error() string {
 func (e *UnknownKindError) Is(target error) bool { return target == ErrUnknownKind }
 
 type flowNode struct {
-	Task  json.RawMessage   `json:"task"`
-	Chain []json.RawMessage `json:"chain"`
-	Group []json.RawMessage `json:"group"`
-	Chord *struct {
+	Task      json.RawMessage   `json:"task"`
+	Immutable *bool             `json:"immutable"` // task nodes only
+	Chain     []json.RawMessage `json:"chain"`
+	Group     []json.RawMessage `json:"group"`
+	Chord     *struct {
 		Header   []json.RawMessage `json:"header"`
 		Body     json.RawMessage   `json:"body"`
 		Tolerate bool              `json:"tolerate_failures"`
@@ -189,9 +191,16 @@ func (p *flowParser) node(raw json.RawMessage, path string, depth int) (queue.Fl
 		}
 		return out, nil
 	}
+	if n.Immutable != nil && n.Task == nil {
+		return queue.Flow{}, fmt.Errorf("%s: immutable: only a task node can be immutable", path)
+	}
 	switch {
 	case n.Task != nil:
-		return p.task(n.Task, path+".task")
+		f, err := p.task(n.Task, path+".task")
+		if err == nil && n.Immutable != nil && *n.Immutable {
+			f = f.Immutable()
+		}
+		return f, err
 	case n.Chain != nil:
 		l, err := list("chain", n.Chain)
 		return queue.Chain(l...), err

@@ -14,7 +14,8 @@ func TestParseFlowRejects(t *testing.T) {
 		`{"flow":{"chain":[{"task":{"kind":"a"}}, {"group":[]}]}}`: "flow.chain[1].group: empty",
 		`{"flow":{"task":{"kind":"a"},"group":[]}}`:                "exactly one",
 		`{"nope":1}`: "unknown field",
-		`{"flow":{"chord":{"header":[{"task":{"kind":"a"}}]}}}`: "no body",
+		`{"flow":{"chord":{"header":[{"task":{"kind":"a"}}]}}}`:       "no body",
+		`{"flow":{"group":[{"task":{"kind":"a"}}],"immutable":true}}`: "only a task node",
 	} {
 		if _, err := spec.ParseFlow([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseFlow(%s) = %v, want error containing %q", in, err, want)
@@ -29,6 +30,9 @@ func TestParseFlowRejects(t *testing.T) {
 func FuzzParseFlow(f *testing.F) {
 	for _, s := range []string{
 		`{"flow":{"task":{"kind":"a"}}}`,
+		`{"flow":{"chain":[{"task":{"kind":"a","args":[1]}},{"task":{"kind":"b","payload":{"x":1}},"immutable":true}]}}`,
+		`{"flow":{"chord":{"header":[{"task":{"kind":"a"}}],"body":{"task":{"kind":"s","args":[5]},"immutable":true},"tolerate_failures":true}}}`,
+		`{"flow":{"chain":[{"task":{"kind":"a"}}],"immutable":false}}`,
 		`{"flow":{"chain":[{"task":{"kind":"a","args":[2,2]}},{"task":{"kind":"m","args":[4]}}]}}`,
 		`{"flow":{"chord":{"header":[{"group":[{"task":{"kind":"a"}}]}],"body":{"task":{"kind":"s"}}}},"queue":"q","retention":"24h"}`,
 		`{"flow":{"group":[]}}`,

@@ -111,6 +111,7 @@ var cases = []testCase{
 	{"WorkflowLargeGroup", broker.CapWorkflows, testWorkflowLargeGroup},
 	{"WorkflowRetention", broker.CapWorkflows, testWorkflowRetention},
 	{"WorkflowFailBatch", broker.CapWorkflows, testWorkflowFailBatch},
+	{"WorkflowImmutable", broker.CapWorkflows, testWorkflowImmutable},
 	{"Close", 0, testClose},
 }
 

@@ -222,7 +222,7 @@ func (s *suite) driveWorkflow(w *broker.Workflow, q string, outcome map[int]stri
 			}
 			st := w.Steps[t.Step]
 			want, enc := st.Task.Payload, st.Task.Encoding
-			if st.Input != nil {
+			if st.Input != nil && !st.Immutable {
 				want, enc, err = broker.StepPayload(&st.Task, broker.InputValue(*st.Input, st.Tolerant, brokerResult(cur)))
 				if err != nil {
 					s.t.Fatal(err)
@@ -591,5 +591,64 @@ func testWorkflowFailBatch(s *suite) {
 	s.wantState(q, "fb.2", broker.StateDead)
 	if ts := s.fetch(10, q); len(ts) != 0 {
 		s.t.Fatalf("fetched %v from a failed workflow", ids(ts))
+	}
+}
+
+// testWorkflowImmutable: an immutable step waits for what precedes it but
+// runs with its own payload (args, JSON, none), in a chain and as a chord
+// body, tolerant or not; a dead input still cancels a non-tolerant one.
+func testWorkflowImmutable(s *suite) {
+	const q = "imm"
+	w := &broker.Workflow{ID: "im1", Steps: []broker.WorkflowStep{
+		{Task: stepTask("im1.0", "a", q, `{"args":[1]}`, "args")},
+		{Task: stepTask("im1.1", "b", q, `{"args":[5],"kwargs":{"k":"<&>"}}`, "args"), Input: in(0), Immutable: true},
+		{Task: stepTask("im1.2", "c", q, `{"own": true}`, "json"), Input: in(1), Immutable: true},
+		{Task: stepTask("im1.3", "d", q, "", "json"), Input: in(2), Immutable: true},
+		{Task: stepTask("im1.4", "e", q, "", "json"), Input: in(3)},
+	}, Output: list(leaf(4), leaf(1))}
+	if err := s.b.CreateWorkflow(s.ctx, w); err != nil {
+		s.t.Fatal(err)
+	}
+	got := s.driveWorkflow(w, q, map[int]string{0: "2", 1: "10", 2: `"c"`, 3: "[3]", 4: "4"})
+	if got.State != broker.WorkflowCompleted || string(got.Result) != "[4,10]" {
+		s.t.Fatalf("immutable chain = %s %q %q", got.State, got.Result, got.Error)
+	}
+	for i, st := range got.Steps {
+		if st.Immutable != w.Steps[i].Immutable {
+			s.t.Fatalf("step %d: GetWorkflow says Immutable %v, created %v", i, st.Immutable, w.Steps[i].Immutable)
+		}
+	}
+
+	// Chord bodies: plain, and tolerant after a dead member.
+	for _, tolerant := range []bool{false, true} {
+		id := fmt.Sprintf("imc-%v", tolerant)
+		c := chordWorkflow(id, q, 3, tolerant)
+		body := &c.Steps[3]
+		body.Immutable = true
+		body.Task.Payload, body.Task.Encoding = []byte(`{"args":["body"]}`), "args"
+		if err := s.b.CreateWorkflow(s.ctx, c); err != nil {
+			s.t.Fatal(err)
+		}
+		outcome := map[int]string{0: "1", 1: "2", 2: "3", 3: `"done"`}
+		if tolerant {
+			outcome[1] = "!boom"
+		}
+		got := s.driveWorkflow(c, q, outcome)
+		if got.State != broker.WorkflowCompleted || string(got.Result) != `"done"` || got.Steps[3].State != broker.StepCompleted {
+			s.t.Fatalf("immutable chord body (tolerant %v) = %s %q %q", tolerant, got.State, got.Result, got.Error)
+		}
+	}
+
+	// A dead step cancels the immutable step that waits for it.
+	d := &broker.Workflow{ID: "imd", Steps: []broker.WorkflowStep{
+		{Task: stepTask("imd.0", "a", q, "", "json")},
+		{Task: stepTask("imd.1", "b", q, `{"args":[]}`, "args"), Input: in(0), Immutable: true},
+	}, Output: leaf(1)}
+	if err := s.b.CreateWorkflow(s.ctx, d); err != nil {
+		s.t.Fatal(err)
+	}
+	got = s.driveWorkflow(d, q, map[int]string{0: "!boom"})
+	if got.State != broker.WorkflowFailed || got.Steps[1].State != broker.StepCancelled {
+		s.t.Fatalf("immutable step after a dead one = %s, step %s", got.State, got.Steps[1].State)
 	}
 }

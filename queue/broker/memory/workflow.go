@@ -85,11 +85,12 @@ func (st *wfState) result(i int) broker.StepResult {
 	return broker.StepResult{OK: s.State == broker.StepCompleted, Result: s.Result, Error: s.Error}
 }
 
-// startStep enqueues step i with its input.
+// startStep enqueues step i with its input (an immutable step with its
+// own payload).
 func (b *Broker) startStep(st *wfState, i int, now time.Time) {
 	s := &st.w.Steps[i]
 	t := s.Task
-	if s.Input != nil {
+	if s.Input != nil && !s.Immutable {
 		p, enc, err := broker.StepPayload(&t, broker.InputValue(*s.Input, s.Tolerant, st.result))
 		if err != nil {
 			b.stepEnded(st, i, broker.StepFailed, nil, err.Error(), now)

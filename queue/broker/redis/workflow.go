@@ -214,7 +214,7 @@ const (
 	fKind
 	fDeps
 	fInput
-	fTolerant
+	fTolerant // flags: "1" tolerant, "i" immutable
 	fArgsSuffix
 	fPayloadErr
 	fPrefix
@@ -510,7 +510,18 @@ func workflowArgs(w *broker.Workflow, queue string, now time.Time) ([]any, error
 		var spec, tol, suffix, perr, prefix string
 		startNow := s.Input == nil || remaining[i] == 0
 		msg := ""
-		if s.Input != nil {
+		if s.Input != nil && s.Immutable {
+			// It waits for its input but never reads it: its message is
+			// whole now (the prefix, with an empty payload after it), so
+			// the scripts build nothing when it starts.
+			spec = inputSpec(*s.Input)
+			tol = "i"
+			if s.Tolerant {
+				tol = "1i"
+			}
+			msg = string(encodeMsg(&t))
+			prefix = msg
+		} else if s.Input != nil {
 			spec = inputSpec(*s.Input)
 			if s.Tolerant {
 				tol = "1"
@@ -671,7 +682,10 @@ func decodeWorkflow(id string, all, tasks []any) (*broker.Workflow, error) {
 			}
 			s.Input = &in
 		}
-		s.Tolerant = rec[fTolerant] == "1"
+		// The flags field: "1" tolerant, "i" immutable (a record written
+		// before immutable steps existed has "" or "1").
+		s.Tolerant = strings.Contains(rec[fTolerant], "1")
+		s.Immutable = strings.Contains(rec[fTolerant], "i")
 		st, ok := h["s"+si]
 		if !ok {
 			st = "e"

@@ -13,13 +13,15 @@ inputs are ready, so nothing here waits between steps::
 Result passing is Celery's: a step gets the result of what precedes it
 prepended to its positional arguments (``mul.s(4)`` after ``add.s(2, 2)``
 runs ``mul(4, 4)``); a chord's body and a step after a group get the list
-of the members' results, in member order. ``.delay()`` returns a
+of the members' results, in member order. An immutable signature
+(``b.si(5)``, Celery's, or ``signature(..., immutable=True)``) gets
+nothing: it runs ``b(5)`` once what precedes it has completed, a chord
+body too (it then runs without the members' results). ``.delay()`` returns a
 WorkflowResult, which answers like an AsyncResult: ``id``, ``state``,
 ``ready()``, ``get(timeout=)`` (raises WorkflowFailed, a conq.TaskFailed,
 naming the failed step with its remote exception), ``cancel()``.
 
-Not supported: immutable signatures (``.si()``; the server always passes
-the previous result), ``link``/``link_error`` callbacks, and chord or chain
+Not supported: ``link``/``link_error`` callbacks, and chord or chain
 options per call beyond queue, retries, timeout and retention.
 """
 
@@ -128,10 +130,10 @@ class Signature(_Canvas):
     retries, timeout, retention). ``task.s(*args, **kwargs)`` makes one.
     Calling a signature runs the task here, with the arguments."""
 
-    __slots__ = ("task", "name", "args", "kwargs", "options")
+    __slots__ = ("task", "name", "args", "kwargs", "options", "immutable")
 
     def __init__(self, task: "Union[str, Task]", args: Optional[Iterable[Any]] = None,
-                 kwargs: Optional[Mapping[str, Any]] = None, **options: Any) -> None:
+                 kwargs: Optional[Mapping[str, Any]] = None, immutable: bool = False, **options: Any) -> None:
         from ._task import Task as _Task
 
         if isinstance(task, _Task):
@@ -150,28 +152,36 @@ class Signature(_Canvas):
         self.kwargs: Dict[str, Any] = dict(kwargs or {})
         defaults.update(options)
         self.options: Dict[str, Any] = _check_options(defaults)
+        # Not a step option of the API's task spec but of the flow node
+        # ({"task": ..., "immutable": true}), so kept apart from options.
+        self.immutable = bool(immutable)
 
     def __repr__(self) -> str:
         parts = [repr(a) for a in self.args] + ["%s=%r" % kv for kv in self.kwargs.items()]
-        return "%s.s(%s)" % (self.name, ", ".join(parts))
+        return "%s.%s(%s)" % (self.name, "si" if self.immutable else "s", ", ".join(parts))
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Signature) and (self.name, self.args, self.kwargs, self.options)
-                == (other.name, other.args, other.kwargs, other.options))
+        return (isinstance(other, Signature) and (self.name, self.args, self.kwargs, self.options, self.immutable)
+                == (other.name, other.args, other.kwargs, other.options, other.immutable))
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like Celery's (a dict)
 
-    def set(self, **options: Any) -> "Signature":
-        """Set step options (queue, retries, timeout, retention) in place;
-        returns the signature, as Celery's does."""
+    def set(self, immutable: Optional[bool] = None, **options: Any) -> "Signature":
+        """Set step options (queue, retries, timeout, retention) and
+        ``immutable`` in place; returns the signature, as Celery's does."""
         self.options.update(_check_options(options))
+        if immutable is not None:
+            self.immutable = bool(immutable)
         return self
 
     def clone(self, args: Optional[Iterable[Any]] = None, kwargs: Optional[Mapping[str, Any]] = None,
               **options: Any) -> "Signature":
-        """A copy with ``args`` prepended and ``kwargs`` and options merged."""
+        """A copy with ``args`` prepended and ``kwargs`` and options merged;
+        an immutable signature keeps its own arguments (Celery's rule)."""
+        if self.immutable:
+            args, kwargs = None, None
         s = Signature(self.task if self.task is not None else self.name, tuple(args or ()) + self.args,
-                      {**self.kwargs, **dict(kwargs or {})})
+                      {**self.kwargs, **dict(kwargs or {})}, immutable=self.immutable)
         s.options = {**self.options, **_check_options(options)}
         return s
 
@@ -183,6 +193,8 @@ class Signature(_Canvas):
 
         spec: Dict[str, Any] = {"kind": self.name, "args": list(self.args), "kwargs": dict(self.kwargs)}
         spec.update(_options(self.options))
+        if self.immutable:
+            return {"task": spec, "immutable": True}
         return {"task": spec}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -214,10 +226,11 @@ class Signature(_Canvas):
 
 
 def signature(task: "Union[str, Task]", args: Optional[Iterable[Any]] = None,
-              kwargs: Optional[Mapping[str, Any]] = None, **options: Any) -> Signature:
+              kwargs: Optional[Mapping[str, Any]] = None, immutable: bool = False, **options: Any) -> Signature:
     """A signature of a task by name (a task of another program) or of a
-    conq.Task: ``conq.signature("add", args=(2, 2), queue="math")``."""
-    return Signature(task, args, kwargs, **options)
+    conq.Task: ``conq.signature("add", args=(2, 2), queue="math")``;
+    ``immutable=True`` is ``task.si(...)``."""
+    return Signature(task, args, kwargs, immutable=immutable, **options)
 
 
 def _nodes(what: str, tasks: Sequence[Any]) -> List[_Canvas]:

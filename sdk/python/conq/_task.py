@@ -224,6 +224,15 @@ class Task(object):
 
         return Signature(self, args, kwargs)
 
+    def si(self, *args: Any, **kwargs: Any) -> "Any":
+        """An immutable signature (Celery's ``task.si``): in a workflow it
+        runs with exactly these arguments, never the previous result
+        (``chain(a.s(1), b.si(5))`` runs ``b(5)`` once ``a`` completed).
+        See conq._canvas."""
+        from ._canvas import Signature
+
+        return Signature(self, args, kwargs, immutable=True)
+
     def options(self, **override: Any) -> Dict[str, Any]:
         """The enqueue options of a call: the given ones over the task's."""
         opts = {"queue": self.queue, "retries": self.retries, "timeout": self.timeout,

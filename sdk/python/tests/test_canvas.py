@@ -68,6 +68,22 @@ class SignatureTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             conq.chord([add.s(1, 1)]).flow()  # no body
 
+    def test_immutable(self):
+        s = mul.si(5)
+        self.assertEqual((s.immutable, repr(s)), (True, "mul.si(5)"))
+        self.assertEqual(s.flow()["flow"], {"task": {"kind": "mul", "args": [5], "kwargs": {}}, "immutable": True})
+        self.assertNotIn("immutable", mul.s(5)._node())
+        self.assertEqual(conq.signature(mul, (5,), immutable=True), s)
+        self.assertNotEqual(mul.s(5), s)
+        self.assertEqual(mul.s(5).set(immutable=True, queue="q")._node()["immutable"], True)
+        self.assertNotIn("immutable", mul.si(5).set(immutable=False)._node())
+        # Partial arguments do not reach an immutable signature (Celery's rule).
+        self.assertEqual(s.clone((1,), {"k": 2}).args, (5,))
+        self.assertTrue(s.clone().immutable)
+        self.assertEqual(conq.chain(s, add.s(1))._partial((9,), {})._node()["chain"][0]["task"]["args"], [5])
+        ch = conq.chord([add.s(1, 1)], tsum.si([7])).flow()["flow"]["chord"]
+        self.assertTrue(ch["body"]["immutable"])
+
     def test_failure_pickles(self):
         e = conq.WorkflowFailed("wf_1", "failed", "step 1 failed", 1, "wf_1.1", "boom", "default", 1,
                                 [{"kind": "error", "message": "ValueError: x"}])
@@ -123,6 +139,17 @@ class CanvasTest(unittest.TestCase):
         # Partial arguments are prepended to the first step's: (2 + 4) * 2.
         self.assertEqual(conq.chain(add.s(4), mul.s(2)).delay(2).get(timeout=30), 12)
         self.assertEqual(conq.chain(add.s(4), mul.s(2))(3).get(timeout=30), 14)
+
+    def test_immutable(self):
+        # Celery's chain(a.s(1), b.si(5)): b runs b(5), not b(result, 5).
+        r = conq.chain(add.s(2, 2), mul.si(5, 3), add.s(1)).delay()
+        self.assertEqual(r.get(timeout=30), 16)
+        self.assertEqual([s["result"] for s in r.steps], [4, 15, 16])
+        # An immutable chord body runs once every member completed, without their results.
+        self.assertEqual(conq.chord([add.s(1, 1), add.s(2, 2)], tsum.si([10, 20])).delay().get(timeout=30), 30)
+        # A failed member still cancels a non-tolerant immutable body.
+        with self.assertRaises(conq.WorkflowFailed):
+            conq.chord([add.s(1, 1), boom.s()], tsum.si([1])).delay().get(timeout=30)
 
     def test_group_keeps_member_order(self):
         r = conq.group(add.s(i, i) for i in range(10)).delay()
@@ -262,6 +289,8 @@ class CanvasRedisTest(unittest.TestCase):
         with self.assertRaises(conq.BadRequestError) as cm:
             conq.chain(add.s(1, 1), conq.signature("no_such_task")).apply_async(client=c)
         self.assertEqual(cm.exception.code, "unknown_kind")
+        self.assertEqual(conq.chain(add.s(2, 2), mul.si(5, 3)).apply_async(client=c).get(timeout=30), 15)
+        self.assertEqual(conq.chord([add.s(1, 1)], tsum.si([4, 5])).apply_async(client=c).get(timeout=30), 9)
         r = conq.chain(nap.s(30), add.s(1)).apply_async(client=c)
         self.assertEqual(r.cancel(), "cancelled")
         with self.assertRaises(conq.WorkflowCancelled):

@@ -15,7 +15,9 @@
 --   err res fin      error, result, finished ns (when finished)
 --   c<i>  step i's static record: length-prefixed fields (wfFields): task
 --         ID, kind, dependents ("3,7"), input spec ("" none, "4",
---         "[0,1,[2]]"), tolerant ("1"), args suffix (input prepended to
+--         "[0,1,[2]]"), flags ("1" tolerant, "i" immutable: the step
+--         waits for its input but runs with its own payload, its message
+--         prefix being its whole message), args suffix (input prepended to
 --         an "args" payload: '{"args":[' .. input .. suffix), payload error
 --         (the step fails to start with it), message prefix (the task's
 --         stored message without its payload), the step's task as given
@@ -411,9 +413,9 @@ end
 -- error message if the step cannot start (it then fails).
 local function wfStart(W, wfid, i, c)
   local id, payload = c[1], ''
-  if c[4] ~= '' then
+  if c[4] ~= '' and not string.find(c[5], 'i', 1, true) then
     if c[7] ~= '' then return c[7] end
-    local raw, compact = wfInput(W, c[4], c[5] == '1')
+    local raw, compact = wfInput(W, c[4], string.find(c[5], '1', 1, true) ~= nil)
     if c[6] ~= '' then
       payload = '{"args":[' .. compact .. c[6]
     else
@@ -481,7 +483,7 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
           local r = wfMGet({W .. 's' .. d, W .. 'c' .. d})
           if wfStepState(r[1], r[2]) == 'w' then
             local c = wfFields(r[2])
-            if c[5] == '1' then
+            if string.find(c[5], '1', 1, true) then
               if wfIncr(W .. 'r' .. d, -1) == 0 then
                 local err = wfStart(W, wfid, d, c)
                 if err then child = {i = d, how = 'f', msg = err} end
