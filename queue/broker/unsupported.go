@@ -101,3 +101,7 @@ func (Unsupported) AwaitWorkflow(context.Context, string) (*Workflow, error) {
 func (Unsupported) CancelWorkflow(context.Context, string) error {
 	return unsupported("CancelWorkflow")
 }
+
+func (Unsupported) ListWorkflows(context.Context, WorkflowListParams) (WorkflowPage, error) {
+	return WorkflowPage{}, unsupported("ListWorkflows")
+}

@@ -28,6 +28,65 @@ type Workflower interface {
 	// cancelled, enqueued ones are cancelled as by CancelTask. A finished
 	// workflow fails with ErrInvalidState.
 	CancelWorkflow(ctx context.Context, id string) error
+	// ListWorkflows lists stored workflows, newest first (by CreatedAt,
+	// then ID, both descending), as p says. Bad parameters (an unknown
+	// state, a negative limit, a cursor this broker did not make) are
+	// ErrBadListParams.
+	ListWorkflows(ctx context.Context, p WorkflowListParams) (WorkflowPage, error)
+}
+
+// WorkflowListParams selects the workflows ListWorkflows returns.
+type WorkflowListParams struct {
+	State  WorkflowState // "" any
+	Limit  int           // most per page; 0 means DefaultListLimit, at most MaxWorkflowListLimit
+	Cursor string        // "" the newest; else a previous page's Next (opaque, per broker)
+}
+
+// MaxWorkflowListLimit caps WorkflowListParams.Limit: a page is a summary
+// per workflow, read in one call per shard.
+const MaxWorkflowListLimit = 1000
+
+// WorkflowPage is one page of ListWorkflows. Next is the cursor of the
+// page after it, "" when there is none. A page may hold fewer than Limit
+// workflows while Next is set: a broker that filters by state may stop
+// after scanning a bounded number of workflows, so one call never blocks
+// its storage for long.
+type WorkflowPage struct {
+	Workflows []WorkflowSummary
+	Next      string
+}
+
+// WorkflowSummary is what a list shows of a workflow: no steps, so that a
+// page costs the same for a 100,000-step workflow as for a small one.
+type WorkflowSummary struct {
+	ID         string        `json:"id"`
+	Queue      string        `json:"queue"` // its first step's
+	State      WorkflowState `json:"state"`
+	Steps      int           `json:"steps"`
+	Done       int           `json:"done"` // steps finished (completed, failed or cancelled)
+	Error      string        `json:"error,omitempty"`
+	CreatedAt  time.Time     `json:"created_at"`
+	FinishedAt time.Time     `json:"finished_at,omitzero"`
+}
+
+// ErrBadListParams is returned by ListWorkflows for bad parameters.
+var ErrBadListParams = errors.New("bad workflow list parameters")
+
+// CheckWorkflowList validates p and returns its limit (0 becomes
+// DefaultListLimit): what both brokers check first.
+func CheckWorkflowList(p WorkflowListParams) (int, error) {
+	switch p.State {
+	case "", WorkflowRunning, WorkflowCompleted, WorkflowFailed, WorkflowCancelled:
+	default:
+		return 0, fmt.Errorf("unknown workflow state %q (want running, completed, failed or cancelled): %w", p.State, ErrBadListParams)
+	}
+	switch {
+	case p.Limit < 0 || p.Limit > MaxWorkflowListLimit:
+		return 0, fmt.Errorf("limit %d: want 0..%d: %w", p.Limit, MaxWorkflowListLimit, ErrBadListParams)
+	case p.Limit == 0:
+		return DefaultListLimit, nil
+	}
+	return p.Limit, nil
 }
 
 // CapWorkflows marks Workflower. It is not in CapAll (a broker of the

@@ -359,3 +359,10 @@ func (f *Faulty) CancelWorkflow(ctx context.Context, id string) error {
 	}
 	return f.Broker.CancelWorkflow(ctx, id)
 }
+
+func (f *Faulty) ListWorkflows(ctx context.Context, p broker.WorkflowListParams) (broker.WorkflowPage, error) {
+	if err := f.fault("ListWorkflows"); err != nil {
+		return broker.WorkflowPage{}, err
+	}
+	return f.Broker.ListWorkflows(ctx, p)
+}

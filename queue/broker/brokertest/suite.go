@@ -112,6 +112,7 @@ var cases = []testCase{
 	{"WorkflowRetention", broker.CapWorkflows, testWorkflowRetention},
 	{"WorkflowFailBatch", broker.CapWorkflows, testWorkflowFailBatch},
 	{"WorkflowImmutable", broker.CapWorkflows, testWorkflowImmutable},
+	{"WorkflowList", broker.CapWorkflows, testWorkflowList},
 	{"Close", 0, testClose},
 }
 

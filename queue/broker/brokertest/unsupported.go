@@ -64,6 +64,7 @@ func (s *suite) wantUnsupported(caps broker.Capability) {
 		}},
 		{broker.CapWorkflows, "GetWorkflow", func() error { _, err := b.GetWorkflow(ctx, "wf"); return err }},
 		{broker.CapWorkflows, "CancelWorkflow", func() error { return b.CancelWorkflow(ctx, "wf") }},
+		{broker.CapWorkflows, "ListWorkflows", func() error { _, err := b.ListWorkflows(ctx, broker.WorkflowListParams{}); return err }},
 		{broker.CapShards, "SetShards", func() error { return b.SetShards(ctx, broker.ShardParams{Queue: "q", Shards: 2}) }},
 	}
 	n := 0

@@ -652,3 +652,149 @@ func testWorkflowImmutable(s *suite) {
 		s.t.Fatalf("immutable step after a dead one = %s, step %s", got.State, got.Steps[1].State)
 	}
 }
+
+// listAll pages through ListWorkflows with p (its Cursor ignored) and
+// returns the IDs in order, checking that no page repeats one.
+func (s *suite) listAll(p broker.WorkflowListParams) ([]string, map[string]broker.WorkflowSummary) {
+	s.t.Helper()
+	var out []string
+	seen := map[string]broker.WorkflowSummary{}
+	p.Cursor = ""
+	for range 100 {
+		page, err := s.b.ListWorkflows(s.ctx, p)
+		if err != nil {
+			s.t.Fatalf("ListWorkflows(%+v): %v", p, err)
+		}
+		if p.Limit > 0 && len(page.Workflows) > p.Limit {
+			s.t.Fatalf("ListWorkflows(%+v) returned %d workflows", p, len(page.Workflows))
+		}
+		for _, w := range page.Workflows {
+			if _, dup := seen[w.ID]; dup {
+				s.t.Fatalf("ListWorkflows(%+v): %s listed twice (so far %v)", p, w.ID, out)
+			}
+			seen[w.ID] = w
+			out = append(out, w.ID)
+		}
+		if page.Next == "" {
+			return out, seen
+		}
+		p.Cursor = page.Next
+	}
+	s.t.Fatalf("ListWorkflows(%+v): more than 100 pages", p)
+	return nil, nil
+}
+
+// testWorkflowList: ListWorkflows lists newest first (ties by ID,
+// descending) across queues and shards, pages by cursor without gaps or
+// repeats, filters by state, summarizes each workflow as GetWorkflow shows
+// it, refuses bad parameters, and forgets what Cleanup deleted.
+func testWorkflowList(s *suite) {
+	b, ctx := s.b, s.ctx
+	if page, err := b.ListWorkflows(ctx, broker.WorkflowListParams{}); err != nil || len(page.Workflows) != 0 || page.Next != "" {
+		s.t.Fatalf("ListWorkflows on an empty broker = %+v, %v", page, err)
+	}
+	if b.Capabilities().Has(broker.CapShards) {
+		s.setShards("wlb", 3)
+	}
+	var all []string
+	for i := range 12 {
+		if i < 5 || i > 7 { // 5, 6 and 7 are created at the same instant
+			s.clock.Advance(time.Second)
+		}
+		id := fmt.Sprintf("wl%02d", i)
+		q := []string{"wla", "wlb"}[i%2]
+		w := &broker.Workflow{ID: id, Retention: time.Hour, Steps: []broker.WorkflowStep{
+			{Task: stepTask(id+".0", "a", q, "", "json")},
+			{Task: stepTask(id+".1", "b", q, "", "json"), Input: in(0)},
+		}, Output: leaf(1)}
+		if err := b.CreateWorkflow(ctx, w); err != nil {
+			s.t.Fatal(err)
+		}
+		all = append([]string{id}, all...)
+	}
+	first := map[string]*broker.Task{}
+	for _, t := range append(s.fetch(100, "wla"), s.fetch(100, "wlb")...) {
+		first[t.ID] = t
+	}
+	complete := func(t *broker.Task) {
+		if err := b.Complete(ctx, broker.Ack{LeaseRef: t.Ref(), Result: []byte("1")}); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	complete(first["wl00.0"])
+	complete(first["wl03.0"])
+	if err := b.Fail(ctx, broker.Failure{LeaseRef: first["wl01.0"].Ref(), Error: broker.AttemptError{Message: "boom"}, Dead: true}); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := b.CancelWorkflow(ctx, "wl02"); err != nil {
+		s.t.Fatal(err)
+	}
+	for _, t := range append(s.fetch(100, "wla"), s.fetch(100, "wlb")...) {
+		if t.ID == "wl00.1" {
+			complete(t)
+		}
+	}
+
+	for _, limit := range []int{0, 1, 2, 5, 12, 100} {
+		got, sums := s.listAll(broker.WorkflowListParams{Limit: limit})
+		if fmt.Sprint(got) != fmt.Sprint(all) {
+			s.t.Fatalf("ListWorkflows, limit %d: %v, want %v", limit, got, all)
+		}
+		if limit != 0 {
+			continue
+		}
+		for _, id := range all {
+			w, err := b.GetWorkflow(ctx, id)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			done := 0
+			for _, st := range w.Steps {
+				switch st.State {
+				case broker.StepCompleted, broker.StepFailed, broker.StepCancelled:
+					done++
+				}
+			}
+			want := broker.WorkflowSummary{ID: id, Queue: w.Steps[0].Task.Queue, State: w.State, Steps: 2, Done: done,
+				Error: w.Error, CreatedAt: w.CreatedAt, FinishedAt: w.FinishedAt}
+			if got := sums[id]; got.ID != want.ID || got.Queue != want.Queue || got.State != want.State || got.Steps != want.Steps ||
+				got.Done != want.Done || got.Error != want.Error || !got.CreatedAt.Equal(want.CreatedAt) || !got.FinishedAt.Equal(want.FinishedAt) {
+				s.t.Fatalf("summary of %s = %+v, want %+v", id, got, want)
+			}
+		}
+		if d := sums["wl00"].Done; d != 2 {
+			s.t.Fatalf("completed workflow: %d steps done, want 2", d)
+		}
+		if d := sums["wl03"].Done; d != 1 {
+			s.t.Fatalf("half-done workflow: %d steps done, want 1", d)
+		}
+	}
+	for state, want := range map[broker.WorkflowState][]string{
+		broker.WorkflowRunning:   all[:9],
+		broker.WorkflowCompleted: {"wl00"},
+		broker.WorkflowFailed:    {"wl01"},
+		broker.WorkflowCancelled: {"wl02"},
+	} {
+		for _, limit := range []int{0, 1, 4} {
+			if got, _ := s.listAll(broker.WorkflowListParams{State: state, Limit: limit}); fmt.Sprint(got) != fmt.Sprint(want) {
+				s.t.Fatalf("ListWorkflows(%s, limit %d) = %v, want %v", state, limit, got, want)
+			}
+		}
+	}
+	for _, p := range []broker.WorkflowListParams{
+		{State: "stuck"}, {Limit: -1}, {Limit: broker.MaxWorkflowListLimit + 1}, {Cursor: "not a cursor"},
+	} {
+		if _, err := b.ListWorkflows(ctx, p); !errors.Is(err, broker.ErrBadListParams) {
+			s.t.Fatalf("ListWorkflows(%+v) = %v, want ErrBadListParams", p, err)
+		}
+	}
+	// Cleanup forgets finished workflows past their retention; the list
+	// follows.
+	s.clock.Advance(2 * time.Hour)
+	if _, err := b.Cleanup(ctx); err != nil {
+		s.t.Fatal(err)
+	}
+	if got, _ := s.listAll(broker.WorkflowListParams{Limit: 4}); fmt.Sprint(got) != fmt.Sprint(all[:9]) {
+		s.t.Fatalf("ListWorkflows after Cleanup = %v, want the running %v", got, all[:9])
+	}
+}

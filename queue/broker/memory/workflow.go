@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/conqhq/conq/queue/broker"
@@ -312,4 +314,74 @@ func (b *Broker) CancelWorkflow(ctx context.Context, id string) error {
 	}
 	b.finishWorkflow(st, broker.WorkflowCancelled, "workflow cancelled", b.clock.Now())
 	return nil
+}
+
+// ListWorkflows implements broker.Workflower. The broker keeps no index:
+// each call sorts the stored workflows (O(n log n) under the mutex), which
+// is fine for the sizes a memory broker holds. The cursor is
+// "<CreatedAt unix ns>:<ID>" of the last workflow of the page.
+func (b *Broker) ListWorkflows(ctx context.Context, p broker.WorkflowListParams) (broker.WorkflowPage, error) {
+	limit, err := broker.CheckWorkflowList(p)
+	if err != nil {
+		return broker.WorkflowPage{}, err
+	}
+	var after wfPos
+	if p.Cursor != "" {
+		if after, err = parseWfCursor(p.Cursor); err != nil {
+			return broker.WorkflowPage{}, err
+		}
+	}
+	if err := b.lock(ctx); err != nil {
+		return broker.WorkflowPage{}, err
+	}
+	defer b.mu.Unlock()
+	var match []*wfState
+	for _, st := range b.workflows {
+		if p.State != "" && st.w.State != p.State {
+			continue
+		}
+		if p.Cursor != "" && !posOf(st).older(after) {
+			continue
+		}
+		match = append(match, st)
+	}
+	slices.SortFunc(match, func(x, y *wfState) int {
+		if posOf(y).older(posOf(x)) {
+			return -1
+		}
+		return 1
+	})
+	var page broker.WorkflowPage
+	if len(match) > limit {
+		match = match[:limit]
+		last := posOf(match[limit-1])
+		page.Next = strconv.FormatInt(last.at, 10) + ":" + last.id
+	}
+	page.Workflows = make([]broker.WorkflowSummary, len(match))
+	for i, st := range match {
+		page.Workflows[i] = broker.WorkflowSummary{ID: st.w.ID, Queue: st.w.Steps[0].Task.Queue, State: st.w.State,
+			Steps: len(st.w.Steps), Done: len(st.w.Steps) - st.open, Error: st.w.Error,
+			CreatedAt: st.w.CreatedAt, FinishedAt: st.w.FinishedAt}
+	}
+	return page, nil
+}
+
+// wfPos is a workflow's place in the listing order.
+type wfPos struct {
+	at int64 // CreatedAt, unix ns
+	id string
+}
+
+func posOf(st *wfState) wfPos { return wfPos{st.w.CreatedAt.UnixNano(), st.w.ID} }
+
+// older reports whether p comes after q in the listing.
+func (p wfPos) older(q wfPos) bool { return p.at < q.at || (p.at == q.at && p.id < q.id) }
+
+func parseWfCursor(c string) (wfPos, error) {
+	at, id, ok := strings.Cut(c, ":")
+	n, err := strconv.ParseInt(at, 10, 64)
+	if !ok || err != nil || id == "" {
+		return wfPos{}, fmt.Errorf("cursor %q: not one of this broker's: %w", c, broker.ErrBadListParams)
+	}
+	return wfPos{n, id}, nil
 }

@@ -7,3 +7,11 @@ func SetAwaitShared(on bool) bool {
 	awaitShared = on
 	return old
 }
+
+// SetWorkflowListScan sets the entries one wf_list call looks at per
+// shard; it returns the old value.
+func SetWorkflowListScan(n int) int {
+	old := wfListScan
+	wfListScan = n
+	return old
+}

@@ -34,6 +34,7 @@ const (
 	kWfDone           // ZSET workflow ID -> end of retention (ms), finished workflows
 	kWf               // HASH "<handle>|<field>" -> workflow state (scripts/common.lua)
 	kWfIDs            // HASH workflow ID -> handle; field "" is the handle counter
+	kWfCreated        // ZSET workflow ID -> created (unix µs), every stored workflow: ListWorkflows' index
 	numKeys
 )
 
@@ -43,6 +44,7 @@ var keySuffixes = [numKeys]string{
 	kResults: "results", kPaused: "paused", kSeq: "seq", kNotify: "notify",
 	kLocks: "locks", kTaskLocks: "tasklocks", kTicks: "ticks", kCancels: "cancels",
 	kWfSteps: "wfsteps", kWfDone: "wfdone", kWf: "wf", kWfIDs: "wfids",
+	kWfCreated: "wfcreated",
 }
 
 // workflowIndexKey is the hash of workflow ID -> hash tag of the shard

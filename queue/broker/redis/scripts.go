@@ -51,6 +51,7 @@ var (
 	scriptWfCancel  = mustScript("wf_cancel")
 	scriptWfState   = mustScript("wf_state")
 	scriptWfCleanup = mustScript("wf_cleanup")
+	scriptWfList    = mustScript("wf_list")
 )
 
 // script is a Lua script and the queue keys it takes, in KEYS order.

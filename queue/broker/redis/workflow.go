@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -790,4 +791,150 @@ func (b *Broker) CancelWorkflow(ctx context.Context, id string) error {
 		return fmt.Errorf("cancel workflow %q: it is %s: %w", id, st, broker.ErrInvalidState)
 	}
 	return nil
+}
+
+// wfListScan caps the index entries one wf_list call looks at per shard:
+// with a state filter that matches few workflows, a page stops there (and
+// says there is more) instead of reading the whole index in one script.
+var wfListScan = 10_000 // a variable for tests (SetWorkflowListScan)
+
+// wfStateLetters maps states to the letters of the wf hash.
+var wfStateLetters = map[broker.WorkflowState]string{
+	broker.WorkflowRunning: "R", broker.WorkflowCompleted: "C", broker.WorkflowFailed: "F", broker.WorkflowCancelled: "X",
+}
+
+// wfListPos is a place in the listing order: an index score (creation in
+// unix µs) and a workflow ID, compared as Redis orders a sorted set.
+type wfListPos struct {
+	us int64
+	id string
+}
+
+func (p wfListPos) cmp(q wfListPos) int {
+	if c := cmp.Compare(p.us, q.us); c != 0 {
+		return c
+	}
+	return strings.Compare(p.id, q.id)
+}
+
+// ListWorkflows implements broker.Workflower. Every shard of every known
+// queue keeps an index of its workflows by creation time (wfcreated,
+// written by wf_create, pruned by wf_cleanup, in the workflows' slot), so
+// a listing is one wf_list call per shard, pipelined, merged here newest
+// first. A shard that stopped before its index's end (limit reached, or
+// wfListScan entries looked at) bounds the page: only what is newer than
+// the highest such stopping point is sure to be complete across shards,
+// and the cursor ("<µs>:<ID>") resumes every shard from there.
+// Workflows created before this index existed are not listed (they are
+// still found by ID and age out with their retention).
+func (b *Broker) ListWorkflows(ctx context.Context, p broker.WorkflowListParams) (broker.WorkflowPage, error) {
+	if err := b.check(); err != nil {
+		return broker.WorkflowPage{}, err
+	}
+	limit, err := broker.CheckWorkflowList(p)
+	if err != nil {
+		return broker.WorkflowPage{}, err
+	}
+	var after *wfListPos
+	if p.Cursor != "" {
+		us, id, ok := strings.Cut(p.Cursor, ":")
+		n, err := strconv.ParseInt(us, 10, 64)
+		if !ok || err != nil || id == "" {
+			return broker.WorkflowPage{}, fmt.Errorf("cursor %q: not one of this broker's: %w", p.Cursor, broker.ErrBadListParams)
+		}
+		after = &wfListPos{n, id}
+	}
+	queues, err := b.knownQueues(ctx)
+	if err != nil {
+		return broker.WorkflowPage{}, err
+	}
+	shardMap, err := b.shardMap(ctx)
+	if err != nil {
+		return broker.WorkflowPage{}, wrapErr("list workflows", err)
+	}
+	args := []any{wfStateLetters[p.State], limit, "", "", wfListScan}
+	if after != nil {
+		args[2], args[3] = strconv.FormatInt(after.us, 10), after.id
+	}
+	var calls []*scriptCall
+	for _, q := range queues {
+		set := shardMap[q]
+		for i := range set.count() {
+			calls = append(calls, &scriptCall{script: scriptWfList, keys: b.keysFor(scriptWfList, set.tag(q, i)), args: args})
+		}
+	}
+	if len(calls) == 0 {
+		return broker.WorkflowPage{}, nil
+	}
+	if err := b.runScripts(ctx, calls, nil); err != nil {
+		return broker.WorkflowPage{}, wrapErr("list workflows", err)
+	}
+	type listed struct {
+		pos wfListPos
+		s   broker.WorkflowSummary
+	}
+	var all []listed
+	var bound *wfListPos // the highest point where a shard stopped early
+	for _, c := range calls {
+		res, err := c.cmd.Slice()
+		if err != nil {
+			return broker.WorkflowPage{}, wrapErr("list workflows", err)
+		}
+		if len(res) < 3 || (len(res)-3)%9 != 0 {
+			return broker.WorkflowPage{}, fmt.Errorf("%w: wf_list reply of %d items", errCorrupt, len(res))
+		}
+		if more, _ := res[0].(int64); more == 1 {
+			pos, err := listPos(res[1], res[2])
+			if err != nil {
+				return broker.WorkflowPage{}, err
+			}
+			if bound == nil || pos.cmp(*bound) > 0 {
+				bound = &pos
+			}
+		}
+		for i := 3; i+8 < len(res); i += 9 {
+			pos, err := listPos(res[i+1], res[i])
+			if err != nil {
+				return broker.WorkflowPage{}, err
+			}
+			str := func(k int) string { v, _ := res[i+k].(string); return v }
+			n, _ := strconv.Atoi(str(3))
+			open, _ := strconv.Atoi(str(4))
+			cr, _ := strconv.ParseInt(str(6), 10, 64)
+			fin, _ := strconv.ParseInt(str(7), 10, 64)
+			all = append(all, listed{pos, broker.WorkflowSummary{ID: pos.id, State: wfStates[str(2)], Steps: n, Done: n - open,
+				Queue: str(5), CreatedAt: fromNanos(cr), FinishedAt: fromNanos(fin), Error: str(8)}})
+		}
+	}
+	slices.SortFunc(all, func(x, y listed) int { return y.pos.cmp(x.pos) })
+	if bound != nil {
+		// What is older than bound may have unlisted workflows before it
+		// in the shard that stopped there.
+		all = slices.DeleteFunc(all, func(l listed) bool { return l.pos.cmp(*bound) < 0 })
+	}
+	var page broker.WorkflowPage
+	switch {
+	case len(all) > limit:
+		all = all[:limit]
+		page.Next = strconv.FormatInt(all[limit-1].pos.us, 10) + ":" + all[limit-1].pos.id
+	case bound != nil:
+		page.Next = strconv.FormatInt(bound.us, 10) + ":" + bound.id
+	}
+	page.Workflows = make([]broker.WorkflowSummary, len(all))
+	for i, l := range all {
+		page.Workflows[i] = l.s
+	}
+	return page, nil
+}
+
+// listPos reads an index score (a string of whole µs) and ID of a wf_list
+// reply.
+func listPos(score, id any) (wfListPos, error) {
+	s, _ := score.(string)
+	i, _ := id.(string)
+	us, err := strconv.ParseFloat(s, 64)
+	if err != nil || i == "" {
+		return wfListPos{}, fmt.Errorf("%w: wf_list entry %v %v", errCorrupt, score, id)
+	}
+	return wfListPos{int64(us), i}, nil
 }

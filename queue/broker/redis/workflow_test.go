@@ -12,6 +12,7 @@ import (
 
 	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/broker/brokertest"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
 
@@ -222,6 +223,61 @@ func TestWorkflowConcurrentCreate(t *testing.T) {
 		}
 		if wins != 1 {
 			t.Fatalf("round %d: %d workflows with the same step task IDs were stored", round, wins)
+		}
+	}
+}
+
+// TestListWorkflowsScanCap: with a state filter that matches few
+// workflows, each wf_list call stops after a few index entries; paging
+// still lists every match once, newest first, across three shards.
+func TestListWorkflowsScanCap(t *testing.T) {
+	testenv.RedisURL(t)
+	ctx := context.Background()
+	defer redisbroker.SetWorkflowListScan(redisbroker.SetWorkflowListScan(3))
+	clock := brokertest.NewManualClock(time.Time{})
+	b, _ := newTestBroker(t, clock)
+	if err := b.SetShards(ctx, broker.ShardParams{Queue: "sc", Shards: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var all, cancelled []string
+	for i := range 30 {
+		clock.Advance(time.Millisecond)
+		id := "sc" + strconv.Itoa(100+i)
+		if err := b.CreateWorkflow(ctx, chord(id, "sc", 1)); err != nil {
+			t.Fatal(err)
+		}
+		all = append([]string{id}, all...)
+		if i%5 == 0 {
+			if err := b.CancelWorkflow(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			cancelled = append([]string{id}, cancelled...)
+		}
+	}
+	list := func(p broker.WorkflowListParams) []string {
+		var out []string
+		for range 100 {
+			page, err := b.ListWorkflows(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range page.Workflows {
+				out = append(out, w.ID)
+			}
+			if page.Next == "" {
+				return out
+			}
+			p.Cursor = page.Next
+		}
+		t.Fatal("more than 100 pages")
+		return nil
+	}
+	for _, limit := range []int{1, 2, 7, 100} {
+		if got := list(broker.WorkflowListParams{State: broker.WorkflowCancelled, Limit: limit}); strings.Join(got, " ") != strings.Join(cancelled, " ") {
+			t.Fatalf("cancelled, limit %d: %v, want %v", limit, got, cancelled)
+		}
+		if got := list(broker.WorkflowListParams{Limit: limit}); strings.Join(got, " ") != strings.Join(all, " ") {
+			t.Fatalf("all, limit %d: %v, want %v", limit, got, all)
 		}
 	}
 }

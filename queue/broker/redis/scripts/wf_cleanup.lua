@@ -1,6 +1,6 @@
---! keys: wfdone wf wfids +workflow
+--! keys: wfdone wf wfids wfcreated +workflow
 -- Workflow cleanup: ARGV nowMs, limit. Deletes finished workflows whose
--- retention has passed, field by field (about 10 per step: a big
+-- retention has passed (and their wfcreated entries), field by field (about 10 per step: a big
 -- workflow makes a longer call, bounded by MaxWorkflowSteps). Reply:
 -- {deleted, more, their IDs...} (Go drops them from the global index).
 local ids = redis.call('ZRANGEBYSCORE', K_WFDONE, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -17,7 +17,10 @@ for _, id in ipairs(ids) do
     redis.call('HDEL', K_WFIDS, id)
   end
 end
-if #ids > 0 then chunked('ZREM', K_WFDONE, ids) end
+if #ids > 0 then
+  chunked('ZREM', K_WFDONE, ids)
+  chunked('ZREM', K_WFCREATED, ids)
+end
 local out = {#ids, 0}
 if #ids == tonumber(ARGV[2]) then out[2] = 1 end
 for _, id in ipairs(ids) do out[#out + 1] = id end

@@ -1,4 +1,4 @@
---! keys: msg pending notify wfsteps wf wfids +workflow
+--! keys: msg pending notify wfsteps wf wfids wfcreated +workflow
 -- CreateWorkflow, for several workflows of the shard at once (workflow.go
 -- batches concurrent calls): ARGV K, then K blocks of: wfid, F, F (field,
 -- value) pairs of the workflow (names without the handle prefix), S, S
@@ -6,7 +6,8 @@
 -- other steps. Every step's task ID must be free in the shard. Reply: per
 -- block (code, id): 0 created, 1 workflow ID taken, 2 the step task ID id
 -- taken. Blocks are decided in order, each as if alone; the writes of all
--- of them are then a few bulk commands.
+-- of them are then a few bulk commands. Each created workflow enters the
+-- shard's wfcreated index (ListWorkflows) at its creation time in µs.
 local blocks, wfids, ids = {}, {}, {}
 local pos = 2
 for k = 1, tonumber(ARGV[1]) do
@@ -48,7 +49,7 @@ for k, b in ipairs(blocks) do
 end
 if #accepted == 0 then return out end
 local h = redis.call('HINCRBY', K_WFIDS, '', #accepted) - #accepted
-local handles, fv, msgs, links, pend = {}, {}, {}, {}, {}
+local handles, fv, msgs, links, pend, created = {}, {}, {}, {}, {}, {}
 for _, b in ipairs(accepted) do
   h = h + 1
   handles[#handles + 1] = b.wfid
@@ -57,6 +58,14 @@ for _, b in ipairs(accepted) do
   for j = b.fstart, b.sbase - 1, 2 do
     fv[#fv + 1] = W .. ARGV[j]
     fv[#fv + 1] = ARGV[j + 1]
+    if ARGV[j] == 'cr' then
+      -- ns -> µs by dropping 3 digits: a double holds µs since 1970
+      -- exactly, ns it would round.
+      local us = string.sub(ARGV[j + 1], 1, -4)
+      if us == '' or us == '-' then us = '0' end
+      created[#created + 1] = us
+      created[#created + 1] = b.wfid
+    end
   end
   for j = 1, b.s do
     local a = b.sbase + 3 * j - 2
@@ -69,6 +78,7 @@ for _, b in ipairs(accepted) do
 end
 chunked('HSET', K_WFIDS, handles)
 chunked('HSET', K_WF, fv)
+zadd(K_WFCREATED, created)
 if #pend > 0 then
   chunked('HSET', K_MSG, msgs)
   chunked('HSET', K_WFSTEPS, links)
