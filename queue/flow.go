@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -181,6 +182,30 @@ func (h *FlowHandle) Result(ctx context.Context) ([]byte, error) {
 // error.
 func (i *Inspector) Workflow(ctx context.Context, id string) (*WorkflowInfo, error) {
 	return i.b.GetWorkflow(ctx, id)
+}
+
+// WorkflowListParams, WorkflowPage and WorkflowSummary are the broker's:
+// what Inspector.Workflows takes and returns.
+type (
+	WorkflowListParams = broker.WorkflowListParams
+	WorkflowPage       = broker.WorkflowPage
+	WorkflowSummary    = broker.WorkflowSummary
+)
+
+// Workflows lists workflows newest first, a page at a time: p.State
+// filters ("" any), p.Limit caps the page (0: 100, at most
+// broker.MaxWorkflowListLimit), p.Cursor is the previous page's Next. A
+// page may be short while Next is set (see broker.WorkflowPage). Bad
+// parameters are ErrInvalidOption (and broker.ErrBadListParams).
+func (i *Inspector) Workflows(ctx context.Context, p WorkflowListParams) (WorkflowPage, error) {
+	page, err := i.b.ListWorkflows(ctx, p)
+	switch {
+	case errors.Is(err, broker.ErrBadListParams):
+		return page, fmt.Errorf("queue: list workflows: %w (%w)", err, ErrInvalidOption)
+	case err != nil:
+		return page, fmt.Errorf("queue: list workflows: %w", err)
+	}
+	return page, nil
 }
 
 // CancelWorkflow cancels a workflow's pending and running steps.

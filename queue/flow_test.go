@@ -132,3 +132,42 @@ func TestFlowImmutable(t *testing.T) {
 		t.Fatalf("immutable JSON step got %s", info.Steps[2].Result)
 	}
 }
+
+func TestInspectorWorkflows(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Config{})
+	defer b.Close()
+	c, _ := queue.NewClient(b, queue.ClientConfig{})
+	var ids []string
+	for range 3 {
+		h, err := c.EnqueueFlow(ctx, queue.Step(queue.NewTask("a", nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, h.ID)
+	}
+	insp := queue.NewInspector(b)
+	page, err := insp.Workflows(ctx, queue.WorkflowListParams{Limit: 2})
+	if err != nil || len(page.Workflows) != 2 || page.Next == "" {
+		t.Fatalf("first page = %+v, %v", page, err)
+	}
+	rest, err := insp.Workflows(ctx, queue.WorkflowListParams{Limit: 2, Cursor: page.Next})
+	if err != nil || len(rest.Workflows) != 1 || rest.Next != "" {
+		t.Fatalf("second page = %+v, %v", rest, err)
+	}
+	seen := map[string]bool{}
+	for _, w := range append(page.Workflows, rest.Workflows...) {
+		seen[w.ID] = true
+		if w.State != "running" || w.Steps != 1 || w.Queue != queue.DefaultQueue {
+			t.Fatalf("summary %+v", w)
+		}
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			t.Fatalf("%s not listed", id)
+		}
+	}
+	if _, err := insp.Workflows(ctx, queue.WorkflowListParams{State: "stuck"}); !errors.Is(err, queue.ErrInvalidOption) {
+		t.Fatalf("bad state: %v, want ErrInvalidOption", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/conqhq/conq/queue"
@@ -132,6 +133,51 @@ func (s *Server) apiGetWorkflow(w http.ResponseWriter, r *http.Request) {
 	}
 	if wf.Error != "" {
 		out["error"] = wf.Error
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// workflowListParams reads state, limit and cursor of a workflow list.
+func workflowListParams(r *http.Request) (queue.WorkflowListParams, error) {
+	q := r.URL.Query()
+	p := queue.WorkflowListParams{State: broker.WorkflowState(q.Get("state")), Cursor: q.Get("cursor"), Limit: DefaultPageSize}
+	switch p.State {
+	case "", broker.WorkflowRunning, broker.WorkflowCompleted, broker.WorkflowFailed, broker.WorkflowCancelled:
+	default:
+		return p, badRequest("state=%q: want running, completed, failed or cancelled", p.State)
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > broker.MaxWorkflowListLimit {
+			return p, badRequest("limit=%q: want a number in 1..%d", v, broker.MaxWorkflowListLimit)
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+// apiListWorkflows: GET /api/v1/workflows?state=S&limit=N&cursor=C, newest
+// first; "next" is the cursor of the following page (absent on the last).
+func (s *Server) apiListWorkflows(w http.ResponseWriter, r *http.Request) {
+	p, err := workflowListParams(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page, err := s.insp.Workflows(r.Context(), p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := map[string]any{"workflows": page.Workflows, "limit": p.Limit}
+	if page.Workflows == nil {
+		out["workflows"] = []queue.WorkflowSummary{}
+	}
+	if p.State != "" {
+		out["state"] = p.State
+	}
+	if page.Next != "" {
+		out["next"] = page.Next
 	}
 	writeJSON(w, http.StatusOK, out)
 }

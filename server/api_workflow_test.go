@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,59 @@ func TestAPIWorkflowRedisRefusals(t *testing.T) {
 	page := ts.do(t, "GET", "/workflows/"+id, nil)
 	if page.status != 200 || !strings.Contains(string(page.body), `data-step-state="waiting"`) {
 		t.Fatalf("dashboard on Redis: %d %s", page.status, page.body)
+	}
+}
+
+// GET /api/v1/workflows lists newest first, pages by cursor, filters by
+// state and refuses bad parameters.
+func TestAPIWorkflowList(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	ctx := context.Background()
+	if l := ts.do(t, "GET", "/api/v1/workflows", nil).json(t); len(l["workflows"].([]any)) != 0 || l["next"] != nil {
+		t.Fatalf("empty list: %v", l)
+	}
+	var ids []string
+	for range 3 {
+		r := ts.do(t, "POST", "/api/v1/workflows", `{"flow":{"chain":[{"task":{"kind":"a"}},{"task":{"kind":"b"}}]},"queue":"wl"}`)
+		if r.status != 201 {
+			t.Fatalf("create: %d %s", r.status, r.body)
+		}
+		id, _ := r.json(t)["id"].(string)
+		ids = append(ids, id)
+	}
+	if err := ts.insp.CancelWorkflow(ctx, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	path := "/api/v1/workflows?limit=2"
+	for range 5 {
+		l := ts.do(t, "GET", path, nil).json(t)
+		for _, w := range l["workflows"].([]any) {
+			m := w.(map[string]any)
+			got = append(got, m["id"].(string))
+			if m["steps"] != float64(2) || m["queue"] != "wl" || m["created_at"] == nil {
+				t.Fatalf("summary %v", m)
+			}
+		}
+		next, _ := l["next"].(string)
+		if next == "" {
+			break
+		}
+		path = "/api/v1/workflows?limit=2&cursor=" + url.QueryEscape(next)
+	}
+	if len(got) != 3 {
+		t.Fatalf("listed %v, want the 3 of %v", got, ids)
+	}
+	l := ts.do(t, "GET", "/api/v1/workflows?state=cancelled", nil).json(t)
+	if ws := l["workflows"].([]any); len(ws) != 1 || ws[0].(map[string]any)["id"] != ids[1] || ws[0].(map[string]any)["state"] != "cancelled" || l["state"] != "cancelled" {
+		t.Fatalf("cancelled: %v", l)
+	}
+	for _, q := range []string{"state=stuck", "limit=0", "limit=1001", "limit=x", "cursor=nope"} {
+		if r := ts.do(t, "GET", "/api/v1/workflows?"+q, nil); r.status != 400 || r.errCode(t) != "invalid_argument" {
+			t.Fatalf("%s: %d %s", q, r.status, r.body)
+		}
+	}
+	if r := ts.do(t, "DELETE", "/api/v1/workflows", nil); r.status != 405 {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
 	}
 }

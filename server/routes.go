@@ -35,6 +35,7 @@ func (s *Server) routes() http.Handler {
 	api("PUT /api/v1/queues/{queue}/shards", s.apiSetShards)
 	api("GET /api/v1/throughput", s.apiThroughput)
 	api("POST /api/v1/workflows", s.apiCreateWorkflow)
+	api("GET /api/v1/workflows", s.apiListWorkflows)
 	api("GET /api/v1/workflows/{id}", s.apiGetWorkflow)
 	api("POST /api/v1/workflows/{id}/cancel", s.apiCancelWorkflow)
 	api("/api/", s.apiNotFound)
@@ -57,7 +58,7 @@ func (s *Server) routes() http.Handler {
 		"/api/v1/queues/{queue}/resume": "POST",
 		"/api/v1/queues/{queue}/shards": "GET, PUT",
 		"/api/v1/throughput":            "GET",
-		"/api/v1/workflows":             "POST",
+		"/api/v1/workflows":             "GET, POST",
 		"/api/v1/workflows/{id}":        "GET",
 		"/api/v1/workflows/{id}/cancel": "POST",
 	} {
