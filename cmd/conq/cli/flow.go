@@ -207,15 +207,17 @@ func waitFlow(ctx context.Context, h *queue.FlowHandle, insp *queue.Inspector, o
 
 // flowStep is a step for --json, as GET /api/v1/workflows/{id} shows it.
 type flowStep struct {
-	Index    int             `json:"index"`
-	TaskID   string          `json:"task_id"`
-	Kind     string          `json:"kind"`
-	Queue    string          `json:"queue"`
-	State    string          `json:"state"`
-	Attempts int             `json:"attempts"`
-	Inputs   []int           `json:"inputs,omitempty"`
-	Result   json.RawMessage `json:"result,omitempty"`
-	Error    string          `json:"error,omitempty"`
+	Index    int    `json:"index"`
+	TaskID   string `json:"task_id"`
+	Kind     string `json:"kind"`
+	Queue    string `json:"queue"`
+	State    string `json:"state"`
+	Attempts int    `json:"attempts"`
+	Inputs   []int  `json:"inputs,omitempty"`
+	// Immutable: the step waits for its inputs but does not receive them.
+	Immutable bool            `json:"immutable,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"`
+	Error     string          `json:"error,omitempty"`
 }
 
 // stepState is a step's state as shown: its task's while it is enqueued
@@ -231,7 +233,7 @@ func flowStepsJSON(wf *queue.WorkflowInfo) []flowStep {
 	out := make([]flowStep, len(wf.Steps))
 	for i, st := range wf.Steps {
 		v := flowStep{Index: i, TaskID: st.Task.ID, Kind: st.Task.Kind, Queue: st.Task.Queue, State: stepState(st),
-			Attempts: st.Attempts, Error: st.Error}
+			Attempts: st.Attempts, Error: st.Error, Immutable: st.Immutable}
 		if st.Input != nil {
 			v.Inputs = st.Input.Deps(nil)
 		}
@@ -333,6 +335,9 @@ func printFlow(w io.Writer, wf *queue.WorkflowInfo) error {
 				parts[j] = fmt.Sprint(d)
 			}
 			inputs = oneLine(strings.Join(parts, ","), 30)
+			if st.Immutable {
+				inputs += " (immutable)"
+			}
 		}
 		out := "-"
 		switch {
@@ -344,4 +349,103 @@ func printFlow(w io.Writer, wf *queue.WorkflowInfo) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", i, st.Task.Kind, st.Task.ID, stepState(st), st.Attempts, inputs, out)
 	}
 	return tw.Flush()
+}
+
+func newInspectFlowsCmd(o *inspectOptions) *cobra.Command {
+	var (
+		state, cursor string
+		limit         int
+	)
+	cmd := &cobra.Command{
+		Use:     "flows [--state S] [--limit N]",
+		Aliases: []string{"workflows"},
+		Short:   "List the workflows, newest first: state, steps done, creation time",
+		Long: `Flows lists the workflows the broker keeps (finished ones until their
+retention ends), newest first: ID, queue, state, steps finished out of all,
+when it was created and, for a failed one, why. --state keeps one state
+(running, completed, failed or cancelled). When more are left than --limit
+shows, the last line gives the --cursor that lists the next ones (in JSON,
+"next").`,
+		Example: `  conq inspect --broker redis://localhost:6379/0 flows
+  conq inspect --broker redis://localhost:6379/0 flows --state running --limit 20`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p := queue.WorkflowListParams{State: broker.WorkflowState(state), Cursor: cursor}
+			switch p.State {
+			case "", broker.WorkflowRunning, broker.WorkflowCompleted, broker.WorkflowFailed, broker.WorkflowCancelled:
+			default:
+				return usageError("--state %q: want running, completed, failed or cancelled", state)
+			}
+			if limit < 0 || limit > queue.MaxListOffset {
+				return usageError("--limit %d: must be in 0..%d (0: all)", limit, queue.MaxListOffset)
+			}
+			ctx := cmd.Context()
+			return withInspector(ctx, "inspect", o.broker, cmd.ErrOrStderr(), func(in *queue.Inspector) error {
+				ws, next, err := listFlows(ctx, in, p, limit)
+				if errors.Is(err, broker.ErrUnsupported) {
+					return failure(fmt.Errorf("the broker does not support workflows: %w", err))
+				}
+				if err != nil {
+					return err
+				}
+				if o.json {
+					out := map[string]any{"workflows": ws}
+					if next != "" {
+						out["next"] = next
+					}
+					return writeJSON(cmd.OutOrStdout(), out)
+				}
+				return printFlows(cmd.OutOrStdout(), ws, next)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&state, "state", "", "only workflows in this state: running, completed, failed or cancelled")
+	f.IntVar(&limit, "limit", 100, "list at most this many (0: all)")
+	f.StringVar(&cursor, "cursor", "", "continue after the list that printed this cursor")
+	return cmd
+}
+
+// listFlows reads pages until it has limit workflows (0: all of them),
+// since a page may be short while more follow. It returns the cursor of
+// what is left, "" if nothing is.
+func listFlows(ctx context.Context, in *queue.Inspector, p queue.WorkflowListParams, limit int) ([]queue.WorkflowSummary, string, error) {
+	out := []queue.WorkflowSummary{}
+	for {
+		p.Limit = broker.MaxWorkflowListLimit
+		if limit > 0 {
+			p.Limit = min(p.Limit, limit-len(out))
+		}
+		page, err := in.Workflows(ctx, p)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, page.Workflows...)
+		if page.Next == "" || (limit > 0 && len(out) >= limit) {
+			return out, page.Next, nil
+		}
+		p.Cursor = page.Next
+	}
+}
+
+func printFlows(w io.Writer, ws []queue.WorkflowSummary, next string) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tQUEUE\tSTATE\tSTEPS\tCREATED\tERROR")
+	for _, wf := range ws {
+		errText := "-"
+		if wf.Error != "" {
+			errText = oneLine(wf.Error, 80)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", wf.ID, wf.Queue, wf.State, wf.Done, wf.Steps, ago(wf.CreatedAt), errText)
+	}
+	if len(ws) == 0 {
+		fmt.Fprintln(tw, "(no workflows)")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if next != "" {
+		fmt.Fprintf(w, "(more: --cursor %s)\n", next)
+	}
+	return nil
 }

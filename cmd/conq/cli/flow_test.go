@@ -263,4 +263,60 @@ func TestEnqueueFlowRedis(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "every step of a workflow must be in one queue") {
 		t.Fatalf("two queues on Redis: exit %d, %s", r.code, r.stderr)
 	}
+	// inspect flows lists them through the Redis index, newest first.
+	out = queueMust(t, ctx, "", append([]string{"inspect", "flows", "--state", "failed"}, bf...)...)
+	if !strings.Contains(out, v.ID) || !strings.Contains(out, "failed") || !strings.Contains(out, "2/2") {
+		t.Fatalf("inspect flows --state failed on Redis:\n%s", out)
+	}
+}
+
+func TestInspectFlows(t *testing.T) {
+	memoryFlowBroker(t)
+	ctx := queueCtx(t, 60*time.Second)
+	if out := queueMust(t, ctx, "", "inspect", "flows"); !strings.Contains(out, "(no workflows)") {
+		t.Fatalf("no workflows:\n%s", out)
+	}
+	doomed := `{"flow":{"chain":[{"task":{"kind":"add","args":[1,1]}},{"task":{"kind":"boom","max_retries":0}}]}}`
+	var ids []string
+	for _, f := range []string{chainFlow, doomed, chainFlow} {
+		r := queueRun(t, ctx, f, "enqueue", "--flow", "-", "--wait", "--json")
+		var v struct{ ID string }
+		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.ID == "" {
+			t.Fatalf("enqueue: exit %d, %s, %s", r.code, r.stdout, r.stderr)
+		}
+		ids = append(ids, v.ID)
+	}
+	out := queueMust(t, ctx, "", "inspect", "flows")
+	for _, want := range []string{"ID", "QUEUE", "STATE", "STEPS", "CREATED", ids[0], ids[1], ids[2], "completed", "failed", "2/2", "the printer is on fire"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("inspect flows lacks %q:\n%s", want, out)
+		}
+	}
+	// Newest first.
+	if strings.Index(out, ids[2]) > strings.Index(out, ids[1]) || strings.Index(out, ids[1]) > strings.Index(out, ids[0]) {
+		t.Fatalf("inspect flows not newest first (%v):\n%s", ids, out)
+	}
+	var page struct {
+		Workflows []queue.WorkflowSummary `json:"workflows"`
+		Next      string                  `json:"next"`
+	}
+	if err := json.Unmarshal([]byte(queueMust(t, ctx, "", "inspect", "flows", "--state", "failed", "--json")), &page); err != nil ||
+		len(page.Workflows) != 1 || page.Workflows[0].ID != ids[1] || page.Workflows[0].Done != 2 || page.Next != "" {
+		t.Fatalf("inspect flows --state failed --json = %+v, %v", page, err)
+	}
+	// A limit leaves a cursor that lists the rest.
+	out = queueMust(t, ctx, "", "inspect", "flows", "--limit", "2")
+	i := strings.Index(out, "(more: --cursor ")
+	if i < 0 || strings.Contains(out, ids[0]) {
+		t.Fatalf("inspect flows --limit 2:\n%s", out)
+	}
+	cursor := strings.TrimSuffix(strings.TrimSpace(out[i+len("(more: --cursor "):]), ")")
+	if out := queueMust(t, ctx, "", "inspect", "flows", "--limit", "2", "--cursor", cursor); !strings.Contains(out, ids[0]) || strings.Contains(out, ids[1]) || strings.Contains(out, "more:") {
+		t.Fatalf("inspect flows --cursor:\n%s", out)
+	}
+	for _, bad := range [][]string{{"--state", "stuck"}, {"--limit", "-1"}, {"--cursor", "nope"}} {
+		if r := queueRun(t, ctx, "", append([]string{"inspect", "flows"}, bad...)...); r.code != 2 {
+			t.Fatalf("inspect flows %v: exit %d, %s", bad, r.code, r.stderr)
+		}
+	}
 }

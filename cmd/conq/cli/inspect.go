@@ -31,22 +31,23 @@ func newInspectCmd() *cobra.Command {
 		Short: "Look at queues and tasks in the broker",
 		Long: `Inspect shows the broker's queues with their task counts, lists the tasks of
 a state, shows one task with its payload, result and error history, or
-one workflow with its steps.
+the workflows, newest first, or one workflow with its steps.
 Tables by default, JSON with --json. See also conq retry, delete, pause and
 resume.`,
 		Example: `  conq inspect --broker redis://localhost:6379/0 queues
   conq inspect --broker redis://localhost:6379/0 tasks --state dead
   conq inspect --broker redis://localhost:6379/0 task 3XKZ6Q4VJ2DGW7VN
+  conq inspect --broker redis://localhost:6379/0 flows --state failed
   conq inspect --broker redis://localhost:6379/0 flow wf_3XKZ6Q4VJ2DGW7VN`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usageError("conq inspect needs a subcommand: queues, tasks, task, workers or flow (see conq inspect --help)")
+			return usageError("conq inspect needs a subcommand: queues, tasks, task, workers, flows or flow (see conq inspect --help)")
 		},
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.broker, "broker", "", brokerUsage)
 	pf.BoolVar(&o.json, "json", false, "print JSON")
-	cmd.AddCommand(newInspectQueuesCmd(o), newInspectTasksCmd(o), newInspectTaskCmd(o), newInspectWorkersCmd(o), newInspectFlowCmd(o))
+	cmd.AddCommand(newInspectQueuesCmd(o), newInspectTasksCmd(o), newInspectTaskCmd(o), newInspectWorkersCmd(o), newInspectFlowsCmd(o), newInspectFlowCmd(o))
 	return cmd
 }
 
