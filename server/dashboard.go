@@ -45,7 +45,8 @@ func parseTemplates() (*templates, error) {
 		"canCancel": func(st queue.State) bool {
 			return st == queue.StatePending || st == queue.StateScheduled || st == queue.StateRetry || st == queue.StateActive
 		},
-		"join": strings.Join,
+		"join":     strings.Join,
+		"truncate": truncate,
 		"lastError": func(t *queue.TaskInfo) string {
 			if n := len(t.Errors); n > 0 {
 				return truncate(t.Errors[n-1].Message, 160)

@@ -74,17 +74,32 @@ func (e errWorkflowNotFound) Error() string {
 }
 func (e errWorkflowNotFound) Unwrap() error { return e.err }
 
-// dashWorkflows: GET /workflows[?id=ID] — opens a workflow by ID. The
-// brokers keep no index of workflows (a workflow is found by its ID only),
-// so there is no list of recent ones.
+// workflowStates are the state filter's tabs, "" (all) first.
+var workflowStates = []broker.WorkflowState{"", broker.WorkflowRunning, broker.WorkflowCompleted, broker.WorkflowFailed, broker.WorkflowCancelled}
+
+// dashWorkflows: GET /workflows[?state=S&cursor=C] — recent workflows,
+// newest first, a page of DefaultPageSize; ?id=ID opens one by ID.
 func (s *Server) dashWorkflows(w http.ResponseWriter, r *http.Request) {
 	if id := strings.TrimSpace(r.URL.Query().Get("id")); id != "" {
 		http.Redirect(w, r, "/workflows/"+url.PathEscape(id), http.StatusSeeOther)
 		return
 	}
-	s.render(w, r, http.StatusOK, "workflows", "Workflows", map[string]any{
-		"Supported": s.cfg.Broker.Capabilities().Has(broker.CapWorkflows),
-	})
+	supported := s.cfg.Broker.Capabilities().Has(broker.CapWorkflows)
+	data := map[string]any{"Supported": supported, "States": workflowStates}
+	if supported {
+		p, err := workflowListParams(r)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		page, err := s.insp.Workflows(r.Context(), p)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		data["State"], data["Cursor"], data["Workflows"], data["Next"] = p.State, p.Cursor, page.Workflows, page.Next
+	}
+	s.render(w, r, http.StatusOK, "workflows", "Workflows", data)
 }
 
 // workflowOfTask is the workflow ID of a step's task ID (wf_X.N), or "".

@@ -85,7 +85,47 @@ func TestDashboardWorkflow(t *testing.T) {
 	if l.header.Get("Location") != "/workflows/"+id {
 		t.Fatalf("lookup redirect %q", l.header.Get("Location"))
 	}
-	expectStatus(t, ts.do(t, "GET", "/workflows", nil), http.StatusOK)
+	// The list: newest first, with links, states and steps done; a state
+	// filter; a pager.
+	r = ts.do(t, "POST", "/api/v1/workflows", `{"flow":{"task":{"kind":"add","args":[1,1]}},"queue":"wq"}`)
+	expectStatus(t, r, http.StatusCreated)
+	newer := r.json(t)["id"].(string)
+	list := ts.do(t, "GET", "/workflows", nil)
+	expectStatus(t, list, http.StatusOK)
+	html = string(list.body)
+	for _, want := range []string{
+		`<tr data-workflow-row="` + id + `" data-workflow-row-state="cancelled">`,
+		`<a href="/workflows/` + id + `">` + id + `</a>`,
+		`<tr data-workflow-row="` + newer + `" data-workflow-row-state="running">`,
+		`data-workflow-filter="failed"`,
+		`id="workflow-id"`,
+	} {
+		if !strings.Contains(html, want) {
+			t.Fatalf("workflow list lacks %q:\n%s", want, html)
+		}
+	}
+	if strings.Index(html, `data-workflow-row="`+newer) > strings.Index(html, `data-workflow-row="`+id) {
+		t.Fatal("workflow list is not newest first")
+	}
+	html = string(ts.do(t, "GET", "/workflows?state=cancelled", nil).body)
+	if !strings.Contains(html, `data-workflow-row="`+id) || strings.Contains(html, `data-workflow-row="`+newer) {
+		t.Fatalf("cancelled filter:\n%s", html)
+	}
+	if html := string(ts.do(t, "GET", "/workflows?state=failed", nil).body); !strings.Contains(html, `No failed workflows`) {
+		t.Fatalf("failed filter:\n%s", html)
+	}
+	expectStatus(t, ts.do(t, "GET", "/workflows?state=stuck", nil), http.StatusBadRequest)
+	html = string(ts.do(t, "GET", "/workflows?limit=1", nil).body)
+	i := strings.Index(html, `<a href="/workflows?cursor=`)
+	if i < 0 || !strings.Contains(html, `data-workflow-row="`+newer) || strings.Contains(html, `data-workflow-row="`+id) {
+		t.Fatalf("first page of 1:\n%s", html)
+	}
+	href := html[i+len(`<a href="`):]
+	href = strings.ReplaceAll(href[:strings.IndexByte(href, '"')], "&amp;", "&")
+	html = string(ts.do(t, "GET", href, nil).body)
+	if !strings.Contains(html, `data-workflow-row="`+id) || strings.Contains(html, `data-workflow-row="`+newer) || !strings.Contains(html, "← newest") {
+		t.Fatalf("second page (%s):\n%s", href, html)
+	}
 	nope := ts.do(t, "GET", "/workflows/wf_nope", nil)
 	expectStatus(t, nope, http.StatusNotFound)
 	if !strings.Contains(string(nope.body), `no workflow &#34;wf_nope&#34;`) {

@@ -230,6 +230,35 @@ func browseWorkflows(t *testing.T, b broker.Broker) {
 		}
 	})
 
+	t.Run("the workflows page lists recent workflows with a state filter", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(ts.url+"/workflows"), chromedp.WaitVisible(chromedp.CSS(`#workflows`)))
+		rows := eval[[]string](t, ctx, `Array.from(document.querySelectorAll("#workflows tbody tr")).map(r =>
+			[r.cells[0].textContent, r.cells[1].textContent, r.cells[2].textContent, r.cells[3].textContent].map(s => s.trim()).join("|"))`)
+		// Four workflows, newest first: the cancelled idle chain, the live
+		// chain, the failed chord, the completed chord (first created).
+		if len(rows) != 4 || !strings.HasSuffix(rows[0], "|idle|cancelled|2/2") || !strings.HasSuffix(rows[1], "|math|completed|3/3") ||
+			!strings.HasSuffix(rows[2], "|math|failed|3/3") || rows[3] != done.ID+"|math|completed|4/4" {
+			t.Fatalf("workflow rows:\n%s", strings.Join(rows, "\n"))
+		}
+		do(t, ctx,
+			chromedp.Click(chromedp.CSS(`a[data-workflow-filter="failed"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`a.current[data-workflow-filter="failed"]`)),
+		)
+		states := eval[[]string](t, ctx, `Array.from(document.querySelectorAll("#workflows tbody tr")).map(r => r.dataset.workflowRowState)`)
+		if len(states) != 1 || states[0] != "failed" {
+			t.Fatalf("failed filter shows %v", states)
+		}
+		do(t, ctx,
+			chromedp.Click(chromedp.CSS(`a[data-workflow-filter="all"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`tr[data-workflow-row="`+done.ID+`"] a`)),
+			chromedp.Click(chromedp.CSS(`tr[data-workflow-row="`+done.ID+`"] a`)),
+			chromedp.WaitVisible(chromedp.CSS(`#steps`)),
+		)
+		if got := eval[string](t, ctx, `location.pathname`); got != "/workflows/"+done.ID {
+			t.Fatalf("row link went to %s", got)
+		}
+	})
+
 	t.Run("the workflows page opens a workflow by ID", func(t *testing.T) {
 		do(t, ctx,
 			chromedp.Navigate(ts.url+"/workflows"),
