@@ -525,6 +525,20 @@ class Client(object):
         _, body = self._request("GET", "/api/v1/schedules")
         return body["schedules"]
 
+    def workflows(self, state: Optional[str] = None, limit: int = 100,
+                  cursor: Optional[str] = None) -> Dict[str, Any]:
+        """A page of workflows, newest first (GET /api/v1/workflows):
+        ``{"workflows": [{"id", "queue", "state", "steps", "done",
+        "created_at", ...}], "next"?}``; pass ``next`` as ``cursor`` for
+        the page after. ``state``: running, completed, failed or cancelled."""
+        query: Dict[str, Any] = {"limit": limit}
+        if state is not None:
+            query["state"] = state
+        if cursor is not None:
+            query["cursor"] = cursor
+        _, body = self._request("GET", "/api/v1/workflows", query=query)
+        return body
+
     # -- queues -----------------------------------------------------------
 
     def queues(self) -> List[Dict[str, Any]]:

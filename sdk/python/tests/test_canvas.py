@@ -151,6 +151,18 @@ class CanvasTest(unittest.TestCase):
         with self.assertRaises(conq.WorkflowFailed):
             conq.chord([add.s(1, 1), boom.s()], tsum.si([1])).delay().get(timeout=30)
 
+    def test_list_workflows(self):
+        r = conq.chain(add.s(1, 1), boom.s()).delay()
+        with self.assertRaises(conq.WorkflowFailed):
+            r.get(timeout=30)
+        page = self.client.workflows(state="failed", limit=1000)
+        self.assertIn(r.id, [w["id"] for w in page["workflows"]])
+        self.assertTrue(all(w["state"] == "failed" for w in page["workflows"]))
+        first = self.client.workflows(limit=1)
+        self.assertEqual(len(first["workflows"]), 1)
+        second = self.client.workflows(limit=1, cursor=first["next"])
+        self.assertNotEqual(first["workflows"][0]["id"], second["workflows"][0]["id"])
+
     def test_group_keeps_member_order(self):
         r = conq.group(add.s(i, i) for i in range(10)).delay()
         self.assertEqual(r.get(timeout=30), [2 * i for i in range(10)])
