@@ -33,4 +33,8 @@
 //   - Every state transition of a task is one atomic broker operation (a
 //     Lua script in Redis, one critical section in memory); future roles
 //     (workflows) follow the same rule.
+//   - Listings that may be long page by parameter structs: tasks by
+//     offset (ListParams), workflows by an opaque, broker-made cursor
+//     (WorkflowListParams), newest first; one call stays bounded, so a
+//     page may be short while it says more follow.
 package broker

@@ -21,7 +21,11 @@
 //   - One task state change is one script: no transition is ever half
 //     done, whoever calls and however the connection fails.
 //   - A workflow lives in the shard of its steps (one queue): a step's end
-//     and what follows it are the same script (workflow.go).
+//     and what follows it are the same script (workflow.go). Indexes of
+//     workflows that must agree with them (wfcreated, for ListWorkflows)
+//     live in the same slot and change in the same scripts; listings
+//     that span shards merge per-shard answers in Go, never a global
+//     index written beside the scripts.
 //   - Every key a script touches is in KEYS and in the queue's hash tag,
 //     so scripts stay valid on Redis Cluster.
 //   - Time is Config.Clock's, passed to scripts as arguments: Redis's own
