@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/conqhq/conq/queue"
@@ -38,7 +39,7 @@ func (s *Server) apiCreateWorkflow(w http.ResponseWriter, r *http.Request) {
 	}
 	// Every producer of the API gets the kind check: a step no worker
 	// serves would wait for ever, holding the rest of its workflow.
-	if err := f.CheckWorkers(r.Context(), s.insp.Workers); err != nil {
+	if err := s.checkKinds(r.Context(), &f); err != nil {
 		if errors.Is(err, spec.ErrUnknownKind) {
 			writeError(w, http.StatusBadRequest, "unknown_kind", err.Error())
 			return
@@ -64,6 +65,80 @@ func (s *Server) apiCreateWorkflow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"id": h.ID})
+}
+
+// workerListTTL is how long the workflow kind check may reuse a list of
+// the live workers.
+const workerListTTL = time.Second
+
+// workerList caches the live workers for the kind check of POST
+// /api/v1/workflows: on the Redis broker listing them is a script call
+// and a round trip, a fifth of a small chord's creation.
+type workerList struct {
+	list func(context.Context) ([]queue.WorkerInfo, error)
+	mu   sync.Mutex
+	at   time.Time
+	ws   []queue.WorkerInfo // nil: none fetched
+}
+
+// recent is the last list fetched, if it is younger than workerListTTL.
+func (l *workerList) recent() ([]queue.WorkerInfo, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ws, l.ws != nil && time.Since(l.at) < workerListTTL
+}
+
+// fresh lists the live workers now and keeps the list.
+func (l *workerList) fresh(ctx context.Context) ([]queue.WorkerInfo, error) {
+	ws, err := l.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ws == nil {
+		ws = []queue.WorkerInfo{}
+	}
+	l.mu.Lock()
+	l.ws, l.at = ws, time.Now()
+	l.mu.Unlock()
+	return ws, nil
+}
+
+// checkKinds is the kind check of a flow. A recent list is trusted only
+// to confirm: when live workers of every step's queue publish their kinds
+// and list the step's, the flow is accepted without asking the broker. A
+// flow the recent list does not confirm (an unknown kind, a queue whose
+// workers it does not know) is checked against a fresh list, so a stale
+// list never refuses a kind a new worker serves nor accepts one because
+// it has not seen the workers that came since.
+func (s *Server) checkKinds(ctx context.Context, f *spec.Flow) error {
+	if ws, ok := s.workers.recent(); ok && kindsConfirmed(f, spec.LiveKinds(ws)) {
+		return nil
+	}
+	return f.CheckWorkers(ctx, s.workers.fresh)
+}
+
+// kindsConfirmed: every step's kind is among those its queue's live
+// workers publish (served as spec.LiveKinds answers).
+func kindsConfirmed(f *spec.Flow, served func(queue string) []string) bool {
+	sets := map[string]map[string]bool{}
+	for _, st := range f.Tasks {
+		set, seen := sets[st.Queue]
+		if !seen {
+			ks := served(st.Queue)
+			if ks == nil {
+				return false
+			}
+			set = make(map[string]bool, len(ks))
+			for _, k := range ks {
+				set[k] = true
+			}
+			sets[st.Queue] = set
+		}
+		if !set[st.Kind] {
+			return false
+		}
+	}
+	return true
 }
 
 type apiStep struct {

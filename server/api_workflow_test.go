@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
+	"github.com/conqhq/conq/queue/spec"
 )
 
 func TestAPIWorkflow(t *testing.T) {
@@ -218,5 +221,48 @@ func TestAPIWorkflowList(t *testing.T) {
 	}
 	if r := ts.do(t, "DELETE", "/api/v1/workflows", nil); r.status != 405 {
 		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+}
+
+// TestWorkflowKindCheckCache: a recent list of workers only confirms; what
+// it does not confirm is checked against a fresh list.
+func TestWorkflowKindCheckCache(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	live := []queue.WorkerInfo{{ID: "w1", Queues: []string{"default"}, Kinds: []string{"add"}, StartedAt: now, HeartbeatAt: now}}
+	calls := 0
+	s := &Server{}
+	s.workers.list = func(context.Context) ([]queue.WorkerInfo, error) { calls++; return slices.Clone(live), nil }
+	flow := func(kind string) *spec.Flow {
+		f, err := spec.ParseFlow([]byte(`{"flow":{"chain":[{"task":{"kind":"add"}},{"task":{"kind":"` + kind + `"}}]}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &f
+	}
+	if err := s.checkKinds(ctx, flow("add")); err != nil || calls != 1 {
+		t.Fatalf("first check: %v, %d lists", err, calls)
+	}
+	if err := s.checkKinds(ctx, flow("add")); err != nil || calls != 1 {
+		t.Fatalf("confirmed by the recent list: %v, %d lists", err, calls)
+	}
+	// A worker serving tsum came since: the recent list would refuse, the
+	// fresh one accepts.
+	live = append(live, queue.WorkerInfo{ID: "w2", Queues: []string{"default"}, Kinds: []string{"tsum"}, StartedAt: now, HeartbeatAt: now})
+	if err := s.checkKinds(ctx, flow("tsum")); err != nil || calls != 2 {
+		t.Fatalf("new worker's kind: %v, %d lists", err, calls)
+	}
+	// Refused only by a fresh list.
+	if err := s.checkKinds(ctx, flow("nope")); !errors.Is(err, spec.ErrUnknownKind) || calls != 3 {
+		t.Fatalf("unknown kind: %v, %d lists", err, calls)
+	}
+	// No live worker in the recent list: it confirms nothing.
+	live = nil
+	s.workers.at = time.Time{}
+	if err := s.checkKinds(ctx, flow("x")); err != nil || calls != 4 {
+		t.Fatalf("no workers: %v, %d lists", err, calls)
+	}
+	if err := s.checkKinds(ctx, flow("x")); err != nil || calls != 5 {
+		t.Fatalf("no workers, again: %v, %d lists (a list without workers must not confirm)", err, calls)
 	}
 }

@@ -91,6 +91,7 @@ type Server struct {
 	clock   interface{ Now() time.Time } // the broker's
 	client  *queue.Client
 	insp    *queue.Inspector
+	workers workerList // the kind check's list of live workers
 	log     *slog.Logger
 	handler http.Handler
 	tmpl    *templates
@@ -156,6 +157,7 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, clock: cfg.Broker.Clock(), client: client, insp: queue.NewInspector(cfg.Broker),
 		log: cfg.Logger, tmpl: tmpl, secret: []byte(rand.Text() + rand.Text()),
 	}
+	s.workers.list = s.insp.Workers
 	s.stats = s.insp.KeepsThroughput()
 	if cfg.SampleInterval > 0 && !s.stats {
 		s.tp = newThroughput(cfg.SampleInterval, int(time.Hour/cfg.SampleInterval))
