@@ -3,29 +3,53 @@ package redis
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/conqhq/conq/queue/broker"
 )
 
-// Waiting for tasks to finish (AwaitTask). Nothing pushes a task's end to
-// its waiters, so it is polled; but one poller per broker serves every
-// waiter of the process. Each waiter keeps its own schedule (first read at
-// once, then 1 ms doubling to 100 ms, as a lone poller would), and each
-// tick reads every waiter that is due in one pipeline of get.lua calls of
-// up to awaitBatch IDs. N waiters (an HTTP server streaming ten thousand
-// results) cost one round trip per tick instead of N, and Redis runs a few
-// scripts instead of N commands.
+// Waiting for tasks to finish (AwaitTask). One poller per broker serves
+// every waiter of the process. Each waiter keeps its own schedule (first
+// read at once, then 1 ms doubling to 100 ms, as a lone poller would), and
+// each tick reads every waiter that is due in one pipeline of get.lua
+// calls of up to awaitBatch IDs. N waiters (an HTTP server streaming ten
+// thousand results) cost one round trip per tick instead of N, and Redis
+// runs a few scripts instead of N commands.
+//
+// Pushed ends. While the poller has waiters on a queue (and for awaitIdle
+// after its last one), it keeps the queue's "awaiting" key alive (SET PX
+// awaitingTTL, renewed every awaitingRenew) and subscribes to the channel
+// of the same name. The scripts that finish tasks (complete.lua, and
+// fail.lua for tasks that go dead) publish the finished IDs on that
+// channel when the key exists, and a waiter named in a message is read at
+// once instead of at its next tick. A push is only a hint: the poll
+// schedule is unchanged, so a lost message (a reconnect, a task finished
+// before the key was set, a crashed process's key that has not expired)
+// costs latency, never a result. Without waiters anywhere the key is gone
+// and the scripts pay one EXISTS per call.
 //
 // Waits on every queue (queue "") and on sharded queues (a task may be in
 // any shard) keep polling GetTask on their own.
 
 const (
-	awaitMin   = time.Millisecond
-	awaitMax   = 100 * time.Millisecond
 	awaitBatch = 500
 	awaitCall  = 10 * time.Second // bound of one tick's pipeline
+
+	awaitingTTL   = 3 * time.Second
+	awaitingRenew = time.Second
+	awaitIdle     = 10 * time.Second // a poller without waiters keeps its subscriptions this long
+)
+
+// The poll schedule, copied by each broker when it is made; variables so
+// that tests can make the push the only way a waiter learns of its
+// task's end.
+var (
+	awaitMin = time.Millisecond
+	awaitMax = 100 * time.Millisecond
 )
 
 // awaitShared can be turned off by tests and benchmarks, to compare with
@@ -33,11 +57,24 @@ const (
 var awaitShared = true
 
 type awaitHub struct {
-	b       *Broker
-	mu      sync.Mutex
-	ws      map[*awaiter]struct{}
-	running bool
-	wake    chan struct{} // cap 1: a waiter was added
+	b        *Broker
+	min, max time.Duration // the poll schedule (awaitMin, awaitMax when made)
+	mu       sync.Mutex
+	ws       map[*awaiter]struct{}
+	byID     map[awaitKey][]*awaiter // the waiters of each task, for pushed ends
+	subs     map[string]*awaitSub    // by awaiting key (= channel)
+	ps       *goredis.PubSub         // while running with subscriptions
+	running  bool
+	wake     chan struct{} // cap 1: a waiter was added, or a push arrived
+}
+
+type awaitKey struct{ queue, id string }
+
+// awaitSub is the poller's subscription to one queue's ends.
+type awaitSub struct {
+	queue   string
+	used    time.Time // last had a waiter
+	renewed time.Time // awaiting key last set
 }
 
 type awaiter struct {
@@ -53,14 +90,64 @@ type awaitResult struct {
 }
 
 func newAwaitHub(b *Broker) *awaitHub {
-	return &awaitHub{b: b, ws: map[*awaiter]struct{}{}, wake: make(chan struct{}, 1)}
+	return &awaitHub{b: b, min: awaitMin, max: awaitMax, ws: map[*awaiter]struct{}{}, byID: map[awaitKey][]*awaiter{}, subs: map[string]*awaitSub{},
+		wake: make(chan struct{}, 1)}
+}
+
+// awaitingKey is the key (and channel) of queue's pushed ends: shard 0's,
+// the only one of an unsharded queue.
+func (h *awaitHub) awaitingKey(queue string) string {
+	return queueKeys(h.b.cfg.Prefix, queue)[kAwaiting]
+}
+
+func (h *awaitHub) addLocked(w *awaiter) {
+	h.ws[w] = struct{}{}
+	k := awaitKey{w.queue, w.id}
+	h.byID[k] = append(h.byID[k], w)
+}
+
+func (h *awaitHub) removeLocked(w *awaiter) {
+	delete(h.ws, w)
+	k := awaitKey{w.queue, w.id}
+	l := h.byID[k]
+	for i, x := range l {
+		if x == w {
+			l = append(l[:i], l[i+1:]...)
+			break
+		}
+	}
+	if len(l) == 0 {
+		delete(h.byID, k)
+	} else {
+		h.byID[k] = l
+	}
+}
+
+// pushed makes the waiters of the tasks a message names due now.
+func (h *awaitHub) pushed(channel, ids string) {
+	h.mu.Lock()
+	sub := h.subs[channel]
+	if sub == nil {
+		h.mu.Unlock()
+		return
+	}
+	now, hit := time.Now(), false
+	for _, id := range strings.Fields(ids) {
+		for _, w := range h.byID[awaitKey{sub.queue, id}] {
+			w.next, hit = now, true
+		}
+	}
+	h.mu.Unlock()
+	if hit {
+		h.kick()
+	}
 }
 
 // await waits for one task of an unsharded queue.
 func (h *awaitHub) await(ctx context.Context, queue, id string) (*broker.Task, error) {
-	w := &awaiter{queue: queue, id: id, next: time.Now(), delay: awaitMin, done: make(chan awaitResult, 1)}
+	w := &awaiter{queue: queue, id: id, next: time.Now(), delay: h.min, done: make(chan awaitResult, 1)}
 	h.mu.Lock()
-	h.ws[w] = struct{}{}
+	h.addLocked(w)
 	if !h.running {
 		h.running = true
 		go h.run()
@@ -72,7 +159,9 @@ func (h *awaitHub) await(ctx context.Context, queue, id string) (*broker.Task, e
 		return r.t, r.err
 	case <-ctx.Done():
 		h.mu.Lock()
-		delete(h.ws, w)
+		if _, ok := h.ws[w]; ok {
+			h.removeLocked(w)
+		}
 		h.mu.Unlock()
 		h.kick() // the last one gone: the poller exits now, not at its next tick
 		select {
@@ -97,7 +186,7 @@ func (h *awaitHub) finishLocked(w *awaiter, t *broker.Task, err error) {
 	if _, ok := h.ws[w]; !ok {
 		return // gave up (ctx) already
 	}
-	delete(h.ws, w)
+	h.removeLocked(w)
 	w.done <- awaitResult{t, err}
 }
 
@@ -106,22 +195,20 @@ func (h *awaitHub) run() {
 	defer timer.Stop()
 	for {
 		h.mu.Lock()
-		if len(h.ws) == 0 {
-			h.running = false
-			h.mu.Unlock()
-			return
-		}
+		now := time.Now()
 		if h.b.check() != nil {
 			for w := range h.ws {
 				h.finishLocked(w, nil, broker.ErrClosed)
 			}
-			h.running = false
-			h.mu.Unlock()
+			h.stopLocked()
 			return
 		}
-		now := time.Now()
+		if len(h.ws) == 0 && h.idleLocked(now) {
+			h.stopLocked()
+			return
+		}
 		var due []*awaiter
-		next := now.Add(awaitMax)
+		next := now.Add(h.max)
 		for w := range h.ws {
 			if !w.next.After(now) {
 				due = append(due, w)
@@ -129,7 +216,12 @@ func (h *awaitHub) run() {
 				next = w.next
 			}
 		}
+		subscribe, renew, drop := h.subsLocked(now)
+		if r := now.Add(awaitingRenew); len(h.subs) > 0 && r.Before(next) {
+			next = r
+		}
 		h.mu.Unlock()
+		h.updateSubs(subscribe, renew, drop)
 		if len(due) > 0 {
 			h.poll(due)
 			continue
@@ -138,10 +230,111 @@ func (h *awaitHub) run() {
 		select {
 		case <-timer.C:
 		case <-h.wake:
-			if !timer.Stop() {
-				<-timer.C
-			}
+			timer.Stop() // no stale tick after Stop since Go 1.23
 		}
+	}
+}
+
+// idleLocked: no subscription was used within awaitIdle.
+func (h *awaitHub) idleLocked(now time.Time) bool {
+	for _, sub := range h.subs {
+		if now.Sub(sub.used) < awaitIdle {
+			return false
+		}
+	}
+	return true
+}
+
+// subsLocked brings the subscriptions up to date with the waiters: the
+// channels to subscribe to, the awaiting keys to set (new or due for
+// renewal) and the channels to leave (unused for awaitIdle).
+func (h *awaitHub) subsLocked(now time.Time) (subscribe, renew, drop []string) {
+	for w := range h.ws {
+		key := h.awaitingKey(w.queue)
+		sub := h.subs[key]
+		if sub == nil {
+			sub = &awaitSub{queue: w.queue}
+			h.subs[key] = sub
+			subscribe = append(subscribe, key)
+		}
+		sub.used = now
+	}
+	for key, sub := range h.subs {
+		switch {
+		case now.Sub(sub.used) >= awaitIdle:
+			delete(h.subs, key)
+			drop = append(drop, key)
+		case now.Sub(sub.renewed) >= awaitingRenew:
+			sub.renewed = now
+			renew = append(renew, key)
+		}
+	}
+	return subscribe, renew, drop
+}
+
+// updateSubs subscribes first, then sets the awaiting keys (a script that
+// sees a key publishes to a channel already listened to), then leaves.
+// Errors only cost pushes: the poll schedule still runs.
+func (h *awaitHub) updateSubs(subscribe, renew, drop []string) {
+	if len(subscribe)+len(renew)+len(drop) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), awaitCall)
+	defer cancel()
+	if len(subscribe) > 0 {
+		h.mu.Lock()
+		ps := h.ps
+		h.mu.Unlock()
+		if ps == nil {
+			ps = h.b.rdb.Subscribe(ctx)
+			h.mu.Lock()
+			h.ps = ps
+			h.mu.Unlock()
+			go h.listen(ps)
+		}
+		_ = ps.Subscribe(ctx, subscribe...)
+	}
+	if len(renew) > 0 {
+		if len(renew) == 1 {
+			_ = h.b.rdb.Set(ctx, renew[0], "1", awaitingTTL).Err()
+		} else {
+			_, _ = h.b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				for _, k := range renew {
+					p.Set(ctx, k, "1", awaitingTTL)
+				}
+				return nil
+			})
+		}
+	}
+	if len(drop) > 0 {
+		h.mu.Lock()
+		ps := h.ps
+		h.mu.Unlock()
+		if ps != nil {
+			_ = ps.Unsubscribe(ctx, drop...)
+		}
+	}
+}
+
+// listen hands the messages of ps to pushed until ps is closed.
+func (h *awaitHub) listen(ps *goredis.PubSub) {
+	for m := range ps.Channel() {
+		h.pushed(m.Channel, m.Payload)
+	}
+}
+
+// stopLocked ends the poller and its subscriptions, and unlocks h. The
+// subscriptions go before running is false: a poller started after this
+// one starts with none. The awaiting keys are left to expire: another
+// process may be waiting on them too.
+func (h *awaitHub) stopLocked() {
+	ps := h.ps
+	h.ps = nil
+	clear(h.subs)
+	h.running = false
+	h.mu.Unlock()
+	if ps != nil {
+		_ = ps.Close()
 	}
 }
 
@@ -204,7 +397,7 @@ func (h *awaitHub) poll(due []*awaiter) {
 			case t.State == broker.StateCompleted || t.State == broker.StateDead:
 				h.finishLocked(w, t, nil)
 			default:
-				w.delay = min(2*w.delay, awaitMax)
+				w.delay = min(2*w.delay, h.max)
 				w.next = now.Add(w.delay)
 			}
 		}

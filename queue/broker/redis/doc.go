@@ -28,6 +28,10 @@
 //     index written beside the scripts.
 //   - Every key a script touches is in KEYS and in the queue's hash tag,
 //     so scripts stay valid on Redis Cluster.
+//   - Waiting is polled; pushes only hurry it. The scripts that finish
+//     tasks publish their IDs while a process awaits the queue (await.go),
+//     and a waiter named is read at once, but every answer comes from a
+//     read, so a lost message costs latency and never a result.
 //   - Time is Config.Clock's, passed to scripts as arguments: Redis's own
 //     clock is never read, so tests move time by hand and the broker and
 //     the components reading Broker.Clock agree.

@@ -1,5 +1,7 @@
 package redis
 
+import "time"
+
 // SetAwaitShared switches AwaitTask between the shared poller and a
 // poller per waiter (benchmarks compare them); it returns the old value.
 func SetAwaitShared(on bool) bool {
@@ -14,4 +16,12 @@ func SetWorkflowListScan(n int) int {
 	old := wfListScan
 	wfListScan = n
 	return old
+}
+
+// SetAwaitPoll sets the shared poller's schedule (first delay, cap); it
+// returns the old values.
+func SetAwaitPoll(lo, hi time.Duration) (time.Duration, time.Duration) {
+	oldLo, oldHi := awaitMin, awaitMax
+	awaitMin, awaitMax = lo, hi
+	return oldLo, oldHi
 }

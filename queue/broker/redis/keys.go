@@ -35,6 +35,7 @@ const (
 	kWf               // HASH "<handle>|<field>" -> workflow state (scripts/common.lua)
 	kWfIDs            // HASH workflow ID -> handle; field "" is the handle counter
 	kWfCreated        // ZSET workflow ID -> created (unix µs), every stored workflow: ListWorkflows' index
+	kAwaiting         // STRING with a TTL while some process awaits tasks of the shard; also the channel of their ends (await.go)
 	numKeys
 )
 
@@ -44,7 +45,7 @@ var keySuffixes = [numKeys]string{
 	kResults: "results", kPaused: "paused", kSeq: "seq", kNotify: "notify",
 	kLocks: "locks", kTaskLocks: "tasklocks", kTicks: "ticks", kCancels: "cancels",
 	kWfSteps: "wfsteps", kWfDone: "wfdone", kWf: "wf", kWfIDs: "wfids",
-	kWfCreated: "wfcreated",
+	kWfCreated: "wfcreated", kAwaiting: "awaiting",
 }
 
 // workflowIndexKey is the hash of workflow ID -> hash tag of the shard

@@ -27,6 +27,16 @@ local function notify(n)
   redis.call('LPUSH', K_NOTIFY, unpack(t))
 end
 
+-- pushEnded publishes the IDs of tasks that just finished (completed or
+-- dead) on the shard's awaiting channel, when a process awaits tasks of
+-- the shard (await.go: its waiters then read them at once instead of at
+-- their next poll). One EXISTS otherwise.
+local function pushEnded(ids)
+  if K_AWAITING and redis.call('EXISTS', K_AWAITING) == 1 then
+    redis.call('PUBLISH', K_AWAITING, table.concat(ids, ' '))
+  end
+end
+
 -- appendError adds one error record (JSON object starting with '{"t":',
 -- from Go) to the task's history, numbered with the attempt.
 local function appendError(id, attempt, rec)

@@ -1,4 +1,4 @@
---! keys: meta active msg errors results completed tasklocks locks cancels wfsteps pending notify scheduled retry dead wfdone wf wfids +stats +workflow
+--! keys: meta active msg errors results completed tasklocks locks cancels wfsteps pending notify scheduled retry dead wfdone wf wfids awaiting +stats +workflow
 -- Complete: ARGV nowNs, nowMs, then (id, token, result, alt) runs. Tasks
 -- with a retention are kept until nowMs + retention, others deleted.
 -- Reply: per item 0 done, 1 lease lost. The attempt counts (Attempts+1)
@@ -84,4 +84,5 @@ if #steps > 0 then
   for _, st in ipairs(steps) do wfTaskEnded(st[1], 'c', st[2], st[3], '', st[4]) end
   wfFlush()
 end
+if #done > 0 then pushEnded(done) end
 return out

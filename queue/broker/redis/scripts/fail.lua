@@ -1,4 +1,4 @@
---! keys: meta errors active dead retry pending notify tasklocks locks cancels msg scheduled wfsteps wfdone wf wfids +stats +workflow
+--! keys: meta errors active dead retry pending notify tasklocks locks cancels msg scheduled wfsteps wfdone wf wfids awaiting +stats +workflow
 -- Fail: ARGV nowMs, cancelRecord, nowNs, then (id, token, errorRecord,
 -- retryAtMs, dead) runs. retryAtMs <= nowMs means pending at once. A task
 -- flagged for cancellation goes dead, with cancelRecord unless the
@@ -8,6 +8,7 @@ local nowMs = tonumber(ARGV[1])
 WF.nowNs, WF.nowMs = ARGV[3], nowMs
 local out = {}
 local woke, failed = 0, 0
+local ended = {} -- went dead
 for i = 4, #ARGV, 5 do
   local id = ARGV[i]
   local m = parse(redis.call('HGET', K_META, id))
@@ -40,6 +41,7 @@ for i = 4, #ARGV, 5 do
     m.lu, m.w = '0', ''
     redis.call('HSET', K_META, id, fmt(m))
     if dead then
+      ended[#ended + 1] = id
       local link = wfLink(id)
       if link then wfErrorEnd(link, rec, m.a) end
     end
@@ -47,6 +49,7 @@ for i = 4, #ARGV, 5 do
   end
 end
 wfFlush()
+if #ended > 0 then pushEnded(ended) end
 if woke > 0 then notify(woke) end
 stat('f', failed, nowMs)
 return out

@@ -1,0 +1,90 @@
+package redis_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/conqhq/conq/internal/testenv"
+	"github.com/conqhq/conq/queue/broker"
+	redisbroker "github.com/conqhq/conq/queue/broker/redis"
+)
+
+// TestAwaitPushed: with a poll schedule of an hour, a waiter still learns
+// of its task's end, completed or dead, from the ID the settle script
+// publishes: the push alone answers it.
+func TestAwaitPushed(t *testing.T) {
+	// Before the brokers are made: each copies the schedule.
+	lo, hi := redisbroker.SetAwaitPoll(time.Hour, time.Hour)
+	defer redisbroker.SetAwaitPoll(lo, hi)
+	t.Run("standalone", func(t *testing.T) {
+		br, c := newTestBroker(t, nil)
+		awaitPushed(t, br, c)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		c := testenv.RedisClusterClient(t)
+		awaitPushed(t, newClusterBroker(t, c, redisbroker.Config{}), c)
+	})
+}
+
+func awaitPushed(t *testing.T, br *redisbroker.Broker, c goredis.UniversalClient) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const q = "pushq"
+	ts := []*broker.Task{
+		{ID: "ok", Kind: "k", Queue: q, Retention: time.Minute},
+		{ID: "bad", Kind: "k", Queue: q, Retention: time.Minute},
+	}
+	if err := br.Enqueue(ctx, ts...); err != nil {
+		t.Fatal(err)
+	}
+	type res struct {
+		id  string
+		t   *broker.Task
+		err error
+	}
+	got := make(chan res, 2)
+	for _, x := range ts {
+		go func() {
+			t, err := br.AwaitTask(ctx, q, x.ID)
+			got <- res{x.ID, t, err}
+		}()
+	}
+	// The first read of each waiter is at once; then only a push can wake
+	// them. Wait until the poller listens (its key exists).
+	key := br.Prefix() + ":{" + q + "}:awaiting"
+	for c.Exists(ctx, key).Val() == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the awaiting key never appeared")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // the subscription is on its way before the key is set; let it land
+	leased, err := br.Fetch(ctx, broker.FetchParams{Queues: []string{q}, Max: 2, Lease: time.Minute, WorkerID: "w"})
+	if err != nil || len(leased) != 2 {
+		t.Fatalf("fetch: %v %v", leased, err)
+	}
+	for _, l := range leased {
+		switch l.ID {
+		case "ok":
+			err = br.Complete(ctx, broker.Ack{LeaseRef: l.Ref(), Result: []byte(`1`)})
+		default:
+			err = br.Fail(ctx, broker.Failure{LeaseRef: l.Ref(), Error: broker.AttemptError{Kind: "error", Message: "boom"}, Dead: true})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		r := <-got
+		if r.err != nil {
+			t.Fatalf("await %s: %v", r.id, r.err)
+		}
+		want := map[string]broker.State{"ok": broker.StateCompleted, "bad": broker.StateDead}[r.id]
+		if r.t.State != want {
+			t.Fatalf("await %s: state %s, want %s", r.id, r.t.State, want)
+		}
+	}
+}
