@@ -2,7 +2,9 @@ package redis
 
 import (
 	"context"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/conqhq/conq/queue/broker"
 )
@@ -30,6 +32,7 @@ func (b *Broker) Complete(ctx context.Context, acks ...broker.Ack) error {
 	if err := b.runScripts(ctx, calls, nil); err != nil {
 		return wrapErr("complete", err)
 	}
+	b.crossSlot(ctx, crossTags(b.cfg.Prefix, calls))
 	return itemResults("complete", refs, calls, idx)
 }
 
@@ -65,6 +68,7 @@ func (b *Broker) Fail(ctx context.Context, failures ...broker.Failure) error {
 	if err := b.runScripts(ctx, calls, nil); err != nil {
 		return wrapErr("fail", err)
 	}
+	b.crossSlot(ctx, crossTags(b.cfg.Prefix, calls))
 	return itemResults("fail", refs, calls, idx)
 }
 
@@ -87,5 +91,29 @@ func (b *Broker) Requeue(ctx context.Context, leases ...broker.LeaseRef) error {
 	if err := b.runScripts(ctx, calls, nil); err != nil {
 		return wrapErr("requeue", err)
 	}
+	b.crossSlot(ctx, crossTags(b.cfg.Prefix, calls))
 	return itemResults("requeue", leases, calls, idx)
+}
+
+// crossTags returns the shards of settle calls whose reply has a 2 (the
+// script left an order or an event for the mover, xslot.go): a cheap scan
+// of replies already read.
+func crossTags(prefix string, calls []*scriptCall) []string {
+	var tags []string
+	for _, c := range calls {
+		res, err := c.cmd.Int64Slice()
+		if err != nil || !slices.Contains(res, 2) || len(c.keys) == 0 {
+			continue
+		}
+		tags = append(tags, keyTag(prefix, c.keys[0]))
+	}
+	return tags
+}
+
+// keyTag is the hash tag of a shard key "<prefix>:{<tag>}:<suffix>" (the
+// prefix and tags hold no '}').
+func keyTag(prefix, key string) string {
+	rest := key[min(len(prefix)+2, len(key)):]
+	tag, _, _ := strings.Cut(rest, "}")
+	return tag
 }

@@ -26,6 +26,7 @@ type Broker struct {
 	hub     *notifyHub    // WaitReady on a cluster (wait.go)
 	awaits  *awaitHub     // AwaitTask's shared poller (await.go)
 	creates creator       // batches CreateWorkflow calls (workflow.go)
+	xs      *xslot        // mover and forwarder of cross-slot workflows (xslot.go); nil if off
 
 	keysMu sync.RWMutex
 	keys   map[string]*queueKeySet
@@ -87,6 +88,7 @@ func New(cfg Config) (*Broker, error) {
 		hookCluster(cc)
 		b.hub = newNotifyHub(b)
 	}
+	b.startXSlot()
 	return b, nil
 }
 
@@ -167,6 +169,9 @@ func (b *Broker) Close() error {
 		b.hub.close()
 	}
 	b.creates.close()
+	if b.xs != nil {
+		b.xs.close()
+	}
 	b.awaits.kick() // its waiters get ErrClosed
 	if b.ownClient {
 		return b.rdb.Close()

@@ -73,7 +73,19 @@ type Config struct {
 	// bounds the time a create (or a cancel, which visits every step)
 	// holds Redis. Default broker.DefaultMaxWorkflowSteps (100,000).
 	MaxWorkflowSteps int
+
+	// CrossSlotPoll is how often the broker's mover and forwarder look
+	// for work left by any process (xslot.go): workflow steps to carry to
+	// a queue in another slot, and ends of such steps to apply to their
+	// workflow. They also run at once, in the call, after a settle that
+	// left such work, so the poll only matters after a crash between the
+	// two. Default DefaultCrossSlotPoll; negative turns both off in this
+	// process (for tests of that window: another process must run them).
+	CrossSlotPoll time.Duration
 }
+
+// DefaultCrossSlotPoll is Config.CrossSlotPoll's default.
+const DefaultCrossSlotPoll = time.Second
 
 func (c *Config) withDefaults() Config {
 	out := *c
@@ -94,6 +106,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.MaxWorkflowSteps <= 0 {
 		out.MaxWorkflowSteps = broker.DefaultMaxWorkflowSteps
+	}
+	if out.CrossSlotPoll == 0 {
+		out.CrossSlotPoll = DefaultCrossSlotPoll
 	}
 	if out.WaitTimeout <= 0 {
 		out.WaitTimeout = DefaultWaitTimeout

@@ -356,6 +356,9 @@ func (b *Broker) oneTask(ctx context.Context, op string, s *script, queue, id st
 		return wrapErr(op, err)
 	}
 	switch r {
+	case 1:
+		// Deleted, and the script left cross-slot work (xslot.go).
+		b.crossSlot(ctx, []string{tag})
 	case -1:
 		return fmt.Errorf("%w: %s in queue %s", broker.ErrTaskNotFound, id, queue)
 	case -2:

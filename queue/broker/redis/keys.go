@@ -35,6 +35,9 @@ const (
 	kWf               // HASH "<handle>|<field>" -> workflow state (scripts/common.lua)
 	kWfIDs            // HASH workflow ID -> handle; field "" is the handle counter
 	kWfCreated        // ZSET workflow ID -> created (unix µs), every stored workflow: ListWorkflows' index
+	kWfOutbox         // HASH task ID -> order for a step task in another slot (xslot.go), in the workflow's home shard
+	kWfEvents         // HASH foreign step link -> its task's end, to apply in the workflow's home shard (xslot.go)
+	kWfMoved          // ZSET foreign step link -> ms until which a repeated move of it is ignored (xslot.go)
 	kAwaiting         // STRING with a TTL while some process awaits tasks of the shard; also the channel of their ends (await.go)
 	numKeys
 )
@@ -45,7 +48,8 @@ var keySuffixes = [numKeys]string{
 	kResults: "results", kPaused: "paused", kSeq: "seq", kNotify: "notify",
 	kLocks: "locks", kTaskLocks: "tasklocks", kTicks: "ticks", kCancels: "cancels",
 	kWfSteps: "wfsteps", kWfDone: "wfdone", kWf: "wf", kWfIDs: "wfids",
-	kWfCreated: "wfcreated", kAwaiting: "awaiting",
+	kWfCreated: "wfcreated", kWfOutbox: "wfoutbox", kWfEvents: "wfevents", kWfMoved: "wfmoved",
+	kAwaiting: "awaiting",
 }
 
 // workflowIndexKey is the hash of workflow ID -> hash tag of the shard

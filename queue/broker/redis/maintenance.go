@@ -90,10 +90,16 @@ func (b *Broker) Forward(ctx context.Context) (int, error) {
 
 // Recover gives tasks with expired leases back to pending (or dead).
 func (b *Broker) Recover(ctx context.Context) (int, error) {
-	return b.sweep(ctx, "recover", scriptRecover, func(now time.Time) []any {
+	n, err := b.sweep(ctx, "recover", scriptRecover, func(now time.Time) []any {
 		rec := `{"t":` + strconv.FormatInt(nanos(now), 10) + `,"k":"lease_expired","m":"lease expired"}`
 		return []any{strconv.FormatInt(millis(now), 10), maintenanceLimit, rec, cancelRecord(now, "cancelled while running; lease expired"), strconv.FormatInt(nanos(now), 10)}
 	})
+	if n > 0 && b.xs != nil {
+		// A recovered step that went dead may be a foreign one, whose end
+		// is an event for its workflow's shard: a full pass soon.
+		b.xs.hint(true)
+	}
+	return n, err
 }
 
 // Cleanup deletes completed tasks whose retention has passed, then

@@ -35,8 +35,13 @@ func (b *Broker) CancelTask(ctx context.Context, queue, id string) (broker.State
 	if err != nil {
 		return "", wrapErr("cancel task", err)
 	}
-	if len(res) != 2 {
+	if len(res) < 2 {
 		return "", fmt.Errorf("%w: cancel reply %v", errCorrupt, res)
+	}
+	if len(res) == 3 {
+		// The cancelled task is a foreign workflow step: its end is an
+		// event for its workflow's shard (xslot.go).
+		b.crossSlot(ctx, []string{tag})
 	}
 	code, _ := res[0].(int64)
 	letter, _ := res[1].(string)

@@ -52,6 +52,9 @@ var (
 	scriptWfState   = mustScript("wf_state")
 	scriptWfCleanup = mustScript("wf_cleanup")
 	scriptWfList    = mustScript("wf_list")
+	scriptWfXApply  = mustScript("wf_xapply")
+	scriptWfXDone   = mustScript("wf_xdone")
+	scriptWfXEvents = mustScript("wf_xevents")
 )
 
 // script is a Lua script and the queue keys it takes, in KEYS order.

@@ -51,9 +51,9 @@ import (
 // read them recursively.
 const maxInputDepth = 64
 
-// ErrWorkflowQueues is returned by CreateWorkflow for a workflow whose
-// steps are in more than one queue: on this broker a workflow's steps
-// share a slot, hence a queue.
+// ErrWorkflowQueues was returned by CreateWorkflow for a workflow whose
+// steps are in more than one queue. Such workflows now run (xslot.go);
+// it is kept for callers that test for it and is no longer returned.
 var ErrWorkflowQueues = errors.New("redis broker: every step of a workflow must be in one queue")
 
 // resultForms is what a workflow step's result needs beyond its bytes to
@@ -254,14 +254,11 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 	var queues []string
 	for i := range w.Steps {
 		if q := w.Steps[i].Task.Queue; !slices.Contains(queues, q) {
+			if err := validQueue(q); err != nil {
+				return err
+			}
 			queues = append(queues, q)
 		}
-	}
-	if len(queues) > 1 {
-		return fmt.Errorf("workflow %s has steps in queues %s: %w", w.ID, strings.Join(queues, ", "), ErrWorkflowQueues)
-	}
-	if err := validQueue(queue); err != nil {
-		return err
 	}
 	for i := range w.Steps {
 		if in := w.Steps[i].Input; in != nil && inputDepth(*in) > maxInputDepth {
@@ -275,8 +272,21 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 	if err != nil {
 		return wrapErr("create workflow", err)
 	}
+	// Steps of other queues are foreign (xslot.go): each runs in its
+	// queue's shard of the workflow ID, as a step of a sharded queue does.
+	var foreign map[string]string
+	for _, q := range queues[1:] {
+		t, err := b.workflowShard(ctx, q, w.ID)
+		if err != nil {
+			return wrapErr("create workflow", err)
+		}
+		if foreign == nil {
+			foreign = map[string]string{}
+		}
+		foreign[q] = t
+	}
 	now := b.cfg.Clock.Now()
-	args, err := workflowArgs(w, queue, now)
+	args, err := workflowArgs(w, queue, tag, foreign, now)
 	if err != nil {
 		return err
 	}
@@ -307,7 +317,7 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 			set = true
 		}
 	}
-	r := b.creates.submit(ctx, b, &createReq{tag: tag, queue: queue, steps: len(w.Steps), args: args, done: make(chan createRes, 1)})
+	r := b.creates.submit(ctx, b, &createReq{tag: tag, queues: queues, steps: len(w.Steps), args: args, done: make(chan createRes, 1)})
 	switch {
 	case r.err != nil:
 		return wrapErr("create workflow", r.err)
@@ -320,6 +330,10 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 		return fmt.Errorf("workflow %q: step task %q: %w", w.ID, r.id, broker.ErrTaskIDConflict)
 	case r.notReplicated != nil:
 		return fmt.Errorf("create workflow %s: %w", w.ID, r.notReplicated)
+	}
+	if foreign != nil {
+		// First steps of other queues wait in the outbox: move them now.
+		b.crossSlot(ctx, []string{tag})
 	}
 	return nil
 }
@@ -336,8 +350,9 @@ const (
 )
 
 type createReq struct {
-	tag, queue string
-	steps      int
+	tag    string
+	queues []string // every queue of the workflow, to register
+	steps  int
 	args       []any
 	done       chan createRes
 }
@@ -436,8 +451,10 @@ func (b *Broker) createBatch(reqs []*createReq) {
 		c.args = append(c.args, r.args...)
 		c.args[0] = c.args[0].(int) + 1
 		members[ci] = append(members[ci], r)
-		if !slices.Contains(queues, r.queue) {
-			queues = append(queues, r.queue)
+		for _, q := range r.queues {
+			if !slices.Contains(queues, q) {
+				queues = append(queues, q)
+			}
 		}
 	}
 	reg := b.toRegister(queues)
@@ -472,8 +489,10 @@ func (b *Broker) createBatch(reqs []*createReq) {
 }
 
 // workflowArgs builds wf_create's ARGV: the workflow hash's fields, the
-// steps to enqueue now and the other steps' task IDs.
-func workflowArgs(w *broker.Workflow, queue string, now time.Time) ([]any, error) {
+// steps to enqueue now and the other steps' task IDs. tag is the home
+// shard's; foreign maps each other queue of the workflow to the tag of the
+// shard its steps run in (xslot.go).
+func workflowArgs(w *broker.Workflow, queue, tag string, foreign map[string]string, now time.Time) ([]any, error) {
 	n := len(w.Steps)
 	remaining := make([]int, n)
 	deps := make([][]int, n)
@@ -488,6 +507,9 @@ func workflowArgs(w *broker.Workflow, queue string, now time.Time) ([]any, error
 	}
 	fields := []any{"st", "R", "q", queue, "n", n, "open", n, "out", inputSpec(w.Output),
 		"ret", int64(w.Retention), "cr", nanos(now)}
+	if len(foreign) > 0 {
+		fields = append(fields, "tg", tag)
+	}
 	var starts, others []any
 	nstart := 0
 	var rec, depBuf []byte
@@ -556,6 +578,11 @@ func workflowArgs(w *broker.Workflow, queue string, now time.Time) ([]any, error
 		for _, v := range [numStepFields]string{t.ID, t.Kind, string(depBuf), spec, tol, suffix, perr, prefix, string(encodeMsg(&s.Task))} {
 			rec = appendField(rec, v)
 		}
+		target := foreign[t.Queue] // "" for a step of the home queue
+		if target != "" {
+			// A foreign step's record has a 10th field: its shard's tag.
+			rec = appendField(rec, target)
+		}
 		fields = append(fields, "c"+si, string(rec))
 		// No state field yet: a step without one is enqueued if it has no
 		// input, else waiting (one hash entry less per step). A step with
@@ -563,11 +590,14 @@ func workflowArgs(w *broker.Workflow, queue string, now time.Time) ([]any, error
 		if startNow && s.Input != nil {
 			fields = append(fields, "s"+si, "e")
 		}
-		if !startNow {
+		switch {
+		case !startNow:
 			fields = append(fields, "r"+si, remaining[i])
-			others = append(others, t.ID)
-		} else {
-			starts = append(starts, t.ID, i, msg)
+			if target == "" {
+				others = append(others, t.ID)
+			}
+		default:
+			starts = append(starts, t.ID, i, msg, target)
 			nstart++
 		}
 	}
@@ -632,12 +662,69 @@ func (b *Broker) GetWorkflow(ctx context.Context, id string) (*broker.Workflow, 
 	}
 	all, _ := res[0].([]any)
 	tasks, _ := res[1].([]any)
-	return decodeWorkflow(id, all, tasks)
+	w, foreign, err := decodeWorkflow(id, all, tasks)
+	if err != nil || len(foreign) == 0 {
+		return w, err
+	}
+	// Enqueued foreign steps: their tasks' states where they run.
+	type look struct {
+		k    int
+		meta *goredis.StringCmd
+		msg  *goredis.BoolCmd
+	}
+	looks := make([]look, 0, len(foreign))
+	if _, err := b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for k, tag := range foreign {
+			keys := b.queueKeys(tag)
+			tid := w.Steps[k].Task.ID
+			looks = append(looks, look{k, p.HGet(ctx, keys[kMeta], tid), p.HExists(ctx, keys[kMsg], tid)})
+		}
+		return nil
+	}); err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	for _, l := range looks {
+		s := &w.Steps[l.k]
+		meta, err := l.meta.Result()
+		switch {
+		case err == nil:
+			var t broker.Task
+			if err := decodeMeta(meta, &t); err != nil {
+				return nil, fmt.Errorf("%w: workflow %s: step %d task meta", errCorrupt, id, l.k)
+			}
+			s.TaskState, s.Attempts = t.State, t.Attempts
+		case !isNil(err):
+			return nil, wrapErr("get workflow", err)
+		case l.msg.Val():
+			s.TaskState = broker.StatePending
+		}
+	}
+	return w, nil
 }
 
-func decodeWorkflow(id string, all, tasks []any) (*broker.Workflow, error) {
-	bad := func(what string) (*broker.Workflow, error) {
-		return nil, fmt.Errorf("%w: workflow %s: %s", errCorrupt, id, what)
+// decodeWorkflow reads wf_get's reply; foreign maps the enqueued foreign
+// steps whose task state is to be read in their shard to its tag.
+func decodeWorkflow(id string, all, tasks []any) (w *broker.Workflow, foreign map[int]string, err error) {
+	w, tags, err := decodeWorkflowHome(id, all, tasks)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := 0; i+2 < len(tasks); i += 3 {
+		si, _ := tasks[i].(string)
+		k, _ := strconv.Atoi(si)
+		if code, _ := tasks[i+2].(int64); code == 3 && tags[k] != "" {
+			if foreign == nil {
+				foreign = map[int]string{}
+			}
+			foreign[k] = tags[k]
+		}
+	}
+	return w, foreign, nil
+}
+
+func decodeWorkflowHome(id string, all, tasks []any) (*broker.Workflow, []string, error) {
+	bad := func(what string) (*broker.Workflow, []string, error) {
+		return nil, nil, fmt.Errorf("%w: workflow %s: %s", errCorrupt, id, what)
 	}
 	h := make(map[string]string, len(all)/2)
 	for i := 0; i+1 < len(all); i += 2 {
@@ -654,7 +741,7 @@ func decodeWorkflow(id string, all, tasks []any) (*broker.Workflow, error) {
 		return bad("state")
 	}
 	if w.Output, err = parseInputSpec(h["out"]); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ret, _ := strconv.ParseInt(h["ret"], 10, 64)
 	cr, _ := strconv.ParseInt(h["cr"], 10, 64)
@@ -665,21 +752,26 @@ func decodeWorkflow(id string, all, tasks []any) (*broker.Workflow, error) {
 	}
 	queue := h["q"]
 	w.Steps = make([]broker.WorkflowStep, n)
+	tags := make([]string, n) // foreign steps' shard tags
 	for i := range w.Steps {
 		si := strconv.Itoa(i)
 		s := &w.Steps[i]
 		rec, err := splitFields(h["c"+si])
-		if err != nil || len(rec) != numStepFields {
+		if err != nil || (len(rec) != numStepFields && len(rec) != numStepFields+1) {
 			return bad("step " + si + " record")
 		}
 		if err := decodeMsg(rec[fTemplate], &s.Task); err != nil {
 			return bad("step " + si + " task: " + err.Error())
 		}
 		s.Task.ID, s.Task.Queue = rec[fID], queue
+		if len(rec) > numStepFields {
+			tags[i] = rec[numStepFields]
+			s.Task.Queue = tagQueue(tags[i])
+		}
 		if rec[fInput] != "" {
 			in, err := parseInputSpec(rec[fInput])
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			s.Input = &in
 		}
@@ -723,7 +815,7 @@ func decodeWorkflow(id string, all, tasks []any) (*broker.Workflow, error) {
 			s.TaskState = broker.StatePending
 		}
 	}
-	return w, nil
+	return w, tags, nil
 }
 
 // AwaitWorkflow implements broker.Workflower: it polls the workflow's

@@ -86,7 +86,7 @@ func FuzzWorkflowRecords(f *testing.F) {
 			}
 		}
 		_, _ = splitFields(rec)
-		_, _ = decodeWorkflow("w", []any{"n", "1", "st", "R", "out", spec, "c0", rec, "s0", "e", "o0", rec}, []any{"0", rec, int64(1)})
+		_, _, _ = decodeWorkflow("w", []any{"n", "1", "st", "R", "out", spec, "c0", rec, "s0", "e", "o0", rec}, []any{"0", rec, int64(1)})
 	})
 }
 

@@ -1,4 +1,4 @@
---! keys: meta msg pending scheduled retry dead errors active cancels tasklocks locks notify wfsteps wfdone wf wfids +workflow
+--! keys: meta msg pending scheduled retry dead errors active cancels tasklocks locks notify wfsteps wfdone wf wfids wfoutbox wfevents +workflow
 -- Cancel: ARGV id, nowMs, errorRecord, nowNs. A pending, scheduled or
 -- retry task goes dead with errorRecord (Attempts unchanged), and if it is
 -- a workflow step its step is cancelled; an active one is flagged in
@@ -35,4 +35,6 @@ unlock({id})
 local link = wfLink(id)
 if link then wfErrorEnd(link, rec, m.a) end
 wfFlush()
+-- A third item: an event for another slot was written (xslot.go).
+if WF.cross then return {0, was, 1} end
 return {0, was}

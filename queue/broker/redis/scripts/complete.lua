@@ -1,4 +1,4 @@
---! keys: meta active msg errors results completed tasklocks locks cancels wfsteps pending notify scheduled retry dead wfdone wf wfids awaiting +stats +workflow
+--! keys: meta active msg errors results completed tasklocks locks cancels wfsteps pending notify scheduled retry dead wfdone wf wfids wfoutbox wfevents awaiting +stats +workflow
 -- Complete: ARGV nowNs, nowMs, then (id, token, result, alt) runs. Tasks
 -- with a retention are kept until nowMs + retention, others deleted.
 -- Reply: per item 0 done, 1 lease lost. The attempt counts (Attempts+1)
@@ -85,4 +85,14 @@ if #steps > 0 then
   wfFlush()
 end
 if #done > 0 then pushEnded(done) end
+if WF.cross then
+  -- An order or an event for another slot was written: a 2 in place of
+  -- the first 0 tells Go to run the mover now (xslot.go).
+  for i = 1, #out do
+    if out[i] == 0 then
+      out[i] = 2
+      break
+    end
+  end
+end
 return out

@@ -1,5 +1,6 @@
---! keys: meta msg pending scheduled retry dead completed errors results tasklocks locks wfsteps notify active cancels wfdone wf wfids +workflow
--- Delete: ARGV id, nowNs, nowMs. Reply: 0 deleted, -1 not found, -2
+--! keys: meta msg pending scheduled retry dead completed errors results tasklocks locks wfsteps notify active cancels wfdone wf wfids wfoutbox wfevents +workflow
+-- Delete: ARGV id, nowNs, nowMs. Reply: 0 deleted (1: and xslot.go has
+-- work), -1 not found, -2
 -- active. Deleting a workflow step's unfinished task fails its step.
 local id = ARGV[1]
 WF.nowNs, WF.nowMs = ARGV[2], tonumber(ARGV[3])
@@ -21,4 +22,6 @@ local link = wfLink(id)
 forget(id)
 if link then wfTaskEnded(link, 'g', nil, nil, '', m.a) end
 wfFlush()
+-- 1: deleted, and an order or event for another slot was written.
+if WF.cross then return 1 end
 return 0

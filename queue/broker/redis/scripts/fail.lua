@@ -1,4 +1,4 @@
---! keys: meta errors active dead retry pending notify tasklocks locks cancels msg scheduled wfsteps wfdone wf wfids awaiting +stats +workflow
+--! keys: meta errors active dead retry pending notify tasklocks locks cancels msg scheduled wfsteps wfdone wf wfids wfoutbox wfevents awaiting +stats +workflow
 -- Fail: ARGV nowMs, cancelRecord, nowNs, then (id, token, errorRecord,
 -- retryAtMs, dead) runs. retryAtMs <= nowMs means pending at once. A task
 -- flagged for cancellation goes dead, with cancelRecord unless the
@@ -52,4 +52,14 @@ wfFlush()
 if #ended > 0 then pushEnded(ended) end
 if woke > 0 then notify(woke) end
 stat('f', failed, nowMs)
+if WF.cross then
+  -- An order or an event for another slot was written: a 2 in place of
+  -- the first 0 tells Go to run the mover now (xslot.go).
+  for i = 1, #out do
+    if out[i] == 0 then
+      out[i] = 2
+      break
+    end
+  end
+end
 return out

@@ -1,4 +1,4 @@
---! keys: active meta errors dead pending notify tasklocks locks cancels msg scheduled retry wfsteps wfdone wf wfids +stats +workflow
+--! keys: active meta errors dead pending notify tasklocks locks cancels msg scheduled retry wfsteps wfdone wf wfids wfoutbox wfevents +stats +workflow
 -- Recover: ARGV nowMs, limit, errorRecord, cancelRecord (for tasks
 -- flagged for cancellation, which go dead), nowNs. Tasks whose lease ended
 -- at or before nowMs count an attempt (error kind lease_expired) and go

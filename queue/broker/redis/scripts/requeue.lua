@@ -1,4 +1,4 @@
---! keys: meta active pending notify errors dead tasklocks locks cancels msg scheduled retry wfsteps wfdone wf wfids +workflow
+--! keys: meta active pending notify errors dead tasklocks locks cancels msg scheduled retry wfsteps wfdone wf wfids wfoutbox wfevents +workflow
 -- Requeue: ARGV nowMs, cancelRecord, nowNs, then (id, token) pairs.
 -- Active tasks go back to the tail of pending without counting an
 -- attempt; those flagged for cancellation go dead with cancelRecord (a
@@ -35,4 +35,14 @@ for i = 4, #ARGV, 2 do
 end
 wfFlush()
 if woke > 0 then notify(woke) end
+if WF.cross then
+  -- An order or an event for another slot was written: a 2 in place of
+  -- the first 0 tells Go to run the mover now (xslot.go).
+  for i = 1, #out do
+    if out[i] == 0 then
+      out[i] = 2
+      break
+    end
+  end
+end
 return out

@@ -1,4 +1,4 @@
---! keys: meta msg pending notify scheduled retry dead errors cancels tasklocks locks wfsteps wfdone wf wfids +workflow
+--! keys: meta msg pending notify scheduled retry dead errors cancels tasklocks locks wfsteps wfdone wf wfids wfoutbox +workflow
 -- CancelWorkflow: ARGV wfid, nowNs, nowMs. Reply: {0} cancelled, {-1}
 -- not found, {-2, state} already finished.
 WF.nowNs, WF.nowMs = ARGV[2], tonumber(ARGV[3])

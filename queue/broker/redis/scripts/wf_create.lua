@@ -1,9 +1,13 @@
---! keys: msg pending notify wfsteps wf wfids wfcreated +workflow
+--! keys: msg pending notify wfsteps wf wfids wfcreated wfoutbox +workflow
 -- CreateWorkflow, for several workflows of the shard at once (workflow.go
 -- batches concurrent calls): ARGV K, then K blocks of: wfid, F, F (field,
 -- value) pairs of the workflow (names without the handle prefix), S, S
--- (id, step, msg) runs of the steps to enqueue now, O, the IDs of the O
--- other steps. Every step's task ID must be free in the shard. Reply: per
+-- (id, step, msg, tag) runs of the steps to enqueue now, O, the IDs of the
+-- O other steps of the shard. tag is "" for a step of this shard, else
+-- the hash tag of the shard its task runs in: it is not enqueued here but
+-- given to the mover (an "m" order in wfoutbox, workflow.lua), which
+-- checks its ID there; the workflow's fields then include tg, this
+-- shard's tag. Every other step's task ID must be free in the shard. Reply: per
 -- block (code, id): 0 created, 1 workflow ID taken, 2 the step task ID id
 -- taken. Blocks are decided in order, each as if alone; the writes of all
 -- of them are then a few bulk commands. Each created workflow enters the
@@ -14,10 +18,12 @@ for k = 1, tonumber(ARGV[1]) do
   local b = {wfid = ARGV[pos], f = tonumber(ARGV[pos + 1]), fstart = pos + 2}
   b.sbase = b.fstart + 2 * b.f
   b.s = tonumber(ARGV[b.sbase])
-  b.obase = b.sbase + 3 * b.s + 1
+  b.obase = b.sbase + 4 * b.s + 1
   b.o = tonumber(ARGV[b.obase])
   b.first = #ids + 1
-  for j = 1, b.s do ids[#ids + 1] = ARGV[b.sbase + 3 * j - 2] end
+  for j = 1, b.s do
+    if ARGV[b.sbase + 4 * j] == '' then ids[#ids + 1] = ARGV[b.sbase + 4 * j - 3] end
+  end
   for j = 1, b.o do ids[#ids + 1] = ARGV[b.obase + j] end
   b.last = #ids
   pos = b.obase + b.o + 1
@@ -49,13 +55,15 @@ for k, b in ipairs(blocks) do
 end
 if #accepted == 0 then return out end
 local h = redis.call('HINCRBY', K_WFIDS, '', #accepted) - #accepted
-local handles, fv, msgs, links, pend, created = {}, {}, {}, {}, {}, {}
+local handles, fv, msgs, links, pend, created, orders = {}, {}, {}, {}, {}, {}, {}
 for _, b in ipairs(accepted) do
   h = h + 1
   handles[#handles + 1] = b.wfid
   handles[#handles + 1] = h
   local W = h .. '|'
+  local tg = ''
   for j = b.fstart, b.sbase - 1, 2 do
+    if ARGV[j] == 'tg' then tg = ARGV[j + 1] end
     fv[#fv + 1] = W .. ARGV[j]
     fv[#fv + 1] = ARGV[j + 1]
     if ARGV[j] == 'cr' then
@@ -68,12 +76,18 @@ for _, b in ipairs(accepted) do
     end
   end
   for j = 1, b.s do
-    local a = b.sbase + 3 * j - 2
-    msgs[#msgs + 1] = ARGV[a]
-    msgs[#msgs + 1] = ARGV[a + 2]
-    links[#links + 1] = ARGV[a]
-    links[#links + 1] = ARGV[a + 1] .. ',' .. h .. ',' .. b.wfid
-    pend[#pend + 1] = ARGV[a]
+    local a = b.sbase + 4 * j - 3
+    if ARGV[a + 3] ~= '' then
+      orders[#orders + 1] = ARGV[a]
+      orders[#orders + 1] = 'm' .. wfF(ARGV[a + 3]) .. wfF(ARGV[a + 2]) ..
+        wfF('@' .. ARGV[a + 1] .. ',' .. h .. ',' .. wfF(tg) .. b.wfid)
+    else
+      msgs[#msgs + 1] = ARGV[a]
+      msgs[#msgs + 1] = ARGV[a + 2]
+      links[#links + 1] = ARGV[a]
+      links[#links + 1] = ARGV[a + 1] .. ',' .. h .. ',' .. b.wfid
+      pend[#pend + 1] = ARGV[a]
+    end
   end
 end
 chunked('HSET', K_WFIDS, handles)
@@ -85,4 +99,5 @@ if #pend > 0 then
   chunked('RPUSH', K_PENDING, pend)
   notify(#pend)
 end
+if #orders > 0 then chunked('HSET', K_WFOUTBOX, orders) end
 return out

@@ -1,12 +1,14 @@
---! keys: meta msg wf wfids +workflow
+--! keys: meta msg wf wfids wfoutbox +workflow
 -- GetWorkflow: ARGV wfid. Reply: {} if absent, else {fields, tasks}: the
 -- workflow's fields as (name, value) pairs and, per enqueued step, (step,
--- meta or false, 1 if its task's message exists).
+-- meta or false, 1 if its task's message exists). For a foreign step
+-- (its task in another slot, read by Go) the meta is false and the last
+-- item 2 if its move is still in the outbox, else 3.
 local W = wfKey(ARGV[1])
 if not W then return {} end
 local n = tonumber(redis.call('HGET', K_WF, W .. 'n'))
 if not n then return {} end
-local names = {'st', 'q', 'n', 'open', 'out', 'ret', 'cr', 'err', 'res', 'fin'}
+local names = {'st', 'q', 'n', 'open', 'out', 'ret', 'cr', 'err', 'res', 'fin', 'tg'}
 for i = 0, n - 1 do
   for _, f in ipairs(WF_STEP_FIELDS) do names[#names + 1] = f .. i end
 end
@@ -21,12 +23,19 @@ for k = 1, #names do
   end
 end
 for i = 0, n - 1 do
-  local c = vals[10 + #WF_STEP_FIELDS * i + 1]
-  if wfStepState(vals[10 + #WF_STEP_FIELDS * i + 2], c) == 'e' then
-    local id = wfFields(c)[1]
+  local c = vals[11 + #WF_STEP_FIELDS * i + 1]
+  if wfStepState(vals[11 + #WF_STEP_FIELDS * i + 2], c) == 'e' then
+    local f = wfFields(c)
+    local id = f[1]
     tasks[#tasks + 1] = tostring(i)
-    tasks[#tasks + 1] = redis.call('HGET', K_META, id)
-    tasks[#tasks + 1] = redis.call('HEXISTS', K_MSG, id)
+    if f[10] then
+      local o = redis.call('HGET', K_WFOUTBOX, id)
+      tasks[#tasks + 1] = false
+      if o and string.sub(o, 1, 1) == 'm' then tasks[#tasks + 1] = 2 else tasks[#tasks + 1] = 3 end
+    else
+      tasks[#tasks + 1] = redis.call('HGET', K_META, id)
+      tasks[#tasks + 1] = redis.call('HEXISTS', K_MSG, id)
+    end
   end
 end
 return {all, tasks}

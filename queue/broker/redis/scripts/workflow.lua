@@ -13,6 +13,8 @@
 --                    created ns (written by wf_create)
 --   open             steps not finished
 --   err res fin      error, result, finished ns (when finished)
+--   tg    the shard's own hash tag, for a workflow with steps in other
+--         slots (foreign steps, below)
 --   c<i>  step i's static record: length-prefixed fields (wfFields): task
 --         ID, kind, dependents ("3,7"), input spec ("" none, "4",
 --         "[0,1,[2]]"), flags ("1" tolerant, "i" immutable: the step
@@ -21,7 +23,8 @@
 --         an "args" payload: '{"args":[' .. input .. suffix), payload error
 --         (the step fails to start with it), message prefix (the task's
 --         stored message without its payload), the step's task as given
---         (encodeMsg, for GetWorkflow)
+--         (encodeMsg, for GetWorkflow), and for a foreign step a 10th: the
+--         hash tag of the shard its task runs in
 --   s<i>  state letter (w waiting, e enqueued, c completed, f failed,
 --         x cancelled) followed by the attempts once finished; absent
 --         until the step changes state: then it is e for a step without
@@ -35,8 +38,39 @@
 -- written back once per call). Every function mirrors the memory
 -- broker (memory/workflow.go) step for step, so both give the same
 -- payloads, results and errors.
+--
+-- Foreign steps (xslot.go): a step whose queue is not the workflow's runs
+-- in another shard, so in another slot, which no script here may touch.
+-- Its start writes an order into the home shard's wfoutbox (wfStart), in
+-- the same script as whatever started it; Go's mover carries the order to
+-- the target shard (wf_xapply.lua), idempotently, and only then drops it
+-- (wf_xdone.lua). Its task's wfsteps entry there is a foreign link
+-- "@<step>,<handle>,<len>:<home tag><workflow ID>": when the task ends,
+-- wfTaskEnded records the end in that shard's wfevents (wfEvent) in the
+-- settle script, and Go's forwarder applies it in the home shard
+-- (wf_xevents.lua) with wfTaskEnded again; a step already finished there
+-- ignores it, so an event applied twice moves nothing twice. A settle that
+-- writes an order or an event sets WF.cross: its reply tells Go to run the
+-- mover at once.
 
-local WF = {nowNs = '0', nowMs = 0}
+local WF = {nowNs = '0', nowMs = 0, cross = false}
+
+-- wfF is one length-prefixed field ("<len>:<bytes>"), as Go's appendField.
+local function wfF(v) return string.format('%d', #v) .. ':' .. v end
+
+-- wfSplit reads length-prefixed fields from position pos of s.
+local function wfSplit(s, pos)
+  local out, n = {}, #s
+  pos = pos or 1
+  while pos <= n do
+    local c = string.find(s, ':', pos, true)
+    if not c then break end
+    local len = tonumber(string.sub(s, pos, c - 1))
+    out[#out + 1] = string.sub(s, c + 1, c + len)
+    pos = c + len + 1
+  end
+  return out
+end
 
 -- Per-step field names, in the order wf_get reads them (c first, s second).
 local WF_STEP_FIELDS = {'c', 's', 'r', 'res', 'v', 'e'}
@@ -50,18 +84,20 @@ local function wfKey(id)
 end
 
 -- wfFields splits a step record of "<len>:<bytes>" fields, the first 8
--- (the 9th, the template, is for Go): memoized per call, as each record
--- is read by several steps of the same call.
+-- and the 10th (a foreign step's target tag, as out[10]; the 9th, the
+-- template, is for Go and skipped unread): memoized per call, as each
+-- record is read by several steps of the same call.
 local WF_FIELDS = {}
 local function wfFields(s)
   local out = WF_FIELDS[s]
   if out then return out end
   out = {}
-  local pos, n = 1, #s
-  while pos <= n and #out < 8 do
+  local pos, n, k = 1, #s, 0
+  while pos <= n and k < 10 do
     local c = string.find(s, ':', pos, true)
     local len = tonumber(string.sub(s, pos, c - 1))
-    out[#out + 1] = string.sub(s, c + 1, c + len)
+    k = k + 1
+    if k ~= 9 then out[k] = string.sub(s, c + 1, c + len) end
     pos = c + len + 1
   end
   WF_FIELDS[s] = out
@@ -210,6 +246,24 @@ end
 -- message of a task not written yet.
 local WF_NEW, WF_NEWMSG, WF_NEWLINK = {}, {}, {}
 
+-- Orders for foreign steps written in this call (wfStart, wfFinish): task
+-- ID -> order, written to wfoutbox by wfFlush. An order is a kind letter
+-- then fields (wfF): "m" move (target tag, message, link): enqueue the
+-- task there; "x" cancel (target tag, message or "", link, error record):
+-- cancel the task there as CancelTask does, or store it dead if it is not
+-- there yet and the message is given.
+local WF_XOUT, WF_XOUTN = {}, {}
+
+local function wfOrder(id, order)
+  if not WF_XOUT[id] then WF_XOUTN[#WF_XOUTN + 1] = id end
+  WF_XOUT[id] = order
+end
+
+-- wfXLink is the foreign link of step i of the workflow with prefix W.
+local function wfXLink(W, i, wfid)
+  return '@' .. i .. ',' .. string.sub(W, 1, -2) .. ',' .. wfF(WFC[W .. 'tg'] or redis.call('HGET', K_WF, W .. 'tg') or '') .. wfid
+end
+
 -- wfMaterialize writes a started step's task now (wfFinish cancels it as
 -- a pending task); it is then left out of the bulk write.
 local function wfMaterialize(id)
@@ -246,6 +300,16 @@ local function wfFlush()
       notify(#pend)
     end
     WF_NEW, WF_NEWMSG, WF_NEWLINK = {}, {}, {}
+  end
+  if #WF_XOUTN > 0 then
+    local fv = {}
+    for _, id in ipairs(WF_XOUTN) do
+      fv[#fv + 1] = id
+      fv[#fv + 1] = WF_XOUT[id]
+    end
+    chunked('HSET', K_WFOUTBOX, fv)
+    WF_XOUT, WF_XOUTN = {}, {}
+    WF.cross = true
   end
 end
 
@@ -375,6 +439,25 @@ local function wfFinish(W, wfid, st, reason, result)
       wfSet(W .. 's' .. i, 'x')
       wfSet(W .. 'e' .. i, 'cancelled: ' .. reason)
       open = open + 1
+    elseif s == 'e' and wfFields(states[2 * i + 2])[10] then
+      -- A foreign step: its task is in another slot. Not moved yet (its
+      -- move order is still in the outbox): it is cancelled now, as a
+      -- pending task, and the order becomes one that stores it dead
+      -- there. Moved: an order to cancel it there; its end comes back as
+      -- an event.
+      local c = wfFields(states[2 * i + 2])
+      local id = c[1]
+      local cur = WF_XOUT[id] or redis.call('HGET', K_WFOUTBOX, id)
+      local rec = wfCancelRecord(msg)
+      if cur and string.sub(cur, 1, 1) == 'm' then
+        local o = wfSplit(cur, 2)
+        wfOrder(id, 'x' .. wfF(o[1]) .. wfF(o[2]) .. wfF(o[3]) .. wfF(rec))
+        wfSet(W .. 's' .. i, 'x0')
+        wfSet(W .. 'e' .. i, msg)
+        open = open + 1
+      elseif not cur then
+        wfOrder(id, 'x' .. wfF(c[10]) .. wfF('') .. wfF(wfXLink(W, i, wfid)) .. wfF(rec))
+      end
     elseif s == 'e' then
       local id = wfFields(states[2 * i + 2])[1]
       if WF_NEWMSG[id] then wfMaterialize(id) end
@@ -421,6 +504,13 @@ local function wfStart(W, wfid, i, c)
     else
       payload = raw
     end
+  end
+  if c[10] then
+    -- A foreign step: an order for the mover (xslot.go), which checks its
+    -- ID in the target shard.
+    wfOrder(id, 'm' .. wfF(c[10]) .. wfF(c[8] .. payload) .. wfF(wfXLink(W, i, wfid)))
+    wfSet(W .. 's' .. i, 'e')
+    return nil
   end
   if WF_NEWMSG[id] or redis.call('HEXISTS', K_MSG, id) == 1 then
     return 'enqueue: task "' .. id .. '" in queue "' .. wfGet(W .. 'q') .. '": task ID already exists'
@@ -513,6 +603,14 @@ end
 -- forgotten). Handles are never reused: a workflow cleaned up has no
 -- fields left, and its steps' ends are ignored.
 local function wfTaskEnded(link, how, res, alt, msg, attempts)
+  if string.sub(link, 1, 1) == '@' then
+    -- A foreign step's task: its end goes to the home shard as an event
+    -- (the first end of this link kept until the forwarder applies it).
+    redis.call('HSETNX', K_WFEVENTS, link, wfF(how) .. wfF(tostring(attempts or '')) .. wfF(msg or '') ..
+      wfF(res or '') .. wfF(alt or ''))
+    WF.cross = true
+    return
+  end
   local step, h, wfid = string.match(link, '^(%d+),(%d+),(.*)$')
   if not step then return end
   local W = h .. '|'
