@@ -113,6 +113,11 @@ var cases = []testCase{
 	{"WorkflowFailBatch", broker.CapWorkflows, testWorkflowFailBatch},
 	{"WorkflowImmutable", broker.CapWorkflows, testWorkflowImmutable},
 	{"WorkflowList", broker.CapWorkflows, testWorkflowList},
+	{"WorkflowCrossQueueChain", broker.CapWorkflows, testWorkflowCrossQueueChain},
+	{"WorkflowCrossQueueChord", broker.CapWorkflows, testWorkflowCrossQueueChord},
+	{"WorkflowCrossQueueFailure", broker.CapWorkflows, testWorkflowCrossQueueFailure},
+	{"WorkflowCrossQueueCancel", broker.CapWorkflows, testWorkflowCrossQueueCancel},
+	{"WorkflowCrossQueueRace", broker.CapWorkflows, testWorkflowCrossQueueRace},
 	{"Close", 0, testClose},
 }
 
