@@ -20,8 +20,15 @@
 //
 //   - One task state change is one script: no transition is ever half
 //     done, whoever calls and however the connection fails.
-//   - A workflow lives in the shard of its steps (one queue): a step's end
-//     and what follows it are the same script (workflow.go). Indexes of
+//   - A workflow lives in one home shard (its first step's): a step's end
+//     and what follows it are the same script (workflow.go). A step of
+//     another queue is in another slot: its start is an order in the
+//     home's outbox and its end an event in its own slot, each written in
+//     the script that decided it and carried across by the mover and the
+//     forwarder (xslot.go), idempotently, in the call that left them and
+//     every Config.CrossSlotPoll; never a script over two slots, the same
+//     path on one server as on a cluster. The cost is a few round trips
+//     per such step, up to CrossSlotPoll after a crash. Indexes of
 //     workflows that must agree with them (wfcreated, for ListWorkflows)
 //     live in the same slot and change in the same scripts; listings
 //     that span shards merge per-shard answers in Go, never a global
