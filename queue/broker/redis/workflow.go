@@ -353,8 +353,8 @@ type createReq struct {
 	tag    string
 	queues []string // every queue of the workflow, to register
 	steps  int
-	args       []any
-	done       chan createRes
+	args   []any
+	done   chan createRes
 }
 
 type createRes struct {
@@ -811,7 +811,9 @@ func decodeWorkflowHome(id string, all, tasks []any) (*broker.Workflow, []string
 				return bad("step " + si + " task meta")
 			}
 			s.TaskState, s.Attempts = t.State, t.Attempts
-		} else if exists, _ := tasks[i+2].(int64); exists == 1 {
+		} else if exists, _ := tasks[i+2].(int64); exists == 1 || exists == 2 {
+			// 2: a step of another slot whose move is still in the
+			// outbox, pending as far as anyone can tell.
 			s.TaskState = broker.StatePending
 		}
 	}
@@ -881,6 +883,10 @@ func (b *Broker) CancelWorkflow(ctx context.Context, id string) error {
 			st = string(wfStates[s])
 		}
 		return fmt.Errorf("cancel workflow %q: it is %s: %w", id, st, broker.ErrInvalidState)
+	}
+	if len(res) > 1 {
+		// Steps in other slots get their cancel orders now.
+		b.crossSlot(ctx, []string{tag})
 	}
 	return nil
 }
