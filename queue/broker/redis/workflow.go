@@ -40,9 +40,13 @@ import (
 //     that a result is JSON, compact it) Go does in Complete and sends
 //     along (resultForms).
 //
-// Rules of this broker: every step of a workflow is in one queue (its
-// steps must share a slot); in a sharded queue the workflow and all its
-// steps are in the shard of the workflow ID. A global hash
+// Rules of this broker: a workflow's home is its first step's queue; in a
+// sharded queue the workflow is in the shard of the workflow ID, and so is
+// every step of that queue. A step of another queue (a foreign step) runs
+// in that queue's shard of the workflow ID, another slot: its start and
+// its end go through the outbox and event hashes, the mover and the
+// forwarder of xslot.go, the only workflow transitions that are not one
+// script (each half is, and both are idempotent). A global hash
 // (workflowIndexKey) maps workflow IDs to their shard, for GetWorkflow and
 // CancelWorkflow; Cleanup deletes finished workflows after their
 // Retention.
