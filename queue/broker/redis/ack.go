@@ -101,8 +101,8 @@ func (b *Broker) Requeue(ctx context.Context, leases ...broker.LeaseRef) error {
 func crossTags(prefix string, calls []*scriptCall) []string {
 	var tags []string
 	for _, c := range calls {
-		res, err := c.cmd.Int64Slice()
-		if err != nil || !slices.Contains(res, 2) || len(c.keys) == 0 {
+		res, _ := c.cmd.Val().([]any) // read in place: no copy per call
+		if len(c.keys) == 0 || !slices.ContainsFunc(res, func(v any) bool { n, _ := v.(int64); return n == 2 }) {
 			continue
 		}
 		tags = append(tags, keyTag(prefix, c.keys[0]))

@@ -217,3 +217,51 @@ func redisCalls(b *testing.B, rdb *goredis.Client) (calls int64, cpu float64, tr
 	}
 	return calls, cpu, calls - inScripts
 }
+
+// BenchmarkWorkflowChain2: one 2-step chain per op, run to the end by one
+// worker (create, fetch and complete step 0, fetch and complete step 1),
+// with both steps in one queue and with the second in another queue (its
+// start and end cross slots through the mover and the forwarder,
+// xslot.go): the difference is what a step in another queue costs.
+func BenchmarkWorkflowChain2(b *testing.B) {
+	for _, other := range []string{"c1", "c2"} {
+		b.Run(map[string]string{"c1": "OneQueue", "c2": "TwoQueues"}[other], func(b *testing.B) {
+			br, _ := newTestBroker(b, nil)
+			ctx := context.Background()
+			fetch := func(q string) *broker.Task {
+				for {
+					ts, err := br.Fetch(ctx, broker.FetchParams{Queues: []string{q}, Max: 1, Lease: time.Minute, WorkerID: "w"})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(ts) == 1 {
+						return ts[0]
+					}
+				}
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				id := "w" + strconv.Itoa(i)
+				w := &broker.Workflow{ID: id, Steps: []broker.WorkflowStep{
+					{Task: broker.Task{ID: id + ".0", Kind: "a", Queue: "c1", Payload: []byte("1"), Encoding: "json"}},
+					{Task: broker.Task{ID: id + ".1", Kind: "b", Queue: other, Encoding: "json"}, Input: &broker.Input{Step: 0}},
+				}, Output: broker.Input{Step: 1}}
+				if err := br.CreateWorkflow(ctx, w); err != nil {
+					b.Fatal(err)
+				}
+				for _, q := range []string{"c1", other} {
+					t := fetch(q)
+					if err := br.Complete(ctx, broker.Ack{LeaseRef: t.Ref(), Result: []byte("2")}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if st, err := br.GetWorkflow(ctx, id); err != nil || st.State != broker.WorkflowCompleted {
+					b.Fatalf("workflow %s: %v, %v", id, st, err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "workflows/s")
+		})
+	}
+}
