@@ -289,6 +289,11 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 		}
 		foreign[q] = t
 	}
+	if foreign != nil {
+		if err := b.foreignIDsFree(ctx, w, foreign); err != nil {
+			return err
+		}
+	}
 	now := b.cfg.Clock.Now()
 	args, err := workflowArgs(w, queue, tag, foreign, now)
 	if err != nil {
@@ -338,6 +343,39 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 	if foreign != nil {
 		// First steps of other queues wait in the outbox: move them now.
 		b.crossSlot(ctx, []string{tag})
+	}
+	return nil
+}
+
+// foreignIDsFree refuses, as wf_create does for the home queue, a
+// workflow whose step of another queue has a task ID taken there: one
+// pipeline of HEXISTS. Best effort (a task stored after it is caught by the
+// mover, which then fails the step, wf_xapply.lua).
+func (b *Broker) foreignIDsFree(ctx context.Context, w *broker.Workflow, foreign map[string]string) error {
+	type look struct {
+		id  string
+		cmd *goredis.BoolCmd
+	}
+	var looks []look
+	if _, err := b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i := range w.Steps {
+			t := &w.Steps[i].Task
+			if tag, ok := foreign[t.Queue]; ok {
+				looks = append(looks, look{t.ID, p.HExists(ctx, b.queueKeys(tag)[kMsg], t.ID)})
+			}
+		}
+		return nil
+	}); err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	for _, l := range looks {
+		taken, err := l.cmd.Result()
+		if err != nil {
+			return wrapErr("create workflow", err)
+		}
+		if taken {
+			return fmt.Errorf("workflow %q: step task %q: %w", w.ID, l.id, broker.ErrTaskIDConflict)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/broker/brokertest"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
 
@@ -159,5 +161,113 @@ func testCrossSlotCrash(t *testing.T, c goredis.UniversalClient, prefix string) 
 		if st.State != broker.StepCompleted || st.Attempts != 1 {
 			t.Fatalf("step %d = %s, %d attempts", i, st.State, st.Attempts)
 		}
+	}
+}
+
+// TestCrossSlotSteps: a step of another queue keeps what a step of the
+// home queue has: its task ID checked, a lost lease recovered (and, out of
+// retries, failing the workflow), DeleteTask failing its step, its state
+// readable while its move waits.
+func TestCrossSlotSteps(t *testing.T) {
+	testenv.RedisURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clock := brokertest.NewManualClock(time.Now())
+	b, c := newTestBroker(t, clock)
+	off, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: b.Prefix(), Clock: clock, CrossSlotPoll: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Close()
+	chain := func(id string, retries int) *broker.Workflow {
+		return &broker.Workflow{ID: id, Steps: []broker.WorkflowStep{
+			{Task: broker.Task{ID: id + ".0", Kind: "a", Queue: "ya", Payload: []byte("1"), Encoding: "json"}},
+			{Task: broker.Task{ID: id + ".1", Kind: "b", Queue: "yb", Encoding: "json", MaxRetries: retries}, Input: &broker.Input{Step: 0}},
+		}, Output: broker.Input{Step: 1}}
+	}
+	fetch := func(br broker.Broker, q string, lease time.Duration) *broker.Task {
+		t.Helper()
+		ts, err := br.Fetch(ctx, broker.FetchParams{Queues: []string{q}, Max: 1, Lease: lease})
+		if err != nil || len(ts) != 1 {
+			t.Fatalf("Fetch(%s) = %v, %v", q, ts, err)
+		}
+		return ts[0]
+	}
+	runFirst := func(br broker.Broker, id string) {
+		t.Helper()
+		s0 := fetch(br, "ya", time.Minute)
+		if s0.ID != id+".0" {
+			t.Fatalf("fetched %s", s0.ID)
+		}
+		if err := br.Complete(ctx, broker.Ack{LeaseRef: s0.Ref(), Result: []byte("2")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A task ID taken in the other queue: refused at create...
+	if err := b.Enqueue(ctx, &broker.Task{ID: "taken.1", Kind: "x", Queue: "yb"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CreateWorkflow(ctx, chain("taken", 0)); !errors.Is(err, broker.ErrTaskIDConflict) {
+		t.Fatalf("CreateWorkflow with a taken step ID in another queue = %v", err)
+	}
+	// ... or, taken after the create, failing the step when it would move.
+	if err := off.CreateWorkflow(ctx, chain("late", 0)); err != nil {
+		t.Fatal(err)
+	}
+	runFirst(off, "late")
+	if w, err := off.GetWorkflow(ctx, "late"); err != nil || w.Steps[1].State != broker.StepEnqueued || w.Steps[1].TaskState != broker.StatePending || w.Steps[1].Task.Queue != "yb" {
+		t.Fatalf("step waiting for its move = %+v, %v", w.Steps[1], err)
+	}
+	if err := b.Enqueue(ctx, &broker.Task{ID: "late.1", Kind: "x", Queue: "yb"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.MoveCrossSlot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w, err := b.AwaitWorkflow(ctx, "late")
+	if err != nil || w.State != broker.WorkflowFailed || w.Steps[1].State != broker.StepFailed ||
+		w.Steps[1].Error != `enqueue: task "late.1" in queue "yb": task ID already exists` {
+		t.Fatalf("workflow whose step ID was taken = %+v, %v", w, err)
+	}
+	// yb holds the two plain tasks, nothing of the workflow.
+	if ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"yb"}, Max: 10, Lease: time.Minute}); err != nil || len(ts) != 2 || ts[0].Workflow != "" || ts[1].Workflow != "" {
+		t.Fatalf("yb = %v, %v", ts, err)
+	}
+
+	// A lost lease: recovered and run again, then out of retries.
+	if err := b.CreateWorkflow(ctx, chain("lease", 1)); err != nil {
+		t.Fatal(err)
+	}
+	runFirst(b, "lease")
+	for attempt := 1; attempt <= 2; attempt++ {
+		s1 := fetch(b, "yb", time.Second)
+		if s1.ID != "lease.1" {
+			t.Fatalf("fetched %s", s1.ID)
+		}
+		clock.Advance(2 * time.Second)
+		if n, err := b.Recover(ctx); err != nil || n != 1 {
+			t.Fatalf("Recover = %d, %v", n, err)
+		}
+		if err := b.Complete(ctx, broker.Ack{LeaseRef: s1.Ref(), Result: []byte("9")}); !errors.Is(err, broker.ErrLeaseLost) {
+			t.Fatalf("Complete with the lost lease = %v", err)
+		}
+	}
+	w, err = b.AwaitWorkflow(ctx, "lease")
+	if err != nil || w.State != broker.WorkflowFailed || w.Steps[1].State != broker.StepFailed || w.Steps[1].Attempts != 2 {
+		t.Fatalf("workflow whose foreign step lost its leases = %+v, %v", w, err)
+	}
+
+	// DeleteTask of a pending step of another queue fails it.
+	if err := b.CreateWorkflow(ctx, chain("del", 0)); err != nil {
+		t.Fatal(err)
+	}
+	runFirst(b, "del")
+	if err := b.DeleteTask(ctx, "yb", "del.1"); err != nil {
+		t.Fatal(err)
+	}
+	w, err = b.AwaitWorkflow(ctx, "del")
+	if err != nil || w.State != broker.WorkflowFailed || w.Steps[1].State != broker.StepFailed || w.Steps[1].Error != "task deleted" {
+		t.Fatalf("workflow whose foreign step was deleted = %+v, %v", w, err)
 	}
 }
