@@ -346,10 +346,12 @@ func (b *Broker) xslotPass(ctx context.Context, tags []string) ([]string, error)
 			}
 		}
 		if len(applied) > 0 {
-			cmds := map[string]*goredis.IntCmd{}
+			// An event deleted by a pass that lost this race was applied
+			// too: deleting it twice is harmless, and one stored after
+			// the apply can only be a later end of a finished step.
 			if _, err := b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 				for shard, fields := range applied {
-					cmds[shard] = p.HDel(ctx, b.queueKeys(shard)[kWfEvents], fields...)
+					p.HDel(ctx, b.queueKeys(shard)[kWfEvents], fields...)
 				}
 				return nil
 			}); err != nil && firstErr == nil {
