@@ -12,7 +12,6 @@ import (
 
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
-	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 	"github.com/conqhq/conq/queue/spec"
 )
 
@@ -58,8 +57,6 @@ func (s *Server) apiCreateWorkflow(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, broker.ErrWorkflowTooLarge):
 			// The broker's own limit (e.g. redis Config.MaxWorkflowSteps).
 			st, code = http.StatusRequestEntityTooLarge, "flow_too_large"
-		case errors.Is(err, redisbroker.ErrWorkflowQueues):
-			st, code = http.StatusBadRequest, "invalid_argument"
 		}
 		writeError(w, st, code, err.Error())
 		return

@@ -15,7 +15,6 @@ import (
 
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
-	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 	"github.com/conqhq/conq/queue/spec"
 )
 
@@ -88,7 +87,7 @@ func runEnqueueFlow(ctx context.Context, o enqueueOptions, stdin io.Reader, stdo
 	switch {
 	case errors.Is(err, broker.ErrUnsupported):
 		return failure(fmt.Errorf("the broker does not support workflows (docs/workflows.md lists the brokers that do): %w", err))
-	case errors.Is(err, broker.ErrWorkflowTooLarge), errors.Is(err, redisbroker.ErrWorkflowQueues):
+	case errors.Is(err, broker.ErrWorkflowTooLarge):
 		return usageError("--flow %s: %v (nothing was enqueued)", o.flow, err)
 	case err != nil:
 		return enqueueFailure(err)

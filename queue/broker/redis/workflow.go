@@ -56,8 +56,9 @@ import (
 const maxInputDepth = 64
 
 // ErrWorkflowQueues was returned by CreateWorkflow for a workflow whose
-// steps are in more than one queue. Such workflows now run (xslot.go);
-// it is kept for callers that test for it and is no longer returned.
+// steps are in more than one queue.
+//
+// Deprecated: such workflows run (xslot.go); it is no longer returned.
 var ErrWorkflowQueues = errors.New("redis broker: every step of a workflow must be in one queue")
 
 // resultForms is what a workflow step's result needs beyond its bytes to
