@@ -132,7 +132,25 @@ func (pr *process) writeCancel(id uint64) error {
 	_ = pr.reqW.SetWriteDeadline(time.Now().Add(pr.grace))
 	err := pr.w.Write(wire.KindCancel, id, "", nil)
 	_ = pr.reqW.SetWriteDeadline(time.Time{})
+	if err == nil && pr.sigc {
+		// Feature "sigcancel": the frame is in the pipe; the signal makes
+		// the worker's main thread, busy in the call, look at it. Sent
+		// under wlock, after the whole frame, so the worker finds it.
+		pr.interrupt()
+	}
 	return err
+}
+
+// interrupt sends SIGINT to the worker process (not its group: the
+// worker's descendants are its own business). A worker that has exited
+// ignores it.
+func (pr *process) interrupt() {
+	select {
+	case <-pr.exited:
+		return
+	default:
+	}
+	_ = pr.cmd.Process.Signal(os.Interrupt)
 }
 
 // writeCall writes c's call frame: META if the worker takes it, the

@@ -45,6 +45,7 @@ type process struct {
 	slots int      // calls it takes at once
 	meta  bool     // it takes META
 	shm   bool     // it maps shared-memory arguments
+	sigc  bool     // it wants a SIGINT after each cancel frame (feature "sigcancel")
 	names []string // the task names it serves (ready frame "tasks"); nil if it did not say
 
 	wmu      sync.Mutex  // guards the calls' sent/answered flags, cancelTm and inflight
@@ -179,7 +180,7 @@ func (p *Pool) spawn(ctx context.Context, id int) (*process, error) {
 		}
 		return nil, se
 	}
-	pr.log.Debug("procpool: worker ready", "protocol", pr.proto, "slots", pr.slots, "meta", pr.meta, "shm", pr.shm)
+	pr.log.Debug("procpool: worker ready", "protocol", pr.proto, "slots", pr.slots, "meta", pr.meta, "shm", pr.shm, "sigcancel", pr.sigc)
 	if pr.shm {
 		p.shm.wanted.Store(true)
 	}
@@ -235,6 +236,8 @@ func (pr *process) handshake(ctx context.Context, timeout time.Duration) error {
 				pr.meta = true
 			case wire.FeatureShm:
 				pr.shm = pr.sp.threshold > 0
+			case wire.FeatureSigCancel:
+				pr.sigc = true
 			}
 		}
 	default:

@@ -33,6 +33,10 @@ const (
 const (
 	FeatureMeta = "meta"
 	FeatureShm  = "shm"
+	// FeatureSigCancel: the worker wants a SIGINT after each cancel frame
+	// (its main thread reads the request pipe itself and looks at the
+	// pending frames when interrupted; see docs/protocol.md).
+	FeatureSigCancel = "sigcancel"
 )
 
 // PrefixSize is the size of the big-endian uint32 length prefix; HeaderSize
@@ -130,7 +134,8 @@ type Ready struct {
 	PID      int      `json:"pid,omitempty"`
 	Tasks    []string `json:"tasks,omitempty"`
 	// Protocol 2: how many calls the worker takes at once (0 means 1) and
-	// the optional features it implements (FeatureMeta, FeatureShm).
+	// the optional features it implements (FeatureMeta, FeatureShm,
+	// FeatureSigCancel).
 	Slots    int      `json:"slots,omitempty"`
 	Features []string `json:"features,omitempty"`
 }

@@ -39,6 +39,12 @@ def sleepy(data):
 
 
 @conq.task(raw=True)
+def nap(data):
+    time.sleep(float(bytes(data) or b"0.2"))  # a short blocking call: a stray SIGINT must not end it
+    return b"slept"
+
+
+@conq.task(raw=True)
 def stuck(data):
     sum(range(10 ** 15))  # one long C call: no signal handler runs, the pool kills
 

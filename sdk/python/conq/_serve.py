@@ -238,6 +238,11 @@ class Server(object):
         self._sync_in_main = False  # sync mode: serving on the main thread (SIGINT can interrupt a call)
         self._stop = False
         self._fatal = None
+        self._direct = False  # sync mode, the main thread reading (feature "sigcancel")
+        self._parsing = False  # direct: the main thread is inside the frame parser
+        self._sig_pending = False  # direct: a SIGINT came while it was
+        self._hup = False  # direct: the request pipe hung up (the watcher saw it)
+        self._eof = False  # direct: the parser reached the end of the stream
 
     # ---- setup ----
 
@@ -274,7 +279,7 @@ class Server(object):
         body = {"protocol": self.version, "sdk": "conq-python", "pid": os.getpid(), "tasks": sorted(self.tasks)}
         if self.version >= 2:
             body["slots"] = self.slots
-            body["features"] = ["meta"] + (["shm"] if self.peers is not None else [])
+            body["features"] = ["meta"] + (["shm"] if self.peers is not None else []) + (["sigcancel"] if self._direct else [])
         return json.dumps(body).encode()
 
     # ---- frames ----
@@ -294,51 +299,12 @@ class Server(object):
 
     def _read_frames(self):
         """Yield (kind, flags, id, name, payload) until end of stream."""
-        f = os.fdopen(self.rfd, "rb", buffering=1 << 16, closefd=False)
-        v2 = self.version >= 2
+        fr = _Frames(self.rfd, self.max_frame, self.version >= 2)
         while True:
-            hdr = f.read(16)
-            if not hdr:
+            f = fr.next(True)
+            if f is _END:
                 return
-            if len(hdr) < 16:
-                raise ProtocolError("request stream ended inside a frame header")
-            length, kind, flags, nlen, fid = _HEADER.unpack(hdr)
-            if length < _HEADER_SIZE or length > self.max_frame:
-                raise ProtocolError("bad frame length %d (limit %d)" % (length, self.max_frame))
-            body_len = length - _HEADER_SIZE
-            if nlen > body_len:
-                raise ProtocolError("name length %d beyond the frame" % nlen)
-            if kind == CALL:
-                ok_flags = (F_META | F_SHM) if v2 else 0
-                if nlen == 0:
-                    raise ProtocolError("a call without a task name")
-            elif kind == CANCEL or (kind == RELEASE and v2):
-                ok_flags = 0
-                if nlen:
-                    raise ProtocolError("a frame of kind %d with a name" % kind)
-            else:
-                raise ProtocolError("unexpected frame kind %d" % kind)
-            if flags & ~ok_flags:
-                raise ProtocolError("flags 0x%02x not allowed on kind %d" % (flags, kind))
-            if body_len >= _VIEW_THRESHOLD:
-                body = bytearray(body_len)
-                view = memoryview(body)
-                got = 0
-                while got < body_len:
-                    k = f.readinto(view[got:])
-                    if not k:
-                        raise ProtocolError("request stream ended inside a frame")
-                    got += k
-                body = view.toreadonly()
-            else:
-                body = f.read(body_len)
-                if len(body) < body_len:
-                    raise ProtocolError("request stream ended inside a frame")
-            try:
-                name = str(body[:nlen], "utf-8") if nlen else ""
-            except UnicodeDecodeError:
-                raise ProtocolError("task name is not valid UTF-8") from None
-            yield kind, flags, fid, name, body[nlen:]
+            yield f
 
     def _parse_call(self, fid, name, flags, payload):
         """A _Call, or None after answering an error."""
@@ -383,8 +349,11 @@ class Server(object):
     # ---- answers ----
 
     def _finish(self, c):
-        with self._clock:
-            self._calls.pop(c.id, None)
+        if self._direct:
+            self._calls.pop(c.id, None)  # one thread; and the SIGINT handler must not meet a held lock
+        else:
+            with self._clock:
+                self._calls.pop(c.id, None)
         if c.argmap is not None and isinstance(c.arg, memoryview):
             try:
                 c.arg.release()  # never keep a view past the answer
@@ -482,9 +451,18 @@ class Server(object):
             from . import _interp
 
             self._interp = _interp.Interpreters(self, self.interpreters)  # imports the task module: start errors here
-        self.send(READY, 0, self.ready_payload())
+        # Sync mode on the main thread of a protocol 2 pool: the main thread
+        # reads the requests itself, and the pool sends SIGINT after each
+        # cancel frame (feature "sigcancel"); the handler is in place
+        # before the ready frame tells the pool so.
+        self._direct = (self.mode == "sync" and self.version >= 2 and hasattr(signal, "pthread_kill")
+                        and threading.current_thread() is threading.main_thread())
+        old = signal.signal(signal.SIGINT, self._on_sigint_direct) if self._direct else None
         try:
-            if self.mode == "sync":
+            self.send(READY, 0, self.ready_payload())
+            if self._direct:
+                self._serve_direct()
+            elif self.mode == "sync":
                 self._serve_sync()
             elif self.mode == "threads":
                 self._serve_threads()
@@ -497,10 +475,165 @@ class Server(object):
         except BrokenPipeError:
             return  # the pool is gone
         finally:
+            if self._direct:
+                signal.signal(signal.SIGINT, old)
             if self.peers is not None:
                 self.peers.close()
             if self.owner is not None:
                 self.owner.close()
+
+    # one at a time, the main thread reading the requests (feature "sigcancel")
+
+    def _serve_direct(self):
+        """Read a frame, run the call, answer, on this (the main) thread:
+        no reader thread, no hand-off. A cancel of the running call comes
+        as a cancel frame followed by a SIGINT from the pool, whose handler
+        (_on_sigint_direct) reads what the pipe holds; a thread blocked in
+        poll() until the pool closes the request stream interrupts a
+        running call at end of stream."""
+        import collections
+
+        self._frames = fr = _Frames(self.rfd, self.max_frame, True)
+        self._pending = pending = collections.deque()  # frames the handler read, in order
+        self._early = set()  # ids of pending calls already cancelled
+        watcher = threading.Thread(target=self._watch_hup, name="conq-eof-watch", daemon=True)
+        watcher.start()
+        run = self._run_direct_call
+        while True:
+            if pending:
+                f = pending.popleft()
+            else:
+                if self._eof or self._fatal is not None:
+                    return
+                self._parsing = True
+                try:
+                    f = fr.next(True)
+                except Exception as e:  # noqa: BLE001 - serve() raises it
+                    self._fatal = e
+                    continue
+                finally:
+                    self._parsing = False
+                if f is _END:
+                    self._at_eof()
+                    continue
+            kind = f[0]
+            if kind == CALL:
+                run(f)
+            elif kind == CANCEL:
+                c = self._calls.get(f[2])
+                if c is not None:
+                    c.cancelled = True  # a stale cancel: its call answered already
+            else:
+                self._on_release(f[2], f[4])
+
+    def _run_direct_call(self, f):
+        _kind, flags, fid, name, payload = f
+        if fid in self._calls:
+            raise ProtocolError("call id %d is already in flight" % fid)
+        c = self._parse_call(fid, name, flags, payload)
+        if c is None:
+            return
+        self._calls[fid] = c
+        if self._early and fid in self._early:
+            self._early.discard(fid)
+            c.cancelled = True
+        if self._eof:
+            c.cancelled = True
+        try:
+            self._running = c
+            if self._sig_pending or self._hup:
+                self._sig_pending = False
+                self._pump()  # a SIGINT (or end of stream) came while this thread was reading
+            if c.cancelled:
+                raise _cancelled_type()("task cancelled by the pool")
+            self._run_sync_call(c)
+        except _cancelled_type() as e:  # raised by the handler outside the task, or before it
+            self._answer_exception(c, e)
+        finally:
+            self._running = None
+
+    def _pump(self):
+        """Without blocking: take the frames the pipe holds. Cancels act
+        now; calls and releases wait in _pending for the serving loop
+        (the handler must not send, nor take a lock the interrupted code
+        may hold). Errors are kept for serve() to raise."""
+        self._parsing = True
+        try:
+            fr = self._frames
+            while self._fatal is None and not self._eof:
+                try:
+                    f = fr.next(False)
+                except Exception as e:  # noqa: BLE001
+                    self._fatal = e
+                    return
+                if f is None:
+                    return
+                if f is _END:
+                    self._at_eof()
+                    return
+                if f[0] == CANCEL:
+                    fid = f[2]
+                    c = self._calls.get(fid)
+                    if c is not None:
+                        c.cancelled = True
+                    elif any(p[0] == CALL and p[2] == fid for p in self._pending):
+                        self._early.add(fid)
+                else:
+                    self._pending.append(f)
+        finally:
+            self._parsing = False
+
+    def _at_eof(self):
+        # End of the request stream: the pool went away, and nobody will
+        # read what the calls answer: cancel the running one and those
+        # waiting (as the reader thread does).
+        self._eof = True
+        for c in list(self._calls.values()):
+            c.cancelled = True
+
+    def _on_sigint_direct(self, signum, frame):
+        """SIGINT in the "sigcancel" sync mode: the pool's nudge after a
+        cancel frame (or the end-of-stream watcher's). Read what the pipe
+        holds; raise Cancelled only if the running call is now cancelled.
+        Any other SIGINT (one racing with the end of its call, a stray
+        one) is ignored: the worker lives in its own process group, and
+        the pool stops it by closing the request stream."""
+        if self._parsing:
+            self._sig_pending = True  # the serving loop is reading: it looks again before the next call
+            return
+        self._pump()
+        c = self._running
+        if c is not None and c.cancelled and not c.answered:
+            raise _cancelled_type()("task cancelled by the pool")
+
+    def _watch_hup(self):
+        """Block in poll() for the hang-up of the request pipe (no data
+        event asked: it never wakes for a call), then interrupt the main
+        thread if a call is running, so that end of stream cancels it."""
+        import select
+
+        p = select.poll()
+        p.register(self.rfd, 0)  # POLLHUP, POLLERR and POLLNVAL are always reported
+        try:
+            while not p.poll():
+                pass
+        except (OSError, ValueError):
+            return
+        self._hup = True
+        if self._running is not None:
+            try:
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            except (OSError, ValueError):
+                pass
+
+    def _on_release(self, fid, payload):
+        if len(payload) != 1 or payload[0] not in (_shm.DONE, _shm.GONE):
+            raise ProtocolError("a release frame's payload must be one byte, 1 or 2")
+        if payload[0] == _shm.DONE:
+            if self.owner is not None:
+                self.owner.done(fid)
+        elif self.peers is not None:
+            self.peers.gone(fid)
 
     def _reader(self, dispatch):
         """Read frames, give calls to dispatch(c), handle cancel and
@@ -523,13 +656,7 @@ class Server(object):
                         c.cancelled = True
                         self._cancel(c)
                 elif kind == RELEASE:
-                    if len(payload) != 1 or payload[0] not in (_shm.DONE, _shm.GONE):
-                        raise ProtocolError("a release frame's payload must be one byte, 1 or 2")
-                    if payload[0] == _shm.DONE:
-                        if self.owner is not None:
-                            self.owner.done(fid)
-                    elif self.peers is not None:
-                        self.peers.gone(fid)
+                    self._on_release(fid, payload)
             # End of the request stream: the pool went away, and nobody will
             # read what the calls in flight answer. Cancel them (interrupt
             # the sync call, cancel async ones, flag thread ones) so the
@@ -774,6 +901,126 @@ class Server(object):
                 import _thread
 
                 _thread.interrupt_main()
+
+_END = object()  # _Frames.next: the request stream ended cleanly
+_READ_SIZE = 1 << 16
+
+
+class _Frames(object):
+    """The request stream's frame parser: buffers what it read, so that it
+    can be asked for a frame blocking (the serving loop) or without
+    blocking (the sync mode's SIGINT handler, which takes only what the
+    pipe already holds, possibly part of a frame, and keeps the rest)."""
+
+    __slots__ = ("fd", "max_frame", "v2", "buf", "pos", "eof", "_poll")
+
+    def __init__(self, fd, max_frame, v2):
+        self.fd = fd
+        self.max_frame = max_frame
+        self.v2 = v2
+        self.buf = b""
+        self.pos = 0
+        self.eof = False
+        self._poll = None
+
+    def _read(self, block):
+        """Read once into the buffer; False when nothing came (not
+        blocking and the pipe was empty)."""
+        if not block:
+            if self._poll is None:
+                import select
+
+                self._poll = select.poll()
+                self._poll.register(self.fd, select.POLLIN)
+            if not self._poll.poll(0):
+                return False
+        data = os.read(self.fd, _READ_SIZE)
+        if not data:
+            self.eof = True
+            return True
+        if self.pos < len(self.buf):
+            self.buf = self.buf[self.pos:] + data
+        else:
+            self.buf = data
+        self.pos = 0
+        return True
+
+    def next(self, block):
+        """(kind, flags, id, name, payload), _END at a clean end of
+        stream, or None (not blocking) when no whole frame is buffered."""
+        while True:
+            buf, pos = self.buf, self.pos
+            have = len(buf) - pos
+            if have >= 16:
+                length, kind, flags, nlen, fid = _HEADER.unpack_from(buf, pos)
+                _check_header(length, kind, flags, nlen, self.max_frame, self.v2)
+                body_len = length - _HEADER_SIZE
+                if have >= 16 + body_len:
+                    a = pos + 16
+                    self.pos = b = a + body_len
+                    if nlen:
+                        try:
+                            name = str(buf[a:a + nlen], "utf-8")
+                        except UnicodeDecodeError:
+                            raise ProtocolError("task name is not valid UTF-8") from None
+                        a += nlen
+                    else:
+                        name = ""
+                    if body_len >= _VIEW_THRESHOLD:
+                        payload = memoryview(bytearray(buf[a:b])).toreadonly()
+                    else:
+                        payload = buf[a:b]
+                    return kind, flags, fid, name, payload
+                if block and body_len >= _VIEW_THRESHOLD:
+                    return self._read_big(kind, flags, fid, nlen, body_len)
+            if self.eof:
+                if have == 0:
+                    return _END
+                if have < 16:
+                    raise ProtocolError("request stream ended inside a frame header")
+                raise ProtocolError("request stream ended inside a frame")
+            if not self._read(block):
+                return None
+
+    def _read_big(self, kind, flags, fid, nlen, body_len):
+        """A large frame, blocking: its body read straight into its own
+        buffer, as a read-only memoryview."""
+        body = bytearray(body_len)
+        view = memoryview(body)
+        got = len(self.buf) - self.pos - 16
+        view[:got] = memoryview(self.buf)[self.pos + 16:]
+        self.buf, self.pos = b"", 0
+        while got < body_len:
+            k = os.readv(self.fd, [view[got:]])
+            if not k:
+                raise ProtocolError("request stream ended inside a frame")
+            got += k
+        try:
+            name = str(view[:nlen], "utf-8") if nlen else ""
+        except UnicodeDecodeError:
+            raise ProtocolError("task name is not valid UTF-8") from None
+        return kind, flags, fid, name, view[nlen:].toreadonly()
+
+
+def _check_header(length, kind, flags, nlen, max_frame, v2):
+    if length < _HEADER_SIZE or length > max_frame:
+        raise ProtocolError("bad frame length %d (limit %d)" % (length, max_frame))
+    if nlen > length - _HEADER_SIZE:
+        raise ProtocolError("name length %d beyond the frame" % nlen)
+    if kind == CALL:
+        ok_flags = (F_META | F_SHM) if v2 else 0
+        if nlen == 0:
+            raise ProtocolError("a call without a task name")
+    elif kind == CANCEL or (kind == RELEASE and v2):
+        ok_flags = 0
+        if nlen:
+            raise ProtocolError("a frame of kind %d with a name" % kind)
+    else:
+        raise ProtocolError("unexpected frame kind %d" % kind)
+    if flags & ~ok_flags:
+        raise ProtocolError("flags 0x%02x not allowed on kind %d" % (flags, kind))
+
+
 
 def _is_asyncio_cancel(exc):
     mod = sys.modules.get("asyncio")
