@@ -32,16 +32,23 @@ class TaskContext(object):
 
     @classmethod
     def from_meta(cls, meta: Optional[Mapping[str, Any]], name: Optional[str] = None) -> "TaskContext":
-        meta = meta or {}
-        return cls(
-            id=meta.get("task_id"),
-            kind=meta.get("kind") or name,
-            queue=meta.get("queue"),
-            attempt=meta.get("attempt"),
-            max_retries=meta.get("max_retries"),
-            deadline=parse_time(meta.get("deadline")),
-            encoding=meta.get("encoding"),
-        )
+        # Once per call: the fields set directly, not through __init__'s
+        # keywords, and the deadline parsed only when there is one.
+        self = cls.__new__(cls)
+        if meta:
+            get = meta.get
+            self.id = get("task_id")
+            self.kind = get("kind") or name
+            self.queue = get("queue")
+            self.attempt = get("attempt")
+            self.max_retries = get("max_retries")
+            d = get("deadline")
+            self.deadline = parse_time(d) if d else None
+            self.encoding = get("encoding")
+        else:
+            self.id = self.queue = self.attempt = self.max_retries = self.deadline = self.encoding = None
+            self.kind = name
+        return self
 
     def remaining(self) -> Optional[float]:
         """Seconds left before the deadline (None without one)."""

@@ -70,6 +70,23 @@ _DEFAULT_MAX_FRAME = (64 << 20) + _HEADER_SIZE + 0xFFFF
 
 
 
+def _json_value(text):
+    """json.loads(text) for one JSON value without surrounding space, by
+    the decoder's C scanner (json.loads adds an encoding check and a
+    regular expression per call); anything else goes to json.loads, which
+    decodes it or raises its usual error."""
+    try:
+        obj, end = _scan_once(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    if end != len(text):
+        return json.loads(text)
+    return obj
+
+
+_scan_once = json.JSONDecoder().scan_once
+
+
 def _log():
     # The "conq" logger, imported on first use: logging (with traceback)
     # is about 2 MiB that a worker interpreter otherwise never needs.
@@ -243,6 +260,7 @@ class Server(object):
         self._sig_pending = False  # direct: a SIGINT came while it was
         self._hup = False  # direct: the request pipe hung up (the watcher saw it)
         self._eof = False  # direct: the parser reached the end of the stream
+        self._frames = None  # direct: the request stream's _Frames
 
     # ---- setup ----
 
@@ -315,10 +333,14 @@ class Server(object):
             (ml,) = _U32.unpack_from(payload, 0)
             if 4 + ml > len(payload):
                 raise ProtocolError("META length %d beyond the payload" % ml)
+            raw = payload[4:4 + ml]
             try:
-                meta = json.loads(bytes(payload[4:4 + ml]))
-            except ValueError as e:
-                raise ProtocolError("META is not JSON: %s" % e) from None
+                meta = _json_value(str(raw, "utf-8"))
+            except ValueError:
+                try:
+                    meta = json.loads(bytes(raw))  # what the fast path does not take (other UTFs), or the error
+                except ValueError as e:
+                    raise ProtocolError("META is not JSON: %s" % e) from None
             if not isinstance(meta, dict):
                 raise ProtocolError("META is not a JSON object")
             c.meta = meta
@@ -392,6 +414,17 @@ class Server(object):
         """Send the task's result (bytes or a buffer)."""
         if c.answered:
             return
+        if type(out) is bytes and not c.segments:
+            # The common case (a JSON task's encoded value, small raw
+            # bytes): what the checks below decide for bytes, in two tests.
+            n = len(out)
+            if (self.owner is None or not self.shm_threshold or n < self.shm_threshold) and _HEADER_SIZE + n <= self.max_frame:
+                c.answered = True
+                try:
+                    self.send(RESULT, c.id, out)
+                finally:
+                    self._finish(c)
+                return
         if out is None:
             out = b""
         elif isinstance(out, str):
@@ -493,9 +526,9 @@ class Server(object):
         running call at end of stream."""
         import collections
 
-        self._frames = fr = _Frames(self.rfd, self.max_frame, True)
         self._pending = pending = collections.deque()  # frames the handler read, in order
         self._early = set()  # ids of pending calls already cancelled
+        self._frames = fr = _Frames(self.rfd, self.max_frame, True)  # last: the handler reads once it is set
         watcher = threading.Thread(target=self._watch_hup, name="conq-eof-watch", daemon=True)
         watcher.start()
         run = self._run_direct_call
@@ -598,8 +631,8 @@ class Server(object):
         Any other SIGINT (one racing with the end of its call, a stray
         one) is ignored: the worker lives in its own process group, and
         the pool stops it by closing the request stream."""
-        if self._parsing:
-            self._sig_pending = True  # the serving loop is reading: it looks again before the next call
+        if self._parsing or self._frames is None:
+            self._sig_pending = True  # the serving loop is reading (or not started): it looks before the next call
             return
         self._pump()
         c = self._running

@@ -45,6 +45,20 @@ Payload = Union[bytes, bytearray, memoryview]
 registry: Dict[str, "Task"] = {}
 
 _dumps = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_scan_once = _json.JSONDecoder().scan_once
+
+
+def _json_value(text: str) -> Any:
+    """json.loads(text) by the decoder's C scanner when text is one JSON
+    value without surrounding space (json.loads adds a regular expression
+    per call); anything else goes to json.loads: same values, same errors."""
+    try:
+        obj, end = _scan_once(text, 0)
+    except StopIteration:
+        return _json.loads(text)
+    if end != len(text):
+        return _json.loads(text)
+    return obj
 
 
 class Task(object):
@@ -109,7 +123,7 @@ class Task(object):
         enc = meta.get("encoding") if meta else None
         if enc == "args":
             try:
-                obj = _json.loads(str(payload, "utf-8"))
+                obj = _json_value(str(payload, "utf-8"))
             except (ValueError, UnicodeDecodeError) as e:
                 raise self._bind_error("the call's arguments are not JSON: %s" % e) from None
             if not isinstance(obj, dict):
@@ -129,7 +143,7 @@ class Task(object):
         # producer) is read as JSON text too: a JSON task has no other use
         # for bytes.
         try:
-            value = _json.loads(str(payload, "utf-8")) if len(payload) else None
+            value = _json_value(str(payload, "utf-8")) if len(payload) else None
         except (ValueError, UnicodeDecodeError) as e:
             raise self._bind_error("the payload (encoding %s) is not JSON: %s; declare @conq.task(raw=True) to take bytes"
                                    % (enc or "none", e)) from None

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -346,6 +347,68 @@ class SubprocessWorkerTest(unittest.TestCase):
         time.sleep(0.1)
         os.close(self.req_w)  # the pool went away: the task is interrupted, the worker exits
         self.assertEqual(self.proc.wait(5), 0)
+
+
+class SigCancelWorkerTest(SubprocessWorkerTest):
+    """The same worker under a protocol 2 pool: the main thread reads the
+    requests itself (feature "sigcancel") and the pool follows each cancel
+    frame with a SIGINT; the tests of SubprocessWorkerTest hold with it."""
+
+    def setUp(self):
+        req_r, self.req_w = os.pipe()
+        self.resp_r, resp_w = os.pipe()
+        env = dict(os.environ, CONQ_WORKER_FDS="%d,%d" % (req_r, resp_w), PYTHONPATH=SDK_DIR, CONQ_PROTOCOL="2")
+        env.pop("CONQ_SHM_THRESHOLD", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER_SCRIPT], env=env, pass_fds=(req_r, resp_w),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        os.close(req_r)
+        os.close(resp_w)
+        self.pool = Pool(self.req_w, self.resp_r)
+        kind, _, body = self.pool.recv()
+        self.assertEqual(kind, conq.READY)
+        ready = json.loads(body)
+        self.assertEqual(ready["protocol"], 2)
+        self.assertIn("sigcancel", ready["features"])
+        self.orig_send = self.pool.send
+        self.pool.send = self.send_then_signal
+
+    def send_then_signal(self, kind, fid, name="", payload=b""):
+        self.orig_send(kind, fid, name, payload)
+        if kind == conq.CANCEL:
+            os.kill(self.proc.pid, signal.SIGINT)  # what procpool does for a "sigcancel" worker
+
+    def test_cancel_frame_and_signal_together(self):
+        # The call and its cancel in one write, the SIGINT right after: the
+        # signal may land while the worker is still reading the call.
+        for i in range(1, 40, 2):
+            call = HEADER.pack(12 + 4, conq.CALL, 0, 4, i) + b"spin"
+            cancel = HEADER.pack(12, conq.CANCEL, 0, 0, i)
+            os.write(self.req_w, call + cancel)
+            os.kill(self.proc.pid, signal.SIGINT)
+            kind, fid, body = self.pool.recv()
+            self.assertEqual((kind, fid, json.loads(body)["type"]), (conq.ERROR, i, "Cancelled"))
+            self.assertEqual(self.pool.call(i + 1, "echo", b"x"), (conq.RESULT, i + 1, b"x"))
+
+    def test_stray_sigint_is_ignored(self):
+        os.kill(self.proc.pid, signal.SIGINT)
+        time.sleep(0.05)
+        self.pool.send(conq.CALL, 1, "coop")
+        time.sleep(0.1)
+        os.kill(self.proc.pid, signal.SIGINT)  # no cancel frame: the call goes on
+        time.sleep(0.1)
+        self.assertIsNone(self.proc.poll())
+        self.pool.send(conq.CANCEL, 1)
+        kind, fid, body = self.pool.recv()
+        self.assertEqual(fid, 1)
+        self.assertIn((kind, body[:9]), [(conq.RESULT, b"noticed"), (conq.ERROR, b'{"type": ')])
+        self.assertEqual(self.pool.call(2, "echo", b"alive"), (conq.RESULT, 2, b"alive"))
+
+    def test_stale_cancel_does_not_touch_the_next_call(self):
+        self.assertEqual(self.pool.call(1, "echo", b"a"), (conq.RESULT, 1, b"a"))
+        self.pool.send(conq.CANCEL, 1)  # and its SIGINT: call 1 answered already
+        self.assertEqual(self.pool.call(2, "echo", b"b"), (conq.RESULT, 2, b"b"))
 
 
 class DecoratorTest(unittest.TestCase):
