@@ -22,9 +22,14 @@ Execution models (docs/python.md, "Execution models"):
 - **sub-interpreters** (``run(interpreters=N)``, Python >= 3.13): see
   ``conq._interp``.
 
-A reader thread reads every frame and dispatches it, so cancel and release
-frames are seen while calls run; answers are written whole under one lock,
-from whichever thread finishes the call.
+In the one-at-a-time mode under a protocol 2 pool, served from the main
+thread, the main thread reads each frame itself, runs the call and writes
+the answer (no reader thread, no hand-off: two thread wake-ups less per
+call); the pool follows each cancel frame with a SIGINT (ready feature
+"sigcancel", docs/protocol.md "Cancelling by signal"). Otherwise a reader
+thread reads every frame and dispatches it, so cancel and release frames
+are seen while calls run; answers are written whole under one lock, from
+whichever thread finishes the call.
 
 Policy, written down:
 
@@ -35,6 +40,21 @@ Policy, written down:
 - Protocol 2 is announced only when the pool says it speaks it
   (``CONQ_PROTOCOL`` >= 2); a protocol 1 pool gets exactly protocol 1 (one
   slot, no flags, no release frames).
+- "sigcancel" (one at a time, protocol 2, main thread): the SIGINT
+  handler reads what the request pipe holds without blocking; a cancel
+  frame for the running call raises ``Cancelled`` in it; calls and
+  releases read there wait for the end of the call (the handler never
+  writes a frame or takes a lock); if the signal lands while the main
+  thread is inside the frame parser, a flag makes the loop look again
+  before it starts the next call. A SIGINT with no cancel for the running
+  call (one racing with the call's end, or a stray one) is ignored: the
+  pool stops a worker by closing its request stream. End of stream while a
+  call runs cancels it: a thread blocked in poll() on the request pipe
+  with no event asked wakes only at hang-up and interrupts the main
+  thread. Protocol 1, threads, asyncio, sub-interpreters and a Worker
+  served from another thread keep the reader thread (and, for the main
+  thread's call, today's SIGINT semantics: a SIGINT with no cancel pending
+  is a KeyboardInterrupt).
 - Arguments in shared memory reach raw tasks as a read-only memoryview
   over the mapping: no copy, valid until the call answers. A result that
   is (a slice of) that view is answered with the argument's own segment; a
