@@ -551,47 +551,59 @@ class Server(object):
         self._frames = fr = _Frames(self.rfd, self.max_frame, True)  # last: the handler reads once it is set
         watcher = threading.Thread(target=self._watch_hup, name="conq-eof-watch", daemon=True)
         watcher.start()
-        run = self._run_direct_call
         while True:
-            if pending:
-                f = pending.popleft()
-            else:
-                if self._eof or self._fatal is not None:
-                    return
-                self._parsing = True
-                try:
-                    f = fr.next(True)
-                except Exception as e:  # noqa: BLE001 - serve() raises it
-                    self._fatal = e
-                    continue
-                finally:
-                    self._parsing = False
-                if f is _END:
-                    self._at_eof()
-                    continue
-            kind = f[0]
-            if kind == CALL:
-                run(f)
-            elif kind == CANCEL:
-                c = self._calls.get(f[2])
-                if c is not None:
-                    c.cancelled = True  # a stale cancel: its call answered already
-            else:
-                self._on_release(f[2], f[4])
+            # _parsing from taking a frame until its call is registered: a
+            # SIGINT meanwhile only sets _sig_pending, and the call looks
+            # at the pipe before it runs, so no cancel frame is read while
+            # its call is in no table.
+            c = None
+            self._parsing = True
+            try:
+                if pending:
+                    f = pending.popleft()
+                else:
+                    if self._eof or self._fatal is not None:
+                        return
+                    try:
+                        f = fr.next(True)
+                    except Exception as e:  # noqa: BLE001 - serve() raises it
+                        self._fatal = e
+                        continue
+                    if f is _END:
+                        self._at_eof()
+                        continue
+                kind = f[0]
+                if kind == CALL:
+                    c = self._take_direct_call(f)
+                elif kind == CANCEL:
+                    x = self._calls.get(f[2])
+                    if x is not None:
+                        x.cancelled = True  # a stale cancel: its call answered already
+                else:
+                    self._on_release(f[2], f[4])
+            finally:
+                self._parsing = False
+            if c is not None:
+                self._run_direct_call(c)
 
-    def _run_direct_call(self, f):
+    def _take_direct_call(self, f):
+        """The _Call of a call frame, registered (None if answered with an
+        error already)."""
         _kind, flags, fid, name, payload = f
         if fid in self._calls:
             raise ProtocolError("call id %d is already in flight" % fid)
         c = self._parse_call(fid, name, flags, payload)
         if c is None:
-            return
+            return None
         self._calls[fid] = c
         if self._early and fid in self._early:
             self._early.discard(fid)
             c.cancelled = True
         if self._eof:
             c.cancelled = True
+        return c
+
+    def _run_direct_call(self, c):
         try:
             self._running = c
             if self._sig_pending or self._hup:
