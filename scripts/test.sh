@@ -52,7 +52,9 @@ if [ -d sdk/python ]; then
   venv="$REDIS_DIR/venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --no-index ./sdk/python
-  (cd "$REDIS_DIR" && CONQ_BIN="$OLDPWD/bin/conq" "$venv/bin/python" -m unittest discover -s "$OLDPWD/sdk/python/tests" -v 2>&1 | tail -n 5)
+  # A hung worker must fail the run, not hold it (each frame read also
+  # times out after 60 s in the tests).
+  (cd "$REDIS_DIR" && CONQ_BIN="$OLDPWD/bin/conq" timeout 900 "$venv/bin/python" -m unittest discover -s "$OLDPWD/sdk/python/tests" -v 2>&1 | tail -n 5)
 fi
 
 echo "== bench module compiles and its tests pass"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -31,9 +32,17 @@ class Pool(object):
         while view:
             view = view[os.write(self.wfd, view):]
 
+    # A worker that stops answering fails its test instead of hanging the
+    # suite (make test runs it unattended).
+    RECV_TIMEOUT = 60.0
+
     def _exactly(self, n):
         buf = bytearray()
+        deadline = time.monotonic() + self.RECV_TIMEOUT
         while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.rfd], [], [], left)[0]:
+                raise AssertionError("the worker sent no frame within %.0f s" % self.RECV_TIMEOUT)
             chunk = self.f.read(n - len(buf))
             if not chunk:
                 return None
