@@ -99,14 +99,52 @@ func (i *Inspector) Await(ctx context.Context, queue, id string) (*TaskInfo, err
 	return await(ctx, i.b, queue, id, "await")
 }
 
+// AwaitEach is Await for many tasks of queue ("" any): fn(i, task, err)
+// is called once for each ids[i] as it finishes, in the order they
+// finish, one call at a time (err as Await's: a missing task wraps
+// ErrTaskNotFound). It returns nil once every ID is answered, or ctx's
+// error if ctx ends first, the rest unanswered. The broker waits for all
+// of them in one registration (broker.AwaitTasks), not a goroutine each.
+func (i *Inspector) AwaitEach(ctx context.Context, queue string, ids []string, fn func(i int, t *TaskInfo, err error)) error {
+	if queue != "" {
+		if err := validQueueName(queue); err != nil {
+			return err
+		}
+	}
+	valid := make([]string, 0, len(ids))
+	index := make([]int, 0, len(ids))
+	for k, id := range ids {
+		if err := i.check(queue, id); err != nil {
+			fn(k, nil, err)
+			continue
+		}
+		valid = append(valid, id)
+		index = append(index, k)
+	}
+	if len(valid) == 0 {
+		return nil
+	}
+	return i.b.AwaitTasks(ctx, broker.AwaitParams{Queue: queue, IDs: valid}, func(j int, t *TaskInfo, err error) {
+		if err != nil {
+			err = awaitErr(valid[j], "await", err)
+		}
+		fn(index[j], t, err)
+	})
+}
+
+// awaitErr names the task and the call in an AwaitTask error.
+func awaitErr(id, what string, err error) error {
+	if errors.Is(err, ErrTaskNotFound) {
+		return fmt.Errorf("queue: %s task %s: %w (never enqueued, deleted, or completed without Retention)", what, id, err)
+	}
+	return fmt.Errorf("queue: %s task %s: %w", what, id, err)
+}
+
 // await is AwaitTask with the error naming the task and the call.
 func await(ctx context.Context, b Broker, queue, id, what string) (*TaskInfo, error) {
 	t, err := b.AwaitTask(ctx, queue, id)
 	if err != nil {
-		if errors.Is(err, ErrTaskNotFound) {
-			return nil, fmt.Errorf("queue: %s task %s: %w (never enqueued, deleted, or completed without Retention)", what, id, err)
-		}
-		return nil, fmt.Errorf("queue: %s task %s: %w", what, id, err)
+		return nil, awaitErr(id, what, err)
 	}
 	return t, nil
 }

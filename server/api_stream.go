@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/conqhq/conq/queue"
@@ -71,17 +70,28 @@ func (s *Server) apiStreamResults(w http.ResponseWriter, r *http.Request) {
 		t   *queue.TaskInfo
 		err error
 	}
+	// One wait for every ID (the broker registers them all; no goroutine
+	// per ID): its answers go to ch, which holds them all. When the wait
+	// runs out, the IDs it did not answer are reported with ctx's error.
 	ch := make(chan res, len(req.IDs))
-	var wg sync.WaitGroup
-	for i, id := range req.IDs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t, err := s.insp.Await(ctx, req.Queue, id)
+	waited := make(chan struct{})
+	go func() {
+		defer close(waited)
+		answered := make([]bool, len(req.IDs))
+		err := s.insp.AwaitEach(ctx, req.Queue, req.IDs, func(i int, t *queue.TaskInfo, err error) {
+			answered[i] = true
 			ch <- res{i, t, err}
-		}()
-	}
-	defer func() { cancel(); wg.Wait() }()
+		})
+		if err == nil {
+			return
+		}
+		for i, ok := range answered {
+			if !ok {
+				ch <- res{i, nil, err}
+			}
+		}
+	}()
+	defer func() { cancel(); <-waited }()
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")

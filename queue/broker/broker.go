@@ -134,6 +134,15 @@ type Inspector interface {
 	// ErrTaskNotFound if it does not exist (or its result was not kept).
 	AwaitTask(ctx context.Context, queue, id string) (*Task, error)
 
+	// AwaitTasks is AwaitTask for many tasks at once: it calls
+	// done(i, task, err) once for each p.IDs[i] as it finishes (or is
+	// found missing, err ErrTaskNotFound, or meets an error), in the order
+	// they finish, one call at a time, and returns nil when every ID was
+	// answered, or ctx's error when ctx ended first (the unanswered ones
+	// get no call). A broker serves it without a goroutine per ID: a wait
+	// for ten thousand results is one registration, not ten thousand.
+	AwaitTasks(ctx context.Context, p AwaitParams, done func(i int, t *Task, err error)) error
+
 	// Queues lists known queues with counts per state.
 	Queues(ctx context.Context) ([]QueueInfo, error)
 

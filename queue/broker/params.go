@@ -102,3 +102,10 @@ type ShardParams struct {
 	Queue  string
 	Shards int
 }
+
+// AwaitParams: the tasks AwaitTasks waits for, by ID, in Queue ("" looks
+// in every queue). An ID may not be given twice.
+type AwaitParams struct {
+	Queue string
+	IDs   []string
+}

@@ -178,6 +178,13 @@ func (f *Faulty) AwaitTask(ctx context.Context, queue, id string) (*broker.Task,
 	return f.Broker.AwaitTask(ctx, queue, id)
 }
 
+func (f *Faulty) AwaitTasks(ctx context.Context, p broker.AwaitParams, done func(int, *broker.Task, error)) error {
+	if err := f.fault("AwaitTasks"); err != nil {
+		return err
+	}
+	return f.Broker.AwaitTasks(ctx, p, done)
+}
+
 func (f *Faulty) Queues(ctx context.Context) ([]broker.QueueInfo, error) {
 	if err := f.fault("Queues"); err != nil {
 		return nil, err

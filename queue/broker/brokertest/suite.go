@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +94,7 @@ var cases = []testCase{
 	{"CompleteWithoutRetention", 0, testCompleteWithoutRetention},
 	{"CompleteRetentionCleanup", 0, testCompleteRetentionCleanup},
 	{"AwaitTask", 0, testAwaitTask},
+	{"AwaitTasks", 0, testAwaitTasks},
 	{"Queues", 0, testQueues},
 	{"ListTasks", 0, testListTasks},
 	{"DeleteTask", 0, testDeleteTask},
@@ -821,6 +823,95 @@ func testAwaitTask(s *suite) {
 		}
 	case <-time.After(10 * time.Second):
 		s.t.Fatal("AwaitTask did not return after the task was deleted")
+	}
+}
+
+// testAwaitTasks: one call answers every ID once, each as it finishes
+// (done, dead, missing, deleted while awaited, finished before the
+// call), one answer at a time; ctx ending first returns its error and
+// leaves the rest unanswered.
+func testAwaitTasks(s *suite) {
+	var ts []*broker.Task
+	for _, id := range []string{"a", "d", "old", "del"} {
+		t := newTask("q", id)
+		t.Retention = time.Hour
+		ts = append(ts, t)
+	}
+	s.enqueue(ts...)
+	old := s.fetchN(1, "q")["a"] // FIFO: a
+	if old == nil {
+		s.t.Fatal("fetch: no task a")
+	}
+	if err := s.b.Complete(s.ctx, broker.Ack{LeaseRef: ref(old), Result: []byte("A")}); err != nil {
+		s.t.Fatal(err)
+	}
+	ids := []string{"a", "d", "missing", "old", "del"}
+	type answer struct {
+		t   *broker.Task
+		err error
+	}
+	got := map[string]answer{}
+	var mu sync.Mutex
+	var inDone atomic.Int32
+	ret := make(chan error, 1)
+	go func() {
+		ret <- s.b.AwaitTasks(s.ctx, broker.AwaitParams{Queue: "q", IDs: ids}, func(i int, t *broker.Task, err error) {
+			if inDone.Add(1) != 1 {
+				s.t.Error("AwaitTasks called done concurrently")
+			}
+			defer inDone.Add(-1)
+			mu.Lock()
+			defer mu.Unlock()
+			if _, dup := got[ids[i]]; dup {
+				s.t.Errorf("AwaitTasks answered %s twice", ids[i])
+			}
+			got[ids[i]] = answer{t, err}
+		})
+	}()
+	time.Sleep(20 * time.Millisecond)
+	rest := s.fetchN(2, "q")
+	if err := s.b.Fail(s.ctx, broker.Failure{LeaseRef: ref(rest["d"]), Error: broker.AttemptError{Attempt: 1, Message: "no"}, Dead: true}); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.b.Complete(s.ctx, broker.Ack{LeaseRef: ref(rest["old"]), Result: []byte("O")}); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.b.DeleteTask(s.ctx, "q", "del"); err != nil {
+		s.t.Fatal(err)
+	}
+	select {
+	case err := <-ret:
+		if err != nil {
+			s.t.Fatalf("AwaitTasks = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		s.t.Fatalf("AwaitTasks did not return; answered %v", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, want := range map[string]broker.State{"a": broker.StateCompleted, "d": broker.StateDead, "old": broker.StateCompleted} {
+		if a := got[id]; a.err != nil || a.t == nil || a.t.State != want {
+			s.t.Fatalf("AwaitTasks %s = %+v, %v; want %s", id, a.t, a.err, want)
+		}
+	}
+	if string(got["a"].t.Result) != "A" || string(got["old"].t.Result) != "O" {
+		s.t.Fatalf("results: %q, %q", got["a"].t.Result, got["old"].t.Result)
+	}
+	for _, id := range []string{"missing", "del"} {
+		if !errors.Is(got[id].err, broker.ErrTaskNotFound) {
+			s.t.Fatalf("AwaitTasks %s = %v, want ErrTaskNotFound", id, got[id].err)
+		}
+	}
+	// ctx ends first: its error, the pending one unanswered.
+	s.enqueue(newTask("q", "slow"))
+	ctx, cancel := context.WithTimeout(s.ctx, 50*time.Millisecond)
+	defer cancel()
+	var answered []string
+	err := s.b.AwaitTasks(ctx, broker.AwaitParams{Queue: "q", IDs: []string{"slow", "a"}}, func(i int, _ *broker.Task, _ error) {
+		answered = append(answered, []string{"slow", "a"}[i])
+	})
+	if !errors.Is(err, context.DeadlineExceeded) || len(answered) != 1 || answered[0] != "a" {
+		s.t.Fatalf("AwaitTasks past ctx deadline = %v, answered %v; want DeadlineExceeded after a", err, answered)
 	}
 }
 

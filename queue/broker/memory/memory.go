@@ -109,6 +109,7 @@ type entry struct {
 	q      *queueState
 	seq    uint64
 	done   chan struct{} // closed when the task ends (completed, dead, deleted)
+	sinks  []awaitSink   // AwaitTasks waiters, told when the task ends
 	unique string        // unique lock key held by the task, if any
 	cancel bool          // active and asked to cancel (Canceler)
 }
@@ -205,6 +206,16 @@ func (e *entry) notifyDone() {
 		close(e.done)
 		e.done = nil
 	}
+	for _, k := range e.sinks {
+		k.ch <- k.i // never blocks: one slot per ID, and an ID is registered once at a time
+	}
+	e.sinks = nil
+}
+
+// awaitSink is one ID of an AwaitTasks call, registered on its entry.
+type awaitSink struct {
+	ch chan int
+	i  int
 }
 
 func (b *Broker) signalReady() {
@@ -657,6 +668,84 @@ func (b *Broker) AwaitTask(ctx context.Context, queue, id string) (*broker.Task,
 			return nil, ctx.Err()
 		case <-b.closedCh:
 			return nil, broker.ErrClosed
+		}
+	}
+}
+
+// AwaitTasks implements broker.Broker: one channel for the call, each
+// unfinished task's entry told which index to send on it when the task
+// ends, no goroutine per ID.
+func (b *Broker) AwaitTasks(ctx context.Context, p broker.AwaitParams, done func(int, *broker.Task, error)) error {
+	type answer struct {
+		i   int
+		t   *broker.Task
+		err error
+	}
+	n := len(p.IDs)
+	ch := make(chan int, n)
+	reg := make([]*entry, n) // the entry each waiting index is registered on
+	var ready []answer
+	// check answers index i or registers it; b.mu is held.
+	check := func(i int) {
+		reg[i] = nil
+		e := b.find(p.Queue, p.IDs[i])
+		switch {
+		case e == nil:
+			ready = append(ready, answer{i, nil, notFound(p.Queue, p.IDs[i])})
+		case e.t.State == broker.StateCompleted || e.t.State == broker.StateDead:
+			ready = append(ready, answer{i, clone(&e.t), nil})
+		default:
+			e.sinks = append(e.sinks, awaitSink{ch, i})
+			reg[i] = e
+		}
+	}
+	if err := b.lock(ctx); err != nil {
+		return err
+	}
+	for i := range n {
+		check(i)
+	}
+	b.mu.Unlock()
+	defer func() {
+		// Unregister what still waits: a call that gave up leaves nothing
+		// on the entries.
+		b.mu.Lock()
+		for _, e := range reg {
+			if e != nil {
+				e.sinks = slices.DeleteFunc(e.sinks, func(k awaitSink) bool { return k.ch == ch })
+			}
+		}
+		b.mu.Unlock()
+	}()
+	left := n
+	for {
+		for _, a := range ready {
+			done(a.i, a.t, a.err)
+		}
+		left -= len(ready)
+		ready = ready[:0]
+		if left == 0 {
+			return nil
+		}
+		select {
+		case i := <-ch:
+			if err := b.lock(ctx); err != nil {
+				return err
+			}
+			check(i)
+			for more := true; more; {
+				select {
+				case j := <-ch:
+					check(j)
+				default:
+					more = false
+				}
+			}
+			b.mu.Unlock()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.closedCh:
+			return broker.ErrClosed
 		}
 	}
 }

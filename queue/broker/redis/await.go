@@ -81,10 +81,12 @@ type awaiter struct {
 	queue, id string
 	next      time.Time
 	delay     time.Duration
-	done      chan awaitResult // cap 1, sent once, by the poller
+	i         int              // its index in an awaitMany call (0 for await)
+	done      chan awaitResult // sent once per waiter, by the poller; shared by an awaitMany call's waiters
 }
 
 type awaitResult struct {
+	i   int
 	t   *broker.Task
 	err error
 }
@@ -173,6 +175,64 @@ func (h *awaitHub) await(ctx context.Context, queue, id string) (*broker.Task, e
 	}
 }
 
+// awaitMany waits for the tasks ids of one unsharded queue: their waiters
+// share one channel, and done is called on the calling goroutine as each
+// is answered.
+func (h *awaitHub) awaitMany(ctx context.Context, queue string, ids []string, done func(int, *broker.Task, error)) error {
+	ch := make(chan awaitResult, len(ids))
+	ws := make([]*awaiter, len(ids))
+	now := time.Now()
+	h.mu.Lock()
+	for i, id := range ids {
+		ws[i] = &awaiter{queue: queue, id: id, next: now, delay: h.min, i: i, done: ch}
+		h.addLocked(ws[i])
+	}
+	if !h.running {
+		h.running = true
+		go h.run()
+	}
+	h.mu.Unlock()
+	h.kick()
+	answered := make([]bool, len(ids))
+	left := len(ids)
+	give := func(r awaitResult) {
+		if !answered[r.i] {
+			answered[r.i] = true
+			left--
+			done(r.i, r.t, r.err)
+		}
+	}
+	for left > 0 {
+		select {
+		case r := <-ch:
+			give(r)
+		case <-ctx.Done():
+			h.mu.Lock()
+			for _, w := range ws {
+				if _, ok := h.ws[w]; ok {
+					h.removeLocked(w)
+				}
+			}
+			h.mu.Unlock()
+			h.kick()
+			for {
+				select {
+				case r := <-ch: // answered meanwhile
+					give(r)
+					continue
+				default:
+				}
+				break
+			}
+			if left == 0 {
+				return nil
+			}
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // kick wakes the poller to look at its waiters (and the broker) again.
 func (h *awaitHub) kick() {
 	select {
@@ -187,7 +247,7 @@ func (h *awaitHub) finishLocked(w *awaiter, t *broker.Task, err error) {
 		return // gave up (ctx) already
 	}
 	h.removeLocked(w)
-	w.done <- awaitResult{t, err}
+	w.done <- awaitResult{w.i, t, err} // never blocks: a slot per waiter
 }
 
 func (h *awaitHub) run() {

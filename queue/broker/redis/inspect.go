@@ -124,6 +124,57 @@ func (b *Broker) AwaitTask(ctx context.Context, queue, id string) (*broker.Task,
 	}
 }
 
+// AwaitTasks implements broker.Broker. The tasks of one unsharded queue
+// share the broker's poller as many waiters of one call (await.go);
+// otherwise (every queue, a sharded queue) each ID waits as AwaitTask
+// does, on a goroutine of its own.
+func (b *Broker) AwaitTasks(ctx context.Context, p broker.AwaitParams, done func(int, *broker.Task, error)) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if len(p.IDs) == 0 {
+		return nil
+	}
+	if p.Queue != "" {
+		if err := validQueue(p.Queue); err != nil {
+			return err
+		}
+		set, err := b.shardsOf(ctx, p.Queue)
+		if err != nil {
+			return wrapErr("await tasks", err)
+		}
+		if set.count() <= 1 && awaitShared {
+			return b.awaits.awaitMany(ctx, p.Queue, p.IDs, done)
+		}
+	}
+	type answer struct {
+		i   int
+		t   *broker.Task
+		err error
+	}
+	ch := make(chan answer, len(p.IDs))
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i, id := range p.IDs {
+		go func() {
+			t, err := b.AwaitTask(wctx, p.Queue, id)
+			ch <- answer{i, t, err}
+		}()
+	}
+	for range p.IDs {
+		select {
+		case a := <-ch:
+			if a.err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			done(a.i, a.t, a.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // Queues lists known queues, sorted by name, with their counts: one
 // pipeline of LLEN, ZCOUNT and EXISTS over every shard of every queue.
 // A sharded queue's counts are the sums over its shards, with the detail
