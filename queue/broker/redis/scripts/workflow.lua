@@ -235,9 +235,11 @@ local function wfSet(f, v)
   end
 end
 
+-- wfIncr adds d to a counter field (open, r<i>): the cache holds it as a
+-- number, formatted once by wfFlush.
 local function wfIncr(f, d)
   local v = tonumber(wfGet(f) or '0') + d
-  wfSet(f, string.format('%d', v))
+  wfSet(f, v)
   return v
 end
 
@@ -253,6 +255,10 @@ local WF_NEW, WF_NEWMSG, WF_NEWLINK = {}, {}, {}
 -- cancel the task there as CancelTask does, or store it dead if it is not
 -- there yet and the message is given.
 local WF_XOUT, WF_XOUTN = {}, {}
+
+-- wfdone entries (score, workflow ID) of workflows finished in this call,
+-- added by wfFlush in one zadd.
+local WF_DONE = {}
 
 local function wfOrder(id, order)
   if not WF_XOUT[id] then WF_XOUTN[#WF_XOUTN + 1] = id end
@@ -276,11 +282,17 @@ local function wfFlush()
   if #WFDN > 0 then
     local fv = {}
     for _, f in ipairs(WFDN) do
+      local v = WFC[f]
+      if type(v) == 'number' then v = string.format('%d', v) end
       fv[#fv + 1] = f
-      fv[#fv + 1] = WFC[f]
+      fv[#fv + 1] = v
     end
     chunked('HSET', K_WF, fv)
     WFD, WFDN = {}, {}
+  end
+  if #WF_DONE > 0 then
+    zadd(K_WFDONE, WF_DONE)
+    WF_DONE = {}
   end
   if #WF_NEW > 0 then
     local msgs, links, pend = {}, {}, {}
@@ -422,7 +434,8 @@ local function wfFinish(W, wfid, st, reason, result)
   wfSet(W .. 'err', reason)
   wfSet(W .. 'fin', WF.nowNs)
   if result then wfSet(W .. 'res', result) end
-  zadd(K_WFDONE, {WF.nowMs + math.ceil(tonumber(h[1]) / 1000000), wfid})
+  WF_DONE[#WF_DONE + 1] = WF.nowMs + math.ceil(tonumber(h[1]) / 1000000)
+  WF_DONE[#WF_DONE + 1] = wfid
   if st == 'C' then return end
   local n = tonumber(h[2])
   local fields = {}
@@ -524,19 +537,43 @@ end
 
 local STEP_WORDS = {c = 'completed', f = 'failed', x = 'cancelled'}
 
+-- wfDeps is a dependents field ("3,7") as a list of step numbers, kept as
+-- strings (they only name fields): memoized per call, as the members of a
+-- chord share one.
+local WF_DEPS = {}
+local function wfDeps(s)
+  local out = WF_DEPS[s]
+  if out then return out end
+  out = {}
+  for d in string.gmatch(s, '%d+') do out[#out + 1] = d end
+  WF_DEPS[s] = out
+  return out
+end
+
+-- wfGet2 is wfMGet of two fields, without its tables when both are cached.
+local function wfGet2(a, b)
+  local x, y = WFC[a], WFC[b]
+  if x == nil or y == nil then
+    local r = wfMGet({a, b})
+    return r[1], r[2]
+  end
+  return x, y
+end
+
 -- wfEnded records the end of step i (how: c completed, f failed, x
 -- cancelled) and moves the workflow on: memory/workflow.go's stepEnded,
 -- depth first like its recursion but with an explicit stack, so a chain
--- of any length cannot overflow Lua's.
+-- of any length cannot overflow Lua's. Step numbers are strings here
+-- (they name fields; converting numbers costs a sprintf each time).
 local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
   local stack = {{i = i, how = how, res = res, alt = alt, msg = msg, a = attempts}}
   while #stack > 0 do
     local f = stack[#stack]
     local child
     if not f.deps then
-      local r = wfMGet({W .. 's' .. f.i, W .. 'c' .. f.i})
-      local s = wfStepState(r[1], r[2])
-      if not r[2] or s == 'c' or s == 'f' or s == 'x' then
+      local r1, r2 = wfGet2(W .. 's' .. f.i, W .. 'c' .. f.i)
+      local s = wfStepState(r1, r2)
+      if not r2 or s == 'c' or s == 'f' or s == 'x' then
         stack[#stack] = nil
       else
         wfSet(W .. 's' .. f.i, f.how .. (f.a or ''))
@@ -545,9 +582,8 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
         if f.msg and f.msg ~= '' then wfSet(W .. 'e' .. f.i, f.msg) end
         wfOpen(W, -1)
         f.running = wfState(W) == 'R'
-        local c = wfFields(r[2])
-        f.deps = {}
-        for d in string.gmatch(c[3], '%d+') do f.deps[#f.deps + 1] = tonumber(d) end
+        local c = wfFields(r2)
+        f.deps = wfDeps(c[3])
         f.k = 1
         if f.how ~= 'c' and f.running then
           f.reason = 'step ' .. f.i .. ' (' .. c[2] .. ') ' .. STEP_WORDS[f.how] .. ': ' .. (f.msg or '')
@@ -562,17 +598,17 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
         if f.how == 'c' then
           if not f.running then break end
           if wfIncr(W .. 'r' .. d, -1) == 0 then
-            local r = wfMGet({W .. 's' .. d, W .. 'c' .. d})
-            if wfStepState(r[1], r[2]) == 'w' then
-              local err = wfStart(W, wfid, d, wfFields(r[2]))
+            local r1, r2 = wfGet2(W .. 's' .. d, W .. 'c' .. d)
+            if wfStepState(r1, r2) == 'w' then
+              local err = wfStart(W, wfid, d, wfFields(r2))
               if err then child = {i = d, how = 'f', msg = err} end
             end
           end
         else
           if not f.running or wfState(W) ~= 'R' then break end
-          local r = wfMGet({W .. 's' .. d, W .. 'c' .. d})
-          if wfStepState(r[1], r[2]) == 'w' then
-            local c = wfFields(r[2])
+          local r1, r2 = wfGet2(W .. 's' .. d, W .. 'c' .. d)
+          if wfStepState(r1, r2) == 'w' then
+            local c = wfFields(r2)
             if string.find(c[5], '1', 1, true) then
               if wfIncr(W .. 'r' .. d, -1) == 0 then
                 local err = wfStart(W, wfid, d, c)
@@ -588,7 +624,8 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
         stack[#stack + 1] = child
       else
         if wfState(W) == 'R' and tonumber(wfGet(W .. 'open')) == 0 then
-          local raw = wfInput(W, wfGet(W .. 'out'), false)
+          -- What wfFinish reads too, in one HMGET.
+          local raw = wfInput(W, wfMGet({W .. 'out', W .. 'ret', W .. 'n'})[1], false)
           wfFinish(W, wfid, 'C', '', raw)
         end
         stack[#stack] = nil
@@ -616,19 +653,23 @@ local function wfTaskEnded(link, how, res, alt, msg, attempts)
   local W = h .. '|'
   if not wfState(W) then return end
   if how == 'g' then how, msg = 'f', 'task deleted' end
-  wfEnded(W, wfid, tonumber(step), how, res, alt, msg, attempts)
+  wfEnded(W, wfid, step, how, res, alt, msg, attempts)
 end
 
 -- wfPrefetch reads, in one HMGET, what the step ends of links (wfsteps
 -- entries) will read first.
 local function wfPrefetch(links)
-  local fields = {}
+  local fields, seen = {}, {}
   for _, link in ipairs(links) do
     local step, h = string.match(link, '^(%d+),(%d+),')
     if step then
       local W = h .. '|'
-      fields[#fields + 1] = W .. 'st'
-      fields[#fields + 1] = W .. 'open'
+      if not seen[h] then
+        -- Once per workflow: a chord's members share these.
+        seen[h] = true
+        fields[#fields + 1] = W .. 'st'
+        fields[#fields + 1] = W .. 'open'
+      end
       fields[#fields + 1] = W .. 's' .. step
       fields[#fields + 1] = W .. 'c' .. step
     end
