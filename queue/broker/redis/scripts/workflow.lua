@@ -104,13 +104,33 @@ local function wfFields(s)
   return out
 end
 
+-- wfHead is the first four fields of a step record (task ID, kind,
+-- dependents, input spec): what a step's end reads of its own record,
+-- without wfFields' copies of the rest; memoized per call.
+local WF_HEAD = {}
+local function wfHead(s)
+  local out = WF_FIELDS[s] or WF_HEAD[s]
+  if out then return out end
+  out = {}
+  local pos = 1
+  for k = 1, 4 do
+    local c = string.find(s, ':', pos, true)
+    if not c then break end
+    local len = tonumber(string.sub(s, pos, c - 1))
+    out[k] = string.sub(s, c + 1, c + len)
+    pos = c + len + 1
+  end
+  WF_HEAD[s] = out
+  return out
+end
+
 -- wfStepState is the state letter of a step from its s and c fields
 -- (wf_create writes no s: e without input, w with).
 local function wfStepState(s, c)
   if s then return string.sub(s, 1, 1) end
   if not c then return '' end
   if string.match(c, '^%d+:') then
-    local f = wfFields(c)
+    local f = wfHead(c)
     if f[4] == '' then return 'e' end
     return 'w'
   end
@@ -373,22 +393,54 @@ local function wfLeaves(node, out)
   end
 end
 
+-- wfLeafVals reads the (s, res, v, e) fields of steps leaves as wfLeaf
+-- takes them (L[i]): s and res first, then only what wfLeaf will look at
+-- (v of a completed step with a result, e of one not completed), as each
+-- field read in the shard's wf hash costs.
+local function wfLeafVals(W, leaves)
+  local f1 = {}
+  for k, i in ipairs(leaves) do
+    f1[2 * k - 1] = W .. 's' .. i
+    f1[2 * k] = W .. 'res' .. i
+  end
+  local a = wfMGet(f1)
+  local f2, want = {}, {}
+  for k, i in ipairs(leaves) do
+    if string.sub(a[2 * k - 1] or '', 1, 1) == 'c' then
+      local res = a[2 * k]
+      if res and res ~= '' then
+        f2[#f2 + 1] = W .. 'v' .. i
+        want[k] = 3
+      end
+    else
+      f2[#f2 + 1] = W .. 'e' .. i
+      want[k] = 4
+    end
+  end
+  local b = wfMGet(f2)
+  local L, j = {}, 0
+  for k, i in ipairs(leaves) do
+    local r = {a[2 * k - 1], a[2 * k], false, false}
+    if want[k] then
+      j = j + 1
+      r[want[k]] = b[j]
+    end
+    L[i] = r
+  end
+  return L
+end
+
 -- wfInput is broker.InputValue: raw and compact JSON of an input spec.
 local function wfInput(W, spec, tol)
+  if string.find(spec, '^%d+$') then
+    -- One step's value (a chain's input, a chord's output).
+    local raw, c = wfLeaf(wfLeafVals(W, {spec}), spec)
+    return raw, c
+  end
   local node = wfParse(spec)
-  local leaves, fields = {}, {}
+  local leaves = {}
   wfLeaves(node, leaves)
-  for k, i in ipairs(leaves) do
-    fields[4 * k - 3] = W .. 's' .. i
-    fields[4 * k - 2] = W .. 'res' .. i
-    fields[4 * k - 1] = W .. 'v' .. i
-    fields[4 * k] = W .. 'e' .. i
-  end
-  local vals = wfMGet(fields)
-  local L = {}
-  for k, i in ipairs(leaves) do
-    L[i] = {vals[4 * k - 3], vals[4 * k - 2], vals[4 * k - 1], vals[4 * k]}
-  end
+  local L = wfLeafVals(W, leaves)
   if type(node) == 'number' then
     local raw, c = wfLeaf(L, node)
     return raw, c
@@ -580,9 +632,17 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
         if f.res and f.res ~= '' then wfSet(W .. 'res' .. f.i, f.res) end
         if f.alt and f.alt ~= '' then wfSet(W .. 'v' .. f.i, f.alt) end
         if f.msg and f.msg ~= '' then wfSet(W .. 'e' .. f.i, f.msg) end
+        if f.how == 'c' then
+          -- A step ends once and only its end writes these: those not
+          -- written now are absent (wfInput of its followers reads them).
+          local fr, fv, fe = W .. 'res' .. f.i, W .. 'v' .. f.i, W .. 'e' .. f.i
+          if WFC[fr] == nil then WFC[fr] = false end
+          if WFC[fv] == nil then WFC[fv] = false end
+          if WFC[fe] == nil then WFC[fe] = false end
+        end
         wfOpen(W, -1)
         f.running = wfState(W) == 'R'
-        local c = wfFields(r2)
+        local c = wfHead(r2)
         f.deps = wfDeps(c[3])
         f.k = 1
         if f.how ~= 'c' and f.running then
