@@ -179,8 +179,8 @@ func TestEnqueueMany(t *testing.T) {
 	}
 }
 
-// TestEnqueueManyMinimal: Prefer: return=minimal answers a batch with the
-// tasks' IDs only, compact, and says so; failures keep their errors.
+// TestEnqueueManyMinimal: Prefer: return=minimal answers with the tasks'
+// IDs and queues only, compact, and says so; failures keep their errors.
 func TestEnqueueManyMinimal(t *testing.T) {
 	ts := newTestServer(t, Config{})
 	body := map[string]any{"tasks": []any{
@@ -196,7 +196,7 @@ func TestEnqueueManyMinimal(t *testing.T) {
 		t.Fatalf("not a compact list of IDs: %s", r.body)
 	}
 	tasks, _ := r.json(t)["tasks"].([]any)
-	if len(tasks) != 2 || len(tasks[0].(map[string]any)) != 1 || tasks[1].(map[string]any)["id"] != "m-1" {
+	if len(tasks) != 2 || len(tasks[0].(map[string]any)) != 2 || tasks[1].(map[string]any)["id"] != "m-1" || tasks[1].(map[string]any)["queue"] != "default" {
 		t.Fatalf("tasks: %s", r.body)
 	}
 	if _, err := ts.b.GetTask(context.Background(), "", tasks[0].(map[string]any)["id"].(string)); err != nil {
@@ -210,6 +210,12 @@ func TestEnqueueManyMinimal(t *testing.T) {
 	errs, _ := m["errors"].([]any)
 	if len(tasks) != 2 || tasks[0] == nil || tasks[1] != nil || len(errs) != 2 || errs[1].(map[string]any)["code"] != "duplicate_id" {
 		t.Fatalf("partial batch: %s", r.body)
+	}
+	// One task: {"id": ...} only.
+	r = ts.do(t, "POST", "/api/v1/tasks", map[string]any{"kind": "one"}, "Prefer", "return=minimal")
+	expectStatus(t, r, http.StatusCreated)
+	if m := r.json(t); len(m) != 2 || m["id"] == "" || m["queue"] != "default" || r.header.Get("Preference-Applied") != "return=minimal" {
+		t.Fatalf("single minimal answer: %s", r.body)
 	}
 	// Without the preference: the full views, as always.
 	r = ts.do(t, "POST", "/api/v1/tasks", map[string]any{"tasks": []any{map[string]any{"kind": "c"}}})
