@@ -85,14 +85,4 @@ if #steps > 0 then
   wfFlush()
 end
 if #done > 0 then pushEnded(done) end
-if WF.cross then
-  -- An order or an event for another slot was written: a 2 in place of
-  -- the first 0 tells Go to run the mover now (xslot.go).
-  for i = 1, #out do
-    if out[i] == 0 then
-      out[i] = 2
-      break
-    end
-  end
-end
-return out
+return wfMarkCross(out)

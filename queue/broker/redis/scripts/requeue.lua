@@ -35,14 +35,4 @@ for i = 4, #ARGV, 2 do
 end
 wfFlush()
 if woke > 0 then notify(woke) end
-if WF.cross then
-  -- An order or an event for another slot was written: a 2 in place of
-  -- the first 0 tells Go to run the mover now (xslot.go).
-  for i = 1, #out do
-    if out[i] == 0 then
-      out[i] = 2
-      break
-    end
-  end
-end
-return out
+return wfMarkCross(out)

@@ -754,3 +754,18 @@ local function wfErrorEnd(link, rec, attempts)
   if ok and type(e) == 'table' and e.k == 'cancelled' then how = 'x' end
   wfTaskEnded(link, how, nil, nil, msg, attempts)
 end
+
+-- wfMarkCross is the reply of a settle script (0 done, 1 lease lost per
+-- item): when the call wrote an order or an event for another slot, a 2
+-- in place of the first 0 tells Go to run the mover now (xslot.go).
+local function wfMarkCross(out)
+  if WF.cross then
+    for i = 1, #out do
+      if out[i] == 0 then
+        out[i] = 2
+        break
+      end
+    end
+  end
+  return out
+end
