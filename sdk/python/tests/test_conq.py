@@ -295,10 +295,17 @@ WORKER_SCRIPT = textwrap.dedent(
 class SubprocessWorkerTest(unittest.TestCase):
     """A real worker process running conq.run() in its main thread."""
 
+    EXTRA_ENV = {}  # what the pool adds to the worker's environment
+
     def setUp(self):
+        self.ready = self.start_worker()
+
+    def start_worker(self):
+        """Start WORKER_SCRIPT as the pool does; returns its ready frame."""
         req_r, self.req_w = os.pipe()
         self.resp_r, resp_w = os.pipe()
-        env = dict(os.environ, CONQ_WORKER_FDS="%d,%d" % (req_r, resp_w), PYTHONPATH=SDK_DIR)
+        env = dict(os.environ, CONQ_WORKER_FDS="%d,%d" % (req_r, resp_w), PYTHONPATH=SDK_DIR, **self.EXTRA_ENV)
+        env.pop("CONQ_SHM_THRESHOLD", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", WORKER_SCRIPT], env=env, pass_fds=(req_r, resp_w),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -306,8 +313,9 @@ class SubprocessWorkerTest(unittest.TestCase):
         os.close(req_r)
         os.close(resp_w)
         self.pool = Pool(self.req_w, self.resp_r)
-        kind, _, _ = self.pool.recv()
+        kind, _, body = self.pool.recv()
         self.assertEqual(kind, conq.READY)
+        return json.loads(body)
 
     def tearDown(self):
         try:
@@ -363,21 +371,10 @@ class SigCancelWorkerTest(SubprocessWorkerTest):
     requests itself (feature "sigcancel") and the pool follows each cancel
     frame with a SIGINT; the tests of SubprocessWorkerTest hold with it."""
 
+    EXTRA_ENV = {"CONQ_PROTOCOL": "2"}
+
     def setUp(self):
-        req_r, self.req_w = os.pipe()
-        self.resp_r, resp_w = os.pipe()
-        env = dict(os.environ, CONQ_WORKER_FDS="%d,%d" % (req_r, resp_w), PYTHONPATH=SDK_DIR, CONQ_PROTOCOL="2")
-        env.pop("CONQ_SHM_THRESHOLD", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", WORKER_SCRIPT], env=env, pass_fds=(req_r, resp_w),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
-        os.close(req_r)
-        os.close(resp_w)
-        self.pool = Pool(self.req_w, self.resp_r)
-        kind, _, body = self.pool.recv()
-        self.assertEqual(kind, conq.READY)
-        ready = json.loads(body)
+        ready = self.start_worker()
         self.assertEqual(ready["protocol"], 2)
         self.assertIn("sigcancel", ready["features"])
         self.orig_send = self.pool.send
