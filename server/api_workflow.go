@@ -213,9 +213,7 @@ func (s *Server) apiGetWorkflow(w http.ResponseWriter, r *http.Request) {
 func workflowListParams(r *http.Request) (queue.WorkflowListParams, error) {
 	q := r.URL.Query()
 	p := queue.WorkflowListParams{State: broker.WorkflowState(q.Get("state")), Cursor: q.Get("cursor"), Limit: DefaultPageSize}
-	switch p.State {
-	case "", broker.WorkflowRunning, broker.WorkflowCompleted, broker.WorkflowFailed, broker.WorkflowCancelled:
-	default:
+	if p.State != "" && !p.State.Known() {
 		return p, badRequest("state=%q: want running, completed, failed or cancelled", p.State)
 	}
 	if v := q.Get("limit"); v != "" {

@@ -75,9 +75,7 @@ var ErrBadListParams = errors.New("bad workflow list parameters")
 // CheckWorkflowList validates p and returns its limit (0 becomes
 // DefaultListLimit): what both brokers check first.
 func CheckWorkflowList(p WorkflowListParams) (int, error) {
-	switch p.State {
-	case "", WorkflowRunning, WorkflowCompleted, WorkflowFailed, WorkflowCancelled:
-	default:
+	if p.State != "" && !p.State.Known() {
 		return 0, fmt.Errorf("unknown workflow state %q (want running, completed, failed or cancelled): %w", p.State, ErrBadListParams)
 	}
 	switch {
@@ -113,6 +111,15 @@ const (
 	WorkflowFailed    WorkflowState = "failed"
 	WorkflowCancelled WorkflowState = "cancelled"
 )
+
+// Known reports whether s is one of the states above.
+func (s WorkflowState) Known() bool {
+	switch s {
+	case WorkflowRunning, WorkflowCompleted, WorkflowFailed, WorkflowCancelled:
+		return true
+	}
+	return false
+}
 
 // StepState is where a step is: waiting for its inputs, enqueued (its task
 // has the detail), or finished.

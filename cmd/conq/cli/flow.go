@@ -370,9 +370,7 @@ shows, the last line gives the --cursor that lists the next ones (in JSON,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p := queue.WorkflowListParams{State: broker.WorkflowState(state), Cursor: cursor}
-			switch p.State {
-			case "", broker.WorkflowRunning, broker.WorkflowCompleted, broker.WorkflowFailed, broker.WorkflowCancelled:
-			default:
+			if p.State != "" && !p.State.Known() {
 				return usageError("--state %q: want running, completed, failed or cancelled", state)
 			}
 			if limit < 0 || limit > queue.MaxListOffset {

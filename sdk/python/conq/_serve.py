@@ -90,23 +90,6 @@ _DEFAULT_MAX_FRAME = (64 << 20) + _HEADER_SIZE + 0xFFFF
 
 
 
-def _json_value(text):
-    """json.loads(text) for one JSON value without surrounding space, by
-    the decoder's C scanner (json.loads adds an encoding check and a
-    regular expression per call); anything else goes to json.loads, which
-    decodes it or raises its usual error."""
-    try:
-        obj, end = _scan_once(text, 0)
-    except StopIteration:
-        return json.loads(text)
-    if end != len(text):
-        return json.loads(text)
-    return obj
-
-
-_scan_once = json.JSONDecoder().scan_once
-
-
 def _log():
     # The "conq" logger, imported on first use: logging (with traceback)
     # is about 2 MiB that a worker interpreter otherwise never needs.
@@ -118,6 +101,7 @@ _current = contextvars.ContextVar("conq_call", default=None)
 
 
 from ._errors import ProtocolError  # noqa: E402 - one class, raised here and exported by the package
+from ._task import _json_value  # noqa: E402 - json.loads by the C scanner (conq imports _task anyway)
 
 
 def _errors():

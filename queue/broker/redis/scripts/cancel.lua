@@ -6,32 +6,14 @@
 -- (with the letter) for dead and completed tasks.
 local id, nowMs, rec = ARGV[1], ARGV[2], ARGV[3]
 WF.nowNs, WF.nowMs = ARGV[4], tonumber(nowMs)
-local m = parse(redis.call('HGET', K_META, id))
-if not m then
-  -- No meta: a fresh pending task, or nothing.
-  local msg = redis.call('HGET', K_MSG, id)
-  if not msg then return {-1, ''} end
-  local mr, ret = string.match(msg, '^([^,]*),([^,]*),')
-  m = {s = 'p', a = 0, mr = tonumber(mr), ret = ret, tk = '0', lu = '0', sa = '0', ca = '0', w = ''}
-end
+local m = taskMeta(id)
+if not m then return {-1, ''} end
 local was = m.s
 if was == 'a' then
   redis.call('HSET', K_CANCELS, id, '1')
   return {0, was}
 end
-if was == 'p' then
-  redis.call('LREM', K_PENDING, 1, id)
-elseif was == 's' or was == 'r' then
-  local key = ({s = K_SCHEDULED, r = K_RETRY})[was]
-  redis.call('ZREM', key, id)
-else
-  return {-2, was}
-end
-appendError(id, m.a, rec)
-m.s = 'd'
-redis.call('HSET', K_META, id, fmt(m))
-zadd(K_DEAD, {nowMs, id})
-unlock({id})
+if not waitingToDead(id, m, rec, nowMs) then return {-2, was} end
 local link = wfLink(id)
 if link then wfErrorEnd(link, rec, m.a) end
 wfFlush()

@@ -122,6 +122,45 @@ local function unlock(ids)
   if #held > 0 then chunked('HDEL', K_TASKLOCKS, held) end
 end
 
+-- msgMeta is the meta of a task in state s of which only the message is
+-- known (its head: max retries, retention).
+local function msgMeta(msg, s)
+  local mr, ret = string.match(msg, '^([^,]*),([^,]*),')
+  return {s = s, a = 0, mr = tonumber(mr), ret = ret, tk = '0', lu = '0', sa = '0', ca = '0', w = ''}
+end
+
+-- taskMeta is the task's meta, or for a fresh pending task (stored with
+-- its message only) the meta that implies; nil if there is neither.
+local function taskMeta(id)
+  local m = parse(redis.call('HGET', K_META, id))
+  if m then return m end
+  local msg = redis.call('HGET', K_MSG, id)
+  if msg then return msgMeta(msg, 'p') end
+  return nil
+end
+
+-- waitingToDead ends a pending, scheduled or retrying task (meta m) dead
+-- with the error record rec: out of its list or set (a pending one left
+-- in the list when keepPending: the caller removes many at once), the
+-- error appended, the lock released. False, and nothing done, for a task
+-- in another state.
+local function waitingToDead(id, m, rec, nowMs, keepPending)
+  if m.s == 'p' then
+    if not keepPending then redis.call('LREM', K_PENDING, 1, id) end
+  elseif m.s == 's' or m.s == 'r' then
+    local key = ({s = K_SCHEDULED, r = K_RETRY})[m.s]
+    redis.call('ZREM', key, id)
+  else
+    return false
+  end
+  appendError(id, m.a, rec)
+  m.s = 'd'
+  redis.call('HSET', K_META, id, fmt(m))
+  zadd(K_DEAD, {nowMs, id})
+  unlock({id})
+  return true
+end
+
 -- store writes one new task (the caller checked its ID is free): score ""
 -- means pending now, else scheduled with meta.
 local function store(id, msg, meta, score)

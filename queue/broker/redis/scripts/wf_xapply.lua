@@ -39,30 +39,14 @@ for i = 3, #ARGV, 2 do
   elseif kind == 'x' then
     local rec = o[4]
     if redis.call('HGET', K_WFSTEPS, id) == link then
-      local m = parse(redis.call('HGET', K_META, id))
-      if not m and redis.call('HEXISTS', K_MSG, id) == 1 then
-        local mr, ret = string.match(redis.call('HGET', K_MSG, id), '^([^,]*),([^,]*),')
-        m = {s = 'p', a = 0, mr = tonumber(mr), ret = ret, tk = '0', lu = '0', sa = '0', ca = '0', w = ''}
-      end
+      local m = taskMeta(id)
       if m and m.s == 'a' then
         redis.call('HSET', K_CANCELS, id, '1')
-      elseif m and (m.s == 'p' or m.s == 's' or m.s == 'r') then
-        if m.s == 'p' then
-          redis.call('LREM', K_PENDING, 1, id)
-        else
-          local key = ({s = K_SCHEDULED, r = K_RETRY})[m.s]
-          redis.call('ZREM', key, id)
-        end
-        appendError(id, m.a, rec)
-        m.s = 'd'
-        redis.call('HSET', K_META, id, fmt(m))
-        zadd(K_DEAD, {nowMs, id})
-        unlock({id})
+      elseif m and waitingToDead(id, m, rec, nowMs) then
         wfErrorEnd(link, rec, m.a)
       end
     elseif not moved and msg ~= '' and redis.call('HEXISTS', K_MSG, id) == 0 then
-      local mr, ret = string.match(msg, '^([^,]*),([^,]*),')
-      local m = {s = 'd', a = 0, mr = tonumber(mr), ret = ret, tk = '0', lu = '0', sa = '0', ca = '0', w = ''}
+      local m = msgMeta(msg, 'd')
       redis.call('HSET', K_MSG, id, msg)
       redis.call('HSET', K_WFSTEPS, id, link)
       redis.call('HSET', K_META, id, fmt(m))

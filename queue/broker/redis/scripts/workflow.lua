@@ -526,25 +526,12 @@ local function wfFinish(W, wfid, st, reason, result)
     elseif s == 'e' then
       local id = wfFields(states[2 * i + 2])[1]
       if WF_NEWMSG[id] then wfMaterialize(id) end
-      local m = parse(redis.call('HGET', K_META, id))
-      if not m and redis.call('HEXISTS', K_MSG, id) == 1 then
-        m = {s = 'p', a = 0, tk = '0', lu = '0', sa = '0', ca = '0', w = ''}
-        local mr, ret = string.match(redis.call('HGET', K_MSG, id), '^([^,]*),([^,]*),')
-        m.mr, m.ret = tonumber(mr), ret
+      local m = taskMeta(id)
+      if m and m.s == 'p' then
+        pend[id] = true -- removed from the list with the others, once
+        npend = npend + 1
       end
-      if m and (m.s == 'p' or m.s == 's' or m.s == 'r') then
-        if m.s == 'p' then
-          pend[id] = true
-          npend = npend + 1
-        else
-          local key = ({s = K_SCHEDULED, r = K_RETRY})[m.s]
-          redis.call('ZREM', key, id)
-        end
-        appendError(id, m.a, wfCancelRecord(msg))
-        m.s = 'd'
-        redis.call('HSET', K_META, id, fmt(m))
-        zadd(K_DEAD, {WF.nowMs, id})
-        unlock({id})
+      if m and waitingToDead(id, m, wfCancelRecord(msg), WF.nowMs, true) then
         wfSet(W .. 's' .. i, 'x' .. m.a)
         wfSet(W .. 'e' .. i, msg)
         open = open + 1
