@@ -81,8 +81,8 @@ type awaiter struct {
 	queue, id string
 	next      time.Time
 	delay     time.Duration
-	i         int              // its index in an awaitMany call (0 for await)
-	done      chan awaitResult // sent once per waiter, by the poller; shared by an awaitMany call's waiters
+	i         int              // its index in its awaitMany call
+	done      chan awaitResult // sent once per waiter, by the poller; shared by the call's waiters
 }
 
 type awaitResult struct {
@@ -147,32 +147,12 @@ func (h *awaitHub) pushed(channel, ids string) {
 
 // await waits for one task of an unsharded queue.
 func (h *awaitHub) await(ctx context.Context, queue, id string) (*broker.Task, error) {
-	w := &awaiter{queue: queue, id: id, next: time.Now(), delay: h.min, done: make(chan awaitResult, 1)}
-	h.mu.Lock()
-	h.addLocked(w)
-	if !h.running {
-		h.running = true
-		go h.run()
+	var t *broker.Task
+	var terr error
+	if err := h.awaitMany(ctx, queue, []string{id}, func(_ int, x *broker.Task, err error) { t, terr = x, err }); err != nil {
+		return nil, err
 	}
-	h.mu.Unlock()
-	h.kick()
-	select {
-	case r := <-w.done:
-		return r.t, r.err
-	case <-ctx.Done():
-		h.mu.Lock()
-		if _, ok := h.ws[w]; ok {
-			h.removeLocked(w)
-		}
-		h.mu.Unlock()
-		h.kick() // the last one gone: the poller exits now, not at its next tick
-		select {
-		case r := <-w.done: // answered meanwhile
-			return r.t, r.err
-		default:
-		}
-		return nil, ctx.Err()
-	}
+	return t, terr
 }
 
 // awaitMany waits for the tasks ids of one unsharded queue: their waiters

@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,7 +62,12 @@ func awaitPushed(t *testing.T, br *redisbroker.Broker, c goredis.UniversalClient
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(100 * time.Millisecond) // the subscription is on its way before the key is set; let it land
+	for numSub(ctx, c, key) == 0 { // the subscription is sent before the key is set; wait until it landed
+		if ctx.Err() != nil {
+			t.Fatal("the poller never subscribed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	leased, err := br.Fetch(ctx, broker.FetchParams{Queues: []string{q}, Max: 2, Lease: time.Minute, WorkerID: "w"})
 	if err != nil || len(leased) != 2 {
 		t.Fatalf("fetch: %v %v", leased, err)
@@ -87,4 +93,19 @@ func awaitPushed(t *testing.T, br *redisbroker.Broker, c goredis.UniversalClient
 			t.Fatalf("await %s: state %s, want %s", r.id, r.t.State, want)
 		}
 	}
+}
+
+// numSub counts the subscribers of channel on every node (on a cluster a
+// subscription is known only to the node it was made on).
+func numSub(ctx context.Context, c goredis.UniversalClient, channel string) int64 {
+	cc, ok := c.(*goredis.ClusterClient)
+	if !ok {
+		return c.PubSubNumSub(ctx, channel).Val()[channel]
+	}
+	var n atomic.Int64
+	_ = cc.ForEachShard(ctx, func(ctx context.Context, node *goredis.Client) error {
+		n.Add(node.PubSubNumSub(ctx, channel).Val()[channel])
+		return nil
+	})
+	return n.Load()
 }
