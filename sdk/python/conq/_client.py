@@ -209,8 +209,9 @@ class _Conn(object):
     The result stream keeps http.client (one request, many reads)."""
 
     def __init__(self, scheme: str, netloc: str, timeout: float) -> None:
-        hc = http.client.HTTPConnection(netloc)  # its host:port parsing (IPv6 brackets, default port)
-        self.host, self.port = hc.host, (hc.port if scheme == "http" or ":" in netloc.rsplit("]", 1)[-1] else 443)
+        # http.client's host:port parsing (IPv6 brackets, the scheme's default port)
+        hc = (http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection)(netloc)
+        self.host, self.port = hc.host, hc.port
         self.scheme, self.netloc = scheme, netloc
         self.timeout = timeout
         self.sock: Any = None
