@@ -105,6 +105,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(buf.Bytes())
 }
 
+// writeMinimal answers a request that preferred return=minimal: compact
+// JSON, saying the preference was applied.
+func writeMinimal(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Preference-Applied", "return=minimal")
+	writeCompactJSON(w, status, v)
+}
+
 // writeCompactJSON is writeJSON without the indentation, for answers
 // that programs read (Prefer: return=minimal).
 func writeCompactJSON(w http.ResponseWriter, status int, v any) {
@@ -305,8 +312,7 @@ func (s *Server) apiEnqueue(w http.ResponseWriter, r *http.Request) {
 		}
 		s.enqueued.Observe(info)
 		if preferMinimal(r) {
-			w.Header().Set("Preference-Applied", "return=minimal")
-			writeCompactJSON(w, http.StatusCreated, idView{ID: info.ID, Queue: info.Queue})
+			writeMinimal(w, http.StatusCreated, idView{ID: info.ID, Queue: info.Queue})
 			return
 		}
 		writeJSON(w, http.StatusCreated, viewTask(info))
@@ -361,8 +367,7 @@ func (s *Server) apiEnqueue(w http.ResponseWriter, r *http.Request) {
 		out.Error = &apiError{Code: first.Code, Message: fmt.Sprintf("%d of %d tasks failed; first: %s", failed, len(tasks), first.Message)}
 	}
 	if minimal {
-		w.Header().Set("Preference-Applied", "return=minimal")
-		writeCompactJSON(w, status, out)
+		writeMinimal(w, status, out)
 		return
 	}
 	writeJSON(w, status, out)
@@ -377,9 +382,10 @@ type idView struct {
 
 // preferMinimal reports whether the request asks for a minimal answer
 // (RFC 7240 "Prefer: return=minimal"): an enqueue then answers each
-// task with its ID and queue only, compact. A client enqueueing thousands of calls
-// a second reads nothing else, and encoding (and decoding) every task's
-// full view was a fifth of the server's cost of a batch.
+// task with its ID and queue only, compact. A client enqueueing
+// thousands of calls a second reads nothing else, and encoding (and
+// decoding) every task's full view was a fifth of the server's cost of a
+// batch.
 func preferMinimal(r *http.Request) bool {
 	for _, h := range r.Header.Values("Prefer") {
 		for _, p := range strings.Split(h, ",") {
