@@ -145,9 +145,17 @@ func (c *Cluster) create(ctx context.Context, masters int) error {
 	}
 	for i := masters; i < len(c.Nodes); i++ {
 		m := c.Nodes[i%masters]
+		tries := 0
 		err := poll(ctx, c.Nodes[i].Name+" replicates "+m.Name, func(ctx context.Context) error {
 			// Fails until gossip has told the replica about its master.
-			return clients[i].Do(ctx, "CLUSTER", "REPLICATE", m.ID).Err()
+			err := clients[i].Do(ctx, "CLUSTER", "REPLICATE", m.ID).Err()
+			if tries++; err != nil && tries%20 == 0 {
+				// Still unknown after a second: on a loaded machine a MEET
+				// handshake can outlast cluster-node-timeout and be dropped,
+				// and nothing sends it again. Introduce them directly.
+				_ = clients[i].Do(ctx, "CLUSTER", "MEET", "127.0.0.1", m.Port, m.bus).Err()
+			}
+			return err
 		})
 		if err != nil {
 			return err
