@@ -25,9 +25,15 @@ type WorkerConfig struct {
 	// Concurrency is the number of tasks run at once. Default 10.
 	Concurrency int
 	// Prefetch is how many tasks are fetched ahead of free handlers, to hide
-	// the broker's latency. Default Concurrency; negative for none. Their
-	// leases run while they wait, so keep it small for long tasks.
+	// the broker's latency; their leases run while they wait. Zero (the
+	// default) adapts it: it starts at Concurrency and grows up to
+	// MaxPrefetch while attempts are short next to a fetch (fast tasks
+	// behind a slow or distant broker), and shrinks back when they are
+	// not. A positive value fixes it; negative means none. At most 65536.
 	Prefetch int
+	// MaxPrefetch bounds an adaptive Prefetch. Default max(8 ×
+	// Concurrency, 64); at most 65536. Ignored when Prefetch is set.
+	MaxPrefetch int
 	// LeaseDuration is how long a fetched task is the worker's without
 	// renewal. A worker that dies holds its tasks this long. Default 30s.
 	LeaseDuration time.Duration
@@ -107,10 +113,21 @@ func (c *WorkerConfig) setDefaults() error {
 	}
 	// Defaults: zero means "default" (cmp.Or), a negative count "none".
 	c.Concurrency = cmp.Or(c.Concurrency, 10)
-	if c.Prefetch < 0 {
-		c.Prefetch = 0
-	} else {
-		c.Prefetch = cmp.Or(c.Prefetch, c.Concurrency)
+	if c.Prefetch > maxPrefetch || c.MaxPrefetch > maxPrefetch {
+		return invalid("WorkerConfig.Prefetch %d, MaxPrefetch %d: at most %d", c.Prefetch, c.MaxPrefetch, maxPrefetch)
+	}
+	if c.MaxPrefetch < 0 {
+		return invalid("WorkerConfig.MaxPrefetch = %d: must not be negative", c.MaxPrefetch)
+	}
+	switch {
+	case c.Prefetch < 0: // none
+		c.Prefetch, c.MaxPrefetch = 0, 0
+	case c.Prefetch > 0: // fixed
+		c.MaxPrefetch = c.Prefetch
+	default: // adaptive
+		c.Prefetch = min(c.Concurrency, maxPrefetch)
+		c.MaxPrefetch = max(cmp.Or(c.MaxPrefetch, max(8*c.Concurrency, 64)), c.Prefetch)
+		c.MaxPrefetch = min(c.MaxPrefetch, maxPrefetch)
 	}
 	c.LeaseDuration = cmp.Or(c.LeaseDuration, 30*time.Second)
 	c.ExtendInterval = cmp.Or(c.ExtendInterval, c.LeaseDuration/3)
@@ -130,6 +147,10 @@ func (c *WorkerConfig) setDefaults() error {
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return nil
 }
+
+// maxPrefetch bounds Prefetch and MaxPrefetch: the worker allocates
+// buffers of that size.
+const maxPrefetch = 1 << 16
 
 // runFlushTimeout is what Run allows for recording outcomes after the
 // handlers are done.
@@ -162,7 +183,8 @@ func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 	w := &Worker{b: b, cfg: cfg, mux: newMux()}
 	ec := engine.Config{
 		Broker: b, StrictPriority: cfg.StrictPriority, Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch,
-		Lease: cfg.LeaseDuration, ExtendInterval: cfg.ExtendInterval, ShutdownTimeout: cfg.ShutdownTimeout,
+		MaxPrefetch: cfg.MaxPrefetch,
+		Lease:       cfg.LeaseDuration, ExtendInterval: cfg.ExtendInterval, ShutdownTimeout: cfg.ShutdownTimeout,
 		DefaultTimeout: cfg.DefaultTimeout, PollInterval: cfg.PollInterval, AckBatchSize: cfg.AckBatchSize,
 		ForwardInterval: cfg.ForwardInterval, RecoverInterval: cfg.RecoverInterval, CleanupInterval: cfg.CleanupInterval,
 		NoMaintenance: cfg.NoMaintenance, LimitWait: cfg.LimitWait, WorkerID: cfg.WorkerID,

@@ -586,6 +586,8 @@ func TestWorkerConfigErrors(t *testing.T) {
 		{queue.WorkerConfig{LeaseDuration: -time.Second}, "LeaseDuration"},
 		{queue.WorkerConfig{LeaseDuration: time.Second, ExtendInterval: time.Second}, "shorter than LeaseDuration"},
 		{queue.WorkerConfig{Concurrency: -1}, "Concurrency"},
+		{queue.WorkerConfig{MaxPrefetch: -1}, "MaxPrefetch"},
+		{queue.WorkerConfig{Prefetch: 1 << 20}, "at most 65536"},
 	}
 	for _, c := range bad {
 		if _, err := queue.NewWorker(e.b, c.cfg); !errors.Is(err, queue.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
@@ -680,4 +682,69 @@ func TestDeadlineStopsRetries(t *testing.T) {
 	if got.Attempts != 1 || !strings.Contains(got.Errors[0].Message, "after the deadline") {
 		t.Fatalf("dead task: %+v", got.Errors)
 	}
+}
+
+// slowFetch delays every Fetch and records the largest Max asked for.
+type slowFetch struct {
+	broker.Broker
+	delay  time.Duration
+	maxAsk atomic.Int64
+}
+
+func (s *slowFetch) Fetch(ctx context.Context, p broker.FetchParams) ([]*broker.Task, error) {
+	for {
+		old := s.maxAsk.Load()
+		if int64(p.Max) <= old || s.maxAsk.CompareAndSwap(old, int64(p.Max)) {
+			break
+		}
+	}
+	time.Sleep(s.delay)
+	return s.Broker.Fetch(ctx, p)
+}
+
+func TestAdaptivePrefetch(t *testing.T) {
+	const concurrency, maxPrefetch = 4, 28
+	run := func(t *testing.T, tasks int, work time.Duration) int64 {
+		e := newEnv(t)
+		sf := &slowFetch{Broker: e.mem, delay: 2 * time.Millisecond}
+		e.b = sf
+		cfg := e.config()
+		cfg.Concurrency, cfg.MaxPrefetch = concurrency, maxPrefetch
+		var done atomic.Int32
+		w := e.worker(cfg, func(w *queue.Worker) {
+			w.HandleFunc("k", func(context.Context, *queue.TaskInfo) ([]byte, error) {
+				time.Sleep(work)
+				done.Add(1)
+				return nil, nil
+			})
+		})
+		batch := make([]*queue.Task, tasks)
+		for i := range batch {
+			batch[i] = queue.NewTask("k", nil)
+		}
+		if _, err := e.client.EnqueueMany(e.ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		if !waitFor(func() bool { return done.Load() == int32(tasks) }) {
+			t.Fatalf("%d of %d tasks done", done.Load(), tasks)
+		}
+		e.shutdown(w)
+		t.Logf("largest fetch asked for %d tasks", sf.maxAsk.Load())
+		return sf.maxAsk.Load()
+	}
+	t.Run("short tasks", func(t *testing.T) {
+		// Attempts of microseconds behind 2 ms fetches: the prefetch grows
+		// beyond its start (Concurrency), never beyond MaxPrefetch.
+		got := run(t, 3000, 0)
+		if got <= 2*concurrency || got > concurrency+maxPrefetch {
+			t.Fatalf("largest fetch asked for %d tasks, want more than %d and at most %d", got, 2*concurrency, concurrency+maxPrefetch)
+		}
+	})
+	t.Run("long tasks", func(t *testing.T) {
+		// Attempts of 50 ms behind 2 ms fetches: it stays at its start.
+		got := run(t, 24, 50*time.Millisecond)
+		if got > 2*concurrency {
+			t.Fatalf("largest fetch asked for %d tasks, want at most %d", got, 2*concurrency)
+		}
+	})
 }

@@ -23,7 +23,7 @@ func TestWorkerKill(t *testing.T) {
 		tasks       = 5000
 		workers     = 3
 		concurrency = 4
-		prefetch    = concurrency // the worker's default
+		prefetch    = concurrency // fixed by the test worker
 		lease       = 2 * time.Second
 		sleepMS     = 15
 	)

@@ -24,6 +24,13 @@
 //     request before it starts (one lease renewal shared by every runner,
 //     at most one per 250 ms); cancelled, it ends dead without running.
 //     Cancels of tasks that waited less are seen at the next renewal.
+//   - Prefetch adapts between Config.Prefetch and Config.MaxPrefetch: the
+//     fetch loop keeps about 4 × Concurrency × (fetch time / attempt time)
+//     tasks ahead of the runners (running averages of both), so short
+//     tasks behind a slow broker do not leave runners idle, and long tasks
+//     do not sit fetched with their leases running. Only attempts of kinds
+//     without limits count: a limited kind's tasks wait for admission, and
+//     fetching more of them ahead only makes them wait longer.
 package engine
 
 import (
@@ -31,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -57,7 +65,8 @@ type Config struct {
 	Weights        []int
 	StrictPriority bool
 	Concurrency    int
-	Prefetch       int
+	Prefetch       int // the least fetched ahead of free runners
+	MaxPrefetch    int // the most; <= Prefetch: fixed at Prefetch
 
 	Lease, ExtendInterval, ShutdownTimeout, DefaultTimeout, PollInterval time.Duration
 	AckBatchSize                                                         int
@@ -144,6 +153,15 @@ type Engine struct {
 	maint []*maint.Periodic
 	hb    *heartbeat.Heartbeat
 
+	// Adaptive prefetch (see the package policy). reserve is how many
+	// slots the fetch loop holds itself so that they hold no task: the
+	// prefetch in effect is MaxPrefetch - reserve. fetchNS and attemptNS
+	// are running averages (float64 bits, nanoseconds) of a Fetch that
+	// returned tasks and of an attempt of an unlimited kind.
+	reserve   int
+	fetchNS   atomic.Uint64
+	attemptNS atomic.Uint64
+
 	startedAt time.Time
 	runMu     sync.Mutex
 	running   map[broker.LeaseRef]broker.RunningTask // attempts in their handler
@@ -159,9 +177,15 @@ func New(cfg Config) *Engine {
 // broker calls; its cancellation does not (Shutdown stops the engine).
 func (e *Engine) Start(ctx context.Context) error {
 	cfg := &e.cfg
-	capacity := cfg.Concurrency + cfg.Prefetch
+	cfg.MaxPrefetch = max(cfg.MaxPrefetch, cfg.Prefetch)
+	capacity := cfg.Concurrency + cfg.MaxPrefetch
 	e.jobs = make(chan *job, capacity)
 	e.slots = make(chan struct{}, capacity)
+	// Start at the least prefetch: the slots above it are held back.
+	e.reserve = cfg.MaxPrefetch - cfg.Prefetch
+	for range e.reserve {
+		e.slots <- struct{}{}
+	}
 	e.hardCtx, e.hardCancel = context.WithCancelCause(context.WithoutCancel(ctx))
 
 	e.ext = &lease.Extender{Broker: e.b, Lease: cfg.Lease, Interval: cfg.ExtendInterval, Logger: e.log}
@@ -223,6 +247,7 @@ func (e *Engine) Info() broker.WorkerInfo {
 func (e *Engine) fetch(ctx context.Context) {
 	var bo backoff.Backoff
 	for {
+		e.adjustPrefetch()
 		// Block for one free slot, then take what else is free.
 		select {
 		case e.slots <- struct{}{}:
@@ -241,7 +266,11 @@ func (e *Engine) fetch(ctx context.Context) {
 		}
 		// Not cancelled by shutdown (see the package policy).
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchCallTimeout)
+		began := time.Now()
 		tasks, err := e.b.Fetch(callCtx, broker.FetchParams{Queues: e.order(), Max: n, Lease: e.cfg.Lease, WorkerID: e.cfg.WorkerID})
+		if err == nil && len(tasks) > 0 {
+			observe(&e.fetchNS, time.Since(began))
+		}
 		cancel()
 		for range n - len(tasks) {
 			<-e.slots
@@ -274,6 +303,60 @@ func (e *Engine) fetch(ctx context.Context) {
 					return
 				}
 			}
+		}
+	}
+}
+
+// adjustPrefetch moves the prefetch in effect towards prefetchTarget by
+// taking slots from the reserve or giving them back. Only the fetch loop
+// calls it. Shrinking waits for free slots: tasks already fetched stay.
+func (e *Engine) adjustPrefetch() {
+	want := e.cfg.MaxPrefetch - e.prefetchTarget() // the reserve wanted
+	for e.reserve > want {
+		<-e.slots // never blocks: the reserve's own slots are in there
+		e.reserve--
+	}
+	for e.reserve < want {
+		select {
+		case e.slots <- struct{}{}:
+			e.reserve++
+		default:
+			return
+		}
+	}
+}
+
+// prefetchTarget is the prefetch the averages call for: enough tasks to
+// keep every runner busy through four fetches.
+func (e *Engine) prefetchTarget() int {
+	lo, hi := e.cfg.Prefetch, e.cfg.MaxPrefetch
+	if lo >= hi {
+		return lo
+	}
+	fetch := math.Float64frombits(e.fetchNS.Load())
+	attempt := math.Float64frombits(e.attemptNS.Load())
+	if fetch <= 0 || attempt <= 0 {
+		return lo
+	}
+	want := math.Ceil(4 * float64(e.cfg.Concurrency) * fetch / attempt)
+	if want >= float64(hi) {
+		return hi
+	}
+	return max(lo, int(want))
+}
+
+// observe folds d into the running average at avg (weight 1/16).
+func observe(avg *atomic.Uint64, d time.Duration) {
+	for {
+		old := avg.Load()
+		v := math.Float64frombits(old)
+		if v == 0 {
+			v = float64(d)
+		} else {
+			v += (float64(d) - v) / 16
+		}
+		if avg.CompareAndSwap(old, math.Float64bits(v)) {
+			return
 		}
 	}
 }
@@ -364,7 +447,11 @@ func (e *Engine) process(j *job) {
 		defer cancel()
 	}
 
+	began := time.Now()
 	result, err := e.call(ctx, t, Attempt{Token: j.ref.Token, WorkerID: e.cfg.WorkerID, StartedAt: now})
+	if _, limited := e.cfg.Limits[t.Kind]; !limited {
+		observe(&e.attemptNS, time.Since(began))
+	}
 
 	if e.abandoned.Load() {
 		return // Shutdown has requeued it already

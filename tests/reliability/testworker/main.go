@@ -57,6 +57,7 @@ func run(url, prefix string, concurrency int, lease time.Duration) error {
 
 	w, err := queue.NewWorker(b, queue.WorkerConfig{
 		Concurrency:   concurrency,
+		Prefetch:      concurrency, // fixed, not adaptive: the kill test's bound counts it
 		LeaseDuration: lease,
 		Logger:        logger,
 		RetryDelay:    func(int, error, *queue.TaskInfo) time.Duration { return 100 * time.Millisecond },
