@@ -239,6 +239,25 @@ func newLab(tb testing.TB) *lab {
 	return l
 }
 
+// logsOnFailure puts the log of every server of the lab in the test log
+// when the test has failed, so a failure seen once (a flake in CI) can be
+// explained afterwards. It runs before the servers are killed (cleanups
+// run last-registered first).
+func (l *lab) logsOnFailure() {
+	l.tb.Cleanup(func() {
+		if !l.tb.Failed() {
+			return
+		}
+		for _, s := range l.servers {
+			l.tb.Logf("%s (%s) log, last %d lines:\n%s", s.Name, s.Addr(), failureLogLines, s.LogTail(failureLogLines))
+		}
+	})
+}
+
+// failureLogLines bounds each server's log in a failed test's output: a
+// fixture's whole life is a few hundred lines a node.
+const failureLogLines = 500
+
 // freePorts returns n distinct free loopback ports (all bound at once).
 func freePorts(n int) ([]int, error) {
 	ls := make([]net.Listener, 0, n)

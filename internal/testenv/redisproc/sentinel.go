@@ -23,10 +23,18 @@ type SentinelOptions struct {
 	Sentinels int
 	// MasterName is the name the sentinels monitor (default "conq").
 	MasterName string
-	// DownAfter is down-after-milliseconds (default 1 s): how long the
-	// primary must be unreachable before a failover starts.
+	// DownAfter is down-after-milliseconds (default 3 s): how long the
+	// primary must be unreachable before a failover starts. Not 1 s: on a
+	// loaded machine (the race detector, a 2-core CI box) a sentinel's PING
+	// can go unanswered for a second, the sentinels then judge a live
+	// primary down and fail over a second time, e.g. promote the restarted
+	// old primary, and writes acknowledged on the new one are lost. With
+	// 3 s a failover in the tests takes about 5-6.5 s from SIGKILL until the
+	// sentinels are settled ([Sentinel.WaitFailover]).
 	DownAfter time.Duration
-	// FailoverTimeout is failover-timeout (default 10 s).
+	// FailoverTimeout is failover-timeout (default 10 s). It must stay well
+	// above DownAfter plus the vote: it also spaces failovers of the same
+	// primary (a sentinel does not retry one for twice this time).
 	FailoverTimeout time.Duration
 }
 
@@ -56,7 +64,7 @@ func StartSentinel(tb testing.TB, o SentinelOptions) *Sentinel {
 		o.MasterName = "conq"
 	}
 	if o.DownAfter <= 0 {
-		o.DownAfter = time.Second
+		o.DownAfter = 3 * time.Second
 	}
 	if o.FailoverTimeout <= 0 {
 		o.FailoverTimeout = 10 * time.Second
@@ -65,6 +73,10 @@ func StartSentinel(tb testing.TB, o SentinelOptions) *Sentinel {
 	ctx, cancel := context.WithTimeout(context.Background(), defaultWait)
 	defer cancel()
 	s := &Sentinel{MasterName: o.MasterName, quorum: o.Sentinels/2 + 1}
+	// A failover that goes wrong (a second one, a write lost) is only
+	// explained by the sentinels' +sdown / +switch-master lines and the
+	// nodes' replication lines: put them in the test log when it fails.
+	l.logsOnFailure()
 	primary, err := l.launch(ctx, "primary", func(dir string, p []int) []string {
 		return dataArgs(dir, p[0], o.Options)
 	}, 1)
@@ -179,9 +191,15 @@ func (s *Sentinel) Master(ctx context.Context) (*Server, error) {
 	return nil, fmt.Errorf("redisproc: no majority of sentinels agrees on the primary of %s: votes %v %s", s.MasterName, votes, strings.Join(errs, "; "))
 }
 
-// WaitFailover waits until a majority of the sentinels name a primary
-// other than old, that node says it is a master, and the sentinels know
-// it; it returns the new primary.
+// WaitFailover waits until every running sentinel names a primary other
+// than old, that node says it is a master, and every sentinel is settled
+// on it (see [Sentinel.settled]); it returns the new primary.
+//
+// A majority naming the new primary is not enough: the other sentinels may
+// still be in the failover or not yet reach the new primary, and a test
+// that restarts the old primary or writes right then can meet a second,
+// spurious failover (the restarted old primary promoted back, the writes
+// acknowledged on the new one lost).
 func (s *Sentinel) WaitFailover(ctx context.Context, old *Server) (*Server, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
@@ -194,7 +212,18 @@ func (s *Sentinel) WaitFailover(ctx context.Context, old *Server) (*Server, erro
 		if m == old {
 			return fmt.Errorf("sentinels still name %s", old.Addr())
 		}
-		return s.checkRole(ctx, m, "master")
+		if err := s.checkRole(ctx, m, "master"); err != nil {
+			return err
+		}
+		for _, sn := range s.Sentinels {
+			if !sn.Running() {
+				continue
+			}
+			if _, err := s.settled(ctx, sn, m); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -202,10 +231,10 @@ func (s *Sentinel) WaitFailover(ctx context.Context, old *Server) (*Server, erro
 	return m, nil
 }
 
-// WaitHealthy waits until the sentinels agree on a running primary, every
-// running data node other than it replicates from it with its link up, and
-// every running sentinel knows the replicas and the other sentinels and
-// does not see the primary down.
+// WaitHealthy waits until every running sentinel names the same running
+// primary and is settled on it (see [Sentinel.settled]), every running
+// data node other than it replicates from it with its link up, and every
+// running sentinel knows the replicas and the other sentinels.
 func (s *Sentinel) WaitHealthy(ctx context.Context) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
@@ -233,14 +262,9 @@ func (s *Sentinel) WaitHealthy(ctx context.Context) error {
 			if !sn.Running() {
 				continue
 			}
-			c := goredis.NewSentinelClient(&goredis.Options{Addr: sn.Addr(), DialTimeout: 500 * time.Millisecond, MaxRetries: -1})
-			st, err := c.Master(ctx, s.MasterName).Result()
-			c.Close()
+			st, err := s.settled(ctx, sn, m)
 			if err != nil {
-				return fmt.Errorf("%s: SENTINEL MASTER: %v", sn.Name, err)
-			}
-			if st["flags"] != "master" {
-				return fmt.Errorf("%s sees the primary as %q", sn.Name, st["flags"])
+				return err
 			}
 			if st["num-other-sentinels"] != strconv.Itoa(running-1) {
 				return fmt.Errorf("%s knows %s other sentinels, want %d", sn.Name, st["num-other-sentinels"], running-1)
@@ -251,6 +275,37 @@ func (s *Sentinel) WaitHealthy(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// settled checks that sentinel sn names m as the primary (SENTINEL
+// get-master-addr-by-name and SENTINEL MASTER) and is at rest with it: its
+// flags are exactly "master" (no s_down, o_down, failover_in_progress...)
+// and its last PING to m is answered (last-ping-sent 0). It returns the
+// SENTINEL MASTER fields.
+func (s *Sentinel) settled(ctx context.Context, sn, m *Server) (map[string]string, error) {
+	c := goredis.NewSentinelClient(&goredis.Options{Addr: sn.Addr(), DialTimeout: 500 * time.Millisecond, MaxRetries: -1})
+	defer c.Close()
+	a, err := c.GetMasterAddrByName(ctx, s.MasterName).Result()
+	if err != nil || len(a) != 2 {
+		return nil, fmt.Errorf("%s: SENTINEL GET-MASTER-ADDR-BY-NAME: %v, %v", sn.Name, a, err)
+	}
+	if addr := net.JoinHostPort(a[0], a[1]); addr != m.Addr() {
+		return nil, fmt.Errorf("%s names %s as the primary, not %s (%s)", sn.Name, addr, m.Name, m.Addr())
+	}
+	st, err := c.Master(ctx, s.MasterName).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%s: SENTINEL MASTER: %v", sn.Name, err)
+	}
+	if addr := net.JoinHostPort(st["ip"], st["port"]); addr != m.Addr() {
+		return nil, fmt.Errorf("%s: SENTINEL MASTER is %s, not %s (%s)", sn.Name, addr, m.Name, m.Addr())
+	}
+	if st["flags"] != "master" {
+		return nil, fmt.Errorf("%s sees the primary %s as %q", sn.Name, m.Name, st["flags"])
+	}
+	if st["last-ping-sent"] != "0" {
+		return nil, fmt.Errorf("%s has a PING to the primary %s unanswered for %s ms", sn.Name, m.Name, st["last-ping-sent"])
+	}
+	return st, nil
 }
 
 func (s *Sentinel) checkRole(ctx context.Context, d *Server, role string) error {
