@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,7 +25,8 @@ import (
 // TestWorkflowChordOverhead runs CONQ_BENCH_CHORDS (default 2,000)
 // chords of 10 no-op members and a no-op body (22,000 tasks), and the
 // same number of no-op tasks enqueued plainly, alternated for
-// CONQ_BENCH_ROUNDS (default 3) rounds in one run; each side is timed from
+// CONQ_BENCH_ROUNDS (default 3) rounds in one run (CONQ_BENCH_SIDES, e.g.
+// "chord" or "kept,chord": only those sides); each side is timed from
 // its first enqueue to its last task's end, with the worker already
 // running. TestWorkflowChainLatency runs chains of 100 steps and reports
 // the time from a step's handler returning to the next step's handler
@@ -93,6 +95,14 @@ func TestWorkflowChordOverhead(t *testing.T) {
 	// flow's steps (queue.DefaultFlowRetention): completed tasks are then
 	// kept, as the chord's are, not deleted.
 	sides := []string{"plain", "kept", "chord"}
+	// CONQ_BENCH_SIDES (e.g. "chord" or "kept,chord") runs only those
+	// sides, for a faster A/B of one of them; ratios need plain and kept.
+	if v := os.Getenv("CONQ_BENCH_SIDES"); v != "" {
+		sides = slices.DeleteFunc(sides, func(s string) bool { return !slices.Contains(strings.Split(v, ","), s) })
+		if len(sides) == 0 {
+			t.Fatalf("CONQ_BENCH_SIDES=%q names none of plain, kept, chord", v)
+		}
+	}
 	// CONQ_BENCH_WORKER_AFTER=1: the worker starts once everything is
 	// enqueued (enqueue, then process, as compare_test.go's processing
 	// rates), instead of running from the start.
@@ -155,6 +165,12 @@ func TestWorkflowChordOverhead(t *testing.T) {
 			rates[side] = append(rates[side], rate)
 			fmt.Printf("workflow bench: round %d %s: %d tasks in %v = %.0f tasks/s (enqueue done after %v)\n", r+1, side, n, d.Round(time.Millisecond), rate, enq.Round(time.Millisecond))
 		}
+	}
+	for _, s := range sides {
+		fmt.Printf("workflow bench: %s median %.0f tasks/s (%.0f)\n", s, median(rates[s]), rates[s])
+	}
+	if len(sides) < 3 {
+		return
 	}
 	var vsPlain, vsKept []float64
 	for r := range rounds {

@@ -67,6 +67,10 @@ type script struct {
 	stats bool  // takes the queue's stats key (statsKey) after its slots
 	// workflow: scripts/workflow.lua is included ("+workflow")
 	workflow bool
+	// index: K_WFINDEX is the global workflow index (workflowIndexKey),
+	// after the slots and the stats key ("+index"), when the caller passes
+	// it (off Redis Cluster only: it is in another slot); nil otherwise.
+	index bool
 }
 
 // allScripts holds every script, for loadScripts and the per-queue cache
@@ -95,6 +99,10 @@ func mustScript(name string) *script {
 				s.workflow = true
 				continue
 			}
+			if name == "+index" {
+				s.index = true
+				continue
+			}
 			slot := slices.Index(keySuffixes[:], name)
 			if slot < 0 {
 				panic(fmt.Sprintf("scripts/%s.lua: unknown key %q", s.name, name))
@@ -109,10 +117,17 @@ func mustScript(name string) *script {
 				fmt.Fprintf(&src, "local K_%s\n", strings.ToUpper(suffix))
 			}
 		}
+		extra := len(s.slots)
 		if s.stats {
-			fmt.Fprintf(&src, "local K_STATS = KEYS[%d]\n", len(s.slots)+1)
+			extra++
+			fmt.Fprintf(&src, "local K_STATS = KEYS[%d]\n", extra)
 		} else {
 			src.WriteString("local K_STATS\n")
+		}
+		if s.index {
+			fmt.Fprintf(&src, "local K_WFINDEX = KEYS[%d]\n", extra+1)
+		} else {
+			src.WriteString("local K_WFINDEX\n")
 		}
 		common, err := scriptFS.ReadFile("scripts/common.lua")
 		if err != nil {

@@ -95,6 +95,12 @@ func TestScriptsListTheirKeys(t *testing.T) {
 				}
 				continue
 			}
+			if k == "K_WFINDEX" {
+				if !s.index {
+					t.Errorf("%s.lua uses K_WFINDEX but does not list \"+index\" on its keys line", s.name)
+				}
+				continue
+			}
 			slot := slices.Index(keySuffixes[:], strings.ToLower(strings.TrimPrefix(k, "K_")))
 			if slot < 0 {
 				t.Errorf("%s.lua uses unknown key %s", s.name, k)

@@ -301,33 +301,34 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 		return err
 	}
 
-	idx := workflowIndexKey(b.cfg.Prefix)
-	set, err := b.rdb.HSetNX(ctx, idx, w.ID, tag).Result()
-	if err != nil {
-		return wrapErr("create workflow", err)
-	}
-	if !set {
-		cur, err := b.rdb.HGet(ctx, idx, w.ID).Result()
-		if err != nil && !isNil(err) {
-			return wrapErr("create workflow", err)
-		}
-		if cur != tag {
-			st, err := b.workflowState(ctx, cur, w.ID)
-			if err != nil {
-				return wrapErr("create workflow", err)
-			}
-			if st != "" {
-				return fmt.Errorf("workflow %q: %w", w.ID, broker.ErrTaskIDConflict)
-			}
-			// An entry left by a create that failed before its script
-			// ran: take it over.
-			if err := b.rdb.HSet(ctx, idx, w.ID, tag).Err(); err != nil {
-				return wrapErr("create workflow", err)
-			}
-			set = true
+	// The global index entry (workflow ID -> this shard's tag): off Redis
+	// Cluster wf_create writes it in the same script (no round trip of its
+	// own), refusing with code 3 an entry that names another shard; on
+	// Cluster (another slot) or after a code 3, claimIndex writes it first.
+	inScript := b.cluster == nil
+	set := false
+	if !inScript {
+		if set, err = b.claimIndex(ctx, w.ID, tag); err != nil {
+			return err
 		}
 	}
-	r := b.creates.submit(ctx, b, &createReq{tag: tag, queues: queues, steps: len(w.Steps), args: args, done: make(chan createRes, 1)})
+	var r createRes
+	for try := 0; ; try++ {
+		r = b.creates.submit(ctx, b, &createReq{tag: tag, queues: queues, steps: len(w.Steps), args: args, done: make(chan createRes, 1)})
+		if r.err != nil || r.code != 3 {
+			break
+		}
+		// The index names another shard: a workflow of this ID there, or
+		// an entry left by a create that failed before its script ran.
+		if try == 2 {
+			// Taken over and lost again twice: a create of the same ID
+			// in another shard is racing this one.
+			return fmt.Errorf("workflow %q: %w", w.ID, broker.ErrTaskIDConflict)
+		}
+		if set, err = b.claimIndex(ctx, w.ID, tag); err != nil {
+			return err
+		}
+	}
 	switch {
 	case r.err != nil:
 		return wrapErr("create workflow", r.err)
@@ -335,7 +336,7 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 		return fmt.Errorf("workflow %q: %w", w.ID, broker.ErrTaskIDConflict)
 	case r.code == 2:
 		if set {
-			b.rdb.HDel(ctx, idx, w.ID)
+			b.rdb.HDel(ctx, workflowIndexKey(b.cfg.Prefix), w.ID)
 		}
 		return fmt.Errorf("workflow %q: step task %q: %w", w.ID, r.id, broker.ErrTaskIDConflict)
 	case r.notReplicated != nil:
@@ -346,6 +347,40 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 		b.crossSlot(ctx, []string{tag})
 	}
 	return nil
+}
+
+// claimIndex points the global index entry of workflow id at the shard
+// with tag before its wf_create runs: set if it wrote the entry (so a
+// create refused for a step's task ID drops it). An entry naming another
+// shard is ErrTaskIDConflict if that shard holds the workflow, else one
+// left by a create that failed before its script ran, taken over.
+func (b *Broker) claimIndex(ctx context.Context, id, tag string) (set bool, err error) {
+	idx := workflowIndexKey(b.cfg.Prefix)
+	set, err = b.rdb.HSetNX(ctx, idx, id, tag).Result()
+	if err != nil {
+		return false, wrapErr("create workflow", err)
+	}
+	if set {
+		return true, nil
+	}
+	cur, err := b.rdb.HGet(ctx, idx, id).Result()
+	if err != nil && !isNil(err) {
+		return false, wrapErr("create workflow", err)
+	}
+	if cur == tag {
+		return false, nil
+	}
+	st, err := b.workflowState(ctx, cur, id)
+	if err != nil {
+		return false, wrapErr("create workflow", err)
+	}
+	if st != "" {
+		return false, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskIDConflict)
+	}
+	if err := b.rdb.HSet(ctx, idx, id, tag).Err(); err != nil {
+		return false, wrapErr("create workflow", err)
+	}
+	return true, nil
 }
 
 // foreignIDsFree refuses, as wf_create does for the home queue, a
@@ -487,7 +522,12 @@ func (b *Broker) createBatch(reqs []*createReq) {
 		if !ok {
 			ci = len(calls)
 			byTag[r.tag] = ci
-			calls = append(calls, &scriptCall{script: scriptWfCreate, keys: b.keysFor(scriptWfCreate, r.tag), args: []any{0}})
+			keys := b.keysFor(scriptWfCreate, r.tag)
+			if b.cluster == nil {
+				// Off Cluster the script writes the global index too.
+				keys = append(keys[:len(keys):len(keys)], workflowIndexKey(b.cfg.Prefix))
+			}
+			calls = append(calls, &scriptCall{script: scriptWfCreate, keys: keys, args: []any{0, r.tag}})
 			members = append(members, nil)
 		}
 		c := calls[ci]
@@ -640,7 +680,7 @@ func workflowArgs(w *broker.Workflow, queue, tag string, foreign map[string]stri
 				others = append(others, t.ID)
 			}
 		default:
-			starts = append(starts, t.ID, i, msg, target)
+			starts = append(starts, t.ID, i, msg, target, linkDeps(depBuf))
 			nstart++
 		}
 	}
@@ -651,6 +691,12 @@ func workflowArgs(w *broker.Workflow, queue, tag string, foreign map[string]stri
 	args = append(args, starts...)
 	args = append(args, len(others))
 	return append(args, others...), nil
+}
+
+// linkDeps is a dependents field ("3,7") as a wfsteps link carries it
+// ("3.7": workflow.lua wfLinkOf).
+func linkDeps(deps []byte) string {
+	return strings.ReplaceAll(string(deps), ",", ".")
 }
 
 // workflowTag returns the hash tag of the shard holding workflow id, from

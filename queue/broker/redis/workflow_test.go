@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -286,5 +287,165 @@ func TestListWorkflowsScanCap(t *testing.T) {
 		if got := list(broker.WorkflowListParams{Limit: limit}); strings.Join(got, " ") != strings.Join(all, " ") {
 			t.Fatalf("all, limit %d: %v, want %v", limit, got, all)
 		}
+	}
+}
+
+// TestWorkflowIndex: the global index entry of a workflow (written by
+// wf_create off Cluster) is written for a created workflow only; an entry
+// naming another shard with no such workflow there (a create that died
+// before its script) is taken over; one naming a shard that holds the
+// workflow is a conflict.
+func TestWorkflowIndex(t *testing.T) {
+	testenv.RedisURL(t)
+	ctx := context.Background()
+	b, c := newTestBroker(t, nil)
+	idx := b.Prefix() + ":workflows"
+	if err := b.CreateWorkflow(ctx, chord("ix1", "iq", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if tag, _ := c.HGet(ctx, idx, "ix1").Result(); tag != "iq" {
+		t.Fatalf("index entry of ix1 = %q, want iq", tag)
+	}
+	// A step task ID taken: refused, and no index entry left.
+	w := chord("ix2", "iq", 2)
+	w.Steps[0].Task.ID = "ix1.0"
+	if err := b.CreateWorkflow(ctx, w); !errors.Is(err, broker.ErrTaskIDConflict) {
+		t.Fatalf("CreateWorkflow(taken step ID) = %v", err)
+	}
+	if n, _ := c.HExists(ctx, idx, "ix2").Result(); n {
+		t.Fatal("a refused create left its index entry")
+	}
+	// A stale entry naming another queue's shard: taken over.
+	c.HSet(ctx, idx, "ix3", "elsewhere")
+	if err := b.CreateWorkflow(ctx, chord("ix3", "iq", 2)); err != nil {
+		t.Fatalf("CreateWorkflow over a stale index entry = %v", err)
+	}
+	if tag, _ := c.HGet(ctx, idx, "ix3").Result(); tag != "iq" {
+		t.Fatalf("index entry of ix3 = %q, want iq", tag)
+	}
+	if w, err := b.GetWorkflow(ctx, "ix3"); err != nil || len(w.Steps) != 3 {
+		t.Fatalf("GetWorkflow(ix3) = %v, %v", w, err)
+	}
+	// The entry names a shard holding the workflow: a conflict, the entry
+	// unchanged.
+	if err := b.CreateWorkflow(ctx, chord("ix1", "iq2", 2)); !errors.Is(err, broker.ErrTaskIDConflict) {
+		t.Fatalf("CreateWorkflow(ix1 in another queue) = %v", err)
+	}
+	if tag, _ := c.HGet(ctx, idx, "ix1").Result(); tag != "iq" {
+		t.Fatalf("index entry of ix1 = %q after a refused create elsewhere", tag)
+	}
+	// Concurrent creates of one ID in two queues: one wins, and the index
+	// names its shard.
+	for round := range 5 {
+		id := "ixr" + strconv.Itoa(round)
+		errs := make(chan error, 2)
+		for _, q := range []string{"iq", "iq2"} {
+			go func() { errs <- b.CreateWorkflow(ctx, chord(id, q, 2)) }()
+		}
+		wins := 0
+		for range 2 {
+			if err := <-errs; err == nil {
+				wins++
+			} else if !errors.Is(err, broker.ErrTaskIDConflict) {
+				t.Fatal(err)
+			}
+		}
+		w, err := b.GetWorkflow(ctx, id)
+		if wins != 1 || err != nil {
+			t.Fatalf("round %d: %d wins; GetWorkflow = %v", round, wins, err)
+		}
+		if q := w.Steps[0].Task.Queue; !slices.Contains([]string{"iq", "iq2"}, q) {
+			t.Fatalf("round %d: queue %q", round, q)
+		}
+	}
+}
+
+// TestWorkflowLinkForms: a step's wfsteps link carries its dependents
+// when it fits in 64 bytes (its completion then reads no step record),
+// else it is the short form and the completion reads the record: both
+// move the same workflow the same way. A fan-out of 30 steps (a
+// dependents list too long for a link) into a tolerant body, run with a
+// short and a 70-byte workflow ID, one member failing.
+func TestWorkflowLinkForms(t *testing.T) {
+	testenv.RedisURL(t)
+	ctx := context.Background()
+	b, c := newTestBroker(t, nil)
+	const fan = 30
+	build := func(id string) *broker.Workflow {
+		// Kept once completed (a retention), so their links stay to look at.
+		w := &broker.Workflow{ID: id, Retention: time.Hour}
+		w.Steps = append(w.Steps, broker.WorkflowStep{Task: broker.Task{ID: id + ".root", Kind: "root", Queue: "lf", Encoding: "json"}})
+		list := broker.Input{Step: -1}
+		for i := 1; i <= fan; i++ {
+			w.Steps = append(w.Steps, broker.WorkflowStep{Task: broker.Task{ID: id + "." + strconv.Itoa(i), Kind: "m", Queue: "lf", Encoding: "json"}, Input: &broker.Input{Step: 0}})
+			list.List = append(list.List, broker.Input{Step: i})
+		}
+		w.Steps = append(w.Steps, broker.WorkflowStep{Task: broker.Task{ID: id + ".body", Kind: "body", Queue: "lf", Encoding: "json"}, Input: &list, Tolerant: true})
+		w.Output = broker.Input{Step: fan + 1}
+		return w
+	}
+	short, long := "lfs", "lfl"+strings.Repeat("x", 67)
+	var bodies []string
+	for _, id := range []string{short, long} {
+		if err := b.CreateWorkflow(ctx, build(id)); err != nil {
+			t.Fatal(err)
+		}
+		for ran := 0; ran < fan+2; {
+			ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"lf"}, Max: 7, Lease: time.Minute})
+			if err != nil || len(ts) == 0 {
+				t.Fatalf("%s: Fetch after %d tasks = %v, %v", id, ran, ts, err)
+			}
+			var acks []broker.Ack
+			for _, tk := range ts {
+				ran++
+				switch {
+				case tk.Kind == "body":
+					bodies = append(bodies, string(tk.Payload))
+					acks = append(acks, broker.Ack{LeaseRef: tk.Ref(), Result: tk.Payload})
+				case tk.Step == 5:
+					if err := b.Fail(ctx, broker.Failure{LeaseRef: tk.Ref(), Error: broker.AttemptError{Message: "no"}, Dead: true}); err != nil {
+						t.Fatal(err)
+					}
+				default:
+					acks = append(acks, broker.Ack{LeaseRef: tk.Ref(), Result: []byte(`{"s": ` + strconv.Itoa(tk.Step) + `}`)})
+				}
+			}
+			if err := b.Complete(ctx, acks...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w, err := b.GetWorkflow(ctx, id)
+		if err != nil || w.State != broker.WorkflowCompleted {
+			t.Fatalf("%s: GetWorkflow = %+v, %v", id, w, err)
+		}
+		if string(w.Result) != bodies[len(bodies)-1] {
+			t.Fatalf("%s: result %s, body payload %s", id, w.Result, bodies[len(bodies)-1])
+		}
+		links, err := c.HGetAll(ctx, b.Prefix()+":{lf}:wfsteps").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		withDeps := 0
+		for tid, link := range links {
+			if !strings.HasPrefix(tid, id+".") {
+				continue
+			}
+			if len(link) > 64 && strings.Contains(link, ":") && strings.Index(link, ":") < strings.Index(link, ",") {
+				t.Errorf("link %q of %s is longer than 64 bytes", link, tid)
+			}
+			if strings.Index(link, ":") >= 0 && strings.Index(link, ":") < strings.Index(link, ",") {
+				withDeps++
+			}
+		}
+		want := 0
+		if id == short {
+			want = fan + 1 // the members and the body; not the root (30 dependents)
+		}
+		if withDeps != want {
+			t.Errorf("%s: %d links with dependents, want %d: %v", id, withDeps, want, links)
+		}
+	}
+	if bodies[0] != bodies[1] || !strings.Contains(bodies[0], `{"ok":true,"result":{"s":1}}`) || !strings.Contains(bodies[0], `"ok":false`) {
+		t.Fatalf("bodies differ or are wrong:\n %s\n %s", bodies[0], bodies[1])
 	}
 }

@@ -72,6 +72,39 @@ local function wfSplit(s, pos)
   return out
 end
 
+-- A local step's wfsteps entry (its link) is "<step>:<deps>,<handle>,<workflow
+-- ID>", deps its dependents ("3.7", "" none: the c<i> record's, dots for
+-- commas), so that its completion (wfCompleted) need not read its record;
+-- "<step>,<handle>,<workflow ID>" (the form before dependents were added,
+-- and a foreign step's event link) when that would be longer than
+-- WF_LINK_MAX bytes: a completion then reads the record (wfEnded).
+local WF_LINK_MAX = 64
+
+local function wfLinkOf(i, deps, h, wfid)
+  local link = i .. ':' .. deps .. ',' .. h .. ',' .. wfid
+  if #link <= WF_LINK_MAX then return link end
+  return i .. ',' .. h .. ',' .. wfid
+end
+
+-- wfParseLink returns a local link's step, dependents (nil in the short
+-- form), handle and workflow ID; nil if it is no such link. Memoized per
+-- call (the prefetch and the step end read each link).
+local WF_LINKS = {}
+local function wfParseLink(link)
+  local p = WF_LINKS[link]
+  if p == nil then
+    local step, deps, h, wfid = string.match(link, '^(%d+):([%d.]*),(%d+),(.*)$')
+    if not step then
+      step, h, wfid = string.match(link, '^(%d+),(%d+),(.*)$')
+    end
+    p = false
+    if step then p = {step, deps, h, wfid} end
+    WF_LINKS[link] = p
+  end
+  if not p then return nil end
+  return p[1], p[2], p[3], p[4]
+end
+
 -- Per-step field names, in the order wf_get reads them (c first, s second).
 local WF_STEP_FIELDS = {'c', 's', 'r', 'res', 'v', 'e'}
 
@@ -569,7 +602,9 @@ local function wfStart(W, wfid, i, c)
   end
   WF_NEW[#WF_NEW + 1] = id
   WF_NEWMSG[id] = c[8] .. payload
-  WF_NEWLINK[id] = i .. ',' .. string.sub(W, 1, -2) .. ',' .. wfid
+  local deps = c[3]
+  if string.find(deps, ',', 1, true) then deps = (string.gsub(deps, ',', '.')) end
+  WF_NEWLINK[id] = wfLinkOf(i, deps, string.sub(W, 1, -2), wfid)
   wfSet(W .. 's' .. i, 'e')
   return nil
 end
@@ -681,10 +716,52 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
   end
 end
 
+-- wfCompleted is wfEnded for a completed step i whose link carried its
+-- dependents deps: the same transitions, without reading the step's
+-- record (its state, and for each dependent its input count, are what it
+-- reads; a dependent that starts is read whole, and one that cannot start
+-- fails through wfEnded).
+local function wfCompleted(W, wfid, i, deps, res, alt, attempts)
+  local fs = W .. 's' .. i
+  local s = wfGet(fs)
+  if s then
+    local l = string.sub(s, 1, 1)
+    if l == 'c' or l == 'f' or l == 'x' then return end
+  end
+  -- No s: enqueued (a step with a task, which only a start gives it).
+  wfSet(fs, 'c' .. (attempts or ''))
+  -- A step ends once and only its end writes these: those not written
+  -- now are absent (wfInput of its followers reads them).
+  local fr, fv, fe = W .. 'res' .. i, W .. 'v' .. i, W .. 'e' .. i
+  if res and res ~= '' then wfSet(fr, res) elseif WFC[fr] == nil then WFC[fr] = false end
+  if alt and alt ~= '' then wfSet(fv, alt) elseif WFC[fv] == nil then WFC[fv] = false end
+  if WFC[fe] == nil then WFC[fe] = false end
+  local open = wfIncr(W .. 'open', -1)
+  if wfState(W) ~= 'R' then return end
+  if deps ~= '' then
+    for _, d in ipairs(wfDeps(deps)) do
+      if wfIncr(W .. 'r' .. d, -1) == 0 then
+        local r1, r2 = wfGet2(W .. 's' .. d, W .. 'c' .. d)
+        if wfStepState(r1, r2) == 'w' then
+          local err = wfStart(W, wfid, d, wfFields(r2))
+          if err then wfEnded(W, wfid, d, 'f', nil, nil, err) end
+        end
+      end
+    end
+    if wfState(W) ~= 'R' then return end
+    open = tonumber(wfGet(W .. 'open'))
+  end
+  if open == 0 then
+    -- What wfFinish reads too, in one HMGET.
+    local raw = wfInput(W, wfMGet({W .. 'out', W .. 'ret', W .. 'n'})[1], false)
+    wfFinish(W, wfid, 'C', '', raw)
+  end
+end
+
 -- wfTaskEnded is called by the settle scripts for a task that ended: how
 -- c completed, f dead, x dead as cancelled, g deleted; link is its wfsteps
--- entry "<step>,<handle>,<workflow ID>" (read before the task was
--- forgotten). Handles are never reused: a workflow cleaned up has no
+-- entry (read before the task was forgotten: wfLinkOf's forms, or a
+-- foreign link). Handles are never reused: a workflow cleaned up has no
 -- fields left, and its steps' ends are ignored.
 local function wfTaskEnded(link, how, res, alt, msg, attempts)
   if string.sub(link, 1, 1) == '@' then
@@ -695,20 +772,23 @@ local function wfTaskEnded(link, how, res, alt, msg, attempts)
     WF.cross = true
     return
   end
-  local step, h, wfid = string.match(link, '^(%d+),(%d+),(.*)$')
+  local step, deps, h, wfid = wfParseLink(link)
   if not step then return end
   local W = h .. '|'
   if not wfState(W) then return end
+  if how == 'c' and deps then return wfCompleted(W, wfid, step, deps, res, alt, attempts) end
   if how == 'g' then how, msg = 'f', 'task deleted' end
   wfEnded(W, wfid, step, how, res, alt, msg, attempts)
 end
 
--- wfPrefetch reads, in one HMGET, what the step ends of links (wfsteps
--- entries) will read first.
+-- wfPrefetch reads, in one HMGET, what the completions of links (wfsteps
+-- entries) will read first: the workflow's state and open count, the
+-- step's state, and its dependents' input counts (a link with them) or
+-- its record (one without).
 local function wfPrefetch(links)
   local fields, seen = {}, {}
   for _, link in ipairs(links) do
-    local step, h = string.match(link, '^(%d+),(%d+),')
+    local step, deps, h = wfParseLink(link)
     if step then
       local W = h .. '|'
       if not seen[h] then
@@ -718,7 +798,17 @@ local function wfPrefetch(links)
         fields[#fields + 1] = W .. 'open'
       end
       fields[#fields + 1] = W .. 's' .. step
-      fields[#fields + 1] = W .. 'c' .. step
+      if not deps then
+        fields[#fields + 1] = W .. 'c' .. step
+      elseif deps ~= '' then
+        for _, d in ipairs(wfDeps(deps)) do
+          local f = W .. 'r' .. d
+          if not seen[f] then
+            seen[f] = true
+            fields[#fields + 1] = f
+          end
+        end
+      end
     end
   end
   if #fields > 0 then wfMGet(fields) end
