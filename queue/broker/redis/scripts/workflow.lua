@@ -301,6 +301,12 @@ end
 -- message of a task not written yet.
 local WF_NEW, WF_NEWMSG, WF_NEWLINK = {}, {}, {}
 
+-- WF_MSGX[id]: whether task id is in the shard's msg hash, read ahead for
+-- the steps a call is about to start (wfPrefetch); nil when not read.
+-- Kept true by wfMaterialize, dropped by wfFlush (the only writers of
+-- msg in a call after the prefetch).
+local WF_MSGX = {}
+
 -- Orders for foreign steps written in this call (wfStart, wfFinish): task
 -- ID -> order, written to wfoutbox by wfFlush. An order is a kind letter
 -- then fields (wfF): "m" move (target tag, message, link): enqueue the
@@ -329,6 +335,7 @@ local function wfMaterialize(id)
   redis.call('HSET', K_MSG, id, WF_NEWMSG[id])
   redis.call('HSET', K_WFSTEPS, id, WF_NEWLINK[id])
   WF_NEWMSG[id] = nil
+  WF_MSGX[id] = true
 end
 
 local function wfFlush()
@@ -364,7 +371,7 @@ local function wfFlush()
       chunked('RPUSH', K_PENDING, pend)
       notify(#pend)
     end
-    WF_NEW, WF_NEWMSG, WF_NEWLINK = {}, {}, {}
+    WF_NEW, WF_NEWMSG, WF_NEWLINK, WF_MSGX = {}, {}, {}, {}
   end
   if #WF_XOUTN > 0 then
     local fv = {}
@@ -394,6 +401,14 @@ local function wfLeaf(L, i)
   return x, x, ''
 end
 
+-- wfTolerant is a tolerant list's element of value v and error e.
+local function wfTolerant(v, e)
+  if e ~= '' then
+    return '{"error":{"message":' .. jsonString(e) .. ',"type":"StepFailed"},"ok":false}'
+  end
+  return '{"ok":true,"result":' .. v .. '}'
+end
+
 -- wfVal is broker.InputValue's val for a list or a step: compact JSON and
 -- the first error. With tol every list element is wrapped as ok/error.
 local function wfVal(L, node, tol)
@@ -404,14 +419,7 @@ local function wfVal(L, node, tol)
   local parts, first = {}, ''
   for k = 1, #node do
     local v, e = wfVal(L, node[k], tol)
-    if tol then
-      if e ~= '' then
-        v = '{"error":{"message":' .. jsonString(e) .. ',"type":"StepFailed"},"ok":false}'
-      else
-        v = '{"ok":true,"result":' .. v .. '}'
-      end
-      e = ''
-    end
+    if tol then v, e = wfTolerant(v, e), '' end
     parts[k] = v
     if first == '' then first = e end
   end
@@ -469,6 +477,21 @@ local function wfInput(W, spec, tol)
     -- One step's value (a chain's input, a chord's output).
     local raw, c = wfLeaf(wfLeafVals(W, {spec}), spec)
     return raw, c
+  end
+  if string.find(spec, '^%[[%d,]*%]$') then
+    -- A list of steps (a chord's body): wfVal's list without the parser,
+    -- step numbers kept as the strings they are in the spec.
+    local leaves = {}
+    for d in string.gmatch(spec, '%d+') do leaves[#leaves + 1] = d end
+    local L = wfLeafVals(W, leaves)
+    local parts = {}
+    for k, i in ipairs(leaves) do
+      local _, c, e = wfLeaf(L, i)
+      if tol then c = wfTolerant(c, e) end
+      parts[k] = c
+    end
+    local v = '[' .. table.concat(parts, ',') .. ']'
+    return v, v
   end
   local node = wfParse(spec)
   local leaves = {}
@@ -597,7 +620,9 @@ local function wfStart(W, wfid, i, c)
     wfSet(W .. 's' .. i, 'e')
     return nil
   end
-  if WF_NEWMSG[id] or redis.call('HEXISTS', K_MSG, id) == 1 then
+  local taken = WF_MSGX[id]
+  if taken == nil then taken = redis.call('HEXISTS', K_MSG, id) == 1 end
+  if WF_NEWMSG[id] or taken then
     return 'enqueue: task "' .. id .. '" in queue "' .. wfGet(W .. 'q') .. '": task ID already exists'
   end
   WF_NEW[#WF_NEW + 1] = id
@@ -784,9 +809,11 @@ end
 -- wfPrefetch reads, in one HMGET, what the completions of links (wfsteps
 -- entries) will read first: the workflow's state and open count, the
 -- step's state, and its dependents' input counts (a link with them) or
--- its record (one without).
+-- its record (one without); then, in one more HMGET each, what starting
+-- the dependents that these ends would complete reads.
 local function wfPrefetch(links)
-  local fields, seen = {}, {}
+  -- ending: per input-count field, how many of these ends decrement it.
+  local fields, seen, ending, counts = {}, {}, {}, {}
   for _, link in ipairs(links) do
     local step, deps, h = wfParseLink(link)
     if step then
@@ -803,15 +830,42 @@ local function wfPrefetch(links)
       elseif deps ~= '' then
         for _, d in ipairs(wfDeps(deps)) do
           local f = W .. 'r' .. d
-          if not seen[f] then
-            seen[f] = true
+          local n = ending[f]
+          if not n then
             fields[#fields + 1] = f
+            counts[#counts + 1] = {W, d, f}
           end
+          ending[f] = (n or 0) + 1
         end
       end
     end
   end
-  if #fields > 0 then wfMGet(fields) end
+  if #fields == 0 then return end
+  wfMGet(fields)
+  -- Dependents whose inputs these ends complete (a chord's body once its
+  -- last members end): their state and record, then whether their task
+  -- IDs are free, in one HMGET each instead of two calls per start.
+  local more, starts = {}, {}
+  for _, x in ipairs(counts) do
+    if tonumber(WFC[x[3]] or '0') <= ending[x[3]] then
+      more[#more + 1] = x[1] .. 's' .. x[2]
+      more[#more + 1] = x[1] .. 'c' .. x[2]
+      starts[#starts + 1] = x
+    end
+  end
+  if #more == 0 then return end
+  local v = wfMGet(more)
+  local ids = {}
+  for k = 1, #starts do
+    local c = v[2 * k]
+    if c and wfStepState(v[2 * k - 1], c) == 'w' then
+      local f = wfFields(c)
+      if not f[10] then ids[#ids + 1] = f[1] end
+    end
+  end
+  if #ids == 0 then return end
+  local got = hmget(K_MSG, ids)
+  for k, id in ipairs(ids) do WF_MSGX[id] = got[k] ~= false end
 end
 
 -- wfLink returns task id's wfsteps entry, or nil: free when the shard
