@@ -30,7 +30,7 @@ const (
 	kTaskLocks        // HASH task ID -> unique key it took
 	kTicks            // HASH periodic entry key -> "tickMs,expiryMs"
 	kCancels          // HASH active task ID -> "1" while asked to cancel
-	kWfSteps          // HASH task ID -> "<step>,<handle>,<workflow ID>" for workflow steps (workflow.go)
+	kWfSteps          // HASH task ID -> "<step>:<deps>,<handle>,<workflow ID>" (or without ":<deps>", workflow.lua wfLinkOf) for workflow steps (workflow.go)
 	kWfDone           // ZSET workflow ID -> end of retention (ms), finished workflows
 	kWf               // HASH "<handle>|<field>" -> workflow state (scripts/common.lua)
 	kWfIDs            // HASH workflow ID -> handle; field "" is the handle counter

@@ -17,8 +17,9 @@ var scriptFS embed.FS
 // A per-queue script is generated from its file: K_<NAME> locals for the
 // queue's keys (those named on the file's "--! keys:" line are KEYS[1..n],
 // in that order; the others nil), then scripts/common.lua, then (for
-// files whose keys line ends with "+workflow") scripts/workflow.lua, then
-// the file.
+// files whose keys line has "+workflow") scripts/workflow.lua, then the
+// file. "+stats" and "+index" add K_STATS and K_WFINDEX, in that order
+// after the listed keys.
 // Sending only the keys a script uses keeps small calls cheap. A script
 // whose file starts with "--! standalone" runs as written.
 var (

@@ -48,8 +48,9 @@ import (
 // forwarder of xslot.go, the only workflow transitions that are not one
 // script (each half is, and both are idempotent). A global hash
 // (workflowIndexKey) maps workflow IDs to their shard, for GetWorkflow and
-// CancelWorkflow; Cleanup deletes finished workflows after their
-// Retention.
+// CancelWorkflow (wf_create writes it off Redis Cluster, CreateWorkflow
+// before the script on Cluster, where it is in another slot); Cleanup
+// deletes finished workflows after their Retention.
 
 // maxInputDepth caps the nesting of a step's input lists: the scripts
 // read them recursively.
@@ -240,8 +241,9 @@ func (b *Broker) workflowShard(ctx context.Context, queue, id string) (string, e
 
 // CreateWorkflow implements broker.Workflower: validation (a workflow of
 // more than Config.MaxWorkflowSteps steps, or of steps in several queues,
-// is refused before anything is stored), then the index entry, then one
-// script that stores the workflow and enqueues its first steps.
+// is refused before anything is stored), then one script that stores the
+// workflow, its index entry (off Cluster; on Cluster the entry is written
+// first, claimIndex) and enqueues its first steps.
 func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 	if err := b.check(); err != nil {
 		return err
