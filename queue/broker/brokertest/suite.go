@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,6 +96,7 @@ var cases = []testCase{
 	{"CompleteRetentionCleanup", 0, testCompleteRetentionCleanup},
 	{"AwaitTask", 0, testAwaitTask},
 	{"AwaitTasks", 0, testAwaitTasks},
+	{"AwaitTasksAnyQueue", 0, testAwaitTasksAnyQueue},
 	{"Queues", 0, testQueues},
 	{"ListTasks", 0, testListTasks},
 	{"DeleteTask", 0, testDeleteTask},
@@ -908,6 +910,84 @@ func testAwaitTasks(s *suite) {
 	defer cancel()
 	var answered []string
 	err := s.b.AwaitTasks(ctx, broker.AwaitParams{Queue: "q", IDs: []string{"slow", "a"}}, func(i int, _ *broker.Task, _ error) {
+		answered = append(answered, []string{"slow", "a"}[i])
+	})
+	if !errors.Is(err, context.DeadlineExceeded) || len(answered) != 1 || answered[0] != "a" {
+		s.t.Fatalf("AwaitTasks past ctx deadline = %v, answered %v; want DeadlineExceeded after a", err, answered)
+	}
+}
+
+// testAwaitTasksAnyQueue: AwaitTasks with queue "" finds each ID in its
+// own queue, answers each once and one at a time (finished before the
+// call, finished while awaited, missing), and stops at ctx's end.
+func testAwaitTasksAnyQueue(s *suite) {
+	var ts []*broker.Task
+	for _, qi := range [][2]string{{"q1", "a"}, {"q2", "b"}, {"q1", "c"}, {"q2", "d"}} {
+		t := newTask(qi[0], qi[1])
+		t.Retention = time.Hour
+		ts = append(ts, t)
+	}
+	s.enqueue(ts...)
+	first := s.fetchN(1, "q1")["a"]
+	if first == nil {
+		s.t.Fatal("fetch: no task a")
+	}
+	if err := s.b.Complete(s.ctx, broker.Ack{LeaseRef: ref(first), Result: []byte("A")}); err != nil {
+		s.t.Fatal(err)
+	}
+	ids := []string{"d", "a", "missing", "b", "c"}
+	var mu sync.Mutex
+	var inDone atomic.Int32
+	got := map[string]*broker.Task{}
+	errs := map[string]error{}
+	ret := make(chan error, 1)
+	go func() {
+		ret <- s.b.AwaitTasks(s.ctx, broker.AwaitParams{IDs: ids}, func(i int, t *broker.Task, err error) {
+			if inDone.Add(1) != 1 {
+				s.t.Error("AwaitTasks called done concurrently")
+			}
+			defer inDone.Add(-1)
+			mu.Lock()
+			defer mu.Unlock()
+			if _, dup := got[ids[i]]; dup {
+				s.t.Errorf("AwaitTasks answered %s twice", ids[i])
+			}
+			got[ids[i]], errs[ids[i]] = t, err
+		})
+	}()
+	time.Sleep(20 * time.Millisecond)
+	for _, q := range []string{"q1", "q2"} {
+		for id, t := range s.fetchN(map[string]int{"q1": 1, "q2": 2}[q], q) {
+			if err := s.b.Complete(s.ctx, broker.Ack{LeaseRef: ref(t), Result: []byte(strings.ToUpper(id))}); err != nil {
+				s.t.Fatal(err)
+			}
+		}
+	}
+	select {
+	case err := <-ret:
+		if err != nil {
+			s.t.Fatalf("AwaitTasks = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		s.t.Fatalf("AwaitTasks did not return; answered %v", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, q := range map[string]string{"a": "q1", "b": "q2", "c": "q1", "d": "q2"} {
+		t := got[id]
+		if errs[id] != nil || t == nil || t.State != broker.StateCompleted || t.Queue != q || string(t.Result) != strings.ToUpper(id) {
+			s.t.Fatalf("AwaitTasks %s = %+v, %v; want completed in %s with result %q", id, t, errs[id], q, strings.ToUpper(id))
+		}
+	}
+	if !errors.Is(errs["missing"], broker.ErrTaskNotFound) {
+		s.t.Fatalf("AwaitTasks missing = %v, want ErrTaskNotFound", errs["missing"])
+	}
+	// ctx ends first: its error, the pending one unanswered.
+	s.enqueue(newTask("q2", "slow"))
+	ctx, cancel := context.WithTimeout(s.ctx, 50*time.Millisecond)
+	defer cancel()
+	var answered []string
+	err := s.b.AwaitTasks(ctx, broker.AwaitParams{IDs: []string{"slow", "a"}}, func(i int, _ *broker.Task, _ error) {
 		answered = append(answered, []string{"slow", "a"}[i])
 	})
 	if !errors.Is(err, context.DeadlineExceeded) || len(answered) != 1 || answered[0] != "a" {

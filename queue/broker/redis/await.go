@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,14 +24,18 @@ import (
 // Pushed ends. While the poller has waiters on a queue (and for awaitIdle
 // after its last one), it keeps the queue's "awaiting" key alive (SET PX
 // awaitingTTL, renewed every awaitingRenew) and subscribes to the channel
-// of the same name. The scripts that finish tasks (complete.lua, and
-// fail.lua for tasks that go dead) publish the finished IDs on that
-// channel when the key exists, and a waiter named in a message is read at
-// once instead of at its next tick. A push is only a hint: the poll
-// schedule is unchanged, so a lost message (a reconnect, a task finished
-// before the key was set, a crashed process's key that has not expired)
-// costs latency, never a result. Without waiters anywhere the key is gone
-// and the scripts pay one EXISTS per call.
+// of the same name. The scripts that finish tasks (complete.lua; fail,
+// cancel, requeue and recover.lua for tasks that go dead) publish the
+// finished IDs on that channel when the key exists, and a waiter named in a message is read at
+// once instead of at its next tick. A push is only a hint, so polling
+// goes on, but slower while the queue's pushes are on (subscribed and the
+// key set): after its first read, a waiter is read again after awaitMax,
+// then at doubling intervals up to awaitPushedMax. A lost message (a
+// reconnect, a crashed process's key that has not expired) costs latency,
+// never a result. Why slower: a stream of ten thousand results would
+// otherwise read every unfinished task at 1, 2, 4 ... ms, five or six
+// times each, where one read after its push is enough. Without waiters
+// anywhere the key is gone and the scripts pay one EXISTS per call.
 //
 // Waits on every queue (queue "") and on sharded queues (a task may be in
 // any shard) keep polling GetTask on their own.
@@ -48,8 +53,9 @@ const (
 // that tests can make the push the only way a waiter learns of its
 // task's end.
 var (
-	awaitMin = time.Millisecond
-	awaitMax = 100 * time.Millisecond
+	awaitMin       = time.Millisecond
+	awaitMax       = 100 * time.Millisecond
+	awaitPushedMax = time.Second // the longest poll interval while pushes are on
 )
 
 // awaitShared can be turned off by tests and benchmarks, to compare with
@@ -57,15 +63,24 @@ var (
 var awaitShared = true
 
 type awaitHub struct {
-	b        *Broker
-	min, max time.Duration // the poll schedule (awaitMin, awaitMax when made)
-	mu       sync.Mutex
-	ws       map[*awaiter]struct{}
-	byID     map[awaitKey][]*awaiter // the waiters of each task, for pushed ends
-	subs     map[string]*awaitSub    // by awaiting key (= channel)
-	ps       *goredis.PubSub         // while running with subscriptions
-	running  bool
-	wake     chan struct{} // cap 1: a waiter was added, or a push arrived
+	b         *Broker
+	min, max  time.Duration // the poll schedule (awaitMin, awaitMax when made)
+	pushedMax time.Duration // its cap while pushes are on (awaitPushedMax, at least max)
+	mu        sync.Mutex
+	ws        map[*awaiter]struct{}
+	byID      map[awaitKey][]*awaiter // the waiters of each task, for pushed ends
+	queues    map[string]int          // waiters per queue
+	keys      map[string]string       // awaiting key per queue (a cache)
+	// dueNow holds the waiters to read at the next tick whatever their
+	// schedule (new, or named by a push); the others are found by a scan
+	// of ws, run only when scanAt (the earliest scheduled read) has come:
+	// a tick per push must not cost a look at every waiter.
+	dueNow  []*awaiter
+	scanAt  time.Time
+	subs    map[string]*awaitSub // by awaiting key (= channel)
+	ps      *goredis.PubSub      // while running with subscriptions
+	running bool
+	wake    chan struct{} // cap 1: a waiter was added, or a push arrived
 }
 
 type awaitKey struct{ queue, id string }
@@ -75,12 +90,16 @@ type awaitSub struct {
 	queue   string
 	used    time.Time // last had a waiter
 	renewed time.Time // awaiting key last set
+	// pushed: subscribed, and the awaiting key was set at the last
+	// renewal, so finished tasks are published (the poll slows down).
+	pushed bool
 }
 
 type awaiter struct {
 	queue, id string
 	next      time.Time
 	delay     time.Duration
+	inDue     bool             // in dueNow
 	i         int              // its index in its awaitMany call
 	done      chan awaitResult // sent once per waiter, by the poller; shared by the call's waiters
 }
@@ -92,24 +111,44 @@ type awaitResult struct {
 }
 
 func newAwaitHub(b *Broker) *awaitHub {
-	return &awaitHub{b: b, min: awaitMin, max: awaitMax, ws: map[*awaiter]struct{}{}, byID: map[awaitKey][]*awaiter{}, subs: map[string]*awaitSub{},
-		wake: make(chan struct{}, 1)}
+	return &awaitHub{b: b, min: awaitMin, max: awaitMax, pushedMax: max(awaitPushedMax, awaitMax), ws: map[*awaiter]struct{}{}, byID: map[awaitKey][]*awaiter{},
+		queues: map[string]int{}, keys: map[string]string{}, subs: map[string]*awaitSub{}, wake: make(chan struct{}, 1)}
 }
 
-// awaitingKey is the key (and channel) of queue's pushed ends: shard 0's,
-// the only one of an unsharded queue.
-func (h *awaitHub) awaitingKey(queue string) string {
-	return queueKeys(h.b.cfg.Prefix, queue)[kAwaiting]
+// awaitingKeyLocked is the key (and channel) of queue's pushed ends: shard
+// 0's, the only one of an unsharded queue.
+func (h *awaitHub) awaitingKeyLocked(queue string) string {
+	k, ok := h.keys[queue]
+	if !ok {
+		k = queueKeys(h.b.cfg.Prefix, queue)[kAwaiting]
+		h.keys[queue] = k
+	}
+	return k
 }
 
+// addLocked registers w, due at once.
 func (h *awaitHub) addLocked(w *awaiter) {
 	h.ws[w] = struct{}{}
 	k := awaitKey{w.queue, w.id}
 	h.byID[k] = append(h.byID[k], w)
+	h.queues[w.queue]++
+	h.dueLocked(w)
+}
+
+// dueLocked makes w due at the next tick.
+func (h *awaitHub) dueLocked(w *awaiter) {
+	if !w.inDue {
+		w.inDue = true
+		h.dueNow = append(h.dueNow, w)
+	}
 }
 
 func (h *awaitHub) removeLocked(w *awaiter) {
 	delete(h.ws, w)
+	if h.queues[w.queue]--; h.queues[w.queue] <= 0 {
+		delete(h.queues, w.queue)
+		delete(h.keys, w.queue)
+	}
 	k := awaitKey{w.queue, w.id}
 	l := h.byID[k]
 	for i, x := range l {
@@ -133,10 +172,11 @@ func (h *awaitHub) pushed(channel, ids string) {
 		h.mu.Unlock()
 		return
 	}
-	now, hit := time.Now(), false
+	hit := false
 	for _, id := range strings.Fields(ids) {
 		for _, w := range h.byID[awaitKey{sub.queue, id}] {
-			w.next, hit = now, true
+			h.dueLocked(w)
+			hit = true
 		}
 	}
 	h.mu.Unlock()
@@ -247,15 +287,8 @@ func (h *awaitHub) run() {
 			h.stopLocked()
 			return
 		}
-		var due []*awaiter
-		next := now.Add(h.max)
-		for w := range h.ws {
-			if !w.next.After(now) {
-				due = append(due, w)
-			} else if w.next.Before(next) {
-				next = w.next
-			}
-		}
+		due := h.takeDueLocked(now)
+		next := h.scanAt
 		subscribe, renew, drop := h.subsLocked(now)
 		if r := now.Add(awaitingRenew); len(h.subs) > 0 && r.Before(next) {
 			next = r
@@ -275,6 +308,39 @@ func (h *awaitHub) run() {
 	}
 }
 
+// takeDueLocked takes the waiters to read now: those in dueNow still
+// registered, and, once scanAt has come, those whose scheduled read has;
+// it sets scanAt to the earliest read still to come.
+func (h *awaitHub) takeDueLocked(now time.Time) []*awaiter {
+	var due []*awaiter
+	for _, w := range h.dueNow {
+		if _, ok := h.ws[w]; ok {
+			due = append(due, w)
+		} else {
+			w.inDue = false
+		}
+	}
+	clear(h.dueNow)
+	h.dueNow = h.dueNow[:0]
+	if !h.scanAt.After(now) {
+		h.scanAt = now.Add(h.max)
+		for w := range h.ws {
+			switch {
+			case w.inDue:
+			case !w.next.After(now):
+				w.inDue = true
+				due = append(due, w)
+			case w.next.Before(h.scanAt):
+				h.scanAt = w.next
+			}
+		}
+	}
+	for _, w := range due {
+		w.inDue = false
+	}
+	return due
+}
+
 // idleLocked: no subscription was used within awaitIdle.
 func (h *awaitHub) idleLocked(now time.Time) bool {
 	for _, sub := range h.subs {
@@ -289,11 +355,11 @@ func (h *awaitHub) idleLocked(now time.Time) bool {
 // channels to subscribe to, the awaiting keys to set (new or due for
 // renewal) and the channels to leave (unused for awaitIdle).
 func (h *awaitHub) subsLocked(now time.Time) (subscribe, renew, drop []string) {
-	for w := range h.ws {
-		key := h.awaitingKey(w.queue)
+	for q := range h.queues {
+		key := h.awaitingKeyLocked(q)
 		sub := h.subs[key]
 		if sub == nil {
-			sub = &awaitSub{queue: w.queue}
+			sub = &awaitSub{queue: q}
 			h.subs[key] = sub
 			subscribe = append(subscribe, key)
 		}
@@ -332,19 +398,26 @@ func (h *awaitHub) updateSubs(subscribe, renew, drop []string) {
 			h.mu.Unlock()
 			go h.listen(ps)
 		}
-		_ = ps.Subscribe(ctx, subscribe...)
+		if err := ps.Subscribe(ctx, subscribe...); err != nil {
+			// Not listening: these keys must not be set as if we were.
+			renew = slices.DeleteFunc(renew, func(k string) bool { return slices.Contains(subscribe, k) })
+		}
 	}
 	if len(renew) > 0 {
-		if len(renew) == 1 {
-			_ = h.b.rdb.Set(ctx, renew[0], "1", awaitingTTL).Err()
-		} else {
-			_, _ = h.b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-				for _, k := range renew {
-					p.Set(ctx, k, "1", awaitingTTL)
-				}
-				return nil
-			})
+		cmds := make([]*goredis.StatusCmd, len(renew))
+		_, _ = h.b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, k := range renew {
+				cmds[i] = p.Set(ctx, k, "1", awaitingTTL)
+			}
+			return nil
+		})
+		h.mu.Lock()
+		for i, k := range renew {
+			if sub := h.subs[k]; sub != nil {
+				sub.pushed = cmds[i].Err() == nil
+			}
 		}
+		h.mu.Unlock()
 	}
 	if len(drop) > 0 {
 		h.mu.Lock()
@@ -437,8 +510,15 @@ func (h *awaitHub) poll(due []*awaiter) {
 			case t.State == broker.StateCompleted || t.State == broker.StateDead:
 				h.finishLocked(w, t, nil)
 			default:
-				w.delay = min(2*w.delay, h.max)
+				if sub := h.subs[h.awaitingKeyLocked(w.queue)]; sub != nil && sub.pushed {
+					w.delay = min(max(2*w.delay, h.max), h.pushedMax)
+				} else {
+					w.delay = min(2*w.delay, h.max)
+				}
 				w.next = now.Add(w.delay)
+				if w.next.Before(h.scanAt) {
+					h.scanAt = w.next
+				}
 			}
 		}
 	}

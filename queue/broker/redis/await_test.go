@@ -14,8 +14,10 @@ import (
 )
 
 // TestAwaitPushed: with a poll schedule of an hour, a waiter still learns
-// of its task's end, completed or dead, from the ID the settle script
-// publishes: the push alone answers it.
+// of its task's end, completed, dead or cancelled while pending, from the
+// ID the settling script publishes: the push alone answers it, whether
+// the wait names the queue or not (queue "": the task is looked up
+// first, then waits in the queue it was found in).
 func TestAwaitPushed(t *testing.T) {
 	// Before the brokers are made: each copies the schedule.
 	lo, hi := redisbroker.SetAwaitPoll(time.Hour, time.Hour)
@@ -37,6 +39,8 @@ func awaitPushed(t *testing.T, br *redisbroker.Broker, c goredis.UniversalClient
 	ts := []*broker.Task{
 		{ID: "ok", Kind: "k", Queue: q, Retention: time.Minute},
 		{ID: "bad", Kind: "k", Queue: q, Retention: time.Minute},
+		{ID: "any", Kind: "k", Queue: q, Retention: time.Minute},
+		{ID: "gone", Kind: "k", Queue: q, Retention: time.Minute},
 	}
 	if err := br.Enqueue(ctx, ts...); err != nil {
 		t.Fatal(err)
@@ -46,10 +50,14 @@ func awaitPushed(t *testing.T, br *redisbroker.Broker, c goredis.UniversalClient
 		t   *broker.Task
 		err error
 	}
-	got := make(chan res, 2)
+	got := make(chan res, len(ts))
 	for _, x := range ts {
 		go func() {
-			t, err := br.AwaitTask(ctx, q, x.ID)
+			wq := q
+			if x.ID == "any" {
+				wq = "" // every queue
+			}
+			t, err := br.AwaitTask(ctx, wq, x.ID)
 			got <- res{x.ID, t, err}
 		}()
 	}
@@ -68,13 +76,19 @@ func awaitPushed(t *testing.T, br *redisbroker.Broker, c goredis.UniversalClient
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	leased, err := br.Fetch(ctx, broker.FetchParams{Queues: []string{q}, Max: 2, Lease: time.Minute, WorkerID: "w"})
-	if err != nil || len(leased) != 2 {
+	// The waiter of "any" first finds its task, then listens too; give
+	// it the time to register (its read at once sees the task pending).
+	time.Sleep(100 * time.Millisecond)
+	leased, err := br.Fetch(ctx, broker.FetchParams{Queues: []string{q}, Max: 3, Lease: time.Minute, WorkerID: "w"})
+	if err != nil || len(leased) != 3 {
 		t.Fatalf("fetch: %v %v", leased, err)
+	}
+	if _, err := br.CancelTask(ctx, q, "gone"); err != nil {
+		t.Fatal(err)
 	}
 	for _, l := range leased {
 		switch l.ID {
-		case "ok":
+		case "ok", "any":
 			err = br.Complete(ctx, broker.Ack{LeaseRef: l.Ref(), Result: []byte(`1`)})
 		default:
 			err = br.Fail(ctx, broker.Failure{LeaseRef: l.Ref(), Error: broker.AttemptError{Kind: "error", Message: "boom"}, Dead: true})
@@ -83,12 +97,12 @@ func awaitPushed(t *testing.T, br *redisbroker.Broker, c goredis.UniversalClient
 			t.Fatal(err)
 		}
 	}
-	for range 2 {
+	for range ts {
 		r := <-got
 		if r.err != nil {
 			t.Fatalf("await %s: %v", r.id, r.err)
 		}
-		want := map[string]broker.State{"ok": broker.StateCompleted, "bad": broker.StateDead}[r.id]
+		want := map[string]broker.State{"ok": broker.StateCompleted, "bad": broker.StateDead, "any": broker.StateCompleted, "gone": broker.StateDead}[r.id]
 		if r.t.State != want {
 			t.Fatalf("await %s: state %s, want %s", r.id, r.t.State, want)
 		}

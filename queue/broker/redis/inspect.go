@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -82,9 +83,10 @@ func (b *Broker) GetTask(ctx context.Context, queue, id string) (*broker.Task, e
 }
 
 // AwaitTask waits for the task to finish. Waits on one unsharded queue
-// share the broker's poller (await.go); the others poll GetTask with a
-// backoff from 1 ms to 100 ms: cheap for Redis, and tasks that finish fast
-// are seen fast.
+// share the broker's poller (await.go), and so do waits on every queue
+// (queue "") for a task found in one (awaitAnyQueue); the others poll
+// GetTask with a backoff from 1 ms to 100 ms (pollTask): cheap for Redis,
+// and tasks that finish fast are seen fast.
 func (b *Broker) AwaitTask(ctx context.Context, queue, id string) (*broker.Task, error) {
 	if err := b.check(); err != nil {
 		return nil, err
@@ -100,7 +102,20 @@ func (b *Broker) AwaitTask(ctx context.Context, queue, id string) (*broker.Task,
 		if set.count() <= 1 && awaitShared {
 			return b.awaits.await(ctx, queue, id)
 		}
+	} else if awaitShared {
+		var t *broker.Task
+		var terr error
+		if err := b.awaitAnyQueue(ctx, []string{id}, func(_ int, x *broker.Task, err error) { t, terr = x, err }); err != nil {
+			return nil, err
+		}
+		return t, terr
 	}
+	return b.pollTask(ctx, queue, id)
+}
+
+// pollTask waits for the task to finish by reading it with GetTask, at
+// intervals doubling from 1 ms to 100 ms.
+func (b *Broker) pollTask(ctx context.Context, queue, id string) (*broker.Task, error) {
 	delay := time.Millisecond
 	for {
 		t, err := b.GetTask(ctx, queue, id)
@@ -125,9 +140,9 @@ func (b *Broker) AwaitTask(ctx context.Context, queue, id string) (*broker.Task,
 }
 
 // AwaitTasks implements broker.Broker. The tasks of one unsharded queue
-// share the broker's poller as many waiters of one call (await.go);
-// otherwise (every queue, a sharded queue) each ID waits as AwaitTask
-// does, on a goroutine of its own.
+// share the broker's poller as many waiters of one call (await.go); with
+// queue "" each ID's queue is found first (awaitAnyQueue); the tasks of a
+// sharded queue wait as AwaitTask does, on a goroutine each.
 func (b *Broker) AwaitTasks(ctx context.Context, p broker.AwaitParams, done func(int, *broker.Task, error)) error {
 	if err := b.check(); err != nil {
 		return err
@@ -146,6 +161,8 @@ func (b *Broker) AwaitTasks(ctx context.Context, p broker.AwaitParams, done func
 		if set.count() <= 1 && awaitShared {
 			return b.awaits.awaitMany(ctx, p.Queue, p.IDs, done)
 		}
+	} else if awaitShared {
+		return b.awaitAnyQueue(ctx, p.IDs, done)
 	}
 	type answer struct {
 		i   int
@@ -157,7 +174,7 @@ func (b *Broker) AwaitTasks(ctx context.Context, p broker.AwaitParams, done func
 	defer cancel()
 	for i, id := range p.IDs {
 		go func() {
-			t, err := b.AwaitTask(wctx, p.Queue, id)
+			t, err := b.pollTask(wctx, p.Queue, id)
 			ch <- answer{i, t, err}
 		}()
 	}
@@ -469,4 +486,142 @@ func (b *Broker) Resume(ctx context.Context, queue string) error {
 		}
 	}
 	return nil
+}
+
+// awaitAnyQueue is AwaitTasks for queue "". One pipeline of get.lua calls
+// reads each ID where GetTask looks, in the same order (every shard of
+// every known queue, sorted): the tasks found finished are answered from
+// it. The others found in an unsharded queue then wait as one call per
+// queue on the shared poller;
+// the others (found in a sharded queue, or nowhere yet) are polled (pollTask)
+// on a goroutine each. Without this, a client streaming thousands of
+// results without naming their queue (the HTTP API's results:stream, as
+// the Python Executor calls it) cost a goroutine, a SMEMBERS and a
+// get.lua call per ID per poll.
+func (b *Broker) awaitAnyQueue(ctx context.Context, ids []string, done func(int, *broker.Task, error)) error {
+	found, err := b.locateAll(ctx, ids)
+	if err != nil {
+		return wrapErr("await tasks", err)
+	}
+	var (
+		mu       sync.Mutex // done is called one call at a time
+		answered int
+		wg       sync.WaitGroup
+	)
+	give := func(i int, t *broker.Task, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		answered++
+		done(i, t, err)
+	}
+	groups := map[string][]int{} // unsharded queue -> indexes into ids
+	var alone []int              // the others
+	for i, w := range found {
+		switch {
+		case w.err != nil:
+			give(i, nil, w.err)
+		case w.t != nil && (w.t.State == broker.StateCompleted || w.t.State == broker.StateDead):
+			give(i, w.t, nil)
+		case w.queue != "" && !w.sharded:
+			groups[w.queue] = append(groups[w.queue], i)
+		default:
+			alone = append(alone, i)
+		}
+	}
+	for q, idx := range groups {
+		qids := make([]string, len(idx))
+		for j, i := range idx {
+			qids[j] = ids[i]
+		}
+		wg.Go(func() {
+			// Its error is ctx's, seen below.
+			_ = b.awaits.awaitMany(ctx, q, qids, func(j int, t *broker.Task, err error) { give(idx[j], t, err) })
+		})
+	}
+	for _, i := range alone {
+		wg.Go(func() {
+			t, err := b.pollTask(ctx, found[i].queue, ids[i])
+			if err != nil && ctx.Err() != nil {
+				return // unanswered: ctx ended
+			}
+			give(i, t, err)
+		})
+	}
+	wg.Wait()
+	if answered < len(ids) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// located is where locateAll found an ID (queue "" if nowhere), and the
+// task as read there, or the error of decoding it.
+type located struct {
+	queue   string
+	sharded bool
+	t       *broker.Task
+	err     error
+}
+
+// locateAll reads each ID as GetTask with queue "" would: in the first
+// known queue, sorted, one of whose shards holds it. One pipeline of
+// get.lua calls, up to awaitBatch IDs each.
+func (b *Broker) locateAll(ctx context.Context, ids []string) ([]located, error) {
+	out := make([]located, len(ids))
+	qs, err := b.knownQueues(ctx)
+	if err != nil || len(qs) == 0 {
+		return out, err
+	}
+	slices.Sort(qs)
+	shardMap, err := b.shardMap(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type part struct {
+		queue   string
+		sharded bool
+		shard   int
+		from    int // index of the call's first ID
+	}
+	var calls []*scriptCall
+	var parts []part
+	for _, q := range qs {
+		set := shardMap[q]
+		n := set.count()
+		for shard := range n {
+			keys := b.keysFor(scriptGet, set.tag(q, shard))
+			for from := 0; from < len(ids); from += awaitBatch {
+				chunk := ids[from:min(from+awaitBatch, len(ids))]
+				args := make([]any, len(chunk))
+				for k, id := range chunk {
+					args[k] = id
+				}
+				calls = append(calls, &scriptCall{script: scriptGet, keys: keys, args: args})
+				parts = append(parts, part{q, n > 1, shard, from})
+			}
+		}
+	}
+	if err := b.runScripts(ctx, calls, nil); err != nil {
+		return nil, err
+	}
+	for ci, c := range calls {
+		res, err := c.cmd.Slice()
+		if err != nil {
+			return nil, err
+		}
+		p := parts[ci]
+		for k := 0; 4*k+3 < len(res); k++ {
+			i := p.from + k
+			v := res[4*k : 4*k+4]
+			if i >= len(out) || v[0] == nil || out[i].queue != "" {
+				continue
+			}
+			t, err := decodeTask(p.queue, ids[i], v[0], v[1], v[2], v[3])
+			if t != nil {
+				t.Shard = p.shard
+			}
+			out[i] = located{queue: p.queue, sharded: p.sharded, t: t, err: err}
+		}
+	}
+	return out, nil
 }

@@ -1,4 +1,4 @@
---! keys: meta msg pending scheduled retry dead errors active cancels tasklocks locks notify wfsteps wfdone wf wfids wfoutbox wfevents +workflow
+--! keys: meta msg pending scheduled retry dead errors active cancels tasklocks locks notify wfsteps wfdone wf wfids wfoutbox wfevents awaiting +workflow
 -- Cancel: ARGV id, nowMs, errorRecord, nowNs. A pending, scheduled or
 -- retry task goes dead with errorRecord (Attempts unchanged), and if it is
 -- a workflow step its step is cancelled; an active one is flagged in
@@ -14,6 +14,7 @@ if was == 'a' then
   return {0, was}
 end
 if not waitingToDead(id, m, rec, nowMs) then return {-2, was} end
+pushEnded({id})
 local link = wfLink(id)
 if link then wfErrorEnd(link, rec, m.a) end
 wfFlush()

@@ -1,4 +1,4 @@
---! keys: active meta errors dead pending notify tasklocks locks cancels msg scheduled retry wfsteps wfdone wf wfids wfoutbox wfevents +stats +workflow
+--! keys: active meta errors dead pending notify tasklocks locks cancels msg scheduled retry wfsteps wfdone wf wfids wfoutbox wfevents awaiting +stats +workflow
 -- Recover: ARGV nowMs, limit, errorRecord, cancelRecord (for tasks
 -- flagged for cancellation, which go dead), nowNs. Tasks whose lease ended
 -- at or before nowMs count an attempt (error kind lease_expired) and go
@@ -7,7 +7,7 @@
 local nowMs, limit, rec = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 WF.nowNs, WF.nowMs = ARGV[5], tonumber(nowMs)
 local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', nowMs, 'LIMIT', 0, limit)
-local woke, n = 0, 0
+local woke, n, ended = 0, 0, {}
 for _, id in ipairs(ids) do
   redis.call('ZREM', K_ACTIVE, id)
   local m = parse(redis.call('HGET', K_META, id))
@@ -27,6 +27,7 @@ for _, id in ipairs(ids) do
       m.s = 'd'
       zadd(K_DEAD, {nowMs, id})
       unlock({id})
+      ended[#ended + 1] = id
     else
       m.s = 'p'
       redis.call('RPUSH', K_PENDING, id)
@@ -40,6 +41,7 @@ for _, id in ipairs(ids) do
   end
 end
 wfFlush()
+if #ended > 0 then pushEnded(ended) end
 if woke > 0 then notify(woke) end
 stat('f', n, nowMs)
 local more = 0

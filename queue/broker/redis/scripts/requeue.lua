@@ -1,11 +1,11 @@
---! keys: meta active pending notify errors dead tasklocks locks cancels msg scheduled retry wfsteps wfdone wf wfids wfoutbox wfevents +workflow
+--! keys: meta active pending notify errors dead tasklocks locks cancels msg scheduled retry wfsteps wfdone wf wfids wfoutbox wfevents awaiting +workflow
 -- Requeue: ARGV nowMs, cancelRecord, nowNs, then (id, token) pairs.
 -- Active tasks go back to the tail of pending without counting an
 -- attempt; those flagged for cancellation go dead with cancelRecord (a
 -- workflow step's step is then cancelled). Reply: per item 0 done, 1
 -- lease lost.
 WF.nowNs, WF.nowMs = ARGV[3], tonumber(ARGV[1])
-local out = {}
+local out, ended = {}, {}
 local woke = 0
 for i = 4, #ARGV, 2 do
   local id = ARGV[i]
@@ -22,6 +22,7 @@ for i = 4, #ARGV, 2 do
       redis.call('HSET', K_META, id, fmt(m))
       zadd(K_DEAD, {ARGV[1], id})
       unlock({id})
+      ended[#ended + 1] = id
       local link = wfLink(id)
       if link then wfErrorEnd(link, ARGV[2], m.a) end
     else
@@ -34,5 +35,6 @@ for i = 4, #ARGV, 2 do
   end
 end
 wfFlush()
+if #ended > 0 then pushEnded(ended) end
 if woke > 0 then notify(woke) end
 return wfMarkCross(out)
