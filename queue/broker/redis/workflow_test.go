@@ -430,10 +430,14 @@ func TestWorkflowLinkForms(t *testing.T) {
 			if !strings.HasPrefix(tid, id+".") {
 				continue
 			}
-			if len(link) > 64 && strings.Contains(link, ":") && strings.Index(link, ":") < strings.Index(link, ",") {
+			// The long form has its dependents after a colon before the
+			// first comma: "<step>:<deps>,<handle>,<id>".
+			colon, comma := strings.Index(link, ":"), strings.Index(link, ",")
+			hasDeps := colon >= 0 && colon < comma
+			if len(link) > 64 && hasDeps {
 				t.Errorf("link %q of %s is longer than 64 bytes", link, tid)
 			}
-			if strings.Index(link, ":") >= 0 && strings.Index(link, ":") < strings.Index(link, ",") {
+			if hasDeps {
 				withDeps++
 			}
 		}
