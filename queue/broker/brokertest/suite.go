@@ -881,14 +881,7 @@ func testAwaitTasks(s *suite) {
 	if err := s.b.DeleteTask(s.ctx, "q", "del"); err != nil {
 		s.t.Fatal(err)
 	}
-	select {
-	case err := <-ret:
-		if err != nil {
-			s.t.Fatalf("AwaitTasks = %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		s.t.Fatalf("AwaitTasks did not return; answered %v", got)
-	}
+	s.awaitReturned(ret, func() any { return got })
 	mu.Lock()
 	defer mu.Unlock()
 	for id, want := range map[string]broker.State{"a": broker.StateCompleted, "d": broker.StateDead, "old": broker.StateCompleted} {
@@ -904,17 +897,7 @@ func testAwaitTasks(s *suite) {
 			s.t.Fatalf("AwaitTasks %s = %v, want ErrTaskNotFound", id, got[id].err)
 		}
 	}
-	// ctx ends first: its error, the pending one unanswered.
-	s.enqueue(newTask("q", "slow"))
-	ctx, cancel := context.WithTimeout(s.ctx, 50*time.Millisecond)
-	defer cancel()
-	var answered []string
-	err := s.b.AwaitTasks(ctx, broker.AwaitParams{Queue: "q", IDs: []string{"slow", "a"}}, func(i int, _ *broker.Task, _ error) {
-		answered = append(answered, []string{"slow", "a"}[i])
-	})
-	if !errors.Is(err, context.DeadlineExceeded) || len(answered) != 1 || answered[0] != "a" {
-		s.t.Fatalf("AwaitTasks past ctx deadline = %v, answered %v; want DeadlineExceeded after a", err, answered)
-	}
+	s.awaitPastDeadline("q", "q")
 }
 
 // testAwaitTasksAnyQueue: AwaitTasks with queue "" finds each ID in its
@@ -963,14 +946,7 @@ func testAwaitTasksAnyQueue(s *suite) {
 			}
 		}
 	}
-	select {
-	case err := <-ret:
-		if err != nil {
-			s.t.Fatalf("AwaitTasks = %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		s.t.Fatalf("AwaitTasks did not return; answered %v", got)
-	}
+	s.awaitReturned(ret, func() any { return got })
 	mu.Lock()
 	defer mu.Unlock()
 	for id, q := range map[string]string{"a": "q1", "b": "q2", "c": "q1", "d": "q2"} {
@@ -982,12 +958,33 @@ func testAwaitTasksAnyQueue(s *suite) {
 	if !errors.Is(errs["missing"], broker.ErrTaskNotFound) {
 		s.t.Fatalf("AwaitTasks missing = %v, want ErrTaskNotFound", errs["missing"])
 	}
-	// ctx ends first: its error, the pending one unanswered.
-	s.enqueue(newTask("q2", "slow"))
+	s.awaitPastDeadline("q2", "")
+}
+
+// awaitReturned waits for an AwaitTasks call's return on ret: nil, within
+// 10 s (answered says what it answered, for the failure message).
+func (s *suite) awaitReturned(ret <-chan error, answered func() any) {
+	s.t.Helper()
+	select {
+	case err := <-ret:
+		if err != nil {
+			s.t.Fatalf("AwaitTasks = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		s.t.Fatalf("AwaitTasks did not return; answered %v", answered())
+	}
+}
+
+// awaitPastDeadline: ctx ends first. AwaitTasks on a new pending task
+// "slow" of queue q and on the finished "a" (awaitQueue: the queue to
+// name, "" for every queue) returns ctx's error after answering a only.
+func (s *suite) awaitPastDeadline(q, awaitQueue string) {
+	s.t.Helper()
+	s.enqueue(newTask(q, "slow"))
 	ctx, cancel := context.WithTimeout(s.ctx, 50*time.Millisecond)
 	defer cancel()
 	var answered []string
-	err := s.b.AwaitTasks(ctx, broker.AwaitParams{IDs: []string{"slow", "a"}}, func(i int, _ *broker.Task, _ error) {
+	err := s.b.AwaitTasks(ctx, broker.AwaitParams{Queue: awaitQueue, IDs: []string{"slow", "a"}}, func(i int, _ *broker.Task, _ error) {
 		answered = append(answered, []string{"slow", "a"}[i])
 	})
 	if !errors.Is(err, context.DeadlineExceeded) || len(answered) != 1 || answered[0] != "a" {
