@@ -847,29 +847,7 @@ func testAwaitTasks(s *suite) {
 	if err := s.b.Complete(s.ctx, broker.Ack{LeaseRef: ref(old), Result: []byte("A")}); err != nil {
 		s.t.Fatal(err)
 	}
-	ids := []string{"a", "d", "missing", "old", "del"}
-	type answer struct {
-		t   *broker.Task
-		err error
-	}
-	got := map[string]answer{}
-	var mu sync.Mutex
-	var inDone atomic.Int32
-	ret := make(chan error, 1)
-	go func() {
-		ret <- s.b.AwaitTasks(s.ctx, broker.AwaitParams{Queue: "q", IDs: ids}, func(i int, t *broker.Task, err error) {
-			if inDone.Add(1) != 1 {
-				s.t.Error("AwaitTasks called done concurrently")
-			}
-			defer inDone.Add(-1)
-			mu.Lock()
-			defer mu.Unlock()
-			if _, dup := got[ids[i]]; dup {
-				s.t.Errorf("AwaitTasks answered %s twice", ids[i])
-			}
-			got[ids[i]] = answer{t, err}
-		})
-	}()
+	got, ret := s.startAwaitTasks("q", []string{"a", "d", "missing", "old", "del"})
 	time.Sleep(20 * time.Millisecond)
 	rest := s.fetchN(2, "q")
 	if err := s.b.Fail(s.ctx, broker.Failure{LeaseRef: ref(rest["d"]), Error: broker.AttemptError{Attempt: 1, Message: "no"}, Dead: true}); err != nil {
@@ -881,9 +859,7 @@ func testAwaitTasks(s *suite) {
 	if err := s.b.DeleteTask(s.ctx, "q", "del"); err != nil {
 		s.t.Fatal(err)
 	}
-	s.awaitReturned(ret, func() any { return got })
-	mu.Lock()
-	defer mu.Unlock()
+	s.awaitReturned(ret)
 	for id, want := range map[string]broker.State{"a": broker.StateCompleted, "d": broker.StateDead, "old": broker.StateCompleted} {
 		if a := got[id]; a.err != nil || a.t == nil || a.t.State != want {
 			s.t.Fatalf("AwaitTasks %s = %+v, %v; want %s", id, a.t, a.err, want)
@@ -918,14 +894,45 @@ func testAwaitTasksAnyQueue(s *suite) {
 	if err := s.b.Complete(s.ctx, broker.Ack{LeaseRef: ref(first), Result: []byte("A")}); err != nil {
 		s.t.Fatal(err)
 	}
-	ids := []string{"d", "a", "missing", "b", "c"}
+	got, ret := s.startAwaitTasks("", []string{"d", "a", "missing", "b", "c"})
+	time.Sleep(20 * time.Millisecond)
+	for _, q := range []string{"q1", "q2"} {
+		for id, t := range s.fetchN(map[string]int{"q1": 1, "q2": 2}[q], q) {
+			if err := s.b.Complete(s.ctx, broker.Ack{LeaseRef: ref(t), Result: []byte(strings.ToUpper(id))}); err != nil {
+				s.t.Fatal(err)
+			}
+		}
+	}
+	s.awaitReturned(ret)
+	for id, q := range map[string]string{"a": "q1", "b": "q2", "c": "q1", "d": "q2"} {
+		a := got[id]
+		if a.err != nil || a.t == nil || a.t.State != broker.StateCompleted || a.t.Queue != q || string(a.t.Result) != strings.ToUpper(id) {
+			s.t.Fatalf("AwaitTasks %s = %+v, %v; want completed in %s with result %q", id, a.t, a.err, q, strings.ToUpper(id))
+		}
+	}
+	if !errors.Is(got["missing"].err, broker.ErrTaskNotFound) {
+		s.t.Fatalf("AwaitTasks missing = %v, want ErrTaskNotFound", got["missing"].err)
+	}
+	s.awaitPastDeadline("q2", "")
+}
+
+// awaitAnswer is one answer of an AwaitTasks call.
+type awaitAnswer struct {
+	t   *broker.Task
+	err error
+}
+
+// startAwaitTasks starts AwaitTasks on ids of queue in the background. It
+// records each answer by ID in the map it returns, which must be read
+// only after the call has returned on ret, and fails the test when done
+// is called concurrently or twice for an ID.
+func (s *suite) startAwaitTasks(queue string, ids []string) (map[string]awaitAnswer, <-chan error) {
+	got := map[string]awaitAnswer{}
 	var mu sync.Mutex
 	var inDone atomic.Int32
-	got := map[string]*broker.Task{}
-	errs := map[string]error{}
 	ret := make(chan error, 1)
 	go func() {
-		ret <- s.b.AwaitTasks(s.ctx, broker.AwaitParams{IDs: ids}, func(i int, t *broker.Task, err error) {
+		ret <- s.b.AwaitTasks(s.ctx, broker.AwaitParams{Queue: queue, IDs: ids}, func(i int, t *broker.Task, err error) {
 			if inDone.Add(1) != 1 {
 				s.t.Error("AwaitTasks called done concurrently")
 			}
@@ -935,35 +942,15 @@ func testAwaitTasksAnyQueue(s *suite) {
 			if _, dup := got[ids[i]]; dup {
 				s.t.Errorf("AwaitTasks answered %s twice", ids[i])
 			}
-			got[ids[i]], errs[ids[i]] = t, err
+			got[ids[i]] = awaitAnswer{t, err}
 		})
 	}()
-	time.Sleep(20 * time.Millisecond)
-	for _, q := range []string{"q1", "q2"} {
-		for id, t := range s.fetchN(map[string]int{"q1": 1, "q2": 2}[q], q) {
-			if err := s.b.Complete(s.ctx, broker.Ack{LeaseRef: ref(t), Result: []byte(strings.ToUpper(id))}); err != nil {
-				s.t.Fatal(err)
-			}
-		}
-	}
-	s.awaitReturned(ret, func() any { return got })
-	mu.Lock()
-	defer mu.Unlock()
-	for id, q := range map[string]string{"a": "q1", "b": "q2", "c": "q1", "d": "q2"} {
-		t := got[id]
-		if errs[id] != nil || t == nil || t.State != broker.StateCompleted || t.Queue != q || string(t.Result) != strings.ToUpper(id) {
-			s.t.Fatalf("AwaitTasks %s = %+v, %v; want completed in %s with result %q", id, t, errs[id], q, strings.ToUpper(id))
-		}
-	}
-	if !errors.Is(errs["missing"], broker.ErrTaskNotFound) {
-		s.t.Fatalf("AwaitTasks missing = %v, want ErrTaskNotFound", errs["missing"])
-	}
-	s.awaitPastDeadline("q2", "")
+	return got, ret
 }
 
-// awaitReturned waits for an AwaitTasks call's return on ret: nil, within
-// 10 s (answered says what it answered, for the failure message).
-func (s *suite) awaitReturned(ret <-chan error, answered func() any) {
+// awaitReturned waits for the AwaitTasks call of startAwaitTasks to
+// return nil on ret, within 10 s.
+func (s *suite) awaitReturned(ret <-chan error) {
 	s.t.Helper()
 	select {
 	case err := <-ret:
@@ -971,7 +958,7 @@ func (s *suite) awaitReturned(ret <-chan error, answered func() any) {
 			s.t.Fatalf("AwaitTasks = %v", err)
 		}
 	case <-time.After(10 * time.Second):
-		s.t.Fatalf("AwaitTasks did not return; answered %v", answered())
+		s.t.Fatalf("AwaitTasks did not return within 10s")
 	}
 }
 
