@@ -41,4 +41,8 @@
 //   - Errors name the task or queue and wrap a sentinel of errors.go (many
 //     are the broker's, re-exported); a missing broker role is
 //     ErrUnsupported.
+//   - A worker's prefetch adapts unless WorkerConfig.Prefetch fixes it: it
+//     grows from Concurrency towards MaxPrefetch while attempts are short
+//     next to a fetch, and shrinks back when they are not. A worker killed
+//     holds at most Concurrency+MaxPrefetch tasks until their leases end.
 package queue
