@@ -26,19 +26,21 @@ import (
 // awaitingTTL, renewed every awaitingRenew) and subscribes to the channel
 // of the same name. The scripts that finish tasks (complete.lua; fail,
 // cancel, requeue and recover.lua for tasks that go dead) publish the
-// finished IDs on that channel when the key exists, and a waiter named in a message is read at
-// once instead of at its next tick. A push is only a hint, so polling
-// goes on, but slower while the queue's pushes are on (subscribed and the
-// key set): after its first read, a waiter is read again after awaitMax,
-// then at doubling intervals up to awaitPushedMax. A lost message (a
-// reconnect, a crashed process's key that has not expired) costs latency,
-// never a result. Why slower: a stream of ten thousand results would
-// otherwise read every unfinished task at 1, 2, 4 ... ms, five or six
-// times each, where one read after its push is enough. Without waiters
-// anywhere the key is gone and the scripts pay one EXISTS per call.
+// finished IDs on that channel when the key exists, and a waiter named in
+// a message is read at once instead of at its next tick. A push is only a
+// hint, so polling goes on, but slower while the queue's pushes are on
+// (subscribed and the key set): after its first read, a waiter is read
+// again after awaitMax, then at doubling intervals up to awaitPushedMax.
+// A lost message (a reconnect, a crashed process's key that has not
+// expired) costs latency, never a result. Why slower: a stream of ten
+// thousand results would otherwise read every unfinished task at 1, 2, 4
+// ... ms, five or six times each, where one read after its push is
+// enough. Without waiters anywhere the key is gone and the scripts pay one
+// EXISTS per call.
 //
-// Waits on every queue (queue "") and on sharded queues (a task may be in
-// any shard) keep polling GetTask on their own.
+// Waits on every queue (queue "") find their tasks first and then wait
+// here (inspect.go, awaitAnyQueue); waits on sharded queues (a task may be
+// in any shard) keep polling GetTask on their own.
 
 const (
 	awaitBatch = 500
@@ -399,8 +401,14 @@ func (h *awaitHub) updateSubs(subscribe, renew, drop []string) {
 			go h.listen(ps)
 		}
 		if err := ps.Subscribe(ctx, subscribe...); err != nil {
-			// Not listening: these keys must not be set as if we were.
+			// Not listening: these keys must not be set as if we were,
+			// and the next tick subscribes again.
 			renew = slices.DeleteFunc(renew, func(k string) bool { return slices.Contains(subscribe, k) })
+			h.mu.Lock()
+			for _, k := range subscribe {
+				delete(h.subs, k)
+			}
+			h.mu.Unlock()
 		}
 	}
 	if len(renew) > 0 {
