@@ -256,16 +256,25 @@ func TestLeaseLostCancelsHandlerAndDropsOutcome(t *testing.T) {
 	cfg := e.config()
 	cfg.LeaseDuration = 10 * time.Second
 	cfg.NoMaintenance = true // the test recovers by hand
+	// One runner, no prefetch, and a handler that returns only when the
+	// test says so: the worker has no free slot, so the task recovered
+	// below can only go to the test's "other worker" (with a free slot,
+	// the worker's own fetch loop could take it back first).
+	cfg.Concurrency, cfg.Prefetch = 1, -1
 	cause := make(chan error, 1)
-	started := make(chan struct{})
+	started, release := make(chan struct{}), make(chan struct{})
 	e.worker(cfg, func(w *queue.Worker) {
 		w.HandleFunc("k", func(ctx context.Context, _ *queue.TaskInfo) ([]byte, error) {
 			close(started)
 			<-ctx.Done()
 			cause <- context.Cause(ctx)
+			<-release
 			return []byte("too late"), nil // ignores the cancellation: must still be dropped
 		})
 	})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the worker's shutdown (cleanups run last first)
 	info := e.enqueue(queue.NewTask("k", nil), queue.Retention(time.Hour))
 	<-started
 	// Expire the lease and let "another worker" take the task.
@@ -292,6 +301,7 @@ func TestLeaseLostCancelsHandlerAndDropsOutcome(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("handler ctx not cancelled after its lease was lost")
 	}
+	free()
 	if !waitFor(func() bool { return strings.Contains(e.logs.String(), "dropping the outcome") }) {
 		t.Fatalf("no log about the dropped outcome:\n%s", e.logs.String())
 	}
