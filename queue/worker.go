@@ -182,9 +182,8 @@ func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 	}
 	w := &Worker{b: b, cfg: cfg, mux: newMux()}
 	ec := engine.Config{
-		Broker: b, StrictPriority: cfg.StrictPriority, Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch,
-		MaxPrefetch: cfg.MaxPrefetch,
-		Lease:       cfg.LeaseDuration, ExtendInterval: cfg.ExtendInterval, ShutdownTimeout: cfg.ShutdownTimeout,
+		Broker: b, StrictPriority: cfg.StrictPriority, Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch, MaxPrefetch: cfg.MaxPrefetch,
+		Lease: cfg.LeaseDuration, ExtendInterval: cfg.ExtendInterval, ShutdownTimeout: cfg.ShutdownTimeout,
 		DefaultTimeout: cfg.DefaultTimeout, PollInterval: cfg.PollInterval, AckBatchSize: cfg.AckBatchSize,
 		ForwardInterval: cfg.ForwardInterval, RecoverInterval: cfg.RecoverInterval, CleanupInterval: cfg.CleanupInterval,
 		NoMaintenance: cfg.NoMaintenance, LimitWait: cfg.LimitWait, WorkerID: cfg.WorkerID,

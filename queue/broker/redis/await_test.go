@@ -76,9 +76,15 @@ func awaitPushed(t *testing.T, br *redisbroker.Broker, c goredis.UniversalClient
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// The waiter of "any" first finds its task, then listens too; give
-	// it the time to register (its read at once sees the task pending).
-	time.Sleep(100 * time.Millisecond)
+	// The waiter of "any" first finds its task, then waits on the shared
+	// poller too: wait until all four are there, so that every one of them
+	// can only learn of its task's end from a push.
+	for redisbroker.AwaitWaiters(br) < len(ts) {
+		if ctx.Err() != nil {
+			t.Fatalf("%d waiters registered, want %d", redisbroker.AwaitWaiters(br), len(ts))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	leased, err := br.Fetch(ctx, broker.FetchParams{Queues: []string{q}, Max: 3, Lease: time.Minute, WorkerID: "w"})
 	if err != nil || len(leased) != 3 {
 		t.Fatalf("fetch: %v %v", leased, err)

@@ -25,3 +25,10 @@ func SetAwaitPoll(lo, hi time.Duration) (time.Duration, time.Duration) {
 	awaitMin, awaitMax = lo, hi
 	return oldLo, oldHi
 }
+
+// AwaitWaiters is how many waiters b's shared poller holds.
+func AwaitWaiters(b *Broker) int {
+	b.awaits.mu.Lock()
+	defer b.awaits.mu.Unlock()
+	return len(b.awaits.ws)
+}

@@ -29,57 +29,31 @@ func (b *Broker) GetTask(ctx context.Context, queue, id string) (*broker.Task, e
 		}
 		queues = []string{queue}
 	} else {
-		qs, err := b.knownQueues(ctx)
+		qs, err := b.sortedQueues(ctx)
 		if err != nil {
 			return nil, err
 		}
-		slices.Sort(qs)
 		queues = qs
 	}
-	if len(queues) == 0 {
-		return nil, fmt.Errorf("%w: %s", broker.ErrTaskNotFound, id)
-	}
-	shardMap, err := b.shardMap(ctx)
+	found, err := b.readTasks(ctx, queues, []string{id})
 	if err != nil {
 		return nil, wrapErr("get task", err)
 	}
-	type where struct {
-		queue string
-		shard int
-	}
-	var calls []*scriptCall
-	var at []where
-	for _, q := range queues {
-		set := shardMap[q]
-		n := set.count()
-		// The shard of the ID first: where a plain task of this ID is.
-		first := shardOf(id, n)
-		for k := range n {
-			i := (first + k) % n
-			calls = append(calls, &scriptCall{script: scriptGet, keys: b.keysFor(scriptGet, set.tag(q, i)), args: []any{id}})
-			at = append(at, where{q, i})
-		}
-	}
-	if err := b.runScripts(ctx, calls, nil); err != nil {
-		return nil, wrapErr("get task", err)
-	}
-	for i, c := range calls {
-		res, err := c.cmd.Slice()
-		if err != nil {
-			return nil, wrapErr("get task", err)
-		}
-		if len(res) == 4 && res[0] != nil {
-			t, err := decodeTask(at[i].queue, id, res[0], res[1], res[2], res[3])
-			if t != nil {
-				t.Shard = at[i].shard
-			}
-			return t, err
-		}
+	if w := found[0]; w.queue != "" {
+		return w.t, w.err
 	}
 	if queue == "" {
 		return nil, fmt.Errorf("%w: %s", broker.ErrTaskNotFound, id)
 	}
 	return nil, fmt.Errorf("%w: %s in queue %s", broker.ErrTaskNotFound, id, queue)
+}
+
+// sortedQueues is knownQueues, sorted: the order in which lookups on
+// every queue look.
+func (b *Broker) sortedQueues(ctx context.Context) ([]string, error) {
+	qs, err := b.knownQueues(ctx)
+	slices.Sort(qs)
+	return qs, err
 }
 
 // AwaitTask waits for the task to finish. Waits on one unsharded queue
@@ -488,18 +462,20 @@ func (b *Broker) Resume(ctx context.Context, queue string) error {
 	return nil
 }
 
-// awaitAnyQueue is AwaitTasks for queue "". One pipeline of get.lua calls
-// reads each ID where GetTask looks, in the same order (every shard of
-// every known queue, sorted): the tasks found finished are answered from
-// it. The others found in an unsharded queue then wait as one call per
-// queue on the shared poller;
-// the others (found in a sharded queue, or nowhere yet) are polled (pollTask)
-// on a goroutine each. Without this, a client streaming thousands of
+// awaitAnyQueue is AwaitTasks for queue "". One read (readTasks) finds
+// each ID where GetTask would, and the tasks found finished are answered
+// from it. The others found in an unsharded queue then wait as one call
+// per queue on the shared poller; the rest (found in a sharded queue, or
+// nowhere yet) are polled (pollTask) on a goroutine each. Without this, a client streaming thousands of
 // results without naming their queue (the HTTP API's results:stream, as
 // the Python Executor calls it) cost a goroutine, a SMEMBERS and a
 // get.lua call per ID per poll.
 func (b *Broker) awaitAnyQueue(ctx context.Context, ids []string, done func(int, *broker.Task, error)) error {
-	found, err := b.locateAll(ctx, ids)
+	qs, err := b.sortedQueues(ctx)
+	if err != nil {
+		return err
+	}
+	found, err := b.readTasks(ctx, qs, ids)
 	if err != nil {
 		return wrapErr("await tasks", err)
 	}
@@ -554,7 +530,7 @@ func (b *Broker) awaitAnyQueue(ctx context.Context, ids []string, done func(int,
 	return nil
 }
 
-// located is where locateAll found an ID (queue "" if nowhere), and the
+// located is where readTasks found an ID (queue "" if nowhere), and the
 // task as read there, or the error of decoding it.
 type located struct {
 	queue   string
@@ -563,29 +539,28 @@ type located struct {
 	err     error
 }
 
-// locateAll reads each ID as GetTask with queue "" would: in the first
-// known queue, sorted, one of whose shards holds it. One pipeline of
-// get.lua calls, up to awaitBatch IDs each.
-func (b *Broker) locateAll(ctx context.Context, ids []string) ([]located, error) {
+// readTasks reads each ID where it is: in the first of queues one of whose
+// shards holds it, and in that queue the ID's own shard first (where a
+// plain task of this ID is), then the next ones. One pipeline of get.lua
+// calls (every shard of every queue, up to awaitBatch IDs each): a lookup
+// costs one round trip however many queues and shards it asks.
+func (b *Broker) readTasks(ctx context.Context, queues, ids []string) ([]located, error) {
 	out := make([]located, len(ids))
-	qs, err := b.knownQueues(ctx)
-	if err != nil || len(qs) == 0 {
-		return out, err
+	if len(queues) == 0 {
+		return out, nil
 	}
-	slices.Sort(qs)
 	shardMap, err := b.shardMap(ctx)
 	if err != nil {
 		return nil, err
 	}
 	type part struct {
-		queue   string
-		sharded bool
-		shard   int
-		from    int // index of the call's first ID
+		queue     string
+		shard, of int // of: the queue's number of shards
+		from      int // index of the call's first ID
 	}
 	var calls []*scriptCall
 	var parts []part
-	for _, q := range qs {
+	for _, q := range queues {
 		set := shardMap[q]
 		n := set.count()
 		for shard := range n {
@@ -597,13 +572,14 @@ func (b *Broker) locateAll(ctx context.Context, ids []string) ([]located, error)
 					args[k] = id
 				}
 				calls = append(calls, &scriptCall{script: scriptGet, keys: keys, args: args})
-				parts = append(parts, part{q, n > 1, shard, from})
+				parts = append(parts, part{q, shard, n, from})
 			}
 		}
 	}
 	if err := b.runScripts(ctx, calls, nil); err != nil {
 		return nil, err
 	}
+	rank := make([]int, len(ids)) // of the shard found, from the ID's own shard
 	for ci, c := range calls {
 		res, err := c.cmd.Slice()
 		if err != nil {
@@ -613,14 +589,18 @@ func (b *Broker) locateAll(ctx context.Context, ids []string) ([]located, error)
 		for k := 0; 4*k+3 < len(res); k++ {
 			i := p.from + k
 			v := res[4*k : 4*k+4]
-			if i >= len(out) || v[0] == nil || out[i].queue != "" {
+			if i >= len(out) || v[0] == nil {
 				continue
+			}
+			r := (p.shard - shardOf(ids[i], p.of) + p.of) % p.of
+			if out[i].queue != "" && (out[i].queue != p.queue || rank[i] <= r) {
+				continue // found in an earlier queue, or a shard before this one
 			}
 			t, err := decodeTask(p.queue, ids[i], v[0], v[1], v[2], v[3])
 			if t != nil {
 				t.Shard = p.shard
 			}
-			out[i] = located{queue: p.queue, sharded: p.sharded, t: t, err: err}
+			out[i], rank[i] = located{queue: p.queue, sharded: p.of > 1, t: t, err: err}, r
 		}
 	}
 	return out, nil
