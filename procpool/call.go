@@ -35,8 +35,15 @@ type call struct {
 	proc   *process // the worker running it, set before Start
 	reason error    // why the call is being stopped; first one wins
 
+	// started: the future has been started (Start), once; a call sent
+	// again after its worker died before starting it is not started twice.
+	// Set by the goroutine sending it.
+	started bool
+
 	// guarded by proc.wmu
 	sending, sent, answered bool
+	cancelReq               bool        // many-slot workers: a stop was asked for
+	cancelSent              bool        // many-slot workers: its cancel frame is written (or being written)
 	cancelTm                *time.Timer // many-slot workers: kills the worker if the cancel is not answered in time
 	taskTm                  *time.Timer // many-slot workers: TaskTimeout
 }
@@ -69,6 +76,14 @@ func (c *call) interrupt(reason error) {
 	}
 	pr.wmu.Lock()
 	defer pr.wmu.Unlock()
+	c.mu.Lock()
+	moved := c.proc != pr
+	c.mu.Unlock()
+	if moved {
+		// pr died before starting c, which waits to be sent again (or is
+		// being sent) elsewhere: that send sees the reason.
+		return
+	}
 	if pr.slots > 1 {
 		pr.cancelManyLocked(c)
 		return
@@ -187,11 +202,18 @@ func (p *Pool) run(pr *process, c *call) (healthy bool) {
 	c.mu.Lock()
 	c.proc = pr
 	c.mu.Unlock()
-	if !c.Start(c) {
-		return true // cancelled while queued
+	if !c.started {
+		if !c.Start(c) {
+			return true // cancelled while queued
+		}
+		c.started = true
 	}
 	if c.ctx.Err() != nil {
 		c.finish(nil, context.Cause(c.ctx))
+		return true
+	}
+	if reason := c.stopReason(); reason != nil {
+		c.finish(nil, reason) // stopped while waiting to be sent again
 		return true
 	}
 	pr.current.Store(c)
@@ -204,7 +226,7 @@ func (p *Pool) run(pr *process, c *call) (healthy bool) {
 	// The call is written without holding wmu, so that interrupt can fail a
 	// write blocked on a worker that does not read.
 	pr.wmu.Lock()
-	c.sending = true
+	c.sending, c.sent, c.answered = true, false, false // a call sent again was answered by its dead worker
 	pr.wmu.Unlock()
 	werr := pr.writeCall(c)
 	pr.wmu.Lock()

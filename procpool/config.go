@@ -31,6 +31,16 @@ type Config struct {
 	// the pool keeps that many calls in flight on it (protocol 2; a
 	// protocol 1 worker takes one). 0 asks nothing: the SDKs take one.
 	Slots int
+	// Pipeline is how many calls the pool keeps on a worker that runs one
+	// at a time in order (feature "ordered": the Python SDK's plain
+	// functions): the running one and those queued in its pipe behind it,
+	// so the worker finds its next call waiting instead of sleeping through
+	// a round trip. Calls are queued only while the worker's calls take
+	// under PipelineMaxCall on average, and never behind a call whose
+	// argument is in shared memory; a queued call's TaskTimeout counts from
+	// its start. At most the slots the worker announced. 0 means
+	// DefaultPipeline; 1 turns it off (one call at a time).
+	Pipeline int
 
 	// ShmThreshold is the size from which arguments and results travel
 	// through shared memory instead of the pipes, to workers that map it
@@ -125,7 +135,16 @@ const (
 	DefaultMaxStartFailures  = 3
 	DefaultRestartBackoff    = 100 * time.Millisecond
 	DefaultMaxRestartBackoff = 10 * time.Second
+	DefaultPipeline          = 4
+	// PipelineMaxCall: calls of an "ordered" worker are queued behind its
+	// running call only while its calls take less than this on average, so
+	// a queued call waits a few milliseconds at most, not behind a long
+	// call.
+	PipelineMaxCall = time.Millisecond
 )
+
+// maxPipeline bounds Config.Pipeline.
+const maxPipeline = 1024
 
 // maxPayloadLimit keeps every frame length within the uint32 prefix.
 const maxPayloadLimit = 1<<32 - 1 - wire.HeaderSize - wire.MaxNameLen
@@ -136,6 +155,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueSize == 0 && c.Workers > 0 {
 		c.QueueSize = DefaultQueuePerWorker * c.Workers
+	}
+	if c.Pipeline == 0 {
+		c.Pipeline = DefaultPipeline
 	}
 	if c.StartTimeout == 0 {
 		c.StartTimeout = DefaultStartTimeout
@@ -177,6 +199,9 @@ func (c Config) validate() error {
 	}
 	if c.Slots < 0 || c.Slots > maxSlots {
 		errs = append(errs, fmt.Errorf("Slots = %d, want 0..%d", c.Slots, maxSlots))
+	}
+	if c.Pipeline < 0 || c.Pipeline > maxPipeline {
+		errs = append(errs, fmt.Errorf("Config.Pipeline = %d, want 0..%d", c.Pipeline, maxPipeline))
 	}
 	if c.QueueSize < 0 {
 		errs = append(errs, fmt.Errorf("QueueSize = %d, want >= 0", c.QueueSize))

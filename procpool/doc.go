@@ -26,6 +26,16 @@
 //     calls it held, each with a *WorkerCrashedError carrying its exit status
 //     and last stderr lines, and is replaced. Calls on other workers and
 //     calls still queued are not affected.
+//   - A worker that runs its calls one at a time in order (feature
+//     "ordered": the Python SDK's plain functions) is kept up to
+//     Config.Pipeline calls, the running one and those queued in its pipe,
+//     while its calls are short: under PipelineMaxCall on average, and the
+//     running one so far; never behind a call whose argument is in shared
+//     memory is another queued. If it dies, only the call it was running
+//     (the first unanswered) fails as crashed; the calls behind it never
+//     started and go to its replacement first. A queued call's TaskTimeout,
+//     and the kill that follows its cancel, start when it starts; its cancel
+//     frame goes at once, so the worker skips it.
 //   - A call whose ctx ends, whose TaskTimeout passes or whose future is
 //     cancelled gets a cancel frame; that call alone is stopped. If the
 //     worker has not answered it within CancelGrace, the worker is killed

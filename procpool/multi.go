@@ -1,9 +1,11 @@
 package procpool
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/conqhq/conq/internal/wire"
@@ -31,11 +33,12 @@ func (pr *process) held() []*call {
 	return calls
 }
 
-// serveMany feeds calls to a many-slot worker until it must go. It reports
-// whether pr may be stopped gracefully, and returns a call it took from the
-// queue but could not send because pr broke first (the next process sends
-// it).
-func (p *Pool) serveMany(pr *process, carry *call) (graceful bool, _ *call) {
+// serveMany feeds calls to a many-slot worker until it must go. It sends
+// carry first (calls taken for, or sent to, a process that broke before
+// they started). It reports whether pr may be stopped gracefully, and
+// returns the calls it took but could not send because pr broke first (the
+// next process sends them).
+func (p *Pool) serveMany(pr *process, carry []*call) (graceful bool, _ []*call) {
 	free := make(chan struct{}, pr.slots)
 	for range pr.slots {
 		free <- struct{}{}
@@ -67,10 +70,27 @@ func (p *Pool) serveMany(pr *process, carry *call) (graceful bool, _ *call) {
 		}
 		return true
 	}
+	// idle waits, holding one slot, until pr holds no call: an ordered
+	// worker's next call must not wait behind a long one.
+	idle := func() bool {
+		for i := 1; i < pr.slots; i++ {
+			select {
+			case <-free:
+			case <-readerDone:
+				return false
+			case <-p.aborting:
+				return false
+			}
+		}
+		for i := 1; i < pr.slots; i++ {
+			free <- struct{}{}
+		}
+		return true
+	}
 	for {
 		if max := p.cfg.MaxTasksPerWorker; max > 0 && pr.tasks >= max {
 			pr.log.Debug("procpool: recycling worker", "tasks", pr.tasks)
-			return drain(), nil
+			return drain(), carry
 		}
 		select {
 		case <-free:
@@ -79,9 +99,10 @@ func (p *Pool) serveMany(pr *process, carry *call) (graceful bool, _ *call) {
 		case <-p.aborting:
 			return false, carry
 		}
-		c := carry
-		carry = nil
-		if c == nil {
+		var c *call
+		if len(carry) > 0 {
+			c, carry = carry[0], carry[1:]
+		} else {
 			select {
 			case c = <-p.queue:
 			case <-readerDone:
@@ -97,17 +118,33 @@ func (p *Pool) serveMany(pr *process, carry *call) (graceful bool, _ *call) {
 				}
 			}
 		}
+		if pr.ordered && !pr.mayQueue(c) && !idle() {
+			return false, append([]*call{c}, carry...)
+		}
 		switch p.sendMany(pr, c) {
 		case sendSkipped:
 			free <- struct{}{}
 			continue
 		case sendBroken:
-			return false, c
+			return false, append([]*call{c}, carry...)
 		case sendFailed:
-			return false, nil
+			return false, carry
 		}
 		pr.tasks++
 	}
+}
+
+// mayQueue reports whether c may be sent to ordered worker pr now: pr
+// holds nothing, or its calls are short (on average, and the running one
+// so far) and c's argument is not in shared memory (a call waiting in the
+// pipe must be one a crash can send again).
+func (pr *process) mayQueue(c *call) bool {
+	pr.wmu.Lock()
+	defer pr.wmu.Unlock()
+	if len(pr.order) == 0 {
+		return true
+	}
+	return c.seg == nil && pr.avgCall >= 0 && pr.avgCall < PipelineMaxCall && time.Since(pr.headAt) < PipelineMaxCall
 }
 
 type sendOutcome int
@@ -127,27 +164,47 @@ func (p *Pool) sendMany(pr *process, c *call) sendOutcome {
 		return sendBroken
 	}
 	pr.inflight[c.id] = c
-	pr.wmu.Unlock()
+	// A call sent again carries the flags of the worker that died.
+	c.sending, c.sent, c.answered = false, false, false
+	c.cancelReq, c.cancelSent, c.cancelTm, c.taskTm = false, false, nil, nil
 	c.mu.Lock()
 	c.proc = pr
 	c.mu.Unlock()
+	pr.wmu.Unlock()
 	unregister := func() {
 		pr.wmu.Lock()
 		delete(pr.inflight, c.id)
 		pr.wmu.Unlock()
 	}
-	if !c.Start(c) {
-		unregister() // cancelled while queued
-		return sendSkipped
+	if !c.started {
+		if !c.Start(c) {
+			unregister() // cancelled while queued
+			return sendSkipped
+		}
+		c.started = true
 	}
 	if c.ctx.Err() != nil {
 		unregister()
 		c.finish(nil, context.Cause(c.ctx))
 		return sendSkipped
 	}
+	if reason := c.stopReason(); reason != nil {
+		unregister() // stopped while waiting to be sent again
+		c.finish(nil, reason)
+		return sendSkipped
+	}
 	pr.wmu.Lock()
 	c.sending = true
-	if p.cfg.TaskTimeout > 0 {
+	head := true
+	if pr.ordered {
+		// Its run time and timeout start when the calls before it are
+		// answered (readMany).
+		pr.order = append(pr.order, c)
+		if head = len(pr.order) == 1; head {
+			pr.headAt = time.Now()
+		}
+	}
+	if p.cfg.TaskTimeout > 0 && head {
 		c.taskTm = time.AfterFunc(p.cfg.TaskTimeout, func() { c.interrupt(ErrTaskTimeout) })
 	}
 	pr.wmu.Unlock()
@@ -167,23 +224,67 @@ func (p *Pool) sendMany(pr *process, c *call) sendOutcome {
 
 // cancelManyLocked asks the worker to stop c and arms the kill that follows
 // if it has not answered within CancelGrace. Called with wmu held.
+// A call queued behind others on an ordered worker gets its cancel frame at
+// once (the worker skips it when it comes to it), but the kill waits until
+// it has started: the worker cannot answer it sooner.
 func (pr *process) cancelManyLocked(c *call) {
-	if c.answered || c.cancelTm != nil {
+	if c.answered {
 		return
 	}
-	c.cancelTm = time.AfterFunc(pr.grace, func() {
-		pr.log.Warn("procpool: cancelled task did not stop in time; killing the worker and the calls it holds", "task", c.task, "grace", pr.grace)
-		pr.kill()
-	})
-	if !c.sent {
+	if !c.cancelReq {
+		c.cancelReq = true
+		if !pr.ordered || (len(pr.order) > 0 && pr.order[0] == c) {
+			pr.armCancelLocked(c)
+		}
+	}
+	if !c.sent || c.cancelSent {
 		return // sendMany sends the cancel once the call is written
 	}
+	c.cancelSent = true
 	// Not here: the writer may be busy with a large argument.
 	go func() {
 		if err := pr.writeCancel(c.id); err != nil {
 			pr.kill()
 		}
 	}()
+}
+
+func (pr *process) armCancelLocked(c *call) {
+	c.cancelTm = time.AfterFunc(pr.grace, func() {
+		pr.log.Warn("procpool: cancelled task did not stop in time; killing the worker and the calls it holds", "task", c.task, "grace", pr.grace)
+		pr.kill()
+	})
+}
+
+// dequeueLocked takes answered c off ordered worker pr's order. If c was
+// running, its run time joins the average and the next call starts: its
+// timeout, and the kill of a cancel asked for while it waited, are armed.
+func (pr *process) dequeueLocked(c *call, timeout time.Duration) {
+	i := slices.Index(pr.order, c)
+	if i < 0 {
+		return
+	}
+	pr.order = slices.Delete(pr.order, i, i+1)
+	if i != 0 {
+		return // answered out of order (it broke no rule of the pool's)
+	}
+	now := time.Now()
+	if d := now.Sub(pr.headAt); pr.avgCall < 0 {
+		pr.avgCall = d
+	} else {
+		pr.avgCall += (d - pr.avgCall) / 8
+	}
+	if len(pr.order) == 0 {
+		return
+	}
+	h := pr.order[0]
+	pr.headAt = now
+	if timeout > 0 && h.taskTm == nil {
+		h.taskTm = time.AfterFunc(timeout, func() { h.interrupt(ErrTaskTimeout) })
+	}
+	if h.cancelReq && h.cancelTm == nil {
+		pr.armCancelLocked(h)
+	}
 }
 
 // readMany reads a many-slot worker's answers until its stream ends, and
@@ -214,6 +315,9 @@ func (p *Pool) readMany(pr *process, free chan<- struct{}) {
 			c.answered = true
 			stopTimer(c.taskTm)
 			stopTimer(c.cancelTm)
+			if pr.ordered {
+				pr.dequeueLocked(c, p.cfg.TaskTimeout)
+			}
 		}
 		pr.wmu.Unlock()
 		if !ok {
@@ -236,19 +340,11 @@ func stopTimer(t *time.Timer) {
 
 // failHeld fails every call pr holds once its stream has ended. err is the
 // read error, or the *ProtocolError that ends the worker: with a protocol
-// error every call fails with it, otherwise as crashed.
+// error every call fails with it, otherwise as crashed, except on an
+// ordered worker, whose calls behind the running one never started: they
+// wait in pr.resend for the next process (unless they carry a shared-memory
+// argument, which the worker could have mapped).
 func (p *Pool) failHeld(pr *process, err error) {
-	pr.wmu.Lock()
-	pr.broken = true
-	calls := make([]*call, 0, len(pr.inflight))
-	for id, c := range pr.inflight {
-		calls = append(calls, c)
-		delete(pr.inflight, id)
-		c.answered = true
-		stopTimer(c.taskTm)
-		stopTimer(c.cancelTm)
-	}
-	pr.wmu.Unlock()
 	var pe *ProtocolError
 	switch {
 	case errors.As(err, &pe):
@@ -260,7 +356,43 @@ func (p *Pool) failHeld(pr *process, err error) {
 		}
 		err = nil
 	}
-	if len(calls) == 0 {
+	aborted := false
+	select {
+	case <-p.aborting:
+		aborted = true // the pool killed it: Close, or Shutdown's deadline
+	default:
+	}
+	pr.wmu.Lock()
+	pr.broken = true
+	resend := map[*call]bool{}
+	if pr.ordered && err == nil && !aborted {
+		for i, c := range pr.order {
+			if i > 0 && c.seg == nil && c.stopReason() == nil {
+				resend[c] = true
+			}
+		}
+	}
+	pr.order = nil
+	calls := make([]*call, 0, len(pr.inflight))
+	for id, c := range pr.inflight {
+		delete(pr.inflight, id)
+		c.answered = true
+		stopTimer(c.taskTm)
+		stopTimer(c.cancelTm)
+		if resend[c] {
+			// From now on interrupt leaves c to the process that sends it
+			// again.
+			c.mu.Lock()
+			c.proc = nil
+			c.mu.Unlock()
+			pr.resend = append(pr.resend, c)
+			continue
+		}
+		calls = append(calls, c)
+	}
+	slices.SortFunc(pr.resend, func(a, b *call) int { return cmp.Compare(a.id, b.id) }) // in the order they came
+	pr.wmu.Unlock()
+	if len(calls) == 0 && len(resend) == 0 {
 		if err == nil && !pr.killed.Load() && !pr.stopping.Load() {
 			pr.crashed("") // wait for the exit status
 			code, sig := pr.exitStatus()
@@ -272,13 +404,7 @@ func (p *Pool) failHeld(pr *process, err error) {
 	var crash *WorkerCrashedError
 	if err == nil {
 		crash = pr.crashed("")
-		pr.log.Warn("procpool: worker crashed", "calls", len(calls), "status", exitText(crash.ExitCode, crash.Signal))
-	}
-	aborted := false
-	select {
-	case <-p.aborting:
-		aborted = true // the pool killed it: Close, or Shutdown's deadline
-	default:
+		pr.log.Warn("procpool: worker crashed", "calls", len(calls), "not_started", len(resend), "status", exitText(crash.ExitCode, crash.Signal))
 	}
 	for _, c := range calls {
 		if c.seg != nil {
@@ -299,6 +425,16 @@ func (p *Pool) failHeld(pr *process, err error) {
 			c.finish(nil, &e)
 		}
 	}
+}
+
+// takeResend returns the calls pr's death left unstarted, once its reader
+// has ended.
+func (pr *process) takeResend() []*call {
+	pr.wmu.Lock()
+	defer pr.wmu.Unlock()
+	r := pr.resend
+	pr.resend = nil
+	return r
 }
 
 // withinSeg returns where b starts in seg, if it lies in it.

@@ -24,6 +24,9 @@ type Pool struct {
 	queue chan *call
 	ids   atomic.Uint64 // call ids
 	wids  atomic.Int64  // worker ids
+	// resent counts calls sent again after an ordered worker died before
+	// starting them (tests read it).
+	resent atomic.Int64
 
 	life     context.Context // ends when the pool is aborted
 	lifeStop context.CancelFunc
@@ -130,6 +133,21 @@ func (p *Pool) Slots() int {
 		n += pr.slots
 	}
 	return max(n, p.cfg.Workers)
+}
+
+// Ordered reports whether a live worker runs its calls one at a time in
+// order with calls queued behind the running one (feature "ordered", with
+// a Pipeline above 1): Slots then counts the calls queued too, and a
+// caller that wants those workers busy keeps that many calls submitted.
+func (p *Pool) Ordered() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pr := range p.procs {
+		if pr.ordered {
+			return true
+		}
+	}
+	return false
 }
 
 // Tasks returns the task names the live workers announced in their ready
@@ -457,16 +475,28 @@ func (p *Pool) failQueued(err error) {
 // it dies or is recycled, back off when it cannot be started.
 func (p *Pool) supervise(pr *process) {
 	backoff := p.cfg.RestartBackoff
-	var carry *call // taken from the queue for a process that broke before it was sent
-	defer func() {
-		if carry != nil {
-			carry.finish(nil, ErrPoolClosed)
+	// carry: calls taken from the queue for a process that broke before it
+	// was sent them, and calls an ordered worker died before starting; the
+	// next process sends them first.
+	var carry []*call
+	failCarry := func(err error) {
+		for _, c := range carry {
+			if c.started || c.Start(nil) {
+				c.finish(nil, err)
+			}
 		}
-	}()
+		carry = nil
+	}
+	defer func() { failCarry(ErrPoolClosed) }()
 	for {
 		if pr == nil {
-			if p.drained() {
+			if p.drained() && len(carry) == 0 {
 				return
+			}
+			select {
+			case <-p.aborting:
+				return
+			default:
 			}
 			var err error
 			pr, err = p.spawn(p.life, p.nextWorkerID())
@@ -475,6 +505,9 @@ func (p *Pool) supervise(pr *process) {
 					return // aborted
 				}
 				p.startFailed(err)
+				if err := p.brokenErr(); err != nil {
+					failCarry(err) // as backoff fails the queued ones
+				}
 				if !p.backoff(backoff) {
 					return
 				}
@@ -492,25 +525,25 @@ func (p *Pool) supervise(pr *process) {
 		if pr.slots > 1 {
 			graceful, carry = p.serveMany(pr, carry)
 		} else {
-			if carry != nil {
-				c := carry
-				carry = nil
-				if !p.run(pr, c) {
-					pr.kill()
-					pr.reap()
-					p.untrack(pr)
-					pr = nil
-					continue
+			healthy := true
+			for healthy && len(carry) > 0 {
+				c := carry[0]
+				carry = carry[1:]
+				if healthy = p.run(pr, c); healthy {
+					pr.tasks++
 				}
-				pr.tasks++
 			}
-			graceful = p.serve(pr)
+			graceful = healthy && p.serve(pr)
 		}
 		if graceful {
 			pr.stop(p.cfg.ShutdownGrace)
 		} else {
 			pr.kill()
 			pr.reap()
+		}
+		if r := pr.takeResend(); len(r) > 0 {
+			p.resent.Add(int64(len(r)))
+			carry = append(r, carry...)
 		}
 		p.untrack(pr)
 		pr = nil

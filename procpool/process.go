@@ -41,12 +41,16 @@ type process struct {
 	tree  *tree // the worker and its descendants
 
 	// What the worker announced in its ready frame.
-	proto int      // 1 or 2
-	slots int      // calls it takes at once
-	meta  bool     // it takes META
-	shm   bool     // it maps shared-memory arguments
-	sigc  bool     // it wants a SIGINT after each cancel frame (feature "sigcancel")
-	names []string // the task names it serves (ready frame "tasks"); nil if it did not say
+	proto int  // 1 or 2
+	slots int  // calls it takes at once
+	meta  bool // it takes META
+	shm   bool // it maps shared-memory arguments
+	sigc  bool // it wants a SIGINT after each cancel frame (feature "sigcancel")
+	// ordered: it runs one call at a time in arrival order (feature
+	// "ordered"); slots is then the pool's Pipeline, at most what it
+	// announced.
+	ordered bool
+	names   []string // the task names it serves (ready frame "tasks"); nil if it did not say
 
 	wmu      sync.Mutex  // guards the calls' sent/answered flags, cancelTm and inflight
 	cancelTm *time.Timer // one-slot workers: kills the worker if a cancelled call does not answer in time
@@ -54,6 +58,15 @@ type process struct {
 	broken   bool // many-slot workers: the response stream has ended; no new calls
 
 	readerDone chan struct{} // many-slot workers: closed when the reader has ended
+
+	// Ordered workers, under wmu: the calls held in the order they were
+	// sent (the first has started, the others wait in the worker's pipe),
+	// when the first started, and the running average of a call's run
+	// time (negative until one is known).
+	order   []*call
+	headAt  time.Time
+	avgCall time.Duration
+	resend  []*call // calls that never started on a worker that died: the next process sends them
 
 	wlock  sync.Mutex // the right to write frames on reqW
 	w      *wire.Writer
@@ -151,6 +164,7 @@ func (p *Pool) spawn(ctx context.Context, id int) (*process, error) {
 		log:  cfg.Logger.With("worker", id, "pid", cmd.Process.Pid),
 		reqW: reqW, respR: resp, sp: p.shm,
 		r: wire.NewReader(resp, cfg.maxFrame()), w: wire.NewWriter(reqW),
+		avgCall: -1,
 		exited:  make(chan struct{}),
 		cleared: make(chan struct{}),
 	}
@@ -180,7 +194,11 @@ func (p *Pool) spawn(ctx context.Context, id int) (*process, error) {
 		}
 		return nil, se
 	}
-	pr.log.Debug("procpool: worker ready", "protocol", pr.proto, "slots", pr.slots, "meta", pr.meta, "shm", pr.shm, "sigcancel", pr.sigc)
+	if pr.ordered {
+		pr.slots = min(pr.slots, cfg.Pipeline)
+		pr.ordered = pr.slots > 1 // one slot: the one-call path, nothing queued
+	}
+	pr.log.Debug("procpool: worker ready", "protocol", pr.proto, "slots", pr.slots, "meta", pr.meta, "shm", pr.shm, "sigcancel", pr.sigc, "ordered", pr.ordered)
 	if pr.shm {
 		p.shm.wanted.Store(true)
 	}
@@ -238,6 +256,8 @@ func (pr *process) handshake(ctx context.Context, timeout time.Duration) error {
 				pr.shm = pr.sp.threshold > 0
 			case wire.FeatureSigCancel:
 				pr.sigc = true
+			case wire.FeatureOrdered:
+				pr.ordered = true
 			}
 		}
 	default:

@@ -44,5 +44,10 @@
 //   - A worker's prefetch adapts unless WorkerConfig.Prefetch fixes it: it
 //     grows from Concurrency towards MaxPrefetch while attempts are short
 //     next to a fetch, and shrinks back when they are not. A worker killed
-//     holds at most Concurrency+MaxPrefetch tasks until their leases end.
+//     holds at most Concurrency+MaxPrefetch tasks until their leases end
+//     (ShortConcurrency+MaxPrefetch with ShortConcurrency).
+//   - WorkerConfig.ShortConcurrency (queue/procexec sets it for processes
+//     that queue short calls) holds instead of Concurrency only while
+//     attempts take under 2 ms on average and none has run for 10 ms, so
+//     long tasks are never leased beyond Concurrency plus the prefetch.
 package queue

@@ -24,6 +24,14 @@ type WorkerConfig struct {
 	StrictPriority bool
 	// Concurrency is the number of tasks run at once. Default 10.
 	Concurrency int
+	// ShortConcurrency, if above Concurrency, is how many tasks are handed
+	// to handlers at once while attempts are short (under 2 ms on average,
+	// and none running for 10 ms): for handlers that pass tasks on to
+	// something that queues them, such as queue/procexec's pool of worker
+	// processes that take short calls queued behind the running one. While
+	// attempts are not short, Concurrency holds, so long tasks are not
+	// leased by one worker beyond what it runs. 0: Concurrency.
+	ShortConcurrency int
 	// Prefetch is how many tasks are fetched ahead of free handlers, to hide
 	// the broker's latency; their leases run while they wait. Zero (the
 	// default) adapts it: it starts at Concurrency and grows up to
@@ -111,8 +119,12 @@ func (c *WorkerConfig) setDefaults() error {
 	if c.Concurrency < 0 {
 		return invalid("WorkerConfig.Concurrency = %d: must be positive", c.Concurrency)
 	}
+	if c.ShortConcurrency < 0 || c.ShortConcurrency > maxPrefetch {
+		return invalid("WorkerConfig.ShortConcurrency = %d: want 0..%d", c.ShortConcurrency, maxPrefetch)
+	}
 	// Defaults: zero means "default" (cmp.Or), a negative count "none".
 	c.Concurrency = cmp.Or(c.Concurrency, 10)
+	c.ShortConcurrency = max(c.ShortConcurrency, c.Concurrency)
 	if c.Prefetch > maxPrefetch || c.MaxPrefetch > maxPrefetch {
 		return invalid("WorkerConfig.Prefetch %d, MaxPrefetch %d: at most %d", c.Prefetch, c.MaxPrefetch, maxPrefetch)
 	}
@@ -182,7 +194,7 @@ func NewWorker(b Broker, cfg WorkerConfig) (*Worker, error) {
 	}
 	w := &Worker{b: b, cfg: cfg, mux: newMux()}
 	ec := engine.Config{
-		Broker: b, StrictPriority: cfg.StrictPriority, Concurrency: cfg.Concurrency, Prefetch: cfg.Prefetch, MaxPrefetch: cfg.MaxPrefetch,
+		Broker: b, StrictPriority: cfg.StrictPriority, Concurrency: cfg.Concurrency, ShortConcurrency: cfg.ShortConcurrency, Prefetch: cfg.Prefetch, MaxPrefetch: cfg.MaxPrefetch,
 		Lease: cfg.LeaseDuration, ExtendInterval: cfg.ExtendInterval, ShutdownTimeout: cfg.ShutdownTimeout,
 		DefaultTimeout: cfg.DefaultTimeout, PollInterval: cfg.PollInterval, AckBatchSize: cfg.AckBatchSize,
 		ForwardInterval: cfg.ForwardInterval, RecoverInterval: cfg.RecoverInterval, CleanupInterval: cfg.CleanupInterval,

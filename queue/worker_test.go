@@ -597,6 +597,7 @@ func TestWorkerConfigErrors(t *testing.T) {
 		{queue.WorkerConfig{LeaseDuration: time.Second, ExtendInterval: time.Second}, "shorter than LeaseDuration"},
 		{queue.WorkerConfig{Concurrency: -1}, "Concurrency"},
 		{queue.WorkerConfig{MaxPrefetch: -1}, "MaxPrefetch"},
+		{queue.WorkerConfig{ShortConcurrency: -1}, "ShortConcurrency"},
 		{queue.WorkerConfig{Prefetch: 1 << 20}, "at most 65536"},
 	}
 	for _, c := range bad {
@@ -710,6 +711,51 @@ func (s *slowFetch) Fetch(ctx context.Context, p broker.FetchParams) ([]*broker.
 	}
 	time.Sleep(s.delay)
 	return s.Broker.Fetch(ctx, p)
+}
+
+// ShortConcurrency holds while attempts are short, Concurrency otherwise.
+func TestShortConcurrency(t *testing.T) {
+	const concurrency, short = 2, 8
+	run := func(t *testing.T, tasks int, work time.Duration) int32 {
+		e := newEnv(t)
+		cfg := e.config()
+		cfg.Concurrency, cfg.ShortConcurrency = concurrency, short
+		var done, running, most atomic.Int32
+		w := e.worker(cfg, func(w *queue.Worker) {
+			w.HandleFunc("k", func(context.Context, *queue.TaskInfo) ([]byte, error) {
+				n := running.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				time.Sleep(work)
+				running.Add(-1)
+				done.Add(1)
+				return nil, nil
+			})
+		})
+		batch := make([]*queue.Task, tasks)
+		for i := range batch {
+			batch[i] = queue.NewTask("k", nil)
+		}
+		if _, err := e.client.EnqueueMany(e.ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		if !waitFor(func() bool { return done.Load() == int32(tasks) }) {
+			t.Fatalf("%d of %d tasks done", done.Load(), tasks)
+		}
+		e.shutdown(w)
+		t.Logf("at most %d attempts at once", most.Load())
+		return most.Load()
+	}
+	t.Run("short tasks", func(t *testing.T) {
+		if got := run(t, 2000, 200*time.Microsecond); got <= concurrency || got > short {
+			t.Fatalf("at most %d attempts at once, want more than Concurrency %d and at most ShortConcurrency %d", got, concurrency, short)
+		}
+	})
+	t.Run("long tasks", func(t *testing.T) {
+		if got := run(t, 12, 30*time.Millisecond); got > concurrency {
+			t.Fatalf("at most %d attempts at once, want at most Concurrency %d", got, concurrency)
+		}
+	})
 }
 
 func TestAdaptivePrefetch(t *testing.T) {

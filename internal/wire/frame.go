@@ -37,6 +37,12 @@ const (
 	// (its main thread reads the request pipe itself and looks at the
 	// pending frames when interrupted; see docs/protocol.md).
 	FeatureSigCancel = "sigcancel"
+	// FeatureOrdered: the worker runs its calls one at a time, in the order
+	// they arrive, and answers each before it starts the next; its "slots"
+	// are how many it can hold queued in its pipe. A call to it has started
+	// only once every call sent before it has been answered, so the pool
+	// knows which calls a crash interrupted and which never ran.
+	FeatureOrdered = "ordered"
 )
 
 // PrefixSize is the size of the big-endian uint32 length prefix; HeaderSize

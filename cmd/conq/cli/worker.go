@@ -25,6 +25,7 @@ type workerOptions struct {
 	queues          string
 	concurrency     int
 	processes       int
+	pipeline        int
 	prefetch        int
 	exec            string
 	strict          bool
@@ -46,7 +47,11 @@ at once, in a pool of --processes worker processes started from --exec
 (default: as many processes as --concurrency, one task each). With fewer
 processes each is asked to take several tasks at once (CONQ_SLOTS): a Go SDK
 worker runs them on goroutines; a worker that takes one at a time (protocol
-1) leaves the others waiting for a free process. Every task kind is sent
+1) leaves the others waiting for a free process. A Python module of plain
+functions runs one task at a time per process, and while tasks are short
+(under 1 ms) up to --pipeline tasks wait in its pipe behind the running one,
+so it never sleeps through a round trip (the worker then hands the processes
+that many tasks at once). Every task kind is sent
 to the worker program as a task name, with the task's payload as its
 argument: a Python module that registers @conq.task handlers (sdk/python)
 serves the kinds it registers, unchanged.
@@ -74,6 +79,7 @@ their queue. Logs go to stderr.`,
 	f.StringVar(&o.queues, "queues", queue.DefaultQueue, "queues to serve, with optional weights: name[:weight][,name[:weight]...]")
 	f.IntVarP(&o.concurrency, "concurrency", "c", runtime.NumCPU(), "tasks run at once, over all worker processes")
 	f.IntVarP(&o.processes, "processes", "p", 0, "worker processes (0: as many as --concurrency, one task each)")
+	f.IntVar(&o.pipeline, "pipeline", 0, "short tasks held by a process that runs one at a time (Python plain functions), the running one and those queued behind it (0: 4; 1: none)")
 	f.IntVar(&o.prefetch, "prefetch", 0, "tasks fetched ahead of free processes (0: adaptive, from --concurrency up to max(8 × --concurrency, 64) while tasks are short next to a fetch; N: fixed; -1: none)")
 	f.StringVar(&o.exec, "exec", "", "worker program command line (split like a shell, no expansion)")
 	f.BoolVar(&o.strict, "strict", false, "strict priority: always serve the queue of highest weight first")
@@ -97,6 +103,9 @@ func runWorker(ctx context.Context, o workerOptions, stderr io.Writer) error {
 	}
 	if o.processes < 0 || o.processes > o.concurrency {
 		return usageError("--processes must be between 1 and --concurrency (%d), or 0, got %d", o.concurrency, o.processes)
+	}
+	if o.pipeline < 0 || o.pipeline > 1024 {
+		return usageError("--pipeline must be between 0 and 1024, got %d", o.pipeline)
 	}
 	if o.shutdownTimeout < 0 || o.timeout < 0 {
 		return usageError("--shutdown-timeout and --timeout must not be negative")
@@ -126,6 +135,7 @@ func runWorker(ctx context.Context, o workerOptions, stderr io.Writer) error {
 	cfg := procexec.ServeConfig{
 		Command:   argv,
 		Processes: o.processes,
+		Pipeline:  o.pipeline,
 		Worker: queue.WorkerConfig{
 			Queues:          queues,
 			StrictPriority:  o.strict,

@@ -31,6 +31,11 @@
 //     do not sit fetched with their leases running. Only attempts of kinds
 //     without limits count: a limited kind's tasks wait for admission, and
 //     fetching more of them ahead only makes them wait longer.
+//   - Config.ShortConcurrency, when set above Concurrency, holds instead of
+//     it while attempts take under 2 ms on average and none has run for
+//     10 ms (the slots above Concurrency are held back otherwise, like the
+//     prefetch's): short tasks handed to something that queues them keep
+//     it fed, long ones are not leased beyond what runs.
 package engine
 
 import (
@@ -65,8 +70,11 @@ type Config struct {
 	Weights        []int
 	StrictPriority bool
 	Concurrency    int
-	Prefetch       int // the least fetched ahead of free runners
-	MaxPrefetch    int // the most; <= Prefetch: fixed at Prefetch
+	// ShortConcurrency (>= Concurrency) holds instead while attempts are
+	// short (see shortAttempt).
+	ShortConcurrency int
+	Prefetch         int // the least fetched ahead of free runners
+	MaxPrefetch      int // the most; <= Prefetch: fixed at Prefetch
 
 	Lease, ExtendInterval, ShutdownTimeout, DefaultTimeout, PollInterval time.Duration
 	AckBatchSize                                                         int
@@ -159,6 +167,7 @@ type Engine struct {
 	// are running averages (float64 bits, nanoseconds) of a Fetch that
 	// returned tasks and of an attempt of an unlimited kind.
 	reserve   int
+	gate      gate // runners allowed a job: the concurrency in effect
 	fetchNS   atomic.Uint64
 	attemptNS atomic.Uint64
 
@@ -178,11 +187,13 @@ func New(cfg Config) *Engine {
 func (e *Engine) Start(ctx context.Context) error {
 	cfg := &e.cfg
 	cfg.MaxPrefetch = max(cfg.MaxPrefetch, cfg.Prefetch)
-	capacity := cfg.Concurrency + cfg.MaxPrefetch
+	cfg.ShortConcurrency = max(cfg.ShortConcurrency, cfg.Concurrency)
+	capacity := cfg.ShortConcurrency + cfg.MaxPrefetch
 	e.jobs = make(chan *job, capacity)
 	e.slots = make(chan struct{}, capacity)
-	// Start at the least prefetch: the slots above it are held back.
-	e.reserve = cfg.MaxPrefetch - cfg.Prefetch
+	// Start at the least prefetch and at Concurrency: the slots above them
+	// are held back.
+	e.reserve = cfg.ShortConcurrency - cfg.Concurrency + cfg.MaxPrefetch - cfg.Prefetch
 	for range e.reserve {
 		e.slots <- struct{}{}
 	}
@@ -212,7 +223,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	for _, p := range e.maint {
 		errs = append(errs, p.Start(ctx))
 	}
-	for range cfg.Concurrency {
+	e.gate.on = cfg.ShortConcurrency > cfg.Concurrency
+	e.gate.limit = cfg.Concurrency
+	e.gate.cond.L = &e.gate.mu
+	for range cfg.ShortConcurrency {
 		e.runners.Add(1)
 		go e.run()
 	}
@@ -311,7 +325,9 @@ func (e *Engine) fetch(ctx context.Context) {
 // taking slots from the reserve or giving them back. Only the fetch loop
 // calls it. Shrinking waits for free slots: tasks already fetched stay.
 func (e *Engine) adjustPrefetch() {
-	want := e.cfg.MaxPrefetch - e.prefetchTarget() // the reserve wanted
+	c := e.concurrency()
+	e.gate.setLimit(c)
+	want := e.cfg.ShortConcurrency - c + e.cfg.MaxPrefetch - e.prefetchTarget() // the reserve wanted
 	for e.reserve > want {
 		<-e.slots // never blocks: the reserve's own slots are in there
 		e.reserve--
@@ -324,6 +340,80 @@ func (e *Engine) adjustPrefetch() {
 			return
 		}
 	}
+}
+
+// gate lets at most limit runners hold a job, if on (set before the
+// runners start).
+type gate struct {
+	on    bool
+	mu    sync.Mutex
+	cond  sync.Cond
+	limit int
+	used  int
+}
+
+func (g *gate) acquire() {
+	if !g.on {
+		return
+	}
+	g.mu.Lock()
+	for g.used >= g.limit {
+		g.cond.Wait()
+	}
+	g.used++
+	g.mu.Unlock()
+}
+
+func (g *gate) release() {
+	if !g.on {
+		return
+	}
+	g.mu.Lock()
+	g.used--
+	g.cond.Signal()
+	g.mu.Unlock()
+}
+
+func (g *gate) setLimit(n int) {
+	if !g.on {
+		return
+	}
+	g.mu.Lock()
+	if n > g.limit {
+		g.cond.Broadcast()
+	}
+	g.limit = n
+	g.mu.Unlock()
+}
+
+// Attempts shorter than shortAttempt on average, with none running for
+// longRunning, let ShortConcurrency hold. Handlers that queue tasks (the
+// reason for ShortConcurrency) make an attempt's time include its wait,
+// and a loaded host stretches it: both bounds leave room for that.
+const (
+	shortAttempt = 2 * time.Millisecond
+	longRunning  = 10 * time.Millisecond
+)
+
+// concurrency is the concurrency in effect: ShortConcurrency while
+// attempts are short, else Concurrency.
+func (e *Engine) concurrency() int {
+	c := e.cfg.Concurrency
+	if e.cfg.ShortConcurrency == c {
+		return c
+	}
+	if avg := math.Float64frombits(e.attemptNS.Load()); avg <= 0 || avg >= float64(shortAttempt) {
+		return c
+	}
+	since := e.clock.Now().Add(-longRunning)
+	e.runMu.Lock()
+	defer e.runMu.Unlock()
+	for _, rt := range e.running {
+		if rt.StartedAt.Before(since) {
+			return c // a long one is running: what comes next may be as long
+		}
+	}
+	return e.cfg.ShortConcurrency
 }
 
 // prefetchTarget is the prefetch the averages call for: enough tasks to
@@ -364,19 +454,28 @@ func observe(avg *atomic.Uint64, d time.Duration) {
 func (e *Engine) run() {
 	defer e.runners.Done()
 	for j := range e.jobs {
-		if e.stopping.Load() {
-			e.requeue(j)
-			<-e.slots
-			continue
-		}
-		if now := time.Now(); now.Sub(j.fetched) >= cancelCheckAfter {
-			if err := e.ext.CheckSince(e.hardCtx, now.Add(-cancelCheckAfter)); err != nil {
-				e.log.Debug("queue: checking prefetched tasks for cancels failed; starting anyway", "err", err)
-			}
-		}
-		e.process(j)
-		<-e.slots
+		// Only the concurrency in effect may run jobs: a runner above it
+		// (ShortConcurrency) waits here with its job, which counts as
+		// fetched ahead (its cancel is checked before it starts).
+		e.gate.acquire()
+		e.runOne(j)
+		e.gate.release()
 	}
+}
+
+func (e *Engine) runOne(j *job) {
+	if e.stopping.Load() {
+		e.requeue(j)
+		<-e.slots
+		return
+	}
+	if now := time.Now(); now.Sub(j.fetched) >= cancelCheckAfter {
+		if err := e.ext.CheckSince(e.hardCtx, now.Add(-cancelCheckAfter)); err != nil {
+			e.log.Debug("queue: checking prefetched tasks for cancels failed; starting anyway", "err", err)
+		}
+	}
+	e.process(j)
+	<-e.slots
 }
 
 func (e *Engine) requeue(j *job) {

@@ -76,6 +76,7 @@ from . import _shm
 
 PROTOCOL_VERSION = 2  # the newest this SDK speaks; it speaks 1 to a protocol 1 pool
 ASYNC_SLOTS = 100  # default slots of a module with async def tasks
+ORDERED_SLOTS = 64  # calls a one-at-a-time worker lets wait in its pipe (the pool takes fewer)
 BLOCKED_AFTER = 1.0  # seconds: warn when the event loop is blocked longer
 MAX_SLOTS = 65536
 
@@ -265,6 +266,7 @@ class Server(object):
         self._hup = False  # direct: the request pipe hung up (the watcher saw it)
         self._eof = False  # direct: the parser reached the end of the stream
         self._frames = None  # direct: the request stream's _Frames
+        self._queue_slots = 1  # direct: the calls it holds, running and queued in the pipe
 
     # ---- setup ----
 
@@ -281,7 +283,12 @@ class Server(object):
             self.mode, default = "sync", 1
         n = slots or (asked if asked > 0 and self.mode in ("async", "threads") else 0) or default
         if self.mode == "sync":
-            n = 1  # one at a time: more slots would only queue here
+            # One at a time. Served from the main thread under protocol 2,
+            # the calls the pool sends ahead wait in the pipe, in order
+            # (feature "ordered"): as many as asked, else ORDERED_SLOTS (the
+            # pool keeps at most its Pipeline of them).
+            self._queue_slots = max(1, min(MAX_SLOTS, slots or asked or ORDERED_SLOTS))
+            n = 1
         if self.mode == "interp":
             n = interpreters  # one call per interpreter
         if self.mode == "threads":
@@ -300,8 +307,8 @@ class Server(object):
     def ready_payload(self):
         body = {"protocol": self.version, "sdk": "conq-python", "pid": os.getpid(), "tasks": sorted(self.tasks)}
         if self.version >= 2:
-            body["slots"] = self.slots
-            body["features"] = ["meta"] + (["shm"] if self.peers is not None else []) + (["sigcancel"] if self._direct else [])
+            body["slots"] = self._queue_slots if self._direct else self.slots
+            body["features"] = ["meta"] + (["shm"] if self.peers is not None else []) + (["sigcancel", "ordered"] if self._direct else [])
         return json.dumps(body).encode()
 
     # ---- frames ----
