@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"encoding/json"
+	"encoding/binary"
 
 	"github.com/conqhq/conq/future"
 	"github.com/conqhq/conq/internal/wire"
@@ -206,11 +206,11 @@ func (m *Meta) encode() ([]byte, error) {
 	if !m.Deadline.IsZero() {
 		w.Deadline = m.Deadline.Format(time.RFC3339Nano)
 	}
-	b, err := json.Marshal(w)
-	if err != nil {
-		return nil, err
-	}
-	return wire.AppendMeta(nil, b), nil
+	// The length prefix first, the object after it, in one allocation.
+	b := make([]byte, wire.MetaPrefixSize, 160)
+	b = w.AppendJSON(b)
+	binary.BigEndian.PutUint32(b, uint32(len(b)-wire.MetaPrefixSize))
+	return b, nil
 }
 
 // SubmitMeta is Submit with a description of the call, sent to workers

@@ -14,6 +14,7 @@ only="${2:-.}"
 # package  target   (every parser of user or wire input)
 targets=(
   "./internal/wire            FuzzDecodeFrame"     # process protocol frames (procpool)
+  "./internal/wire            FuzzMetaJSON"        # the META encoder against encoding/json
   "./queue/broker/redis       FuzzDecode"          # task records as stored in Redis
   "./queue/broker/redis       FuzzParseURL"        # broker URLs
   "./queue/broker/redis       FuzzWorkflowRecords" # workflow records as stored in Redis

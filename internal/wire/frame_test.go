@@ -193,3 +193,23 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 	})
 }
+
+// AppendJSON writes what json.Marshal writes, for any field values.
+func FuzzMetaJSON(f *testing.F) {
+	f.Add("01ABC", "resize", "default", 1, 3, true, "2030-01-02T03:04:05.000000006Z", "args")
+	f.Add("", "", "", 0, 0, false, "", "")
+	f.Add("a\"b\\c", "<k&>", "q\u2028\x00é\xff", -5, -1, true, "\n", "json")
+	f.Fuzz(func(t *testing.T, id, kind, queue string, attempt, retries int, hasRetries bool, deadline, enc string) {
+		m := Meta{TaskID: id, Kind: kind, Queue: queue, Attempt: attempt, Deadline: deadline, Encoding: enc}
+		if hasRetries {
+			m.MaxRetries = &retries
+		}
+		want, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.AppendJSON([]byte("x")); string(got[1:]) != string(want) || got[0] != 'x' {
+			t.Fatalf("AppendJSON = %s, json.Marshal = %s", got[1:], want)
+		}
+	})
+}

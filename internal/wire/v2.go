@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strconv"
 )
 
 // Meta is the JSON object a FlagMeta call carries before its argument:
@@ -17,6 +18,58 @@ type Meta struct {
 	MaxRetries *int   `json:"max_retries,omitempty"`
 	Deadline   string `json:"deadline,omitempty"` // RFC 3339 with nanoseconds
 	Encoding   string `json:"encoding,omitempty"` // raw, json or args
+}
+
+// AppendJSON appends m as json.Marshal writes it (the same bytes: the
+// fuzz test checks), without reflection: a META part is encoded for every
+// queue task a pool runs.
+func (m *Meta) AppendJSON(dst []byte) []byte {
+	dst = append(dst, '{')
+	first := true
+	field := func(name string) {
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, '"')
+		dst = append(dst, name...)
+		dst = append(dst, '"', ':')
+	}
+	str := func(name, v string) {
+		if v != "" {
+			field(name)
+			dst = appendJSONString(dst, v)
+		}
+	}
+	str("task_id", m.TaskID)
+	str("kind", m.Kind)
+	str("queue", m.Queue)
+	if m.Attempt != 0 {
+		field("attempt")
+		dst = strconv.AppendInt(dst, int64(m.Attempt), 10)
+	}
+	if m.MaxRetries != nil {
+		field("max_retries")
+		dst = strconv.AppendInt(dst, int64(*m.MaxRetries), 10)
+	}
+	str("deadline", m.Deadline)
+	str("encoding", m.Encoding)
+	return append(dst, '}')
+}
+
+// appendJSONString appends s quoted as encoding/json does: plain ASCII is
+// copied; anything else (escapes, HTML characters, non-ASCII) goes through
+// json.Marshal.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always encodes
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // MetaPrefixSize is the size of the META length prefix.
