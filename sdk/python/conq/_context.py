@@ -17,7 +17,7 @@ class TaskContext(object):
     the payload (raw, json or args). Fields the caller did not send (a
     plain process-pool call) are None."""
 
-    __slots__ = ("id", "kind", "queue", "attempt", "max_retries", "deadline", "encoding")
+    __slots__ = ("id", "kind", "queue", "attempt", "max_retries", "_deadline", "_deadline_text", "encoding")
 
     def __init__(self, id: Optional[str] = None, kind: Optional[str] = None, queue: Optional[str] = None,  # noqa: A002
                  attempt: Optional[int] = None, max_retries: Optional[int] = None,
@@ -27,8 +27,22 @@ class TaskContext(object):
         self.queue = queue
         self.attempt = attempt
         self.max_retries = max_retries
-        self.deadline = deadline
+        self._deadline = deadline
+        self._deadline_text = None
         self.encoding = encoding
+
+    @property
+    def deadline(self) -> Optional[datetime.datetime]:
+        # Parsed on first use: most tasks never look, and every call has one.
+        t = self._deadline_text
+        if t is not None:
+            self._deadline = parse_time(t)
+            self._deadline_text = None
+        return self._deadline
+
+    @deadline.setter
+    def deadline(self, value: Optional[datetime.datetime]) -> None:
+        self._deadline, self._deadline_text = value, None
 
     @classmethod
     def from_meta(cls, meta: Optional[Mapping[str, Any]], name: Optional[str] = None) -> "TaskContext":
@@ -43,10 +57,11 @@ class TaskContext(object):
             self.attempt = get("attempt")
             self.max_retries = get("max_retries")
             d = get("deadline")
-            self.deadline = parse_time(d) if d else None
+            self._deadline = None
+            self._deadline_text = d if d else None
             self.encoding = get("encoding")
         else:
-            self.id = self.queue = self.attempt = self.max_retries = self.deadline = self.encoding = None
+            self.id = self.queue = self.attempt = self.max_retries = self._deadline = self._deadline_text = self.encoding = None
             self.kind = name
         return self
 
@@ -57,7 +72,8 @@ class TaskContext(object):
         return (self.deadline - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
 
     def __repr__(self) -> str:
-        return "TaskContext(%s)" % ", ".join("%s=%r" % (k, getattr(self, k)) for k in self.__slots__)
+        fields = ("id", "kind", "queue", "attempt", "max_retries", "deadline", "encoding")
+        return "TaskContext(%s)" % ", ".join("%s=%r" % (k, getattr(self, k)) for k in fields)
 
 
 _current: "contextvars.ContextVar[Optional[TaskContext]]" = contextvars.ContextVar("conq_current", default=None)

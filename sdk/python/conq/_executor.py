@@ -106,23 +106,18 @@ class Executor(cf.Executor):
         futs = []
         with self._lock:
             for tid in ids:
-                f: cf.Future = cf.Future()
-                f.conq_id = tid  # type: ignore[attr-defined]
+                f = _TaskFuture(self, tid)
                 self._futures[tid] = f
                 self._unwatched.append(tid)
                 futs.append(f)
             self._wake.notify()
-        for f in futs:
-            f.add_done_callback(self._on_done)
         return futs
 
-    def _on_done(self, f: cf.Future) -> None:
-        if f.cancelled():
-            with self._lock:
-                tid = getattr(f, "conq_id", None)
-                if tid is not None and self._futures.pop(tid, None) is not None:
-                    self._to_cancel.append(tid)
-                    self._wake.notify()
+    def _cancelled(self, f: "_TaskFuture") -> None:
+        with self._lock:
+            if self._futures.pop(f.conq_id, None) is not None:
+                self._to_cancel.append(f.conq_id)
+                self._wake.notify()
 
     def map(self, fn: Any, *iterables: Iterable[Any], timeout: Optional[float] = None,
             chunksize: int = 1) -> Iterator[Any]:
@@ -230,14 +225,21 @@ class Executor(cf.Executor):
                 tid = msg.get("id")
                 with self._lock:
                     f = self._futures.pop(tid, None)
-                if f is None or not f.set_running_or_notify_cancel():
-                    continue
-                if msg.get("not_found"):
-                    f.set_exception(ConqError("task %s vanished from the queue (deleted, or its result was not kept)" % tid))
-                elif msg.get("state") == "completed":
-                    f.set_result(_client._decode_result(msg))
-                else:
-                    f.set_exception(_client.failure(msg))
+                if f is None:
+                    continue  # cancelled (its task with it)
+                # Straight from pending to done (a future here is never
+                # "running": it may be cancelled until its result comes); a
+                # cancel racing with this line wins, as with
+                # set_running_or_notify_cancel.
+                try:
+                    if msg.get("not_found"):
+                        f.set_exception(ConqError("task %s vanished from the queue (deleted, or its result was not kept)" % tid))
+                    elif msg.get("state") == "completed":
+                        f.set_result(_client._decode_result(msg))
+                    else:
+                        f.set_exception(_client.failure(msg))
+                except cf.InvalidStateError:
+                    pass
             else:
                 again = ids
         except ConqError as e:
@@ -291,3 +293,20 @@ class Executor(cf.Executor):
                 eng.stop(timeout=2)
             except Exception:  # noqa: BLE001 - interpreter shutdown
                 pass
+
+
+class _TaskFuture(cf.Future):
+    """A concurrent.futures.Future of one conq task (``conq_id``): a
+    successful cancel() also removes the task from the queue (or asks it to
+    stop), without a done callback on every future."""
+
+    def __init__(self, executor: Executor, task_id: str) -> None:
+        super().__init__()
+        self.conq_id = task_id
+        self._conq_executor = executor
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        self._conq_executor._cancelled(self)
+        return True
