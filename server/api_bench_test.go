@@ -2,11 +2,14 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
+	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/broker/memory"
 )
 
@@ -44,5 +47,59 @@ func BenchmarkEnqueueCalls256(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*256), "µs/item")
 		})
+	}
+}
+
+// chordBody is what the Python canvas sends for
+// conq.chord(conq.group(member.s() for _ in range(10)))(callback.s()):
+// compact JSON, each signature {"kind", "args": [], "kwargs": {}}.
+func chordBody(members int) []byte {
+	sig := func(kind string) map[string]any {
+		return map[string]any{"task": map[string]any{"kind": kind, "args": []any{}, "kwargs": map[string]any{}}}
+	}
+	header := make([]any, members)
+	for i := range header {
+		header[i] = sig("__main__:member")
+	}
+	body, _ := json.Marshal(map[string]any{"flow": map[string]any{"chord": map[string]any{
+		"header": header, "body": sig("__main__:callback"), "tolerate_failures": false}}})
+	return body
+}
+
+// BenchmarkCreateChord10: one POST /api/v1/workflows of a chord of 10
+// no-op members and a callback (what conq.chord(...)(...) sends), handled
+// in process on the memory broker, with a live worker that publishes both
+// kinds (so the kind check is answered from the cached worker list).
+// cpu-µs/op is the process's CPU time (all threads, the garbage
+// collector's included) per request: the server's CPU per chord, which
+// can exceed the wall time on more than one core.
+func BenchmarkCreateChord10(b *testing.B) {
+	br := memory.New(memory.Config{})
+	defer br.Close()
+	now := time.Now()
+	if err := br.Heartbeat(context.Background(), broker.WorkerInfo{ID: "w1", Queues: []string{"default"},
+		Kinds: []string{"__main__:member", "__main__:callback"}, StartedAt: now, HeartbeatAt: now}, time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	s, err := New(Config{Broker: br, Logger: quietLogger(), SampleInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := s.Handler()
+	body := chordBody(10)
+	b.ReportAllocs()
+	cpu0, cpuOK := processCPU()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "http://127.0.0.1/api/v1/workflows", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusCreated {
+			b.Fatalf("%d %s", w.Code, w.Body.String())
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/op")
+	if cpu1, ok := processCPU(); cpuOK && ok {
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 	}
 }
