@@ -23,6 +23,9 @@ targets=(
   "./queue/spec               FuzzTaskLine"        # conq enqueue --file lines
   "./queue/spec               FuzzTaskSpecYAML"    # task specifications in YAML
   "./queue/spec               FuzzScheduleFile"    # schedule files
+  "./queue/spec               FuzzParseFlow"       # workflow files (POST /api/v1/workflows, conq enqueue --flow)
+  "./queue/spec               FuzzScanFlow"        # the flow parser's single pass against the general one
+  "./queue/spec               FuzzScanFlowShapes"  # the same on generated, mostly valid flows
   "./queue                    FuzzCronSpec"        # cron specs
   "./queue/spec               FuzzParseDuration"   # the duration grammar
   "./cmd/conq/cli             FuzzTaskFile"        # conq enqueue --file, whole files

@@ -101,6 +101,11 @@ func ParseFlow(data []byte) (Flow, error) { return ParseFlowWith(data, FlowOptio
 // ParseFlowWith is ParseFlow with defaults for the steps and a step limit.
 // Exceeding the limit is an error wrapping ErrFlowTooLarge, found before
 // the rest of the file is parsed.
+//
+// A file of the usual form is read in one pass (scanFlow, flowscan.go);
+// anything that pass does not take (any error, and a few rare but valid
+// forms) is parsed again by parseFlow, which decodes each nesting level
+// on its own and words every error.
 func ParseFlowWith(data []byte, o FlowOptions) (Flow, error) {
 	maxSteps := o.MaxSteps
 	switch {
@@ -109,6 +114,16 @@ func ParseFlowWith(data []byte, o FlowOptions) (Flow, error) {
 	case maxSteps < 0 || maxSteps > queue.DefaultMaxFlowSteps:
 		return Flow{}, fmt.Errorf("flow: step limit %d: want 1..%d: %w", maxSteps, queue.DefaultMaxFlowSteps, queue.ErrInvalidOption)
 	}
+	if f, ok := scanFlow(data, maxSteps, o.Defaults, nil); ok {
+		return f, nil
+	}
+	return parseFlow(data, maxSteps, o.Defaults, nil)
+}
+
+// parseFlow is ParseFlowWith's general parser (maxSteps already
+// checked). keep, if not nil, gets each step's specification with the
+// defaults applied (for the tests that compare it with scanFlow).
+func parseFlow(data []byte, maxSteps int, defaults Task, keep *[]Task) (Flow, error) {
 	var top struct {
 		Flow      json.RawMessage `json:"flow"`
 		Queue     string          `json:"queue"`
@@ -125,7 +140,7 @@ func ParseFlowWith(data []byte, o FlowOptions) (Flow, error) {
 	if len(top.Flow) == 0 || string(top.Flow) == "null" {
 		return Flow{}, fmt.Errorf("flow: no \"flow\" field")
 	}
-	p := &flowParser{max: maxSteps, defaults: o.Defaults}
+	p := &flowParser{max: maxSteps, defaults: defaults, keep: keep}
 	p.f.Queue = top.Queue
 	if top.Queue != "" {
 		p.defaults.Queue = top.Queue
@@ -156,6 +171,7 @@ type flowParser struct {
 	f        Flow
 	max      int
 	defaults Task
+	keep     *[]Task // see parseFlow
 }
 
 func (p *flowParser) node(raw json.RawMessage, path string, depth int) (queue.Flow, error) {
@@ -254,6 +270,9 @@ func (p *flowParser) task(raw json.RawMessage, path string) (queue.Flow, error) 
 		q = queue.DefaultQueue
 	}
 	p.f.Tasks = append(p.f.Tasks, FlowStep{Path: path, Kind: s.Kind, Queue: q})
+	if p.keep != nil {
+		*p.keep = append(*p.keep, s)
+	}
 	return queue.Step(t), nil
 }
 

@@ -630,16 +630,34 @@ func jsonable(v any) (any, error) {
 // ID and the unique key. The payload's size is the client's to check
 // (ClientConfig.MaxPayloadSize).
 func (s Task) Validate() error {
+	if err := s.validateKind(); err != nil {
+		return err
+	}
+	if err := s.validatePayload(); err != nil {
+		return err
+	}
+	return s.validateOptions(time.Now())
+}
+
+// validateDecoded is Validate for a specification decoded from JSON by
+// specWire.spec (the flow scan's steps): its payload is valid by construction
+// (json.Compact of a decoded value, decoded base64 or text, or
+// callPayload's object), so only the kind and the options are checked.
+func (s Task) validateDecoded() error {
+	if err := s.validateKind(); err != nil {
+		return err
+	}
+	return s.validateOptions(time.Now())
+}
+
+func (s Task) validateKind() error {
 	if s.Kind == "" {
 		return specErr("kind", "", "missing (every task needs one)")
 	}
 	if p := check.Token("kind", s.Kind, check.MaxKind); p != "" {
 		return &Error{Field: "kind", Problem: p}
 	}
-	if err := s.validatePayload(); err != nil {
-		return err
-	}
-	return s.validateOptions(time.Now())
+	return nil
 }
 
 func (s Task) validatePayload() error {
@@ -814,6 +832,13 @@ func (s Task) Task() (*queue.Task, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
+	t := new(queue.Task)
+	s.fill(t)
+	return t, nil
+}
+
+// fill sets *t to s as a task to enqueue, without validating s.
+func (s Task) fill(t *queue.Task) {
 	payload, enc := s.Payload, s.Encoding
 	if payload == nil && enc == "" {
 		payload, enc = []byte("null"), queue.EncodingJSON
@@ -821,7 +846,7 @@ func (s Task) Task() (*queue.Task, error) {
 	if enc == "" {
 		enc = queue.EncodingRaw
 	}
-	return &queue.Task{Kind: s.Kind, Payload: payload, Encoding: enc, Options: s.Options()}, nil
+	*t = queue.Task{Kind: s.Kind, Payload: payload, Encoding: enc, Options: s.Options()}
 }
 
 // MarshalJSON writes s in its canonical form: durations as Go duration
