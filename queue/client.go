@@ -72,24 +72,39 @@ type uniqueness struct {
 }
 
 // buildUnique turns task and options into the broker's form, and returns
-// the task's unique lock.
+// the task's unique lock. A task without an ID gets a random one.
 func (c *Client) buildUnique(task *Task, opts []Option, now time.Time) (*broker.Task, uniqueness, error) {
-	if task == nil {
-		return nil, uniqueness{}, invalid("nil task")
-	}
-	if err := validToken("kind", task.Kind, check.MaxKind); err != nil {
+	t := new(broker.Task)
+	u, err := c.buildTask(t, task, opts, now)
+	if err != nil {
 		return nil, uniqueness{}, err
 	}
+	if t.ID == "" {
+		t.ID = rand.Text()
+	}
+	return t, u, nil
+}
+
+// buildTask is buildUnique into *t, without the random ID: a workflow
+// builds its steps in place, and a step's ID is its workflow's and its
+// index. On error *t is unchanged.
+func (c *Client) buildTask(t *broker.Task, task *Task, opts []Option, now time.Time) (uniqueness, error) {
+	if task == nil {
+		return uniqueness{}, invalid("nil task")
+	}
+	if err := validToken("kind", task.Kind, check.MaxKind); err != nil {
+		return uniqueness{}, err
+	}
 	if c.maxSize > 0 && len(task.Payload) > c.maxSize {
-		return nil, uniqueness{}, &PayloadTooLargeError{Kind: task.Kind, Size: len(task.Payload), Max: c.maxSize}
+		return uniqueness{}, &PayloadTooLargeError{Kind: task.Kind, Size: len(task.Payload), Max: c.maxSize}
 	}
 	enc, err := validEncoding(task.Encoding)
 	if err != nil {
-		return nil, uniqueness{}, fmt.Errorf("task kind %q: %w", task.Kind, err)
+		return uniqueness{}, fmt.Errorf("task kind %q: %w", task.Kind, err)
 	}
 	if enc == EncodingJSON || enc == EncodingArgs {
 		if !json.Valid(task.Payload) {
-			return nil, uniqueness{}, invalid("task kind %q: payload of encoding %q is not valid JSON", task.Kind, enc)
+			return uniqueness{}, invalid("task kind %q: payload of encoding %q is not valid JSON", task.Kind, enc)
 		}
 	}
 	o := options{queue: DefaultQueue, maxRetries: DefaultMaxRetries}
@@ -99,9 +114,9 @@ func (c *Client) buildUnique(task *Task, opts []Option, now time.Time) (*broker.
 		}
 	}
 	if err := o.check(now); err != nil {
-		return nil, uniqueness{}, fmt.Errorf("task kind %q: %w", task.Kind, err)
+		return uniqueness{}, fmt.Errorf("task kind %q: %w", task.Kind, err)
 	}
-	t := &broker.Task{
+	*t = broker.Task{
 		ID:         o.id,
 		Kind:       task.Kind,
 		Queue:      o.queue,
@@ -117,9 +132,6 @@ func (c *Client) buildUnique(task *Task, opts []Option, now time.Time) (*broker.
 	if o.processIn > 0 {
 		t.ProcessAt = now.Add(o.processIn)
 	}
-	if t.ID == "" {
-		t.ID = rand.Text()
-	}
 	t.State = StatePending
 	if t.ProcessAt.After(now) {
 		t.State = StateScheduled
@@ -134,7 +146,7 @@ func (c *Client) buildUnique(task *Task, opts []Option, now time.Time) (*broker.
 			u.ttl = DefaultUniqueTTL
 		}
 	}
-	return t, u, nil
+	return u, nil
 }
 
 // uniqueDigest is the default unique key: a digest of kind, queue and

@@ -81,17 +81,18 @@ func (fb *flowBuilder) add(f Flow, pred *broker.Input, tolerant bool) (broker.In
 		if len(fb.w.Steps) >= DefaultMaxFlowSteps {
 			return broker.Input{}, invalid("flow has more than %d steps", DefaultMaxFlowSteps)
 		}
-		t, _, err := fb.c.buildUnique(f.task, fb.opts, fb.now)
-		if err != nil {
+		// The step's task is built in place (no copy of a *broker.Task).
+		i := len(fb.w.Steps)
+		fb.w.Steps = append(fb.w.Steps, broker.WorkflowStep{Input: pred, Tolerant: tolerant && pred != nil, Immutable: f.immutable && pred != nil})
+		t := &fb.w.Steps[i].Task
+		if _, err := fb.c.buildTask(t, f.task, fb.opts, fb.now); err != nil {
 			return broker.Input{}, err
 		}
-		i := len(fb.w.Steps)
 		if pred != nil && !f.immutable && t.Encoding != EncodingArgs && len(t.Payload) > 0 && string(t.Payload) != "null" {
 			return broker.Input{}, invalid("flow step %d (kind %q) follows another step but has its own %s payload: give it args or no payload", i, t.Kind, t.Encoding)
 		}
 		t.ID = fb.w.ID + "." + strconv.Itoa(i)
 		fb.w.Retention = max(fb.w.Retention, t.Retention)
-		fb.w.Steps = append(fb.w.Steps, broker.WorkflowStep{Task: *t, Input: pred, Tolerant: tolerant && pred != nil, Immutable: f.immutable && pred != nil})
 		return broker.Input{Step: i}, nil
 	case "chain":
 		if len(f.nodes) == 0 {
@@ -109,7 +110,7 @@ func (fb *flowBuilder) add(f Flow, pred *broker.Input, tolerant bool) (broker.In
 		if len(f.nodes) == 0 {
 			return broker.Input{}, invalid("flow has an empty %s", f.kind)
 		}
-		list := broker.Input{Step: -1}
+		list := broker.Input{Step: -1, List: make([]broker.Input, 0, len(f.nodes))}
 		for _, n := range f.nodes {
 			out, err := fb.add(n, pred, tolerant)
 			if err != nil {
@@ -123,6 +124,22 @@ func (fb *flowBuilder) add(f Flow, pred *broker.Input, tolerant bool) (broker.In
 		return fb.add(*f.body, &list, f.tolerate)
 	}
 	return broker.Input{}, invalid("flow node of unknown shape %q", f.kind)
+}
+
+// steps counts f's task nodes (the steps EnqueueFlow stores, if f is
+// valid), so the workflow's steps are allocated once.
+func (f Flow) steps() int {
+	if f.kind == "task" {
+		return 1
+	}
+	n := 0
+	for _, x := range f.nodes {
+		n += x.steps()
+	}
+	if f.body != nil {
+		n += f.body.steps()
+	}
+	return n
 }
 
 // FlowHandle is an enqueued workflow.
@@ -151,6 +168,7 @@ func (c *Client) EnqueueFlow(ctx context.Context, f Flow, opts ...Option) (*Flow
 		return nil, fmt.Errorf("queue: EnqueueFlow: %w", broker.ErrUnsupported)
 	}
 	fb := &flowBuilder{c: c, w: &broker.Workflow{ID: "wf_" + rand.Text()}, opts: opts, now: c.b.Clock().Now()}
+	fb.w.Steps = make([]broker.WorkflowStep, 0, min(f.steps(), DefaultMaxFlowSteps+1))
 	out, err := fb.add(f, nil, false)
 	if err != nil {
 		return nil, err
