@@ -68,14 +68,22 @@ func chordBody(members int) []byte {
 
 // BenchmarkCreateChord10: one POST /api/v1/workflows of a chord of 10
 // no-op members and a callback (what conq.chord(...)(...) sends), handled
-// in process on the memory broker, with a live worker that publishes both
-// kinds (so the kind check is answered from the cached worker list).
-// cpu-µs/op is the process's CPU time (all threads, the garbage
-// collector's included) per request: the server's CPU per chord, which
-// can exceed the wall time on more than one core.
+// in process, on the memory broker and on Redis ($CONQ_TEST_REDIS_URL;
+// skipped without it), with a live worker that publishes both kinds (so
+// the kind check is answered from the cached worker list). cpu-µs/op is
+// the process's CPU time (all threads, the garbage collector's included;
+// not redis-server's) per request: the server's CPU per chord, which can
+// exceed the wall time on more than one core.
 func BenchmarkCreateChord10(b *testing.B) {
-	br := memory.New(memory.Config{})
-	defer br.Close()
+	b.Run("memory", func(b *testing.B) {
+		br := memory.New(memory.Config{})
+		defer br.Close()
+		benchCreateChord(b, br)
+	})
+	b.Run("redis", func(b *testing.B) { benchCreateChord(b, redisBroker(b)) })
+}
+
+func benchCreateChord(b *testing.B, br broker.Broker) {
 	now := time.Now()
 	if err := br.Heartbeat(context.Background(), broker.WorkerInfo{ID: "w1", Queues: []string{"default"},
 		Kinds: []string{"__main__:member", "__main__:callback"}, StartedAt: now, HeartbeatAt: now}, time.Hour); err != nil {

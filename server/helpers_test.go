@@ -27,7 +27,7 @@ func quietLogger() *slog.Logger {
 
 // redisBroker returns a broker on the private test Redis
 // ($CONQ_TEST_REDIS_URL) with a key prefix of its own.
-func redisBroker(t *testing.T) broker.Broker {
+func redisBroker(t testing.TB) broker.Broker {
 	t.Helper()
 	url := testenv.RedisURL(t)
 	prefix := testenv.UniquePrefix(t, testenv.RedisClient(t)) // keys deleted after b is closed
