@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/conqhq/conq/future"
+	"github.com/conqhq/conq/internal/precheck"
 	"github.com/conqhq/conq/internal/wire"
 )
 
@@ -23,6 +24,7 @@ type call struct {
 	args    []byte
 	id      uint64
 	stopCtx func() bool // unregisters the ctx watch; nil for contexts that never end
+	queued  time.Time   // when it was queued, for precheckAfter
 
 	meta   []byte   // the META part of the payload (length prefix and JSON), nil if none
 	seg    *segment // the argument is in this segment (args is nil), held by the call
@@ -46,6 +48,17 @@ type call struct {
 	cancelSent              bool        // many-slot workers: its cancel frame is written (or being written)
 	cancelTm                *time.Timer // many-slot workers: kills the worker if the cancel is not answered in time
 	taskTm                  *time.Timer // many-slot workers: TaskTimeout
+}
+
+// precheckAfter: a call that waited this long in the pool's queue runs
+// the check its ctx carries (package precheck: a queue task's cancel
+// request) before it starts.
+const precheckAfter = 250 * time.Millisecond
+
+func (c *call) precheck() {
+	if !c.queued.IsZero() && time.Since(c.queued) >= precheckAfter {
+		precheck.Run(c.ctx)
+	}
 }
 
 // Stop implements future.Stopper: Future.Cancel on a running task.
@@ -203,6 +216,7 @@ func (p *Pool) run(pr *process, c *call) (healthy bool) {
 	c.proc = pr
 	c.mu.Unlock()
 	if !c.started {
+		c.precheck()
 		if !c.Start(c) {
 			return true // cancelled while queued
 		}

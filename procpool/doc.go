@@ -36,6 +36,10 @@
 //     started and go to its replacement first. A queued call's TaskTimeout,
 //     and the kill that follows its cancel, start when it starts; its cancel
 //     frame goes at once, so the worker skips it.
+//   - A call that waited 250 ms or more in the pool's queue runs the check
+//     its ctx carries (internal/precheck) before it starts: a queue task's
+//     ctx asks the broker for a cancel request then, so a task cancelled
+//     while it waited for a free worker does not start.
 //   - A call whose ctx ends, whose TaskTimeout passes or whose future is
 //     cancelled gets a cancel frame; that call alone is stopped. If the
 //     worker has not answered it within CancelGrace, the worker is killed

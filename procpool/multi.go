@@ -177,6 +177,7 @@ func (p *Pool) sendMany(pr *process, c *call) sendOutcome {
 		pr.wmu.Unlock()
 	}
 	if !c.started {
+		c.precheck()
 		if !c.Start(c) {
 			unregister() // cancelled while queued
 			return sendSkipped

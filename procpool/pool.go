@@ -281,6 +281,7 @@ func (p *Pool) submit(ctx context.Context, c *call, block bool) error {
 	c.id = p.ids.Add(1)
 	if ctx.Done() != nil {
 		c.stopCtx = context.AfterFunc(ctx, c.ctxDone)
+		c.queued = time.Now() // a ctx that can end may carry a precheck
 	}
 	select {
 	case p.queue <- c:

@@ -50,4 +50,7 @@
 //     that queue short calls) holds instead of Concurrency only while
 //     attempts take under 2 ms on average and none has run for 10 ms, so
 //     long tasks are never leased beyond Concurrency plus the prefetch.
+//     A task such a handler queued (a procpool call waiting for a free
+//     process) that waited 250 ms or more is checked for a cancel request
+//     before it starts, as a prefetched one is.
 package queue

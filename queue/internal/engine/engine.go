@@ -53,6 +53,7 @@ import (
 	"cmp"
 
 	"github.com/conqhq/conq/future"
+	"github.com/conqhq/conq/internal/precheck"
 	"github.com/conqhq/conq/internal/startstop"
 	"github.com/conqhq/conq/queue/broker"
 	"github.com/conqhq/conq/queue/internal/acker"
@@ -113,6 +114,16 @@ type Attempt struct {
 	StartedAt time.Time
 }
 
+// precheck is the check a handler's attempt context carries (package
+// precheck): a task handed to something that queues it (procpool, for a
+// worker process) and that waited there is looked at for a cancel request
+// before it starts, as one waiting in the worker's prefetch is.
+func (e *Engine) precheck(ctx context.Context) {
+	if err := e.ext.CheckSince(e.hardCtx, time.Now().Add(-cancelCheckAfter)); err != nil {
+		e.log.Debug("queue: checking waiting tasks for cancels failed; starting anyway", "err", err)
+	}
+}
+
 // ErrShutdown is the cancel cause of handlers still running when a
 // shutdown's grace period ends.
 var ErrShutdown = errors.New("queue: worker shutting down")
@@ -166,10 +177,11 @@ type Engine struct {
 	// prefetch in effect is MaxPrefetch - reserve. fetchNS and attemptNS
 	// are running averages (float64 bits, nanoseconds) of a Fetch that
 	// returned tasks and of an attempt of an unlimited kind.
-	reserve   int
-	gate      gate // runners allowed a job: the concurrency in effect
-	fetchNS   atomic.Uint64
-	attemptNS atomic.Uint64
+	reserve    int
+	gate       gate                  // runners allowed a job: the concurrency in effect
+	precheckFn func(context.Context) // e.precheck, made once
+	fetchNS    atomic.Uint64
+	attemptNS  atomic.Uint64
 
 	startedAt time.Time
 	runMu     sync.Mutex
@@ -178,8 +190,10 @@ type Engine struct {
 
 // New returns an engine for cfg.
 func New(cfg Config) *Engine {
-	return &Engine{cfg: cfg, b: cfg.Broker, clock: cfg.Broker.Clock(), log: cfg.Logger,
+	e := &Engine{cfg: cfg, b: cfg.Broker, clock: cfg.Broker.Clock(), log: cfg.Logger,
 		running: make(map[broker.LeaseRef]broker.RunningTask)}
+	e.precheckFn = e.precheck
+	return e
 }
 
 // Start starts every component. ctx's values reach the handlers and the
@@ -306,6 +320,7 @@ func (e *Engine) fetch(ctx context.Context) {
 			// Handlers see no lease internals: the lease is in j.ref.
 			t.Token, t.LeaseUntil, t.WorkerID = 0, time.Time{}, ""
 			j.ctx, j.cancel = context.WithCancelCause(e.hardCtx)
+			j.ctx = precheck.With(j.ctx, e.precheckFn)
 			e.ext.Add(j.ref, j.cancel)
 			e.jobs <- j // never blocks: a slot is held for it
 		}
