@@ -119,7 +119,7 @@ func benchCreateChord(b *testing.B, br broker.Broker) {
 // in process on the memory broker: 256 result lines and the end line.
 // ns/op per request, µs/item per result line, and cpu-µs/item the
 // process's CPU time (all threads, the garbage collector's included) per
-// line.
+// line. Like conq.Executor's streams, the request names no queue.
 func BenchmarkStreamResults256(b *testing.B) {
 	br := memory.New(memory.Config{})
 	defer br.Close()
@@ -156,7 +156,7 @@ func BenchmarkStreamResults256(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	body, _ := json.Marshal(map[string]any{"ids": ids, "wait": "30.000s", "queue": "default"})
+	body, _ := json.Marshal(map[string]any{"ids": ids, "wait": "30.000s"}) // no queue, as conq.Executor
 	h := s.Handler()
 	b.ReportAllocs()
 	cpu0, cpuOK := processCPU()
