@@ -114,6 +114,50 @@ func scanFlow(data []byte, maxSteps int, defaults Task, keep *[]Task) (Flow, boo
 	return f, true
 }
 
+// scanList is ParseList's single pass: a non-empty JSON array of task
+// objects read straight from data into specWire (flowScan.taskWire, as
+// scanFlow reads a step) and made specifications by strict, as
+// ParseList's decoder would. It answers false for everything else, as
+// scanFlow does (see there), and for any element strict refuses: ParseList
+// then decodes the list with encoding/json and words the error.
+// FuzzScanList checks it against that decoder.
+func scanList(data []byte) ([]Task, bool) {
+	s := flowScan{data: data}
+	s.ws()
+	if !s.eat('[') {
+		return nil, false
+	}
+	// Room for the tasks, guessed from the "kind" keys (a guess: a payload
+	// may have them too, and a task may leave its kind out).
+	// Capped at what the data can hold, {"kind":""} and a comma each.
+	out := make([]Task, 0, min(bytes.Count(data, []byte(`"kind"`)), len(data)/12)+1)
+	for {
+		s.ws()
+		if s.peek() != '{' {
+			return nil, false
+		}
+		var w specWire
+		if !s.taskWire(&w) {
+			return nil, false
+		}
+		// The raw values point into data; spec copies what it keeps.
+		t, err := w.strict()
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, t)
+		s.ws()
+		if s.eat(',') {
+			continue
+		}
+		if !s.eat(']') {
+			return nil, false
+		}
+		s.ws()
+		return out, s.i == len(data)
+	}
+}
+
 // scanMaxDepth caps the nesting of a value inside a task (a payload, the
 // args): deeper ones, rare, go to parseFlow (encoding/json's own limit
 // is 10,000).
@@ -360,7 +404,25 @@ func (s *flowScan) task() (queue.Flow, bool) {
 		return queue.Flow{}, false
 	}
 	var w specWire
-	ok := s.object(func(k []byte) bool {
+	ok := s.taskWire(&w)
+	if !ok {
+		return queue.Flow{}, false
+	}
+	// The raw values point into data; spec copies what it keeps.
+	t, err := w.strict()
+	if err != nil || t.ID != "" || t.Unique != nil {
+		return queue.Flow{}, false
+	}
+	st := scanStep{spec: t, task: new(queue.Task), path: string(s.path) + ".task"}
+	s.steps = append(s.steps, st)
+	return queue.Step(st.task), true
+}
+
+// taskWire reads a task object into *w as a strict decoder would, the
+// raw values pointing into s.data; false for anything it does not take
+// (see scanFlow: exact names, no field twice, not "retries" or "in").
+func (s *flowScan) taskWire(w *specWire) bool {
+	return s.object(func(k []byte) bool {
 		switch string(k) {
 		case "kind":
 			return s.strPtr(&w.Kind)
@@ -397,17 +459,6 @@ func (s *flowScan) task() (queue.Flow, bool) {
 		}
 		return false // "retries", "in" (refused here) and unknown fields
 	})
-	if !ok {
-		return queue.Flow{}, false
-	}
-	// The raw values point into data; spec copies what it keeps.
-	t, err := w.strict()
-	if err != nil || t.ID != "" || t.Unique != nil {
-		return queue.Flow{}, false
-	}
-	st := scanStep{spec: t, task: new(queue.Task), path: string(s.path) + ".task"}
-	s.steps = append(s.steps, st)
-	return queue.Step(st.task), true
 }
 
 // raw reads a value as a json.RawMessage field would be (its bytes,

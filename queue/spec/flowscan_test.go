@@ -401,3 +401,60 @@ func FuzzScanFlowShapes(f *testing.F) {
 		checkScan(t, []byte(g.file()), limit, mode)
 	})
 }
+
+// listSeeds are task lists for FuzzScanList; the first scanListTaken are
+// of forms scanList must take itself.
+var listSeeds = []string{
+	// What conq.Executor.map sends in "tasks" (compact JSON).
+	`[{"kind":"__main__:noop","args":[17],"kwargs":{}},{"kind":"__main__:noop","args":[18],"kwargs":{}}]`,
+	` [ {"kind": "a", "args": [1, 2.5e3, -0.5, "x\n", null, true], "kwargs": {"b": {"c": []}}} ,` +
+		` {"kind":"b","payload":{"x":[1,{}]},"queue":"q","max_retries":3,"timeout":"30s","retention":600,` +
+		`"deadline":"2199-01-01T00:00:00Z","id":"i","unique":"1h","unique_key":"k"} ] ` + "\n",
+	`[{"kind":"k","payload_base64":"AAH/"},{"kind":"k","payload_text":"h\u00e9"},{"kind":"k","payload":null,"queue":null}]`,
+	`[{"kind":"k","process_at":"2100-01-01T00:00:00.123456789+02:00"},{"kind":"k","process_in":"1m"}]`,
+	`[{}]`,
+	// Declined (then decoded by parseList, as the same or an error).
+	`[]`, `[null]`, `[1]`, `null`, `{}`, `[{"kind":"k"},{"kind":"k","nope":1}]`, `[{"kind":"k","retries":1}]`,
+	`[{"kind":"k","args":{"a":1}}]`, `[{"kind":"k","kwargs":[1]}]`, `[{"KIND":"k"}]`, `[{"kind":"k","kind":"j"}]`,
+	`[{"kind":"k"}] [1]`, `[{"kind":"k",}]`, `[{"kind":"k"},]`, `[{"kind":"k\u0000"}]`, `[{"kind":"\xff"}]`,
+	`[{"kind":"k","max_retries":"3"}]`, `[{"kind":"k","args":[1],"payload":1}]`, `[{"kind":"k","timeout":"soon"}]`,
+}
+
+const scanListTaken = 5
+
+func TestScanListTakes(t *testing.T) {
+	for _, s := range listSeeds[:scanListTaken] {
+		if _, ok := scanList([]byte(s)); !ok {
+			t.Errorf("scanList declines %s", s)
+		}
+		checkScanList(t, []byte(s))
+	}
+	for _, s := range listSeeds[scanListTaken:] {
+		checkScanList(t, []byte(s))
+	}
+}
+
+// checkScanList: what scanList takes, parseList (ParseList's decoder)
+// decodes to the same specifications.
+func checkScanList(t *testing.T, data []byte) {
+	t.Helper()
+	got, ok := scanList(data)
+	if !ok {
+		return
+	}
+	want, bad, err := parseList(data)
+	if err != nil {
+		t.Fatalf("scanList takes %q, parseList: %v at %d", data, err, bad)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q:\nscanList  %#v\nparseList %#v", data, got, want)
+	}
+}
+
+// FuzzScanList: scanList against ParseList's decoder (see checkScanList).
+func FuzzScanList(f *testing.F) {
+	for _, s := range listSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(checkScanList)
+}

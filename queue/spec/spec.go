@@ -65,6 +65,12 @@ type Task struct {
 	Retention  *time.Duration
 	ID         string
 	Unique     *Unique
+
+	// built is the Payload the decoder built (specWire.spec) of encoding
+	// "json" or "args": valid JSON of its encoding by construction, so
+	// validatePayload does not decode it again while Payload is still
+	// that slice (a Payload set afterwards is checked as always).
+	built []byte
 }
 
 // Unique makes a task unique (see Unique and UniqueKey): TTL 0 means
@@ -227,7 +233,19 @@ func ParseLine(line []byte) (Task, error) {
 // decoder per element. The whole array goes through one strict decoder;
 // only when that fails are the elements decoded one by one, to name the
 // first bad one with the error UnmarshalJSON gives it.
+//
+// Before that, scanList reads a list of the usual form in one pass,
+// without encoding/json's decoder; it declines anything else, which then
+// goes the way above, so results and errors are the same.
 func ParseList(raw []byte) ([]Task, int, error) {
+	if out, ok := scanList(raw); ok {
+		return out, -1, nil
+	}
+	return parseList(raw)
+}
+
+// parseList is ParseList with encoding/json's decoder.
+func parseList(raw []byte) ([]Task, int, error) {
 	var ws []specWire
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -318,6 +336,7 @@ func (w *specWire) spec() (Task, error) {
 			return s, specErr("payload", "", "%v", err)
 		}
 		s.Payload, s.Encoding = buf.Bytes(), queue.EncodingJSON
+		s.built = s.Payload
 	}
 	if w.PayloadBase64 != nil {
 		forms++
@@ -338,6 +357,7 @@ func (w *specWire) spec() (Task, error) {
 			return s, err
 		}
 		s.Payload, s.Encoding = p, queue.EncodingArgs
+		s.built = p
 	}
 	if forms > 1 {
 		return s, specProblem("give one of payload, payload_base64, payload_text or args/kwargs, not several")
@@ -668,6 +688,11 @@ func (s Task) validatePayload() error {
 	if p != "" {
 		return specErr("encoding", strconv.Quote(s.Encoding), "want %q, %q or %q", queue.EncodingRaw, queue.EncodingJSON, queue.EncodingArgs)
 	}
+	if (enc == queue.EncodingJSON || enc == queue.EncodingArgs) && s.payloadBuilt() {
+		// callPayload's object or json.Compact's value: what the checks
+		// below would accept.
+		return nil
+	}
 	switch enc {
 	case queue.EncodingJSON:
 		if !json.Valid(s.Payload) {
@@ -685,6 +710,12 @@ func (s Task) validatePayload() error {
 		}
 	}
 	return nil
+}
+
+// payloadBuilt reports whether Payload is still the slice the decoder
+// built (not only equal bytes: the same array, the same length).
+func (s Task) payloadBuilt() bool {
+	return len(s.Payload) > 0 && len(s.built) == len(s.Payload) && &s.built[0] == &s.Payload[0]
 }
 
 // validateOptions checks every field but kind and payload.
@@ -787,7 +818,20 @@ func (s Task) WithDefaults(d Task) Task {
 
 // Options returns the options s sets, in the form Enqueue takes.
 func (s Task) Options() []queue.Option {
+	n := 0
+	for _, set := range [...]bool{s.Queue != "", s.MaxRetries != nil, s.Timeout != nil, !s.Deadline.IsZero(),
+		!s.ProcessAt.IsZero(), s.ProcessIn != nil, s.Retention != nil, s.ID != "", s.Unique != nil} {
+		if set {
+			n++
+		}
+	}
+	if s.Unique != nil {
+		n++ // Unique and UniqueKey
+	}
 	var opts []queue.Option
+	if n > 0 {
+		opts = make([]queue.Option, 0, n) // one allocation, not append's growing
+	}
 	if s.Queue != "" {
 		opts = append(opts, queue.Queue(s.Queue))
 	}
