@@ -26,10 +26,12 @@ targets=(
   "./queue/spec               FuzzParseFlow"       # workflow files (POST /api/v1/workflows, conq enqueue --flow)
   "./queue/spec               FuzzScanFlow"        # the flow parser's single pass against the general one
   "./queue/spec               FuzzScanFlowShapes"  # the same on generated, mostly valid flows
+  "./queue/spec               FuzzScanList"        # ParseList's single pass against its decoder
   "./queue                    FuzzCronSpec"        # cron specs
   "./queue/spec               FuzzParseDuration"   # the duration grammar
   "./cmd/conq/cli             FuzzTaskFile"        # conq enqueue --file, whole files
   "./server                   FuzzEnqueueBody"     # POST /api/v1/tasks bodies
+  "./server                   FuzzResultLine"      # results:stream's hand-written line against encoding/json
   "./server                   FuzzListParams"      # list query parameters
   "./server                   FuzzLocalPath"       # login/form redirect targets
 )
