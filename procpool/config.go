@@ -135,7 +135,7 @@ const (
 	DefaultMaxStartFailures  = 3
 	DefaultRestartBackoff    = 100 * time.Millisecond
 	DefaultMaxRestartBackoff = 10 * time.Second
-	DefaultPipeline          = 4
+	DefaultPipeline          = 8
 	// PipelineMaxCall: calls of an "ordered" worker are queued behind its
 	// running call only while its calls take less than this on average, so
 	// a queued call waits a few milliseconds at most, not behind a long

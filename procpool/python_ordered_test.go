@@ -20,8 +20,8 @@ func orderedPool(t *testing.T, cfg Config) *Pool {
 	cfg.Command, cfg.Env = base.Command, base.Env
 	cfg.Workers = 1
 	p, _ := newPool(t, cfg)
-	if got := p.Slots(); got != 4 || !p.Ordered() {
-		t.Fatalf("Slots() = %d, Ordered() = %v: want 4 (DefaultPipeline), true", got, p.Ordered())
+	if got := p.Slots(); got != DefaultPipeline || !p.Ordered() {
+		t.Fatalf("Slots() = %d, Ordered() = %v: want %d (DefaultPipeline), true", got, p.Ordered(), DefaultPipeline)
 	}
 	return p
 }

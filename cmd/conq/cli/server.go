@@ -91,7 +91,7 @@ that file once the server listens (--listen 127.0.0.1:0 picks a free port).`,
 	f.StringVar(&o.exec, "exec", "", "also serve the queues with worker processes started from this command line (split like a shell); without --broker, on the embedded broker")
 	f.IntVarP(&o.concurrency, "concurrency", "c", runtime.NumCPU(), "with --exec: tasks run at once, over all worker processes")
 	f.IntVarP(&o.processes, "processes", "p", 0, "with --exec: worker processes (0: as many as --concurrency, one task each)")
-	f.IntVar(&o.pipeline, "pipeline", 0, "with --exec: short tasks held by a process that runs one at a time (Python plain functions), the running one and those queued behind it (0: 4; 1: none)")
+	f.IntVar(&o.pipeline, "pipeline", 0, "with --exec: short tasks held by a process that runs one at a time (Python plain functions), the running one and those queued behind it (0: 8; 1: none)")
 	f.StringVar(&o.queues, "queues", queue.DefaultQueue, "with --exec: queues to serve, with optional weights: name[:weight][,name[:weight]...]")
 	f.DurationVar(&o.timeout, "timeout", 0, "with --exec: time limit of an attempt whose task sets none (0: none)")
 	f.IntVar(&o.maxFlowSteps, "max-flow-steps", queue.DefaultMaxFlowSteps, "refuse a workflow (POST /api/v1/workflows) of more steps than this (413 flow_too_large)")

@@ -79,7 +79,7 @@ their queue. Logs go to stderr.`,
 	f.StringVar(&o.queues, "queues", queue.DefaultQueue, "queues to serve, with optional weights: name[:weight][,name[:weight]...]")
 	f.IntVarP(&o.concurrency, "concurrency", "c", runtime.NumCPU(), "tasks run at once, over all worker processes")
 	f.IntVarP(&o.processes, "processes", "p", 0, "worker processes (0: as many as --concurrency, one task each)")
-	f.IntVar(&o.pipeline, "pipeline", 0, "short tasks held by a process that runs one at a time (Python plain functions), the running one and those queued behind it (0: 4; 1: none)")
+	f.IntVar(&o.pipeline, "pipeline", 0, "short tasks held by a process that runs one at a time (Python plain functions), the running one and those queued behind it (0: 8; 1: none)")
 	f.IntVar(&o.prefetch, "prefetch", 0, "tasks fetched ahead of free processes (0: adaptive, from --concurrency up to max(8 × --concurrency, 64) while tasks are short next to a fetch; N: fixed; -1: none)")
 	f.StringVar(&o.exec, "exec", "", "worker program command line (split like a shell, no expansion)")
 	f.BoolVar(&o.strict, "strict", false, "strict priority: always serve the queue of highest weight first")
