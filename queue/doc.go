@@ -48,7 +48,8 @@
 //     (ShortConcurrency+MaxPrefetch with ShortConcurrency).
 //   - WorkerConfig.ShortConcurrency (queue/procexec sets it for processes
 //     that queue short calls) holds instead of Concurrency only while
-//     attempts take under 2 ms on average and none has run for 10 ms, so
+//     attempts take under 2 ms on average, one ended within the last 2 ms
+//     and none has run for 10 ms, so
 //     long tasks are never leased beyond Concurrency plus the prefetch.
 //     A task such a handler queued (a procpool call waiting for a free
 //     process) that waited 250 ms or more is checked for a cancel request

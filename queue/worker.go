@@ -26,9 +26,10 @@ type WorkerConfig struct {
 	Concurrency int
 	// ShortConcurrency, if above Concurrency, is how many tasks are handed
 	// to handlers at once while attempts are short (under 2 ms on average,
-	// and none running for 10 ms): for handlers that pass tasks on to
-	// something that queues them, such as queue/procexec's pool of worker
-	// processes that take short calls queued behind the running one. While
+	// one ending within the last 2 ms, none running for 10 ms): for
+	// handlers that pass tasks on to something that queues them, such as
+	// queue/procexec's pool of worker processes that take short calls
+	// queued behind the running one. While
 	// attempts are not short, Concurrency holds, so long tasks are not
 	// leased by one worker beyond what it runs. 0: Concurrency.
 	ShortConcurrency int

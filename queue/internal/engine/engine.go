@@ -32,8 +32,9 @@
 //     without limits count: a limited kind's tasks wait for admission, and
 //     fetching more of them ahead only makes them wait longer.
 //   - Config.ShortConcurrency, when set above Concurrency, holds instead of
-//     it while attempts take under 2 ms on average and none has run for
-//     10 ms (the slots above Concurrency are held back otherwise, like the
+//     it while attempts take under 2 ms on average, one ended within the
+//     last 2 ms and none has run for 10 ms (the slots above Concurrency are
+//     held back otherwise, like the
 //     prefetch's): short tasks handed to something that queues them keep
 //     it fed, long ones are not leased beyond what runs.
 package engine
@@ -182,6 +183,7 @@ type Engine struct {
 	precheckFn func(context.Context) // e.precheck, made once
 	fetchNS    atomic.Uint64
 	attemptNS  atomic.Uint64
+	lastDone   atomic.Int64 // when an attempt of an unlimited kind last ended (Unix ns)
 
 	startedAt time.Time
 	runMu     sync.Mutex
@@ -401,8 +403,9 @@ func (g *gate) setLimit(n int) {
 	g.mu.Unlock()
 }
 
-// Attempts shorter than shortAttempt on average, with none running for
-// longRunning, let ShortConcurrency hold. Handlers that queue tasks (the
+// Attempts shorter than shortAttempt on average, one ending within the
+// last shortAttempt and none running for longRunning, let ShortConcurrency
+// hold. Handlers that queue tasks (the
 // reason for ShortConcurrency) make an attempt's time include its wait,
 // and a loaded host stretches it: both bounds leave room for that.
 const (
@@ -419,6 +422,9 @@ func (e *Engine) concurrency() int {
 	}
 	if avg := math.Float64frombits(e.attemptNS.Load()); avg <= 0 || avg >= float64(shortAttempt) {
 		return c
+	}
+	if time.Since(time.Unix(0, e.lastDone.Load())) > shortAttempt {
+		return c // no attempt ended lately: what runs now may be long, and new tasks wait for it
 	}
 	since := e.clock.Now().Add(-longRunning)
 	e.runMu.Lock()
@@ -565,6 +571,7 @@ func (e *Engine) process(j *job) {
 	result, err := e.call(ctx, t, Attempt{Token: j.ref.Token, WorkerID: e.cfg.WorkerID, StartedAt: now})
 	if _, limited := e.cfg.Limits[t.Kind]; !limited {
 		observe(&e.attemptNS, time.Since(began))
+		e.lastDone.Store(time.Now().UnixNano())
 	}
 
 	if e.abandoned.Load() {
