@@ -70,6 +70,9 @@ func (p *Pool) serveMany(pr *process, carry []*call) (graceful bool, _ []*call) 
 		}
 		return true
 	}
+	window := time.NewTimer(time.Hour) // queueWindow's end
+	window.Stop()
+	defer window.Stop()
 	// idle waits, holding one slot, until pr holds no call: an ordered
 	// worker's next call must not wait behind a long one.
 	idle := func() bool {
@@ -103,20 +106,47 @@ func (p *Pool) serveMany(pr *process, carry []*call) (graceful bool, _ []*call) 
 		if len(carry) > 0 {
 			c, carry = carry[0], carry[1:]
 		} else {
-			select {
-			case c = <-p.queue:
-			case <-readerDone:
-				return false, nil
-			case <-p.aborting:
-				return false, nil
-			case <-p.closing:
+		take:
+			for {
+				// An ordered worker busy with a call that is not short
+				// takes nothing from the queue until it is idle, and one
+				// busy with a short call only until that call stops
+				// looking short: another process may be free for the
+				// next call.
+				var expire <-chan time.Time
+				if pr.ordered {
+					d, ok := pr.queueWindow()
+					if !ok {
+						if !idle() {
+							return false, nil
+						}
+						continue
+					}
+					if d > 0 {
+						window.Reset(d)
+						expire = window.C
+					}
+				}
 				select {
-				case c = <-p.queue: // keep serving until the queue is empty
-				default:
-					free <- struct{}{}
-					return drain(), nil
+				case c = <-p.queue:
+					break take
+				case <-expire:
+					continue // look again
+				case <-readerDone:
+					return false, nil
+				case <-p.aborting:
+					return false, nil
+				case <-p.closing:
+					select {
+					case c = <-p.queue: // keep serving until the queue is empty
+						break take
+					default:
+						free <- struct{}{}
+						return drain(), nil
+					}
 				}
 			}
+			window.Stop()
 		}
 		if pr.ordered && !pr.mayQueue(c) && !idle() {
 			return false, append([]*call{c}, carry...)
@@ -134,17 +164,33 @@ func (p *Pool) serveMany(pr *process, carry []*call) (graceful bool, _ []*call) 
 	}
 }
 
-// mayQueue reports whether c may be sent to ordered worker pr now: pr
-// holds nothing, or its calls are short (on average, and the running one
-// so far) and c's argument is not in shared memory (a call waiting in the
-// pipe must be one a crash can send again).
+// queueWindow reports whether ordered worker pr may be sent a call now
+// (see mayQueue) and, if it holds calls, for how long that stays true at
+// most (the running call stops looking short); 0: it holds none.
+func (pr *process) queueWindow() (time.Duration, bool) {
+	pr.wmu.Lock()
+	defer pr.wmu.Unlock()
+	if len(pr.order) == 0 {
+		return 0, true
+	}
+	left := PipelineMaxCall - time.Since(pr.headAt)
+	if pr.avgCall < 0 || pr.avgCall >= PipelineMaxCall || left <= 0 {
+		return 0, false
+	}
+	return left, true
+}
+
+// mayQueue reports whether c (nil: any call) may be sent to ordered worker
+// pr now: pr holds nothing, or its calls are short (on average, and the
+// running one so far) and c's argument is not in shared memory (a call
+// waiting in the pipe must be one a crash can send again).
 func (pr *process) mayQueue(c *call) bool {
 	pr.wmu.Lock()
 	defer pr.wmu.Unlock()
 	if len(pr.order) == 0 {
 		return true
 	}
-	return c.seg == nil && pr.avgCall >= 0 && pr.avgCall < PipelineMaxCall && time.Since(pr.headAt) < PipelineMaxCall
+	return (c == nil || c.seg == nil) && pr.avgCall >= 0 && pr.avgCall < PipelineMaxCall && time.Since(pr.headAt) < PipelineMaxCall
 }
 
 type sendOutcome int

@@ -115,3 +115,30 @@ func TestPythonOrderedCancelQueuedCall(t *testing.T) {
 		t.Fatalf("pid after = %q, %v; want the same worker %q", after, err, before)
 	}
 }
+
+// A worker busy with a long call takes no call from the queue: the next
+// call goes to the free worker, not behind the long one.
+func TestPythonOrderedLongCallLeavesQueueToOthers(t *testing.T) {
+	base := pyConfig(t, python3(t), "pyworker.py")
+	p, _ := newPool(t, Config{Command: base.Command, Env: base.Env, Workers: 2})
+	for i := range 10 {
+		if _, err := callT(t, p, "echo", strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	long, _ := p.Submit(ctx, "nap", []byte("1.5"))
+	time.Sleep(100 * time.Millisecond) // the nap has run well past PipelineMaxCall
+	for i := range 5 {
+		start := time.Now()
+		if v, err := callT(t, p, "echo", "quick"); err != nil || string(v) != "quick" {
+			t.Fatalf("echo = %q, %v", v, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("call %d took %v: it waited behind the nap though the other worker was free", i, d)
+		}
+	}
+	if v, err := result(t, long); err != nil || string(v) != "slept" {
+		t.Fatalf("nap = %q, %v", v, err)
+	}
+}
