@@ -57,9 +57,9 @@ func (p *Pool) serveMany(pr *process, carry []*call) (graceful bool, _ []*call) 
 			pr.kill() // the reader ends with the stream
 		}
 	}()
-	// drain waits for the calls in flight to be answered.
-	drain := func() bool {
-		for range pr.slots {
+	// take waits for n free slots (false if pr or the pool ends first).
+	take := func(n int) bool {
+		for range n {
 			select {
 			case <-free:
 			case <-readerDone:
@@ -70,20 +70,16 @@ func (p *Pool) serveMany(pr *process, carry []*call) (graceful bool, _ []*call) 
 		}
 		return true
 	}
+	// drain waits for the calls in flight to be answered.
+	drain := func() bool { return take(pr.slots) }
 	window := time.NewTimer(time.Hour) // queueWindow's end
 	window.Stop()
 	defer window.Stop()
 	// idle waits, holding one slot, until pr holds no call: an ordered
 	// worker's next call must not wait behind a long one.
 	idle := func() bool {
-		for i := 1; i < pr.slots; i++ {
-			select {
-			case <-free:
-			case <-readerDone:
-				return false
-			case <-p.aborting:
-				return false
-			}
+		if !take(pr.slots - 1) {
+			return false
 		}
 		for i := 1; i < pr.slots; i++ {
 			free <- struct{}{}

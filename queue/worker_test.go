@@ -713,6 +713,23 @@ func (s *slowFetch) Fetch(ctx context.Context, p broker.FetchParams) ([]*broker.
 	return s.Broker.Fetch(ctx, p)
 }
 
+// runKTasks enqueues n tasks of kind "k", waits until done counts them
+// all, and shuts w down.
+func runKTasks(t *testing.T, e *env, w *queue.Worker, n int, done *atomic.Int32) {
+	t.Helper()
+	batch := make([]*queue.Task, n)
+	for i := range batch {
+		batch[i] = queue.NewTask("k", nil)
+	}
+	if _, err := e.client.EnqueueMany(e.ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(func() bool { return done.Load() == int32(n) }) {
+		t.Fatalf("%d of %d tasks done", done.Load(), n)
+	}
+	e.shutdown(w)
+}
+
 // ShortConcurrency holds while attempts are short, Concurrency otherwise.
 func TestShortConcurrency(t *testing.T) {
 	const concurrency, short = 2, 8
@@ -732,17 +749,7 @@ func TestShortConcurrency(t *testing.T) {
 				return nil, nil
 			})
 		})
-		batch := make([]*queue.Task, tasks)
-		for i := range batch {
-			batch[i] = queue.NewTask("k", nil)
-		}
-		if _, err := e.client.EnqueueMany(e.ctx, batch); err != nil {
-			t.Fatal(err)
-		}
-		if !waitFor(func() bool { return done.Load() == int32(tasks) }) {
-			t.Fatalf("%d of %d tasks done", done.Load(), tasks)
-		}
-		e.shutdown(w)
+		runKTasks(t, e, w, tasks, &done)
 		t.Logf("at most %d attempts at once", most.Load())
 		return most.Load()
 	}
@@ -774,17 +781,7 @@ func TestAdaptivePrefetch(t *testing.T) {
 				return nil, nil
 			})
 		})
-		batch := make([]*queue.Task, tasks)
-		for i := range batch {
-			batch[i] = queue.NewTask("k", nil)
-		}
-		if _, err := e.client.EnqueueMany(e.ctx, batch); err != nil {
-			t.Fatal(err)
-		}
-		if !waitFor(func() bool { return done.Load() == int32(tasks) }) {
-			t.Fatalf("%d of %d tasks done", done.Load(), tasks)
-		}
-		e.shutdown(w)
+		runKTasks(t, e, w, tasks, &done)
 		t.Logf("largest fetch asked for %d tasks", sf.maxAsk.Load())
 		return sf.maxAsk.Load()
 	}
