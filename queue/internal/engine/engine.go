@@ -33,10 +33,10 @@
 //     fetching more of them ahead only makes them wait longer.
 //   - Config.ShortConcurrency, when set above Concurrency, holds instead of
 //     it while attempts take under 2 ms on average, one ended within the
-//     last 2 ms and none has run for 10 ms (the slots above Concurrency are
-//     held back otherwise, like the
-//     prefetch's): short tasks handed to something that queues them keep
-//     it fed, long ones are not leased beyond what runs.
+//     last 2 ms and none has run for 10 ms (the slots and runners above
+//     Concurrency are held back otherwise, like the prefetch's): short
+//     tasks handed to something that queues them keep it fed, long ones
+//     are not leased beyond what runs.
 package engine
 
 import (
@@ -405,9 +405,9 @@ func (g *gate) setLimit(n int) {
 
 // Attempts shorter than shortAttempt on average, one ending within the
 // last shortAttempt and none running for longRunning, let ShortConcurrency
-// hold. Handlers that queue tasks (the
-// reason for ShortConcurrency) make an attempt's time include its wait,
-// and a loaded host stretches it: both bounds leave room for that.
+// hold. Handlers that queue tasks (the reason for ShortConcurrency) make an
+// attempt's time include its wait, and a loaded host stretches it: both
+// bounds leave room for that.
 const (
 	shortAttempt = 2 * time.Millisecond
 	longRunning  = 10 * time.Millisecond
