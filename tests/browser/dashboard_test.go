@@ -2,6 +2,7 @@ package browser
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -255,7 +256,12 @@ func TestBrowserDashboard(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := sched.RegisterEntry(queue.Entry{Name: "hourly-report", Spec: "@hourly", Task: queue.NewTask("report.build", nil, queue.Queue("reports"))}); err != nil {
+		// A daily fire 30 minutes from now: "@hourly" made the test fail when
+		// it ran across the top of an hour (the fire time passed between
+		// the page's load and its script's "in ..." check).
+		at := time.Now().UTC().Add(30 * time.Minute).Truncate(time.Minute)
+		spec := fmt.Sprintf("%d %d * * *", at.Minute(), at.Hour())
+		if _, err := sched.RegisterEntry(queue.Entry{Name: "hourly-report", Spec: spec, Task: queue.NewTask("report.build", nil, queue.Queue("reports"))}); err != nil {
 			t.Fatal(err)
 		}
 		if err := sched.Start(context.Background()); err != nil {
@@ -277,7 +283,7 @@ func TestBrowserDashboard(t *testing.T) {
 		waitFor()
 		do(t, ctx, chromedp.Navigate(ts.url+"/schedules"), chromedp.WaitVisible(chromedp.CSS(`tr[data-entry-row="hourly-report"]`)))
 		next := text(`td[data-next="hourly-report"]`)
-		want := time.Now().UTC().Truncate(time.Hour).Add(time.Hour).Format("2006-01-02 15:04:05.000 UTC")
+		want := at.Format("2006-01-02 15:04:05.000 UTC")
 		if !strings.HasPrefix(next, want) {
 			t.Fatalf("next fire %q, want %q", next, want)
 		}
