@@ -160,9 +160,10 @@ func (p *Pool) serveMany(pr *process, carry []*call) (graceful bool, _ []*call) 
 	}
 }
 
-// queueWindow reports whether ordered worker pr may be sent a call now
-// (see mayQueue) and, if it holds calls, for how long that stays true at
-// most (the running call stops looking short); 0: it holds none.
+// queueWindow reports whether ordered worker pr may be sent a call now:
+// it holds none, or its calls are short (on average, and the running one
+// so far); and, if it holds calls, for how long that stays true at most
+// (the running call stops looking short); 0: it holds none.
 func (pr *process) queueWindow() (time.Duration, bool) {
 	pr.wmu.Lock()
 	defer pr.wmu.Unlock()
@@ -176,17 +177,13 @@ func (pr *process) queueWindow() (time.Duration, bool) {
 	return left, true
 }
 
-// mayQueue reports whether c (nil: any call) may be sent to ordered worker
-// pr now: pr holds nothing, or its calls are short (on average, and the
-// running one so far) and c's argument is not in shared memory (a call
-// waiting in the pipe must be one a crash can send again).
+// mayQueue reports whether c may be sent to ordered worker pr now: as
+// queueWindow says, and when pr holds calls, not a call whose argument is
+// in shared memory (a call waiting in the pipe must be one a crash can
+// send again).
 func (pr *process) mayQueue(c *call) bool {
-	pr.wmu.Lock()
-	defer pr.wmu.Unlock()
-	if len(pr.order) == 0 {
-		return true
-	}
-	return (c == nil || c.seg == nil) && pr.avgCall >= 0 && pr.avgCall < PipelineMaxCall && time.Since(pr.headAt) < PipelineMaxCall
+	d, ok := pr.queueWindow()
+	return ok && (d == 0 || c.seg == nil)
 }
 
 type sendOutcome int

@@ -14,17 +14,23 @@ import (
 	"github.com/conqhq/conq/queue/broker/memory"
 )
 
+// benchHandler is the HTTP handler of a server on br, quiet and without
+// the dashboard's sampler, for the benchmarks.
+func benchHandler(b *testing.B, br broker.Broker) http.Handler {
+	s, err := New(Config{Broker: br, Logger: quietLogger(), SampleInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s.Handler()
+}
+
 // BenchmarkEnqueueCalls256: one POST /api/v1/tasks of 256 call tasks (what
 // conq.Executor.map sends), handled in process; ns/op per request, and
 // per item in µs/item.
 func BenchmarkEnqueueCalls256(b *testing.B) {
 	br := memory.New(memory.Config{})
 	defer br.Close()
-	s, err := New(Config{Broker: br, Logger: quietLogger(), SampleInterval: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := s.Handler()
+	h := benchHandler(b, br)
 	items := make([]map[string]any, 256)
 	for i := range items {
 		items[i] = map[string]any{"kind": "__main__:noop", "args": []int{i}, "kwargs": map[string]any{}}
@@ -90,11 +96,7 @@ func benchCreateChord(b *testing.B, br broker.Broker) {
 		Kinds: []string{"__main__:member", "__main__:callback"}, StartedAt: now, HeartbeatAt: now}, time.Hour); err != nil {
 		b.Fatal(err)
 	}
-	s, err := New(Config{Broker: br, Logger: quietLogger(), SampleInterval: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := s.Handler()
+	h := benchHandler(b, br)
 	body := chordBody(10)
 	b.ReportAllocs()
 	cpu0, cpuOK := processCPU()
@@ -123,10 +125,7 @@ func benchCreateChord(b *testing.B, br broker.Broker) {
 func BenchmarkStreamResults256(b *testing.B) {
 	br := memory.New(memory.Config{})
 	defer br.Close()
-	s, err := New(Config{Broker: br, Logger: quietLogger(), SampleInterval: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
+	h := benchHandler(b, br)
 	ctx := context.Background()
 	c, err := queue.NewClient(br, queue.ClientConfig{})
 	if err != nil {
@@ -157,7 +156,6 @@ func BenchmarkStreamResults256(b *testing.B) {
 		}
 	}
 	body, _ := json.Marshal(map[string]any{"ids": ids, "wait": "30.000s"}) // no queue, as conq.Executor
-	h := s.Handler()
 	b.ReportAllocs()
 	cpu0, cpuOK := processCPU()
 	for b.Loop() {

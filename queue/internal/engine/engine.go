@@ -570,8 +570,9 @@ func (e *Engine) process(j *job) {
 	began := time.Now()
 	result, err := e.call(ctx, t, Attempt{Token: j.ref.Token, WorkerID: e.cfg.WorkerID, StartedAt: now})
 	if _, limited := e.cfg.Limits[t.Kind]; !limited {
-		observe(&e.attemptNS, time.Since(began))
-		e.lastDone.Store(time.Now().UnixNano())
+		end := time.Now()
+		observe(&e.attemptNS, end.Sub(began))
+		e.lastDone.Store(end.UnixNano())
 	}
 
 	if e.abandoned.Load() {
