@@ -184,9 +184,10 @@ func (c *Client) EnqueueFlow(ctx context.Context, f Flow, opts ...Option) (*Flow
 }
 
 // Result waits for the workflow to finish and returns its result (the
-// last step's, or the list of a group's), or a *FlowError.
+// last step's, or the list of a group's), or a *FlowError. It reads the
+// workflow's outcome only (broker AwaitWorkflowOutcome), never its steps.
 func (h *FlowHandle) Result(ctx context.Context) ([]byte, error) {
-	w, err := h.b.AwaitWorkflow(ctx, h.ID)
+	w, err := h.b.AwaitWorkflowOutcome(ctx, h.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -234,4 +235,19 @@ func (i *Inspector) CancelWorkflow(ctx context.Context, id string) error {
 // AwaitWorkflow waits until the workflow is completed, failed or cancelled.
 func (i *Inspector) AwaitWorkflow(ctx context.Context, id string) (*WorkflowInfo, error) {
 	return i.b.AwaitWorkflow(ctx, id)
+}
+
+// WorkflowOutcome returns a workflow without its steps: ID, State, Result
+// (when completed), Error, Retention, CreatedAt and FinishedAt; Steps is
+// nil. Its cost does not grow with the number of steps, unlike
+// Workflow's: it is what to read for a workflow's state or result.
+func (i *Inspector) WorkflowOutcome(ctx context.Context, id string) (*WorkflowInfo, error) {
+	return i.b.GetWorkflowOutcome(ctx, id)
+}
+
+// AwaitWorkflowOutcome waits until the workflow is completed, failed or
+// cancelled, as AwaitWorkflow does, and returns its outcome, as
+// WorkflowOutcome does.
+func (i *Inspector) AwaitWorkflowOutcome(ctx context.Context, id string) (*WorkflowInfo, error) {
+	return i.b.AwaitWorkflowOutcome(ctx, id)
 }

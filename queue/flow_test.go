@@ -171,3 +171,62 @@ func TestInspectorWorkflows(t *testing.T) {
 		t.Fatalf("bad state: %v, want ErrInvalidOption", err)
 	}
 }
+
+// FlowHandle.Result and the Inspector's outcome calls read a workflow's
+// outcome without its steps; a failed flow is a *FlowError with the
+// workflow's error.
+func TestFlowOutcome(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := memory.New(memory.Config{})
+	defer b.Close()
+	c, _ := queue.NewClient(b, queue.ClientConfig{})
+	insp := queue.NewInspector(b)
+	ok, err := c.EnqueueFlow(ctx, queue.Chain(queue.Step(queue.NewTask("echo", []byte(`"a"`))), queue.Step(queue.NewTask("echo", nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := c.EnqueueFlow(ctx, queue.Chain(queue.Step(queue.NewTask("boom", nil)), queue.Step(queue.NewTask("echo", nil))), queue.MaxRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err := insp.WorkflowOutcome(ctx, ok.ID); err != nil || o.State != "running" || o.Steps != nil || o.Result != nil {
+		t.Fatalf("WorkflowOutcome while running = %+v, %v", o, err)
+	}
+	w, err := queue.NewWorker(b, queue.WorkerConfig{Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.HandleFunc("echo", func(ctx context.Context, t *queue.TaskInfo) ([]byte, error) { return t.Payload, nil })
+	w.HandleFunc("boom", func(ctx context.Context, t *queue.TaskInfo) ([]byte, error) { return nil, errors.New("boom") })
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown(context.Background())
+	if res, err := ok.Result(ctx); err != nil || string(res) != `"a"` {
+		t.Fatalf("Result = %s, %v", res, err)
+	}
+	_, err = bad.Result(ctx)
+	var fe *queue.FlowError
+	if !errors.As(err, &fe) || fe.ID != bad.ID || fe.State != "failed" {
+		t.Fatalf("Result of a failed flow = %v, want a *FlowError", err)
+	}
+	for _, h := range []*queue.FlowHandle{ok, bad} {
+		full, err := insp.Workflow(ctx, h.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, call := range []func(context.Context, string) (*queue.WorkflowInfo, error){insp.WorkflowOutcome, insp.AwaitWorkflowOutcome} {
+			o, err := call(ctx, h.ID)
+			if err != nil || o.Steps != nil || o.State != full.State || string(o.Result) != string(full.Result) || o.Error != full.Error {
+				t.Fatalf("outcome = %+v, %v; workflow %+v", o, err, full)
+			}
+		}
+		if h == bad && fe.Msg != full.Error {
+			t.Fatalf("FlowError message %q, workflow error %q", fe.Msg, full.Error)
+		}
+	}
+	if _, err := insp.WorkflowOutcome(ctx, "wf_nope"); !errors.Is(err, queue.ErrTaskNotFound) {
+		t.Fatalf("WorkflowOutcome of an unknown workflow = %v", err)
+	}
+}

@@ -98,6 +98,14 @@ func (Unsupported) AwaitWorkflow(context.Context, string) (*Workflow, error) {
 	return nil, unsupported("AwaitWorkflow")
 }
 
+func (Unsupported) GetWorkflowOutcome(context.Context, string) (*Workflow, error) {
+	return nil, unsupported("GetWorkflowOutcome")
+}
+
+func (Unsupported) AwaitWorkflowOutcome(context.Context, string) (*Workflow, error) {
+	return nil, unsupported("AwaitWorkflowOutcome")
+}
+
 func (Unsupported) CancelWorkflow(context.Context, string) error {
 	return unsupported("CancelWorkflow")
 }

@@ -24,6 +24,16 @@ type Workflower interface {
 	// AwaitWorkflow waits until the workflow is completed, failed or
 	// cancelled and returns it.
 	AwaitWorkflow(ctx context.Context, id string) (*Workflow, error)
+	// GetWorkflowOutcome returns the workflow without its steps: ID,
+	// State, Result (when completed), Error, Retention, CreatedAt and
+	// FinishedAt, with Steps nil and Output zero; ErrTaskNotFound if
+	// absent. Its cost does not grow with the number of steps: it is what
+	// to read for a workflow's state or result.
+	GetWorkflowOutcome(ctx context.Context, id string) (*Workflow, error)
+	// AwaitWorkflowOutcome waits as AwaitWorkflow does until the workflow
+	// is completed, failed or cancelled and returns its outcome, as
+	// GetWorkflowOutcome does.
+	AwaitWorkflowOutcome(ctx context.Context, id string) (*Workflow, error)
 	// CancelWorkflow cancels the workflow: waiting steps are marked
 	// cancelled, enqueued ones are cancelled as by CancelTask. A finished
 	// workflow fails with ErrInvalidState.

@@ -360,6 +360,20 @@ func (f *Faulty) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow
 	return f.Broker.AwaitWorkflow(ctx, id)
 }
 
+func (f *Faulty) GetWorkflowOutcome(ctx context.Context, id string) (*broker.Workflow, error) {
+	if err := f.fault("GetWorkflowOutcome"); err != nil {
+		return nil, err
+	}
+	return f.Broker.GetWorkflowOutcome(ctx, id)
+}
+
+func (f *Faulty) AwaitWorkflowOutcome(ctx context.Context, id string) (*broker.Workflow, error) {
+	if err := f.fault("AwaitWorkflowOutcome"); err != nil {
+		return nil, err
+	}
+	return f.Broker.AwaitWorkflowOutcome(ctx, id)
+}
+
 func (f *Faulty) CancelWorkflow(ctx context.Context, id string) error {
 	if err := f.fault("CancelWorkflow"); err != nil {
 		return err

@@ -116,6 +116,7 @@ var cases = []testCase{
 	{"WorkflowRetention", broker.CapWorkflows, testWorkflowRetention},
 	{"WorkflowFailBatch", broker.CapWorkflows, testWorkflowFailBatch},
 	{"WorkflowImmutable", broker.CapWorkflows, testWorkflowImmutable},
+	{"WorkflowOutcome", broker.CapWorkflows, testWorkflowOutcome},
 	{"WorkflowList", broker.CapWorkflows, testWorkflowList},
 	{"WorkflowCrossQueueChain", broker.CapWorkflows, testWorkflowCrossQueueChain},
 	{"WorkflowCrossQueueChord", broker.CapWorkflows, testWorkflowCrossQueueChord},

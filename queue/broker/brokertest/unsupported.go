@@ -63,6 +63,9 @@ func (s *suite) wantUnsupported(caps broker.Capability) {
 			return err
 		}},
 		{broker.CapWorkflows, "GetWorkflow", func() error { _, err := b.GetWorkflow(ctx, "wf"); return err }},
+		{broker.CapWorkflows, "AwaitWorkflow", func() error { _, err := b.AwaitWorkflow(ctx, "wf"); return err }},
+		{broker.CapWorkflows, "GetWorkflowOutcome", func() error { _, err := b.GetWorkflowOutcome(ctx, "wf"); return err }},
+		{broker.CapWorkflows, "AwaitWorkflowOutcome", func() error { _, err := b.AwaitWorkflowOutcome(ctx, "wf"); return err }},
 		{broker.CapWorkflows, "CancelWorkflow", func() error { return b.CancelWorkflow(ctx, "wf") }},
 		{broker.CapWorkflows, "ListWorkflows", func() error { _, err := b.ListWorkflows(ctx, broker.WorkflowListParams{}); return err }},
 		{broker.CapShards, "SetShards", func() error { return b.SetShards(ctx, broker.ShardParams{Queue: "q", Shards: 2}) }},

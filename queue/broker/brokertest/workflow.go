@@ -1,6 +1,8 @@
 package brokertest
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -553,6 +555,9 @@ func testWorkflowRetention(s *suite) {
 	if _, err := b.GetWorkflow(ctx, "ret"); !errors.Is(err, broker.ErrTaskNotFound) {
 		s.t.Fatalf("GetWorkflow after retention and Cleanup = %v, want ErrTaskNotFound", err)
 	}
+	if _, err := b.GetWorkflowOutcome(ctx, "ret"); !errors.Is(err, broker.ErrTaskNotFound) {
+		s.t.Fatalf("GetWorkflowOutcome after retention and Cleanup = %v, want ErrTaskNotFound", err)
+	}
 	// Its ID is free again.
 	if err := b.CreateWorkflow(ctx, chordWorkflow("ret", q, 1, false)); err != nil {
 		s.t.Fatalf("CreateWorkflow with the ID of a cleaned-up workflow: %v", err)
@@ -797,4 +802,178 @@ func testWorkflowList(s *suite) {
 	if got, _ := s.listAll(broker.WorkflowListParams{Limit: 4}); fmt.Sprint(got) != fmt.Sprint(all[:9]) {
 		s.t.Fatalf("ListWorkflows after Cleanup = %v, want the running %v", got, all[:9])
 	}
+}
+
+// wantOutcome checks that o is what GetWorkflow says of the workflow, w,
+// without its steps: ID, State, Result, Error, Retention, CreatedAt and
+// FinishedAt equal, Steps nil, Output zero.
+func (s *suite) wantOutcome(call string, o, w *broker.Workflow) {
+	s.t.Helper()
+	switch {
+	case o == nil:
+		s.t.Fatalf("%s = nil", call)
+	case o.Steps != nil || o.Output.Step != 0 || o.Output.List != nil:
+		s.t.Fatalf("%s has steps %v, output %+v: want none", call, o.Steps, o.Output)
+	case o.ID != w.ID || o.State != w.State || !bytes.Equal(o.Result, w.Result) || o.Error != w.Error ||
+		o.Retention != w.Retention || !o.CreatedAt.Equal(w.CreatedAt) || !o.FinishedAt.Equal(w.FinishedAt):
+		s.t.Fatalf("%s = %+v\nGetWorkflow has id %s state %s result %q error %q retention %v created %v finished %v",
+			call, o, w.ID, w.State, w.Result, w.Error, w.Retention, w.CreatedAt, w.FinishedAt)
+	}
+}
+
+// outcomes checks GetWorkflowOutcome and AwaitWorkflowOutcome of the
+// finished workflow id against GetWorkflow; it returns the workflow.
+func (s *suite) outcomes(id string) *broker.Workflow {
+	s.t.Helper()
+	b, ctx := s.b, s.ctx
+	w, err := b.GetWorkflow(ctx, id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	o, err := b.GetWorkflowOutcome(ctx, id)
+	if err != nil {
+		s.t.Fatalf("GetWorkflowOutcome(%s): %v", id, err)
+	}
+	s.wantOutcome("GetWorkflowOutcome("+id+")", o, w)
+	o, err = b.AwaitWorkflowOutcome(ctx, id)
+	if err != nil {
+		s.t.Fatalf("AwaitWorkflowOutcome(%s): %v", id, err)
+	}
+	s.wantOutcome("AwaitWorkflowOutcome("+id+")", o, w)
+	return w
+}
+
+// testWorkflowOutcome: GetWorkflowOutcome and AwaitWorkflowOutcome answer
+// what GetWorkflow does of a workflow, without its steps, whether it
+// completed, failed, was cancelled or runs (also when its last step is in
+// another queue); AwaitWorkflowOutcome waits for the end and honours its
+// context.
+func testWorkflowOutcome(s *suite) {
+	b, ctx := s.b, s.ctx
+	const q = "outcome"
+	for _, call := range []func(context.Context, string) (*broker.Workflow, error){b.GetWorkflowOutcome, b.AwaitWorkflowOutcome} {
+		if _, err := call(ctx, "nope"); !errors.Is(err, broker.ErrTaskNotFound) {
+			s.t.Fatalf("outcome of an unknown workflow = %v, want ErrTaskNotFound", err)
+		}
+	}
+
+	// Running, then completed while AwaitWorkflowOutcome waits.
+	w := chordWorkflow("oc", q, 2, false)
+	w.Retention = time.Hour
+	if err := b.CreateWorkflow(ctx, w); err != nil {
+		s.t.Fatal(err)
+	}
+	cur, err := b.GetWorkflow(ctx, "oc")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	o, err := b.GetWorkflowOutcome(ctx, "oc")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.wantOutcome("GetWorkflowOutcome of a running workflow", o, cur)
+	if o.State != broker.WorkflowRunning || o.Result != nil || o.Error != "" || !o.FinishedAt.IsZero() || o.Retention != time.Hour {
+		s.t.Fatalf("running outcome = %+v", o)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	_, err = b.AwaitWorkflowOutcome(short, "oc")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		s.t.Fatalf("AwaitWorkflowOutcome past its deadline = %v, want DeadlineExceeded", err)
+	}
+	type reply struct {
+		w   *broker.Workflow
+		err error
+	}
+	wctx, wcancel := context.WithCancel(ctx)
+	cancelled := make(chan reply, 1)
+	go func() {
+		w, err := b.AwaitWorkflowOutcome(wctx, "oc")
+		cancelled <- reply{w, err}
+	}()
+	waited := make(chan reply, 1)
+	go func() {
+		w, err := b.AwaitWorkflowOutcome(ctx, "oc")
+		waited <- reply{w, err}
+	}()
+	time.Sleep(10 * time.Millisecond)
+	wcancel()
+	select {
+	case r := <-cancelled:
+		if !errors.Is(r.err, context.Canceled) {
+			s.t.Fatalf("AwaitWorkflowOutcome after its context's cancel = %+v, %v; want context.Canceled", r.w, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		s.t.Fatal("AwaitWorkflowOutcome did not return after its context's cancel")
+	}
+	s.driveWorkflow(w, q, map[int]string{0: "1", 1: `"two"`, 2: `[1,"two"]`})
+	var r reply
+	select {
+	case r = <-waited:
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("AwaitWorkflowOutcome did not return once the workflow completed")
+	}
+	if r.err != nil {
+		s.t.Fatal(r.err)
+	}
+	got := s.outcomes("oc")
+	s.wantOutcome("AwaitWorkflowOutcome waiting for the end", r.w, got)
+	if got.State != broker.WorkflowCompleted || string(r.w.Result) != `[1,"two"]` || r.w.FinishedAt.IsZero() {
+		s.t.Fatalf("completed outcome = %+v", r.w)
+	}
+
+	// Failed.
+	if err := b.CreateWorkflow(ctx, chordWorkflow("of", q, 2, false)); err != nil {
+		s.t.Fatal(err)
+	}
+	ts := s.fetchN(2, q)
+	if err := b.Fail(ctx, broker.Failure{LeaseRef: ts["of.0"].Ref(), Error: broker.AttemptError{Message: "boom"}, Dead: true}); err != nil {
+		s.t.Fatal(err)
+	}
+	if o, err := b.AwaitWorkflowOutcome(ctx, "of"); err != nil || o.State != broker.WorkflowFailed || o.Error == "" || o.Result != nil {
+		s.t.Fatalf("failed outcome = %+v, %v", o, err)
+	}
+	s.outcomes("of")
+	_ = b.Complete(ctx, broker.Ack{LeaseRef: ts["of.1"].Ref(), Result: []byte("1")}) // cancelled with its workflow: either answer
+
+	// Cancelled.
+	if err := b.CreateWorkflow(ctx, chordWorkflow("ox", q, 2, false)); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := b.CancelWorkflow(ctx, "ox"); err != nil {
+		s.t.Fatal(err)
+	}
+	if w := s.outcomes("ox"); w.State != broker.WorkflowCancelled || w.Error != "workflow cancelled" {
+		s.t.Fatalf("cancelled workflow = %+v", w)
+	}
+
+	// A chain whose last step is in another queue: the outcome is the
+	// workflow's, wherever its steps ran.
+	xw := &broker.Workflow{ID: "oq", Steps: []broker.WorkflowStep{
+		{Task: stepTask("oq.0", "a", "oqa", `1`, "json")},
+		{Task: stepTask("oq.1", "b", "oqb", `{"args":[]}`, "args"), Input: in(0)},
+	}, Output: leaf(1)}
+	if err := b.CreateWorkflow(ctx, xw); err != nil {
+		s.t.Fatal(err)
+	}
+	xwaited := make(chan reply, 1)
+	go func() {
+		w, err := b.AwaitWorkflowOutcome(ctx, "oq")
+		xwaited <- reply{w, err}
+	}()
+	if err := b.Complete(ctx, broker.Ack{LeaseRef: s.fetchWait(1, "oqa")["oq.0"].Ref(), Result: []byte("2")}); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := b.Complete(ctx, broker.Ack{LeaseRef: s.fetchWait(1, "oqb")["oq.1"].Ref(), Result: []byte(`{"x": 3}`)}); err != nil {
+		s.t.Fatal(err)
+	}
+	select {
+	case r = <-xwaited:
+	case <-time.After(xWait):
+		s.t.Fatal("AwaitWorkflowOutcome did not return once the cross-queue chain completed")
+	}
+	if r.err != nil || r.w.State != broker.WorkflowCompleted || string(r.w.Result) != `{"x": 3}` {
+		s.t.Fatalf("cross-queue outcome = %+v, %v", r.w, r.err)
+	}
+	s.wantOutcome("AwaitWorkflowOutcome of a cross-queue chain", r.w, s.outcomes("oq"))
 }

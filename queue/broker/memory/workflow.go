@@ -246,6 +246,41 @@ func (b *Broker) GetWorkflow(ctx context.Context, id string) (*broker.Workflow, 
 
 // AwaitWorkflow implements broker.Workflower.
 func (b *Broker) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow, error) {
+	return b.awaitWorkflow(ctx, id, b.workflowCopy)
+}
+
+// workflowOutcome is st's workflow without its steps (GetWorkflowOutcome).
+func (b *Broker) workflowOutcome(st *wfState) *broker.Workflow {
+	w := &st.w
+	out := &broker.Workflow{ID: w.ID, State: w.State, Error: w.Error,
+		Retention: w.Retention, CreatedAt: w.CreatedAt, FinishedAt: w.FinishedAt}
+	if w.State == broker.WorkflowCompleted {
+		out.Result = slices.Clone(w.Result)
+	}
+	return out
+}
+
+// GetWorkflowOutcome implements broker.Workflower.
+func (b *Broker) GetWorkflowOutcome(ctx context.Context, id string) (*broker.Workflow, error) {
+	if err := b.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer b.mu.Unlock()
+	st := b.wf(id)
+	if st == nil {
+		return nil, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
+	}
+	return b.workflowOutcome(st), nil
+}
+
+// AwaitWorkflowOutcome implements broker.Workflower.
+func (b *Broker) AwaitWorkflowOutcome(ctx context.Context, id string) (*broker.Workflow, error) {
+	return b.awaitWorkflow(ctx, id, b.workflowOutcome)
+}
+
+// awaitWorkflow waits for workflow id to finish and returns what read
+// makes of it.
+func (b *Broker) awaitWorkflow(ctx context.Context, id string, read func(*wfState) *broker.Workflow) (*broker.Workflow, error) {
 	if err := b.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -266,7 +301,7 @@ func (b *Broker) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow
 		return nil, err
 	}
 	defer b.mu.Unlock()
-	return b.workflowCopy(st), nil
+	return read(st), nil
 }
 
 // cleanupWorkflows forgets finished workflows whose retention has passed

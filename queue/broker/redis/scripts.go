@@ -51,6 +51,7 @@ var (
 	scriptWfGet     = mustScript("wf_get")
 	scriptWfCancel  = mustScript("wf_cancel")
 	scriptWfState   = mustScript("wf_state")
+	scriptWfOutcome = mustScript("wf_outcome")
 	scriptWfCleanup = mustScript("wf_cleanup")
 	scriptWfList    = mustScript("wf_list")
 	scriptWfXApply  = mustScript("wf_xapply")

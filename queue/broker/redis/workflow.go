@@ -921,31 +921,142 @@ func (b *Broker) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow
 	if err != nil {
 		return nil, err
 	}
-	delay := time.Millisecond
-	for {
+	err = b.pollWorkflow(ctx, func() (bool, error) {
 		st, err := b.workflowState(ctx, tag, id)
 		switch {
 		case err == nil && st == "":
-			return nil, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
+			return false, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
 		case err != nil && ctx.Err() != nil:
-			return nil, ctx.Err()
+			return false, ctx.Err()
 		case err != nil:
-			return nil, wrapErr("await workflow", err)
-		case st != "R":
-			return b.GetWorkflow(ctx, id)
+			return false, wrapErr("await workflow", err)
+		}
+		return st != "R", nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b.GetWorkflow(ctx, id)
+}
+
+// pollWorkflow calls poll with a backoff from 1 ms to 100 ms until it
+// reports the workflow finished (or fails), ctx ends or b closes.
+func (b *Broker) pollWorkflow(ctx context.Context, poll func() (done bool, err error)) error {
+	delay := time.Millisecond
+	for {
+		done, err := poll()
+		if err != nil || done {
+			return err
 		}
 		if b.closed.Load() {
-			return nil, broker.ErrClosed
+			return broker.ErrClosed
 		}
 		timer := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-timer.C:
 		}
 		delay = min(delay*2, 100*time.Millisecond)
 	}
+}
+
+// GetWorkflowOutcome implements broker.Workflower: one HGET of the global
+// index for the workflow's shard, then one script (wf_outcome: one HMGET
+// of six fields of the home shard's wf hash), whatever the number of
+// steps. Steps in other shards need no read: their ends are applied in
+// the home shard (wf_xevents), which alone holds the workflow's state,
+// result and error.
+func (b *Broker) GetWorkflowOutcome(ctx context.Context, id string) (*broker.Workflow, error) {
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	tag, err := b.workflowTag(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return b.workflowOutcome(ctx, tag, id, false)
+}
+
+// AwaitWorkflowOutcome implements broker.Workflower: it polls wf_outcome
+// with AwaitWorkflow's backoff, one script call per poll, which answers
+// the state while the workflow runs and the whole outcome once it is
+// finished.
+func (b *Broker) AwaitWorkflowOutcome(ctx context.Context, id string) (*broker.Workflow, error) {
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	tag, err := b.workflowTag(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var w *broker.Workflow
+	err = b.pollWorkflow(ctx, func() (bool, error) {
+		var err error
+		w, err = b.workflowOutcome(ctx, tag, id, true)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return false, ctx.Err()
+		case err != nil:
+			return false, err
+		}
+		return w.State != broker.WorkflowRunning, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// workflowOutcome runs wf_outcome for workflow id in the shard with tag.
+// poll: a running workflow's reply is its state alone (the other fields
+// of w are then zero).
+func (b *Broker) workflowOutcome(ctx context.Context, tag, id string, poll bool) (*broker.Workflow, error) {
+	arg := "0"
+	if poll {
+		arg = "1"
+	}
+	res, err := scriptWfOutcome.Run(ctx, b.rdb, b.keysFor(scriptWfOutcome, tag), id, arg).Slice()
+	if isNil(err) {
+		return nil, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
+	}
+	if err != nil {
+		return nil, wrapErr("workflow outcome", err)
+	}
+	return decodeWorkflowOutcome(id, res)
+}
+
+// decodeWorkflowOutcome reads wf_outcome's reply: {st} or {st, ret, cr,
+// err, res, fin}, absent fields nil.
+func decodeWorkflowOutcome(id string, res []any) (*broker.Workflow, error) {
+	field := func(i int) (string, bool) {
+		if i >= len(res) {
+			return "", false
+		}
+		v, ok := res[i].(string)
+		return v, ok
+	}
+	st, _ := field(0)
+	w := &broker.Workflow{ID: id, State: wfStates[st]}
+	if w.State == "" || (len(res) != 1 && len(res) != 6) {
+		return nil, fmt.Errorf("%w: workflow %s: outcome", errCorrupt, id)
+	}
+	if len(res) == 1 {
+		return w, nil
+	}
+	rets, _ := field(1)
+	crs, _ := field(2)
+	fins, _ := field(5)
+	ret, _ := strconv.ParseInt(rets, 10, 64)
+	cr, _ := strconv.ParseInt(crs, 10, 64)
+	fin, _ := strconv.ParseInt(fins, 10, 64)
+	w.Retention, w.CreatedAt, w.FinishedAt = time.Duration(ret), fromNanos(cr), fromNanos(fin)
+	w.Error, _ = field(3)
+	if r, ok := field(4); ok && w.State == broker.WorkflowCompleted {
+		w.Result = []byte(r)
+	}
+	return w, nil
 }
 
 // CancelWorkflow implements broker.Workflower in one script call.
