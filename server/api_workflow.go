@@ -161,33 +161,57 @@ func jsonOrString(b []byte) any {
 	return string(b)
 }
 
+// workflowWait reads the wait parameter of GET /api/v1/workflows/{id}
+// and its /result: 0 if absent; false (a 400 written) if bad.
+func workflowWait(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
+	ws := r.URL.Query().Get("wait")
+	if ws == "" {
+		return 0, true
+	}
+	d, err := spec.ParseDuration(ws)
+	if err != nil || d < 0 || d > 5*time.Minute {
+		writeError(w, http.StatusBadRequest, "invalid_argument", "wait: want a duration up to 5m")
+		return 0, false
+	}
+	return d, true
+}
+
+// readWorkflow reads workflow id with get, after waiting up to wait for
+// its end with await: the workflow await returned if it finished in time,
+// else (the wait ran out, or none) get's, so a finished workflow is read
+// once.
+func readWorkflow(ctx context.Context, id string, wait time.Duration,
+	await, get func(context.Context, string) (*queue.WorkflowInfo, error)) (*queue.WorkflowInfo, error) {
+	if wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		wf, err := await(wctx, id)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return wf, err
+		}
+	}
+	return get(ctx, id)
+}
+
+// writeWorkflowError answers err of a workflow read: 404
+// workflow_not_found for an unknown workflow.
+func writeWorkflowError(w http.ResponseWriter, err error) {
+	st, code := classify(err)
+	if errors.Is(err, broker.ErrTaskNotFound) {
+		code = "workflow_not_found"
+	}
+	writeError(w, st, code, err.Error())
+}
+
 // apiGetWorkflow: GET /api/v1/workflows/{id}[?wait=30s].
 func (s *Server) apiGetWorkflow(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	var wf *queue.WorkflowInfo
-	var err error
-	if ws := r.URL.Query().Get("wait"); ws != "" {
-		d, perr := spec.ParseDuration(ws)
-		if perr != nil || d < 0 || d > 5*time.Minute {
-			writeError(w, http.StatusBadRequest, "invalid_argument", "wait: want a duration up to 5m")
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), d)
-		_, err = s.insp.AwaitWorkflow(ctx, id)
-		cancel()
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = nil
-		}
+	wait, ok := workflowWait(w, r)
+	if !ok {
+		return
 	}
-	if err == nil {
-		wf, err = s.insp.Workflow(r.Context(), id)
-	}
+	wf, err := readWorkflow(r.Context(), r.PathValue("id"), wait, s.insp.AwaitWorkflow, s.insp.Workflow)
 	if err != nil {
-		st, code := classify(err)
-		if errors.Is(err, broker.ErrTaskNotFound) {
-			code = "workflow_not_found"
-		}
-		writeError(w, st, code, err.Error())
+		writeWorkflowError(w, err)
 		return
 	}
 	steps := make([]apiStep, len(wf.Steps))
@@ -200,6 +224,30 @@ func (s *Server) apiGetWorkflow(w http.ResponseWriter, r *http.Request) {
 			Attempts: st.Attempts, Immutable: st.Immutable, Result: jsonOrString(st.Result), Error: st.Error}
 	}
 	out := map[string]any{"id": wf.ID, "state": wf.State, "steps": steps}
+	if wf.State == broker.WorkflowCompleted {
+		out["result"] = jsonOrString(wf.Result)
+	}
+	if wf.Error != "" {
+		out["error"] = wf.Error
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// apiWorkflowResult: GET /api/v1/workflows/{id}/result[?wait=30s]: the
+// workflow's id, state, result (when completed) and error (when any),
+// read from its outcome (no steps: the cost does not grow with them).
+// The wait and the errors are GET /api/v1/workflows/{id}'s.
+func (s *Server) apiWorkflowResult(w http.ResponseWriter, r *http.Request) {
+	wait, ok := workflowWait(w, r)
+	if !ok {
+		return
+	}
+	wf, err := readWorkflow(r.Context(), r.PathValue("id"), wait, s.insp.AwaitWorkflowOutcome, s.insp.WorkflowOutcome)
+	if err != nil {
+		writeWorkflowError(w, err)
+		return
+	}
+	out := map[string]any{"id": wf.ID, "state": wf.State}
 	if wf.State == broker.WorkflowCompleted {
 		out["result"] = jsonOrString(wf.Result)
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,8 @@ import (
 	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue"
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/broker/brokertest"
+	"github.com/conqhq/conq/queue/broker/memory"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 	"github.com/conqhq/conq/queue/spec"
 )
@@ -266,5 +271,144 @@ func TestWorkflowKindCheckCache(t *testing.T) {
 	}
 	if err := s.checkKinds(ctx, flow("x")); err != nil || calls != 5 {
 		t.Fatalf("no workers, again: %v, %d lists (a list without workers must not confirm)", err, calls)
+	}
+}
+
+// GET /api/v1/workflows/{id}/result answers a workflow's id, state, result
+// and error from its outcome, never its steps, with the wait and errors of
+// GET /api/v1/workflows/{id}; that one reads a workflow once when the
+// wait sees it finish. On both brokers.
+func TestAPIWorkflowResult(t *testing.T) {
+	for _, name := range []string{"memory", "redis"} {
+		t.Run(name, func(t *testing.T) {
+			var b broker.Broker
+			if name == "redis" {
+				b = redisBroker(t)
+			} else {
+				m := memory.New(memory.Config{})
+				t.Cleanup(func() { _ = m.Close() })
+				b = m
+			}
+			testAPIWorkflowResult(t, brokertest.NewFaulty(b))
+		})
+	}
+}
+
+func testAPIWorkflowResult(t *testing.T, f *brokertest.Faulty) {
+	ts := newTestServer(t, Config{Broker: f})
+	ctx := context.Background()
+	create := func(body string) string {
+		t.Helper()
+		r := ts.do(t, "POST", "/api/v1/workflows", body)
+		if r.status != 201 {
+			t.Fatalf("create: %d %s", r.status, r.body)
+		}
+		return r.json(t)["id"].(string)
+	}
+	fetch := func(q string, n int) []*broker.Task {
+		t.Helper()
+		tasks, err := f.Fetch(ctx, broker.FetchParams{Queues: []string{q}, Max: n + 1, Lease: time.Minute})
+		if err != nil || len(tasks) != n {
+			t.Fatalf("fetch %s: %v %v, want %d tasks", q, tasks, err, n)
+		}
+		return tasks
+	}
+	keys := func(m map[string]any) []string {
+		var ks []string
+		for k := range m {
+			ks = append(ks, k)
+		}
+		slices.Sort(ks)
+		return ks
+	}
+
+	// A chord: running (the wait runs out), then completed with a list.
+	id := create(`{"flow":{"chord":{"header":[{"task":{"kind":"a","args":[1]}},{"task":{"kind":"a","args":[2]}}],"body":{"task":{"kind":"s"}}}},"queue":"wr"}`)
+	r := ts.do(t, "GET", "/api/v1/workflows/"+id+"/result?wait=50ms", nil)
+	if g := r.json(t); r.status != 200 || g["id"] != id || g["state"] != "running" || !slices.Equal(keys(g), []string{"id", "state"}) {
+		t.Fatalf("running: %d %s", r.status, r.body)
+	}
+	waited := make(chan response, 1)
+	go func() { // not ts.do: no t.Fatal off the test's goroutine
+		var r response
+		resp, err := http.Get(ts.url + "/api/v1/workflows/" + id + "/result?wait=10s")
+		if err == nil {
+			r.status = resp.StatusCode
+			r.body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		} else {
+			r.body = []byte(err.Error())
+		}
+		waited <- r
+	}()
+	for _, task := range fetch("wr", 2) {
+		if err := f.Complete(ctx, broker.Ack{LeaseRef: task.Ref(), Result: []byte(strconv.Itoa(task.Step + 1))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := fetch("wr", 1)[0]
+	if err := f.Complete(ctx, broker.Ack{LeaseRef: body.Ref(), Result: []byte(`[1, 2, "three"]`)}); err != nil {
+		t.Fatal(err)
+	}
+	var done response
+	select {
+	case done = <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("GET result?wait=10s did not return once the chord completed")
+	}
+	if g := done.json(t); done.status != 200 || g["state"] != "completed" || fmt.Sprint(g["result"]) != "[1 2 three]" || !slices.Equal(keys(g), []string{"id", "result", "state"}) {
+		t.Fatalf("completed: %d %s", done.status, done.body)
+	}
+	full := ts.do(t, "GET", "/api/v1/workflows/"+id, nil).json(t)
+	if fmt.Sprint(full["result"]) != "[1 2 three]" {
+		t.Fatalf("GET workflow result %v", full["result"])
+	}
+	// Neither endpoint reads the workflow again after a wait that saw it
+	// finish; the result endpoint never reads the steps.
+	gets := f.Calls("GetWorkflow")
+	if g := ts.do(t, "GET", "/api/v1/workflows/"+id+"?wait=5s", nil).json(t); g["state"] != "completed" || len(g["steps"].([]any)) != 3 {
+		t.Fatalf("get with wait: %v", g)
+	}
+	if n := f.Calls("GetWorkflow") - gets; n != 0 {
+		t.Fatalf("GET ?wait of a finished workflow called GetWorkflow %d times after AwaitWorkflow", n)
+	}
+	awaits, outcomes := f.Calls("AwaitWorkflowOutcome"), f.Calls("GetWorkflowOutcome")
+	if g := ts.do(t, "GET", "/api/v1/workflows/"+id+"/result?wait=5s", nil).json(t); g["state"] != "completed" {
+		t.Fatalf("result with wait: %v", g)
+	}
+	if ts.do(t, "GET", "/api/v1/workflows/"+id+"/result", nil).json(t)["state"] != "completed" {
+		t.Fatal("result without wait")
+	}
+	if f.Calls("GetWorkflow") != gets || f.Calls("AwaitWorkflow") == 0 ||
+		f.Calls("AwaitWorkflowOutcome") != awaits+1 || f.Calls("GetWorkflowOutcome") != outcomes+1 {
+		t.Fatalf("calls: GetWorkflow %d (was %d), AwaitWorkflowOutcome %d (was %d), GetWorkflowOutcome %d (was %d)",
+			f.Calls("GetWorkflow"), gets, f.Calls("AwaitWorkflowOutcome"), awaits, f.Calls("GetWorkflowOutcome"), outcomes)
+	}
+
+	// A failed workflow: its error, no result.
+	id = create(`{"flow":{"chain":[{"task":{"kind":"a","max_retries":0}},{"task":{"kind":"b"}}]},"queue":"wf"}`)
+	if err := f.Fail(ctx, broker.Failure{LeaseRef: fetch("wf", 1)[0].Ref(), Error: broker.AttemptError{Message: "boom"}, Dead: true}); err != nil {
+		t.Fatal(err)
+	}
+	r = ts.do(t, "GET", "/api/v1/workflows/"+id+"/result?wait=5s", nil)
+	full = ts.do(t, "GET", "/api/v1/workflows/"+id, nil).json(t)
+	if g := r.json(t); r.status != 200 || g["state"] != "failed" || g["error"] == nil || g["error"] != full["error"] ||
+		!slices.Equal(keys(g), []string{"error", "id", "state"}) {
+		t.Fatalf("failed: %d %s (GET: %v)", r.status, r.body, full)
+	}
+
+	// Unknown workflows and bad waits.
+	for _, path := range []string{"/api/v1/workflows/nope/result", "/api/v1/workflows/nope/result?wait=1s"} {
+		if r := ts.do(t, "GET", path, nil); r.status != 404 || r.errCode(t) != "workflow_not_found" {
+			t.Fatalf("%s: %d %s", path, r.status, r.body)
+		}
+	}
+	for _, q := range []string{"wait=x", "wait=-1s", "wait=6m"} {
+		if r := ts.do(t, "GET", "/api/v1/workflows/"+id+"/result?"+q, nil); r.status != 400 || r.errCode(t) != "invalid_argument" {
+			t.Fatalf("%s: %d %s", q, r.status, r.body)
+		}
+	}
+	if r := ts.do(t, "POST", "/api/v1/workflows/"+id+"/result", nil); r.status != 405 {
+		t.Fatalf("POST result: %d %s", r.status, r.body)
 	}
 }

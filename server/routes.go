@@ -37,6 +37,7 @@ func (s *Server) routes() http.Handler {
 	api("POST /api/v1/workflows", s.apiCreateWorkflow)
 	api("GET /api/v1/workflows", s.apiListWorkflows)
 	api("GET /api/v1/workflows/{id}", s.apiGetWorkflow)
+	api("GET /api/v1/workflows/{id}/result", s.apiWorkflowResult)
 	api("POST /api/v1/workflows/{id}/cancel", s.apiCancelWorkflow)
 	api("/api/", s.apiNotFound)
 	// Known paths with another method: 405 in the API's JSON form.
@@ -60,6 +61,7 @@ func (s *Server) routes() http.Handler {
 		"/api/v1/throughput":            "GET",
 		"/api/v1/workflows":             "GET, POST",
 		"/api/v1/workflows/{id}":        "GET",
+		"/api/v1/workflows/{id}/result": "GET",
 		"/api/v1/workflows/{id}/cancel": "POST",
 	} {
 		api(path, methodNotAllowed(allow))
