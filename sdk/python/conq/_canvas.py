@@ -61,6 +61,9 @@ _REFUSED = {"task_id": "a workflow step's task ID is set by the workflow (wf_ID.
 # timeout responsive and each request well under the socket timeout.
 _WAIT_CHUNK = 30.0
 
+# The states of a finished workflow.
+_FINISHED = ("completed", "failed", "cancelled")
+
 
 def _check_options(options: Mapping[str, Any]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
@@ -369,14 +372,18 @@ class WorkflowResult(object):
     """A workflow sent by ``delay``/``apply_async``; it answers like an
     AsyncResult. ``state`` is running, completed, failed or cancelled;
     ``get()`` returns the workflow's result (a chain's last step's, a
-    group's list in member order, a chord's body's)."""
+    group's list in member order, a chord's body's). ``state``,
+    ``ready()`` and ``get()`` read the workflow's outcome (GET
+    /api/v1/workflows/{id}/result: no steps, the same cost for any size);
+    ``info()`` and ``steps`` read it whole."""
 
-    __slots__ = ("id", "_client", "_done")
+    __slots__ = ("id", "_client", "_done", "_outcome")
 
     def __init__(self, id: str, client: "Optional[Client]" = None) -> None:  # noqa: A002
         self.id = id
         self._client = client
-        self._done: Optional[Dict[str, Any]] = None
+        self._done: Optional[Dict[str, Any]] = None  # the finished workflow, whole (info)
+        self._outcome: Optional[Dict[str, Any]] = None  # its finished outcome (no steps)
 
     @property
     def client(self) -> "Client":
@@ -401,13 +408,38 @@ class WorkflowResult(object):
         query = {"wait": "%dms" % int(wait * 1000)} if wait > 0 else None
         _, body = self.client._request("GET", "/api/v1/workflows/" + Client._id(self.id), query=query,
                                        timeout=self.client.timeout + wait)
-        if body.get("state") in ("completed", "failed", "cancelled"):
+        if body.get("state") in _FINISHED:
             self._done = body
+        return body
+
+    def _result(self, wait: float = 0.0) -> Dict[str, Any]:
+        """The workflow's outcome as GET /api/v1/workflows/{id}/result
+        answers it: ``id``, ``state``, ``result`` (when completed),
+        ``error``, no steps. ``wait`` as for info(). A finished outcome is
+        kept (so is a finished info(), which answers too)."""
+        from ._client import Client, NotFoundError
+
+        if self._done is not None:
+            return self._done
+        if self._outcome is not None:
+            return self._outcome
+        query = {"wait": "%dms" % int(wait * 1000)} if wait > 0 else None
+        try:
+            _, body = self.client._request("GET", "/api/v1/workflows/%s/result" % Client._id(self.id), query=query,
+                                           timeout=self.client.timeout + wait)
+        except NotFoundError as e:
+            if e.code != "not_found":
+                raise
+            # A server older than the result endpoint (no such route): the
+            # whole workflow answers the same.
+            return self.info(wait)
+        if body.get("state") in _FINISHED:
+            self._outcome = body
         return body
 
     @property
     def state(self) -> str:
-        return self.info().get("state", "unknown")
+        return self._result().get("state", "unknown")
 
     @property
     def steps(self) -> List[Dict[str, Any]]:
@@ -415,7 +447,7 @@ class WorkflowResult(object):
 
     def ready(self) -> bool:
         """Whether the workflow is finished (completed, failed or cancelled)."""
-        return self.info().get("state") in ("completed", "failed", "cancelled")
+        return self._result().get("state") in _FINISHED
 
     def successful(self) -> bool:
         return self.ready() and self.state == "completed"
@@ -429,16 +461,26 @@ class WorkflowResult(object):
         exception type, message and traceback), or WorkflowCancelled, if
         it did not complete (``propagate=False``: returns it instead), and
         TimeoutError after ``timeout`` seconds (None: wait for ever)."""
+        from ._client import NotFoundError
+
         deadline = None if timeout is None else time.monotonic() + float(timeout)
-        while self._done is None:
+        while True:
             wait = _WAIT_CHUNK
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
-            body = self.info(wait)
-            if self._done is None and deadline is not None and time.monotonic() >= deadline:
+            body = self._result(wait)
+            if body.get("state") in _FINISHED:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError("workflow %s not done after %ss (state %s)" % (self.id, timeout, body.get("state")))
-        body = self._done
         if body.get("state") != "completed":
+            if "steps" not in body:
+                # The failed step (its remote exception) is in the steps:
+                # read the workflow whole, in this case only.
+                try:
+                    body = self.info()
+                except NotFoundError:
+                    pass  # gone since (its retention ended): the outcome says what it can
             exc = self._failure(body)
             if propagate:
                 raise exc
@@ -481,7 +523,7 @@ class WorkflowResult(object):
             _, body = self.client._request("POST", "/api/v1/workflows/%s/cancel" % Client._id(self.id))
         except ConflictError:
             return None
-        self._done = None
+        self._done = self._outcome = None
         return (body or {}).get("state", "cancelled")
 
     revoke = cancel  # Celery's name

@@ -163,6 +163,27 @@ class CanvasTest(unittest.TestCase):
         second = self.client.workflows(limit=1, cursor=first["next"])
         self.assertNotEqual(first["workflows"][0]["id"], second["workflows"][0]["id"])
 
+    def test_result_endpoint(self):
+        # get(), state and ready() read GET /api/v1/workflows/{id}/result
+        # (no steps); info() and steps still read the steps after them.
+        r = conq.chord((add.s(i, i) for i in range(3)), tsum.s()).delay()
+        self.assertEqual(r.get(timeout=30), 6)
+        _, body = self.client._request("GET", "/api/v1/workflows/%s/result" % r.id, query={"wait": "5s"})
+        self.assertEqual(body, {"id": r.id, "state": "completed", "result": 6})
+        self.assertEqual((r.state, r.ready()), ("completed", True))
+        self.assertEqual([s["kind"] for s in r.info()["steps"]], ["add", "add", "add", "tsum"])
+        # A new handle of a failed workflow raises as the first did.
+        f = conq.chain(add.s(1, 1), boom.s()).delay()
+        with self.assertRaises(conq.WorkflowFailed):
+            f.get(timeout=30)
+        again = conq.WorkflowResult(f.id, client=self.client)
+        self.assertTrue(again.failed())
+        e = again.get(timeout=5, propagate=False)
+        self.assertEqual((e.step, e.type, e.message), (1, "ValueError", "boom 2"))
+        _, body = self.client._request("GET", "/api/v1/workflows/%s/result" % f.id)
+        self.assertEqual((body["state"], "result" in body, "steps" in body), ("failed", False, False))
+        self.assertIn("boom 2", body["error"])
+
     def test_group_keeps_member_order(self):
         r = conq.group(add.s(i, i) for i in range(10)).delay()
         self.assertEqual(r.get(timeout=30), [2 * i for i in range(10)])

@@ -1,6 +1,6 @@
 """The client's HTTP/1.1 connection (conq._client._Conn) against scripted
 answers from a local socket: every framing the server may use, and a kept
-connection the server closed."""
+connection the server closed; and the requests a WorkflowResult makes."""
 
 import socket
 import threading
@@ -108,6 +108,42 @@ class ConnTest(unittest.TestCase):
         with self.assertRaises(conq.ConqError) as cm:
             c._request("GET", "/api/v1/tasks/x")
         self.assertIn("no task x", str(cm.exception))
+
+    def test_workflow_result_requests(self):
+        # get() waits on the result endpoint; a failure reads the workflow
+        # whole and the failed step's task once, then nothing more.
+        outcome = b'{"id": "wf_x", "state": "failed", "error": "step 0 (boom) failed: ValueError: bad"}'
+        full = (b'{"id": "wf_x", "state": "failed", "error": "step 0 (boom) failed: ValueError: bad", "steps": '
+                b'[{"id": "wf_x.0", "task_id": "wf_x.0", "kind": "boom", "queue": "q", "state": "failed", "attempts": 1, '
+                b'"error": "ValueError: bad"}]}')
+        task = b'{"id": "wf_x.0", "attempts": 1, "errors": [{"kind": "error", "message": "ValueError: bad", "stack": "tb"}]}'
+        c, s = self.client([answer(200, b'{"id": "wf_x", "state": "running"}'), answer(200, outcome), answer(200, full), answer(200, task)])
+        r = conq.WorkflowResult("wf_x", client=c)
+        self.assertFalse(r.ready())
+        e = r.get(propagate=False)
+        self.assertEqual((type(e), e.step, e.type, e.message, e.traceback), (conq.WorkflowFailed, 0, "ValueError", "bad", "tb"))
+        self.assertEqual((r.state, r.failed(), [st["kind"] for st in r.steps]), ("failed", True, ["boom"]))
+        paths = [head.split(b" ")[1] for head, _ in s.requests]
+        self.assertEqual(paths, [b"/api/v1/workflows/wf_x/result", b"/api/v1/workflows/wf_x/result?wait=30000ms",
+                                 b"/api/v1/workflows/wf_x", b"/api/v1/tasks/wf_x.0?queue=q"])
+        # A completed workflow: the outcome alone; steps read on demand.
+        c, s = self.client([answer(200, b'{"id": "wf_y", "state": "completed", "result": [1, 2]}'),
+                            answer(200, b'{"id": "wf_y", "state": "completed", "result": [1, 2], "steps": []}')])
+        r = conq.WorkflowResult("wf_y", client=c)
+        self.assertEqual((r.get(), r.state, r.successful()), ([1, 2], "completed", True))
+        self.assertEqual(len(s.requests), 1)
+        self.assertEqual(r.info()["steps"], [])
+        self.assertEqual(len(s.requests), 2)
+        # A server without the result endpoint: the whole workflow answers.
+        c, s = self.client([answer(404, b'{"error": {"code": "not_found", "message": "no API route"}}'),
+                            answer(200, b'{"id": "wf_z", "state": "completed", "result": 3, "steps": []}')])
+        self.assertEqual(conq.WorkflowResult("wf_z", client=c).get(), 3)
+        self.assertEqual([head.split(b" ")[1] for head, _ in s.requests],
+                         [b"/api/v1/workflows/wf_z/result?wait=30000ms", b"/api/v1/workflows/wf_z?wait=30000ms"])
+        # An unknown workflow is not mistaken for an old server.
+        c, _ = self.client([answer(404, b'{"error": {"code": "workflow_not_found", "message": "no workflow"}}')])
+        with self.assertRaises(conq.NotFoundError):
+            conq.WorkflowResult("wf_nope", client=c).state
 
     def test_ports(self):
         self.assertEqual((_client._Conn("https", "h.example", 1).port), 443)
