@@ -15,10 +15,10 @@ local steps = {} -- done tasks (while the shard has workflow steps)
 local anySteps = redis.call('HLEN', K_WFSTEPS) > 0
 for i = 1, n do
   local id, v = ids[i], metas[i]
-  -- Only state, attempts, retention and token matter here; the full parse
-  -- is for the rarer tasks that are kept.
-  local s, a, ret, tk
-  if v then s, a, ret, tk = string.match(v, '^(%a),(%d+),[^,]*,(%d+),(%d+),') end
+  -- The fields a completion reads or keeps, in one match: state,
+  -- attempts, max retries, retention, token, started.
+  local s, a, mr, rets, tk, sa
+  if v then s, a, mr, rets, tk, sa = string.match(v, '^(%a),(%d+),([^,]*),(%d+),(%d+),[^,]*,([^,]*),') end
   if s ~= 'a' or tk ~= ARGV[4 * i] then
     out[i] = 1
   else
@@ -26,12 +26,14 @@ for i = 1, n do
     done[#done + 1] = id
     local res = ARGV[4 * i + 1]
     if anySteps then steps[#steps + 1] = {id, res, ARGV[4 * i + 2], tonumber(a) + 1} end
-    ret = tonumber(ret)
+    local ret = tonumber(rets)
     if ret > 0 then
-      local m = parse(v)
-      m.s, m.a, m.ca, m.lu, m.w = 'c', m.a + 1, now, '0', ''
+      -- fmt(parse(v)) with state c, attempts + 1, lease 0, completed
+      -- now and no worker, written from the matched fields (no table,
+      -- one number formatted).
       keep[#keep + 1] = id
-      keep[#keep + 1] = fmt(m)
+      keep[#keep + 1] = 'c,' .. string.format('%d', tonumber(a) + 1) .. ',' .. mr .. ',' .. rets .. ',' .. tk ..
+        ',0,' .. sa .. ',' .. now .. ','
       if res ~= '' then
         results[#results + 1] = id
         results[#results + 1] = res
