@@ -559,8 +559,22 @@ func testWorkflowRetention(s *suite) {
 		s.t.Fatalf("GetWorkflowOutcome after retention and Cleanup = %v, want ErrTaskNotFound", err)
 	}
 	// Its ID is free again.
-	if err := b.CreateWorkflow(ctx, chordWorkflow("ret", q, 1, false)); err != nil {
+	// In another queue (on Redis another shard, while the process may
+	// still remember the first one's): it is found there.
+	if err := b.CreateWorkflow(ctx, chordWorkflow("ret", q+"2", 1, false)); err != nil {
 		s.t.Fatalf("CreateWorkflow with the ID of a cleaned-up workflow: %v", err)
+	}
+	if got, err := b.GetWorkflow(ctx, "ret"); err != nil || got.Steps[0].Task.Queue != q+"2" {
+		s.t.Fatalf("GetWorkflow of the new workflow = %+v, %v; want its step in queue %s", got, err, q+"2")
+	}
+	if got, err := b.GetWorkflowOutcome(ctx, "ret"); err != nil || got.State != broker.WorkflowRunning {
+		s.t.Fatalf("GetWorkflowOutcome of the new workflow = %+v, %v; want it running", got, err)
+	}
+	if got := s.driveWorkflow(chordWorkflow("ret", q+"2", 1, false), q+"2", nil); got.State != broker.WorkflowCompleted {
+		s.t.Fatalf("new workflow = %s", got.State)
+	}
+	if got, err := b.AwaitWorkflowOutcome(ctx, "ret"); err != nil || got.State != broker.WorkflowCompleted {
+		s.t.Fatalf("AwaitWorkflowOutcome of the new workflow = %+v, %v; want it completed", got, err)
 	}
 }
 

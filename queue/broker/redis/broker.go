@@ -26,6 +26,7 @@ type Broker struct {
 	hub     *notifyHub    // WaitReady on a cluster (wait.go)
 	awaits  *awaitHub     // AwaitTask's shared poller (await.go)
 	creates creator       // batches CreateWorkflow calls (workflow.go)
+	wfTags  wfTags        // workflow ID -> shard tag (wftags.go)
 	xs      *xslot        // mover and forwarder of cross-slot workflows (xslot.go); nil if off
 
 	keysMu sync.RWMutex

@@ -32,3 +32,7 @@ func AwaitWaiters(b *Broker) int {
 	defer b.awaits.mu.Unlock()
 	return len(b.awaits.ws)
 }
+
+// SetWorkflowTag makes b remember tag as workflow id's shard (a stale
+// entry, for tests of the cache).
+func SetWorkflowTag(b *Broker, id, tag string) { b.wfTags.put(id, tag) }

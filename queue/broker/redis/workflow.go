@@ -344,6 +344,7 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 	case r.notReplicated != nil:
 		return fmt.Errorf("create workflow %s: %w", w.ID, r.notReplicated)
 	}
+	b.wfTags.put(w.ID, tag)
 	if foreign != nil {
 		// First steps of other queues wait in the outbox: move them now.
 		b.crossSlot(ctx, []string{tag})
@@ -745,6 +746,7 @@ func (b *Broker) workflowTag(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", wrapErr("workflow", err)
 	}
+	b.wfTags.put(id, tag)
 	return tag, nil
 }
 
@@ -771,10 +773,16 @@ func (b *Broker) GetWorkflow(ctx context.Context, id string) (*broker.Workflow, 
 	if err := b.check(); err != nil {
 		return nil, err
 	}
-	tag, err := b.workflowTag(ctx, id)
-	if err != nil {
-		return nil, err
-	}
+	var w *broker.Workflow
+	err := b.withWorkflowTag(ctx, id, func(tag string) (err error) {
+		w, err = b.getWorkflow(ctx, tag, id)
+		return err
+	})
+	return w, err
+}
+
+// getWorkflow is GetWorkflow in the shard with tag.
+func (b *Broker) getWorkflow(ctx context.Context, tag, id string) (*broker.Workflow, error) {
 	res, err := scriptWfGet.Run(ctx, b.rdb, b.keysFor(scriptWfGet, tag), id).Slice()
 	if err != nil {
 		return nil, wrapErr("get workflow", err)
@@ -951,26 +959,27 @@ func (b *Broker) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow
 	if err := b.check(); err != nil {
 		return nil, err
 	}
-	tag, err := b.workflowTag(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	err = b.pollWorkflow(ctx, func() (bool, error) {
-		st, err := b.workflowState(ctx, tag, id)
-		switch {
-		case err == nil && st == "":
-			return false, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
-		case err != nil && ctx.Err() != nil:
-			return false, ctx.Err()
-		case err != nil:
-			return false, wrapErr("await workflow", err)
+	var w *broker.Workflow
+	err := b.withWorkflowTag(ctx, id, func(tag string) error {
+		err := b.pollWorkflow(ctx, func() (bool, error) {
+			st, err := b.workflowState(ctx, tag, id)
+			switch {
+			case err == nil && st == "":
+				return false, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
+			case err != nil && ctx.Err() != nil:
+				return false, ctx.Err()
+			case err != nil:
+				return false, wrapErr("await workflow", err)
+			}
+			return st != "R", nil
+		})
+		if err != nil {
+			return err
 		}
-		return st != "R", nil
+		w, err = b.getWorkflow(ctx, tag, id)
+		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return b.GetWorkflow(ctx, id)
+	return w, err
 }
 
 // pollWorkflow calls poll with a backoff from 1 ms to 100 ms until it
@@ -996,21 +1005,22 @@ func (b *Broker) pollWorkflow(ctx context.Context, poll func() (done bool, err e
 	}
 }
 
-// GetWorkflowOutcome implements broker.Workflower: one HGET of the global
-// index for the workflow's shard, then one script (wf_outcome: one HMGET
-// of six fields of the home shard's wf hash), whatever the number of
-// steps. Steps in other shards need no read: their ends are applied in
-// the home shard (wf_xevents), which alone holds the workflow's state,
-// result and error.
+// GetWorkflowOutcome implements broker.Workflower: the workflow's shard
+// (remembered, wftags.go, or one HGET of the global index), then one
+// script (wf_outcome: one HMGET of six fields of the home shard's wf
+// hash), whatever the number of steps. Steps in other shards need no
+// read: their ends are applied in the home shard (wf_xevents), which
+// alone holds the workflow's state, result and error.
 func (b *Broker) GetWorkflowOutcome(ctx context.Context, id string) (*broker.Workflow, error) {
 	if err := b.check(); err != nil {
 		return nil, err
 	}
-	tag, err := b.workflowTag(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return b.workflowOutcome(ctx, tag, id, false)
+	var w *broker.Workflow
+	err := b.withWorkflowTag(ctx, id, func(tag string) (err error) {
+		w, err = b.workflowOutcome(ctx, tag, id, false)
+		return err
+	})
+	return w, err
 }
 
 // AwaitWorkflowOutcome implements broker.Workflower: it polls wf_outcome
@@ -1021,21 +1031,19 @@ func (b *Broker) AwaitWorkflowOutcome(ctx context.Context, id string) (*broker.W
 	if err := b.check(); err != nil {
 		return nil, err
 	}
-	tag, err := b.workflowTag(ctx, id)
-	if err != nil {
-		return nil, err
-	}
 	var w *broker.Workflow
-	err = b.pollWorkflow(ctx, func() (bool, error) {
-		var err error
-		w, err = b.workflowOutcome(ctx, tag, id, true)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return false, ctx.Err()
-		case err != nil:
-			return false, err
-		}
-		return w.State != broker.WorkflowRunning, nil
+	err := b.withWorkflowTag(ctx, id, func(tag string) error {
+		return b.pollWorkflow(ctx, func() (bool, error) {
+			var err error
+			w, err = b.workflowOutcome(ctx, tag, id, true)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return false, ctx.Err()
+			case err != nil:
+				return false, err
+			}
+			return w.State != broker.WorkflowRunning, nil
+		})
 	})
 	if err != nil {
 		return nil, err

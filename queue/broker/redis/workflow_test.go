@@ -508,3 +508,55 @@ func TestWorkflowLinkForms(t *testing.T) {
 		t.Fatalf("bodies differ or are wrong:\n %s\n %s", bodies[0], bodies[1])
 	}
 }
+
+// TestWorkflowTagCacheStale: a process remembers the shard of a workflow
+// it read; after the workflow is cleaned up and its ID created again in
+// another shard by another process, the first still finds it (the cached
+// shard has nothing, so it asks the index again).
+func TestWorkflowTagCacheStale(t *testing.T) {
+	testenv.RedisURL(t)
+	ctx := context.Background()
+	clock := brokertest.NewManualClock(time.Time{})
+	b1, c := newTestBroker(t, clock)
+	b2, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: b1.Prefix(), Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b2.Close() })
+	w := chord("ret", "tca", 1)
+	w.Retention = time.Minute
+	if err := b1.CreateWorkflow(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b1.GetWorkflow(ctx, "ret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b1.CancelWorkflow(ctx, "ret"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Minute)
+	if _, err := b1.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.CreateWorkflow(ctx, chord("ret", "tcb", 1)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b1.GetWorkflow(ctx, "ret")
+	if err != nil || got.Steps[0].Task.Queue != "tcb" {
+		t.Fatalf("GetWorkflow from the process that cached the old shard = %+v, %v; want the workflow of queue tcb", got, err)
+	}
+	redisbroker.SetWorkflowTag(b1, "ret", "tca") // cached again above: stale once more
+	if o, err := b1.GetWorkflowOutcome(ctx, "ret"); err != nil || o.State != broker.WorkflowRunning {
+		t.Fatalf("GetWorkflowOutcome = %+v, %v; want running", o, err)
+	}
+	redisbroker.SetWorkflowTag(b1, "ret", "tca")
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := b1.AwaitWorkflowOutcome(wctx, "ret"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("AwaitWorkflowOutcome of the running workflow = %v, want the deadline", err)
+	}
+	redisbroker.SetWorkflowTag(b1, "ret", "tca")
+	if _, err := b1.AwaitWorkflow(wctx, "ret"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("AwaitWorkflow of the running workflow = %v, want the deadline", err)
+	}
+}
