@@ -95,11 +95,19 @@ end
 -- and never see it; counts and listings leave it out.
 local SENTINEL = '~conq~skiplist~' .. string.rep('~', 100)
 
--- zadd adds (score, member) pairs, keeping the sentinel.
+-- zadd adds (score, member) pairs, keeping the sentinel: it goes in the
+-- first ZADD with them (a command less per call; re-adding it at the
+-- same score changes nothing).
 local function zadd(key, pairs)
-  if #pairs == 0 then return end
-  redis.call('ZADD', key, 'inf', SENTINEL)
-  chunked('ZADD', key, pairs)
+  local n = #pairs
+  if n == 0 then return end
+  local j = math.min(3998, n)
+  redis.call('ZADD', key, 'inf', SENTINEL, unpack(pairs, 1, j))
+  while j < n do
+    local k = math.min(j + 4000, n)
+    redis.call('ZADD', key, unpack(pairs, j + 1, k))
+    j = k
+  end
 end
 
 -- unlock releases the unique locks of tasks that end (completed, dead,
@@ -179,8 +187,11 @@ end
 -- 70 minutes (broker.StatsWindow). One HINCRBY per call, not per task.
 local function stat(c, n, nowMs)
   if n <= 0 then return end
-  redis.call('HINCRBY', K_STATS, c .. string.format('%d', math.floor(tonumber(nowMs) / 1000)), n)
-  redis.call('EXPIRE', K_STATS, 4200)
+  -- The key's lifetime is renewed when a second's field is new (the
+  -- key's first write among them), not on every call.
+  if redis.call('HINCRBY', K_STATS, c .. string.format('%d', math.floor(tonumber(nowMs) / 1000)), n) == n then
+    redis.call('EXPIRE', K_STATS, 4200)
+  end
 end
 
 -- uncancel drops the cancel flags of tasks whose attempt ends. Free when
