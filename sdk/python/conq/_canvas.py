@@ -27,6 +27,7 @@ options per call beyond queue, retries, timeout and retention.
 
 from __future__ import annotations
 
+import collections.abc as _abc
 import time
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -63,6 +64,21 @@ _WAIT_CHUNK = 30.0
 
 # The states of a finished workflow.
 _FINISHED = ("completed", "failed", "cancelled")
+
+_TASK_CLASS = None
+_client_options = None  # conq._client._options, imported on first use (Signature._node)
+
+
+def _task_class() -> Any:
+    """conq.Task, imported on first use (_task imports this module): a
+    function-level import on every signature cost an import-system lookup
+    per call."""
+    global _TASK_CLASS
+    if _TASK_CLASS is None:
+        from ._task import Task
+
+        _TASK_CLASS = Task
+    return _TASK_CLASS
 
 
 def _check_options(options: Mapping[str, Any]) -> Dict[str, Any]:
@@ -137,8 +153,7 @@ class Signature(_Canvas):
 
     def __init__(self, task: "Union[str, Task]", args: Optional[Iterable[Any]] = None,
                  kwargs: Optional[Mapping[str, Any]] = None, immutable: bool = False, **options: Any) -> None:
-        from ._task import Task as _Task
-
+        _Task = _task_class()
         if isinstance(task, _Task):
             self.task: Optional[_Task] = task
             self.name = task.name
@@ -149,7 +164,7 @@ class Signature(_Canvas):
             defaults = {}
         else:
             raise TypeError("a signature needs a conq.Task or a task name, not %r" % (task,))
-        if isinstance(args, (str, bytes)) or (args is not None and not isinstance(args, Iterable)):
+        if isinstance(args, (str, bytes)) or (args is not None and not isinstance(args, _abc.Iterable)):
             raise TypeError("args must be a sequence of arguments, not %r" % (args,))
         self.args: Tuple[Any, ...] = tuple(args or ())
         self.kwargs: Dict[str, Any] = dict(kwargs or {})
@@ -192,10 +207,11 @@ class Signature(_Canvas):
         return self.clone(args, kwargs)
 
     def _node(self) -> Dict[str, Any]:
-        from ._client import _options
-
+        global _client_options
+        if _client_options is None:
+            from ._client import _options as _client_options
         spec: Dict[str, Any] = {"kind": self.name, "args": list(self.args), "kwargs": dict(self.kwargs)}
-        spec.update(_options(self.options))
+        spec.update(_client_options(self.options))
         if self.immutable:
             return {"task": spec, "immutable": True}
         return {"task": spec}
@@ -239,7 +255,7 @@ def signature(task: "Union[str, Task]", args: Optional[Iterable[Any]] = None,
 def _nodes(what: str, tasks: Sequence[Any]) -> List[_Canvas]:
     # Celery's group(gen) and group(a, b) (and chain's) both work.
     if len(tasks) == 1 and not isinstance(tasks[0], _Canvas):
-        if isinstance(tasks[0], (str, bytes, Mapping)) or not isinstance(tasks[0], Iterable):
+        if isinstance(tasks[0], (str, bytes, _abc.Mapping)) or not isinstance(tasks[0], _abc.Iterable):
             raise TypeError("%s takes signatures (task.s(...)), chains, groups or chords, not %r" % (what, tasks[0]))
         tasks = list(tasks[0])
     out = list(tasks)

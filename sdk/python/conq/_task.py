@@ -61,6 +61,21 @@ def _json_value(text: str) -> Any:
     return obj
 
 
+
+_SIGNATURE_CLASS = None
+
+
+def _signature_class() -> Any:
+    """conq.Signature, imported on first use (_canvas is loaded only by
+    producers): a function-level import in s() cost an import-system
+    lookup per signature."""
+    global _SIGNATURE_CLASS
+    if _SIGNATURE_CLASS is None:
+        from ._canvas import Signature
+
+        _SIGNATURE_CLASS = Signature
+    return _SIGNATURE_CLASS
+
 class Task(object):
     """A function registered as a conq task. Calling it runs the function
     here; ``delay``/``apply_async`` enqueue it."""
@@ -234,18 +249,14 @@ class Task(object):
         ``conq.signature(task, args, kwargs, queue=...)`` or ``.set()``
         (``task.signature`` is the function's inspect.Signature). See
         conq._canvas."""
-        from ._canvas import Signature
-
-        return Signature(self, args, kwargs)
+        return _signature_class()(self, args, kwargs)
 
     def si(self, *args: Any, **kwargs: Any) -> "Any":
         """An immutable signature (Celery's ``task.si``): in a workflow it
         runs with exactly these arguments, never the previous result
         (``chain(a.s(1), b.si(5))`` runs ``b(5)`` once ``a`` completed).
         See conq._canvas."""
-        from ._canvas import Signature
-
-        return Signature(self, args, kwargs, immutable=True)
+        return _signature_class()(self, args, kwargs, immutable=True)
 
     def options(self, **override: Any) -> Dict[str, Any]:
         """The enqueue options of a call: the given ones over the task's."""
