@@ -223,14 +223,22 @@ func (s *Server) apiGetWorkflow(w http.ResponseWriter, r *http.Request) {
 		steps[i] = apiStep{ID: st.Task.ID, TaskID: st.Task.ID, Kind: st.Task.Kind, Queue: st.Task.Queue, State: state,
 			Attempts: st.Attempts, Immutable: st.Immutable, Result: jsonOrString(st.Result), Error: st.Error}
 	}
-	out := map[string]any{"id": wf.ID, "state": wf.State, "steps": steps}
+	out := outcomeJSON(wf)
+	out["steps"] = steps
+	writeJSON(w, http.StatusOK, out)
+}
+
+// outcomeJSON is what GET /api/v1/workflows/{id} and its /result answer
+// of every workflow: id, state, result (when completed), error (when any).
+func outcomeJSON(wf *queue.WorkflowInfo) map[string]any {
+	out := map[string]any{"id": wf.ID, "state": wf.State}
 	if wf.State == broker.WorkflowCompleted {
 		out["result"] = jsonOrString(wf.Result)
 	}
 	if wf.Error != "" {
 		out["error"] = wf.Error
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // apiWorkflowResult: GET /api/v1/workflows/{id}/result[?wait=30s]: the
@@ -247,14 +255,7 @@ func (s *Server) apiWorkflowResult(w http.ResponseWriter, r *http.Request) {
 		writeWorkflowError(w, err)
 		return
 	}
-	out := map[string]any{"id": wf.ID, "state": wf.State}
-	if wf.State == broker.WorkflowCompleted {
-		out["result"] = jsonOrString(wf.Result)
-	}
-	if wf.Error != "" {
-		out["error"] = wf.Error
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, outcomeJSON(wf))
 }
 
 // workflowListParams reads state, limit and cursor of a workflow list.

@@ -233,6 +233,11 @@ func (b *Broker) workflowCopy(st *wfState) *broker.Workflow {
 
 // GetWorkflow implements broker.Workflower.
 func (b *Broker) GetWorkflow(ctx context.Context, id string) (*broker.Workflow, error) {
+	return b.getWorkflow(ctx, id, b.workflowCopy)
+}
+
+// getWorkflow returns what read makes of workflow id.
+func (b *Broker) getWorkflow(ctx context.Context, id string, read func(*wfState) *broker.Workflow) (*broker.Workflow, error) {
 	if err := b.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -241,7 +246,7 @@ func (b *Broker) GetWorkflow(ctx context.Context, id string) (*broker.Workflow, 
 	if st == nil {
 		return nil, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
 	}
-	return b.workflowCopy(st), nil
+	return read(st), nil
 }
 
 // AwaitWorkflow implements broker.Workflower.
@@ -262,15 +267,7 @@ func (b *Broker) workflowOutcome(st *wfState) *broker.Workflow {
 
 // GetWorkflowOutcome implements broker.Workflower.
 func (b *Broker) GetWorkflowOutcome(ctx context.Context, id string) (*broker.Workflow, error) {
-	if err := b.lock(ctx); err != nil {
-		return nil, err
-	}
-	defer b.mu.Unlock()
-	st := b.wf(id)
-	if st == nil {
-		return nil, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
-	}
-	return b.workflowOutcome(st), nil
+	return b.getWorkflow(ctx, id, b.workflowOutcome)
 }
 
 // AwaitWorkflowOutcome implements broker.Workflower.
