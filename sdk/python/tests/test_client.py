@@ -70,6 +70,7 @@ class ClientTest(unittest.TestCase):
         self.api = FakeAPI()
         self.addCleanup(self.api.close)
         self.c = Client(self.api.url, token="s3cret-token-0123456789")
+        self.addCleanup(self.c.close)  # its kept-alive connection
 
     def test_enqueue_sends_json_options_and_token(self):
         self.api.routes[("POST", "/api/v1/tasks")] = lambda q, b: (201, task("T1"))
