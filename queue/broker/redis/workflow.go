@@ -509,10 +509,11 @@ func (c *creator) lead(b *Broker, own *createReq) {
 		c.mu.Lock()
 		batch := c.take()
 		c.mu.Unlock()
-		if len(batch) > 0 {
-			b.createBatch(batch)
+		if len(batch) == 0 {
+			break // not reached: own stays queued until a batch takes it
 		}
-		if len(batch) == 0 || slices.Contains(batch, own) {
+		b.createBatch(batch)
+		if slices.Contains(batch, own) {
 			break
 		}
 	}
@@ -953,52 +954,48 @@ func decodeWorkflowHome(id string, all, tasks []any) (*broker.Workflow, []string
 	return w, tags, nil
 }
 
-// AwaitWorkflow implements broker.Workflower: it polls the workflow's
-// state (one HGET) with a backoff from 1 ms to 100 ms, then reads it whole.
+// AwaitWorkflow implements broker.Workflower: it waits as
+// AwaitWorkflowOutcome does, then reads the workflow whole.
 func (b *Broker) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow, error) {
 	if err := b.check(); err != nil {
 		return nil, err
 	}
 	var w *broker.Workflow
 	err := b.withWorkflowTag(ctx, id, func(tag string) error {
-		err := b.pollWorkflow(ctx, func() (bool, error) {
-			st, err := b.workflowState(ctx, tag, id)
-			switch {
-			case err == nil && st == "":
-				return false, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
-			case err != nil && ctx.Err() != nil:
-				return false, ctx.Err()
-			case err != nil:
-				return false, wrapErr("await workflow", err)
-			}
-			return st != "R", nil
-		})
-		if err != nil {
+		if _, err := b.awaitOutcome(ctx, tag, id); err != nil {
 			return err
 		}
+		var err error
 		w, err = b.getWorkflow(ctx, tag, id)
 		return err
 	})
 	return w, err
 }
 
-// pollWorkflow calls poll with a backoff from 1 ms to 100 ms until it
-// reports the workflow finished (or fails), ctx ends or b closes.
-func (b *Broker) pollWorkflow(ctx context.Context, poll func() (done bool, err error)) error {
+// awaitOutcome polls wf_outcome for workflow id in the shard with tag,
+// with a backoff from 1 ms to 100 ms, until the workflow is finished (its
+// outcome), it fails, ctx ends or b closes. While the workflow runs a poll
+// answers its state alone: one HMGET whatever the steps.
+func (b *Broker) awaitOutcome(ctx context.Context, tag, id string) (*broker.Workflow, error) {
 	delay := time.Millisecond
 	for {
-		done, err := poll()
-		if err != nil || done {
-			return err
+		w, err := b.workflowOutcome(ctx, tag, id, true)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil:
+			return nil, err
+		case w.State != broker.WorkflowRunning:
+			return w, nil
 		}
 		if b.closed.Load() {
-			return broker.ErrClosed
+			return nil, broker.ErrClosed
 		}
 		timer := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-timer.C:
 		}
 		delay = min(delay*2, 100*time.Millisecond)
@@ -1023,32 +1020,18 @@ func (b *Broker) GetWorkflowOutcome(ctx context.Context, id string) (*broker.Wor
 	return w, err
 }
 
-// AwaitWorkflowOutcome implements broker.Workflower: it polls wf_outcome
-// with AwaitWorkflow's backoff, one script call per poll, which answers
-// the state while the workflow runs and the whole outcome once it is
-// finished.
+// AwaitWorkflowOutcome implements broker.Workflower: awaitOutcome, one
+// script call per poll.
 func (b *Broker) AwaitWorkflowOutcome(ctx context.Context, id string) (*broker.Workflow, error) {
 	if err := b.check(); err != nil {
 		return nil, err
 	}
 	var w *broker.Workflow
-	err := b.withWorkflowTag(ctx, id, func(tag string) error {
-		return b.pollWorkflow(ctx, func() (bool, error) {
-			var err error
-			w, err = b.workflowOutcome(ctx, tag, id, true)
-			switch {
-			case err != nil && ctx.Err() != nil:
-				return false, ctx.Err()
-			case err != nil:
-				return false, err
-			}
-			return w.State != broker.WorkflowRunning, nil
-		})
+	err := b.withWorkflowTag(ctx, id, func(tag string) (err error) {
+		w, err = b.awaitOutcome(ctx, tag, id)
+		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return w, nil
+	return w, err
 }
 
 // workflowOutcome runs wf_outcome for workflow id in the shard with tag.
