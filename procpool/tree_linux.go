@@ -579,6 +579,14 @@ func (r *reaperState) sweep() {
 		}
 		inGroup[st.pgrp] = true
 		if t, ok := r.known[c]; ok && t == st.start {
+			if !st.zombie {
+				// Known while its worker lived, it can have escaped that
+				// worker's tree kill: the kill finds a process by its
+				// environment, which cannot be read during an execve.
+				if mine, live, _ := r.classify(c, st); mine && !live {
+					_ = syscall.Kill(c, syscall.SIGKILL)
+				}
+			}
 			r.reap(c)
 			continue
 		}

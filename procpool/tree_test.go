@@ -263,3 +263,52 @@ func TestSubreaperLeavesOtherChildren(t *testing.T) {
 		t.Fatal("the program's own children never ran")
 	}
 }
+
+// A descendant the reaper took for a live worker's, and that the worker's
+// tree kill then missed (the kill reads environments, and one cannot be
+// read during an execve), is killed by a later sweep once the worker is
+// gone. Here the child's worker "dies" by its token being marked dead.
+func TestSubreaperKillsAKnownChildOfADeadWorker(t *testing.T) {
+	if err := reaper.acquire(); err != nil {
+		t.Skipf("no subreaper here: %v", err)
+	}
+	defer reaper.release()
+	tok := "test-known-child-token"
+	reaper.mu.Lock()
+	reaper.tokens[tok] = true
+	reaper.mu.Unlock()
+	defer func() {
+		reaper.mu.Lock()
+		delete(reaper.tokens, tok)
+		reaper.mu.Unlock()
+	}()
+	cmd := exec.Command("sleep", "120")
+	cmd.Env = append(os.Environ(), envTreeToken+"="+tok)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	defer func() { _ = cmd.Process.Kill() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		reaper.kick()
+		reaper.mu.Lock()
+		_, known := reaper.known[pid]
+		reaper.mu.Unlock()
+		if known {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reaper never took the child for a live worker's")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !alive(pid) {
+		t.Fatal("the child of a live worker was killed")
+	}
+	reaper.mu.Lock()
+	reaper.tokens[tok] = false
+	reaper.mu.Unlock()
+	reaper.kick()
+	waitGone(t, "the child of a dead worker", pid)
+}
