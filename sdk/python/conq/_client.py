@@ -237,6 +237,15 @@ class _Conn(object):
                 pass
         self.sock, self.buf = None, b""
 
+    def __del__(self) -> None:
+        # A thread's connection goes with its thread-local when the thread
+        # ends: close the socket then, instead of leaving it to the garbage
+        # collector (which warns of it: ResourceWarning, unclosed socket).
+        try:
+            self.close()
+        except Exception:
+            pass  # interpreter shutdown: nothing left to report to
+
     def set_timeout(self, timeout: float) -> None:
         if timeout != self.timeout:
             self.timeout = timeout

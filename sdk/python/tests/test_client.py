@@ -4,9 +4,11 @@ thread). The end-to-end test against a real conq server is on the Go side
 
 import base64
 import datetime
+import gc
 import json
 import threading
 import unittest
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -83,6 +85,20 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(req["body"], {"kind": "email.send", "payload": {"to": "a@b"}, "queue": "mail",
                                        "max_retries": 2, "timeout": 1.5, "process_in": 60.0,
                                        "retention": "1h", "id": "T1"})
+
+    def test_a_threads_connection_is_closed_when_the_thread_ends(self):
+        # Each thread has a kept-alive connection of its own; it goes when
+        # its thread ends, closed, not left for the garbage collector.
+        self.api.routes[("POST", "/api/v1/tasks")] = lambda q, b: (201, task("T1"))
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            t = threading.Thread(target=lambda: self.c.enqueue("k", 1))
+            t.start()
+            t.join()
+            del t
+            gc.collect()
+        self.assertEqual(len(self.api.requests), 1)
+        self.assertEqual([w for w in got if issubclass(w.category, ResourceWarning)], [])
 
     def test_enqueue_bytes_payload_is_base64(self):
         self.api.routes[("POST", "/api/v1/tasks")] = lambda q, b: (201, task("T2"))
