@@ -94,19 +94,40 @@ func TestWorkflowChordOverhead(t *testing.T) {
 	// "kept" is the plain tasks with the retention EnqueueFlow gives a
 	// flow's steps (queue.DefaultFlowRetention): completed tasks are then
 	// kept, as the chord's are, not deleted.
-	sides := []string{"plain", "kept", "chord"}
+	// "kept11" is those kept tasks enqueued as the chords are: 11 a call,
+	// from the same concurrent producers, without a workflow. It tells
+	// the workflow bookkeeping apart from the cost of smaller calls.
+	sides := []string{"plain", "kept", "kept11", "chord"}
 	// CONQ_BENCH_SIDES (e.g. "chord" or "kept,chord") runs only those
 	// sides, for a faster A/B of one of them; ratios need plain and kept.
 	if v := os.Getenv("CONQ_BENCH_SIDES"); v != "" {
 		sides = slices.DeleteFunc(sides, func(s string) bool { return !slices.Contains(strings.Split(v, ","), s) })
 		if len(sides) == 0 {
-			t.Fatalf("CONQ_BENCH_SIDES=%q names none of plain, kept, chord", v)
+			t.Fatalf("CONQ_BENCH_SIDES=%q names none of plain, kept, kept11, chord", v)
 		}
 	}
 	// CONQ_BENCH_WORKER_AFTER=1: the worker starts once everything is
 	// enqueued (enqueue, then process, as compare_test.go's processing
 	// rates), instead of running from the start.
 	after := os.Getenv("CONQ_BENCH_WORKER_AFTER") != ""
+	// produce makes call chords times, from CONQ_BENCH_PRODUCERS (default
+	// 16) producers: EnqueueFlow is one workflow per call, and the broker
+	// combines concurrent calls.
+	produce := func(call func() error) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range envInt("CONQ_BENCH_PRODUCERS", 16) {
+			wg.Go(func() {
+				for next.Add(1) <= int64(chords) {
+					if err := call(); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
 	rates := map[string][]float64{}
 	for r := range rounds {
 		for k := range sides {
@@ -131,28 +152,24 @@ func TestWorkflowChordOverhead(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+			case "kept11":
+				produce(func() error {
+					tasks := make([]*queue.Task, members+1)
+					for i := range tasks {
+						tasks[i] = queue.NewTask("noop", nil, queue.Retention(queue.DefaultFlowRetention))
+					}
+					_, err := e.client.EnqueueMany(ctx, tasks)
+					return err
+				})
 			default:
-				// EnqueueFlow is one workflow per call: CONQ_BENCH_PRODUCERS
-				// (default 16) producers, whose calls the broker combines.
-				var next atomic.Int64
-				var wg sync.WaitGroup
-				for range envInt("CONQ_BENCH_PRODUCERS", 16) {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						header := make([]queue.Flow, members)
-						for next.Add(1) <= int64(chords) {
-							for i := range header {
-								header[i] = queue.Step(queue.NewTask("noop", nil))
-							}
-							if _, err := e.client.EnqueueFlow(ctx, queue.Chord(header, queue.Step(queue.NewTask("noop", nil)))); err != nil {
-								t.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
+				produce(func() error {
+					header := make([]queue.Flow, members)
+					for i := range header {
+						header[i] = queue.Step(queue.NewTask("noop", nil))
+					}
+					_, err := e.client.EnqueueFlow(ctx, queue.Chord(header, queue.Step(queue.NewTask("noop", nil))))
+					return err
+				})
 			}
 			enq := time.Since(start)
 			if after {
@@ -169,7 +186,7 @@ func TestWorkflowChordOverhead(t *testing.T) {
 	for _, s := range sides {
 		fmt.Printf("workflow bench: %s median %.0f tasks/s (%.0f)\n", s, median(rates[s]), rates[s])
 	}
-	if len(sides) < 3 {
+	if !slices.Contains(sides, "plain") || !slices.Contains(sides, "kept") || !slices.Contains(sides, "chord") {
 		return
 	}
 	var vsPlain, vsKept []float64
@@ -178,6 +195,13 @@ func TestWorkflowChordOverhead(t *testing.T) {
 		vsKept = append(vsKept, rates["kept"][r]/rates["chord"][r])
 	}
 	fmt.Printf("workflow bench: per-round overhead vs plain %.2f, vs kept %.2f; medians %.2fx, %.2fx\n", vsPlain, vsKept, median(vsPlain), median(vsKept))
+	if slices.Contains(sides, "kept11") {
+		var vs11 []float64
+		for r := range rounds {
+			vs11 = append(vs11, rates["kept11"][r]/rates["chord"][r])
+		}
+		fmt.Printf("workflow bench: per-round overhead vs kept tasks 11 a call %.2f; median %.2fx\n", vs11, median(vs11))
+	}
 	p, k, c := median(rates["plain"]), median(rates["kept"]), median(rates["chord"])
 	fmt.Printf("workflow bench: median of %d rounds: plain %.0f tasks/s, plain kept %.0f tasks/s, %d chords of %d+1 %.0f tasks/s; overhead %.2fx vs plain, %.2fx vs kept\n",
 		rounds, p, k, chords, members, c, p/c, k/c)
