@@ -110,9 +110,9 @@ func TestWorkflowChordOverhead(t *testing.T) {
 	// enqueued (enqueue, then process, as compare_test.go's processing
 	// rates), instead of running from the start.
 	after := os.Getenv("CONQ_BENCH_WORKER_AFTER") != ""
-	// produce makes call chords times, from CONQ_BENCH_PRODUCERS (default
-	// 16) producers: EnqueueFlow is one workflow per call, and the broker
-	// combines concurrent calls.
+	// produce runs call as many times as there are chords, from
+	// CONQ_BENCH_PRODUCERS (default 16) concurrent producers: EnqueueFlow
+	// is one workflow per call, and the broker combines concurrent calls.
 	produce := func(call func() error) {
 		var next atomic.Int64
 		var wg sync.WaitGroup
