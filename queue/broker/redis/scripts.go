@@ -50,7 +50,6 @@ var (
 	scriptWfCreate  = mustScript("wf_create")
 	scriptWfGet     = mustScript("wf_get")
 	scriptWfCancel  = mustScript("wf_cancel")
-	scriptWfState   = mustScript("wf_state")
 	scriptWfOutcome = mustScript("wf_outcome")
 	scriptWfCleanup = mustScript("wf_cleanup")
 	scriptWfList    = mustScript("wf_list")

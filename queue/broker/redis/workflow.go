@@ -373,12 +373,14 @@ func (b *Broker) claimIndex(ctx context.Context, id, tag string) (set bool, err 
 	if cur == tag {
 		return false, nil
 	}
-	st, err := b.workflowState(ctx, cur, id)
-	if err != nil {
-		return false, wrapErr("create workflow", err)
-	}
-	if st != "" {
+	// Is the workflow still in the shard the index names? (A poll's
+	// outcome: one HMGET, the state alone while it runs.)
+	_, err = b.workflowOutcome(ctx, cur, id, true)
+	if err == nil {
 		return false, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskIDConflict)
+	}
+	if !errors.Is(err, broker.ErrTaskNotFound) {
+		return false, err
 	}
 	if err := b.rdb.HSet(ctx, idx, id, tag).Err(); err != nil {
 		return false, wrapErr("create workflow", err)
@@ -751,16 +753,6 @@ func (b *Broker) workflowTag(ctx context.Context, id string) (string, error) {
 	return tag, nil
 }
 
-// workflowState returns the state letter of workflow id in the shard with
-// tag, "" if it is not there.
-func (b *Broker) workflowState(ctx context.Context, tag, id string) (string, error) {
-	st, err := scriptWfState.Run(ctx, b.rdb, b.keysFor(scriptWfState, tag), id).Text()
-	if isNil(err) {
-		return "", nil
-	}
-	return st, err
-}
-
 var wfStates = map[string]broker.WorkflowState{
 	"R": broker.WorkflowRunning, "C": broker.WorkflowCompleted, "F": broker.WorkflowFailed, "X": broker.WorkflowCancelled,
 }
@@ -771,12 +763,18 @@ var stepStates = map[byte]broker.StepState{
 
 // GetWorkflow implements broker.Workflower in one script call.
 func (b *Broker) GetWorkflow(ctx context.Context, id string) (*broker.Workflow, error) {
+	return b.readWorkflow(ctx, id, func(tag string) (*broker.Workflow, error) { return b.getWorkflow(ctx, tag, id) })
+}
+
+// readWorkflow is what the workflow reads share: the broker's check, then
+// read in workflow id's shard (withWorkflowTag).
+func (b *Broker) readWorkflow(ctx context.Context, id string, read func(tag string) (*broker.Workflow, error)) (*broker.Workflow, error) {
 	if err := b.check(); err != nil {
 		return nil, err
 	}
 	var w *broker.Workflow
 	err := b.withWorkflowTag(ctx, id, func(tag string) (err error) {
-		w, err = b.getWorkflow(ctx, tag, id)
+		w, err = read(tag)
 		return err
 	})
 	return w, err
@@ -957,19 +955,12 @@ func decodeWorkflowHome(id string, all, tasks []any) (*broker.Workflow, []string
 // AwaitWorkflow implements broker.Workflower: it waits as
 // AwaitWorkflowOutcome does, then reads the workflow whole.
 func (b *Broker) AwaitWorkflow(ctx context.Context, id string) (*broker.Workflow, error) {
-	if err := b.check(); err != nil {
-		return nil, err
-	}
-	var w *broker.Workflow
-	err := b.withWorkflowTag(ctx, id, func(tag string) error {
+	return b.readWorkflow(ctx, id, func(tag string) (*broker.Workflow, error) {
 		if _, err := b.awaitOutcome(ctx, tag, id); err != nil {
-			return err
+			return nil, err
 		}
-		var err error
-		w, err = b.getWorkflow(ctx, tag, id)
-		return err
+		return b.getWorkflow(ctx, tag, id)
 	})
-	return w, err
 }
 
 // awaitOutcome polls wf_outcome for workflow id in the shard with tag,
@@ -1009,29 +1000,13 @@ func (b *Broker) awaitOutcome(ctx context.Context, tag, id string) (*broker.Work
 // read: their ends are applied in the home shard (wf_xevents), which
 // alone holds the workflow's state, result and error.
 func (b *Broker) GetWorkflowOutcome(ctx context.Context, id string) (*broker.Workflow, error) {
-	if err := b.check(); err != nil {
-		return nil, err
-	}
-	var w *broker.Workflow
-	err := b.withWorkflowTag(ctx, id, func(tag string) (err error) {
-		w, err = b.workflowOutcome(ctx, tag, id, false)
-		return err
-	})
-	return w, err
+	return b.readWorkflow(ctx, id, func(tag string) (*broker.Workflow, error) { return b.workflowOutcome(ctx, tag, id, false) })
 }
 
 // AwaitWorkflowOutcome implements broker.Workflower: awaitOutcome, one
 // script call per poll.
 func (b *Broker) AwaitWorkflowOutcome(ctx context.Context, id string) (*broker.Workflow, error) {
-	if err := b.check(); err != nil {
-		return nil, err
-	}
-	var w *broker.Workflow
-	err := b.withWorkflowTag(ctx, id, func(tag string) (err error) {
-		w, err = b.awaitOutcome(ctx, tag, id)
-		return err
-	})
-	return w, err
+	return b.readWorkflow(ctx, id, func(tag string) (*broker.Workflow, error) { return b.awaitOutcome(ctx, tag, id) })
 }
 
 // workflowOutcome runs wf_outcome for workflow id in the shard with tag.
