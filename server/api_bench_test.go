@@ -24,9 +24,38 @@ func benchHandler(b *testing.B, br broker.Broker) http.Handler {
 	return s.Handler()
 }
 
+// benchPOST posts body to path on h once per iteration (with Prefer:
+// prefer unless empty), fails on an answer want refuses, and reports the
+// wall time and, where the platform tells, the process's CPU time (all
+// threads, the garbage collector's included) per unit: a request holds per
+// of them ("op" 1, "item" its items).
+func benchPOST(b *testing.B, h http.Handler, path string, body []byte, prefer string,
+	want func(*httptest.ResponseRecorder) bool, per int, unit string) {
+	b.ReportAllocs()
+	cpu0, cpuOK := processCPU()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "http://127.0.0.1"+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if prefer != "" {
+			req.Header.Set("Prefer", prefer)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if !want(w) {
+			b.Fatalf("%d %s", w.Code, w.Body.String())
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*per), "µs/"+unit)
+	if cpu1, ok := processCPU(); cpuOK && ok {
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N*per), "cpu-µs/"+unit)
+	}
+}
+
+func created(w *httptest.ResponseRecorder) bool { return w.Code == http.StatusCreated }
+
 // BenchmarkEnqueueCalls256: one POST /api/v1/tasks of 256 call tasks (what
 // conq.Executor.map sends), handled in process; ns/op per request, and
-// per item in µs/item.
+// per item µs/item and cpu-µs/item (benchPOST).
 func BenchmarkEnqueueCalls256(b *testing.B) {
 	br := memory.New(memory.Config{})
 	defer br.Close()
@@ -36,25 +65,8 @@ func BenchmarkEnqueueCalls256(b *testing.B) {
 		items[i] = map[string]any{"kind": "__main__:noop", "args": []int{i}, "kwargs": map[string]any{}}
 	}
 	body, _ := json.Marshal(map[string]any{"tasks": items, "max_retries": 0, "retention": "600s"})
-	for _, minimal := range []bool{false, true} {
-		name := map[bool]string{false: "full", true: "minimal"}[minimal]
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				req := httptest.NewRequest("POST", "http://127.0.0.1/api/v1/tasks", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				if minimal {
-					req.Header.Set("Prefer", "return=minimal")
-				}
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, req)
-				if w.Code != http.StatusCreated {
-					b.Fatalf("%d %s", w.Code, w.Body.String())
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*256), "µs/item")
-		})
-	}
+	b.Run("full", func(b *testing.B) { benchPOST(b, h, "/api/v1/tasks", body, "", created, 256, "item") })
+	b.Run("minimal", func(b *testing.B) { benchPOST(b, h, "/api/v1/tasks", body, "return=minimal", created, 256, "item") })
 }
 
 // chordBody is what the Python canvas sends for
@@ -97,22 +109,7 @@ func benchCreateChord(b *testing.B, br broker.Broker) {
 		b.Fatal(err)
 	}
 	h := benchHandler(b, br)
-	body := chordBody(10)
-	b.ReportAllocs()
-	cpu0, cpuOK := processCPU()
-	for b.Loop() {
-		req := httptest.NewRequest("POST", "http://127.0.0.1/api/v1/workflows", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code != http.StatusCreated {
-			b.Fatalf("%d %s", w.Code, w.Body.String())
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/op")
-	if cpu1, ok := processCPU(); cpuOK && ok {
-		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
-	}
+	benchPOST(b, h, "/api/v1/workflows", chordBody(10), "", created, 1, "op")
 }
 
 // BenchmarkStreamResults256: one POST /api/v1/results:stream of 256 tasks
@@ -156,19 +153,7 @@ func BenchmarkStreamResults256(b *testing.B) {
 		}
 	}
 	body, _ := json.Marshal(map[string]any{"ids": ids, "wait": "30.000s"}) // no queue, as conq.Executor
-	b.ReportAllocs()
-	cpu0, cpuOK := processCPU()
-	for b.Loop() {
-		req := httptest.NewRequest("POST", "http://127.0.0.1/api/v1/results:stream", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code != http.StatusOK || bytes.Count(w.Body.Bytes(), []byte("\n")) != n+1 {
-			b.Fatalf("%d %s", w.Code, w.Body.String())
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/item")
-	if cpu1, ok := processCPU(); cpuOK && ok {
-		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N*n), "cpu-µs/item")
-	}
+	benchPOST(b, h, "/api/v1/results:stream", body, "", func(w *httptest.ResponseRecorder) bool {
+		return w.Code == http.StatusOK && bytes.Count(w.Body.Bytes(), []byte("\n")) == n+1
+	}, n, "item")
 }

@@ -161,57 +161,49 @@ func jsonOrString(b []byte) any {
 	return string(b)
 }
 
-// workflowWait reads the wait parameter of GET /api/v1/workflows/{id}
-// and its /result: 0 if absent; false (a 400 written) if bad.
-func workflowWait(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
-	ws := r.URL.Query().Get("wait")
-	if ws == "" {
-		return 0, true
+// readWorkflow reads workflow {id} of r with get, after waiting up to the
+// request's wait parameter for its end with await: the workflow await
+// returned if it finished in time, else (the wait ran out, or none) get's,
+// so a finished workflow is read once. On a bad wait (400) or an error
+// (404 workflow_not_found for an unknown workflow) it writes the answer
+// and returns nil.
+func readWorkflow(w http.ResponseWriter, r *http.Request,
+	await, get func(context.Context, string) (*queue.WorkflowInfo, error)) *queue.WorkflowInfo {
+	var wait time.Duration
+	if ws := r.URL.Query().Get("wait"); ws != "" {
+		d, err := spec.ParseDuration(ws)
+		if err != nil || d < 0 || d > 5*time.Minute {
+			writeError(w, http.StatusBadRequest, "invalid_argument", "wait: want a duration up to 5m")
+			return nil
+		}
+		wait = d
 	}
-	d, err := spec.ParseDuration(ws)
-	if err != nil || d < 0 || d > 5*time.Minute {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "wait: want a duration up to 5m")
-		return 0, false
-	}
-	return d, true
-}
-
-// readWorkflow reads workflow id with get, after waiting up to wait for
-// its end with await: the workflow await returned if it finished in time,
-// else (the wait ran out, or none) get's, so a finished workflow is read
-// once.
-func readWorkflow(ctx context.Context, id string, wait time.Duration,
-	await, get func(context.Context, string) (*queue.WorkflowInfo, error)) (*queue.WorkflowInfo, error) {
+	ctx, id := r.Context(), r.PathValue("id")
+	var wf *queue.WorkflowInfo
+	err := context.DeadlineExceeded // no wait: read now, as when it runs out
 	if wait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, wait)
-		wf, err := await(wctx, id)
+		wf, err = await(wctx, id)
 		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			return wf, err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		wf, err = get(ctx, id)
+	}
+	if err != nil {
+		st, code := classify(err)
+		if errors.Is(err, broker.ErrTaskNotFound) {
+			code = "workflow_not_found"
 		}
+		writeError(w, st, code, err.Error())
+		return nil
 	}
-	return get(ctx, id)
-}
-
-// writeWorkflowError answers err of a workflow read: 404
-// workflow_not_found for an unknown workflow.
-func writeWorkflowError(w http.ResponseWriter, err error) {
-	st, code := classify(err)
-	if errors.Is(err, broker.ErrTaskNotFound) {
-		code = "workflow_not_found"
-	}
-	writeError(w, st, code, err.Error())
+	return wf
 }
 
 // apiGetWorkflow: GET /api/v1/workflows/{id}[?wait=30s].
 func (s *Server) apiGetWorkflow(w http.ResponseWriter, r *http.Request) {
-	wait, ok := workflowWait(w, r)
-	if !ok {
-		return
-	}
-	wf, err := readWorkflow(r.Context(), r.PathValue("id"), wait, s.insp.AwaitWorkflow, s.insp.Workflow)
-	if err != nil {
-		writeWorkflowError(w, err)
+	wf := readWorkflow(w, r, s.insp.AwaitWorkflow, s.insp.Workflow)
+	if wf == nil {
 		return
 	}
 	steps := make([]apiStep, len(wf.Steps))
@@ -246,13 +238,8 @@ func outcomeJSON(wf *queue.WorkflowInfo) map[string]any {
 // read from its outcome (no steps: the cost does not grow with them).
 // The wait and the errors are GET /api/v1/workflows/{id}'s.
 func (s *Server) apiWorkflowResult(w http.ResponseWriter, r *http.Request) {
-	wait, ok := workflowWait(w, r)
-	if !ok {
-		return
-	}
-	wf, err := readWorkflow(r.Context(), r.PathValue("id"), wait, s.insp.AwaitWorkflowOutcome, s.insp.WorkflowOutcome)
-	if err != nil {
-		writeWorkflowError(w, err)
+	wf := readWorkflow(w, r, s.insp.AwaitWorkflowOutcome, s.insp.WorkflowOutcome)
+	if wf == nil {
 		return
 	}
 	writeJSON(w, http.StatusOK, outcomeJSON(wf))
