@@ -115,11 +115,12 @@ type Attempt struct {
 	StartedAt time.Time
 }
 
-// precheck is the check a handler's attempt context carries (package
-// precheck): a task handed to something that queues it (procpool, for a
-// worker process) and that waited there is looked at for a cancel request
-// before it starts, as one waiting in the worker's prefetch is.
-func (e *Engine) precheck(ctx context.Context) {
+// checkCancels looks for cancel requests of the tasks leased more than
+// cancelCheckAfter ago (lease.Extender.CheckSince), before a task that
+// waited starts: in the worker's prefetch (runOne), or in something it was
+// handed to that queues it (procpool, for a worker process: the check a
+// handler's attempt context carries, package precheck).
+func (e *Engine) checkCancels() {
 	if err := e.ext.CheckSince(e.hardCtx, time.Now().Add(-cancelCheckAfter)); err != nil {
 		e.log.Debug("queue: checking waiting tasks for cancels failed; starting anyway", "err", err)
 	}
@@ -180,7 +181,7 @@ type Engine struct {
 	// returned tasks and of an attempt of an unlimited kind.
 	reserve    int
 	gate       gate                  // runners allowed a job: the concurrency in effect
-	precheckFn func(context.Context) // e.precheck, made once
+	precheckFn func(context.Context) // checkCancels as precheck takes it, made once
 	fetchNS    atomic.Uint64
 	attemptNS  atomic.Uint64
 	lastDone   atomic.Int64 // when an attempt of an unlimited kind last ended (Unix ns)
@@ -194,7 +195,7 @@ type Engine struct {
 func New(cfg Config) *Engine {
 	e := &Engine{cfg: cfg, b: cfg.Broker, clock: cfg.Broker.Clock(), log: cfg.Logger,
 		running: make(map[broker.LeaseRef]broker.RunningTask)}
-	e.precheckFn = e.precheck
+	e.precheckFn = func(context.Context) { e.checkCancels() }
 	return e
 }
 
@@ -490,10 +491,8 @@ func (e *Engine) runOne(j *job) {
 		<-e.slots
 		return
 	}
-	if now := time.Now(); now.Sub(j.fetched) >= cancelCheckAfter {
-		if err := e.ext.CheckSince(e.hardCtx, now.Add(-cancelCheckAfter)); err != nil {
-			e.log.Debug("queue: checking prefetched tasks for cancels failed; starting anyway", "err", err)
-		}
+	if time.Since(j.fetched) >= cancelCheckAfter {
+		e.checkCancels()
 	}
 	e.process(j)
 	<-e.slots
