@@ -126,7 +126,11 @@ func TestSchedulesAPI(t *testing.T) {
 	opsBrokers(t, func(t *testing.T, b broker.Broker) {
 		ts := newTestServer(t, Config{Broker: b})
 		for _, id := range []string{"s1", "s2"} {
-			s, err := queue.NewScheduler(ts.b, queue.SchedulerConfig{ID: id, PublishInterval: 20 * time.Millisecond, Logger: quietLogger()})
+			// The first publish is at once; the records live 3 intervals,
+			// so a 1 s interval keeps them between the API's read and the
+			// page's on a loaded machine (at 20 ms, a late beat let both
+			// expire in between: the page showed no entry in CI).
+			s, err := queue.NewScheduler(ts.b, queue.SchedulerConfig{ID: id, PublishInterval: time.Second, Logger: quietLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}
