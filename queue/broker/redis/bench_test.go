@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue/broker"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
@@ -262,6 +264,110 @@ func BenchmarkWorkflowChain2(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "workflows/s")
+		})
+	}
+}
+
+// BenchmarkChordCost: per op, 100 chords of 10 members and a body (1,100
+// tasks, kept 24 h as a flow's steps are), created in calls of one chord,
+// then fetched and completed 100 at a time until every body ran; "kept"
+// is the same 1,100 tasks kept 24 h, enqueued 11 a call, without a
+// workflow. Reports Redis CPU µs per task for the creation and for the
+// fetches and completions: what the chord costs the server beyond the
+// tasks it runs (bench/queue's TestWorkflowChordOverhead, end to end).
+func BenchmarkChordCost(b *testing.B) {
+	for _, side := range []string{"kept", "chord"} {
+		b.Run(side, func(b *testing.B) {
+			br, rdb := newTestBroker(b, nil)
+			ctx := context.Background()
+			const chords, members = 100, 10
+			n := chords * (members + 1)
+			var createCPU, settleCPU float64
+			round := 0
+			for b.Loop() {
+				round++
+				_, c0, _ := redisCalls(b, rdb)
+				for c := range chords {
+					id := fmt.Sprintf("%d.%d", round, c)
+					task := func(k int) broker.Task {
+						return broker.Task{ID: id + "." + strconv.Itoa(k), Kind: "noop", Queue: "q", Encoding: "json", Retention: 24 * time.Hour}
+					}
+					if side == "kept" {
+						ts := make([]*broker.Task, members+1)
+						for k := range ts {
+							t := task(k)
+							ts[k] = &t
+						}
+						if err := br.Enqueue(ctx, ts...); err != nil {
+							b.Fatal(err)
+						}
+						continue
+					}
+					w := &broker.Workflow{ID: id, Retention: 24 * time.Hour, Output: broker.Input{Step: members}}
+					body := broker.Input{Step: -1}
+					for k := range members {
+						w.Steps = append(w.Steps, broker.WorkflowStep{Task: task(k)})
+						body.List = append(body.List, broker.Input{Step: k})
+					}
+					w.Steps = append(w.Steps, broker.WorkflowStep{Task: task(members), Input: &body})
+					if err := br.CreateWorkflow(ctx, w); err != nil {
+						b.Fatal(err)
+					}
+				}
+				_, c1, _ := redisCalls(b, rdb)
+				for done := 0; done < n; {
+					ts, err := br.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: 100, Lease: time.Minute, WorkerID: "w"})
+					if err != nil || len(ts) == 0 {
+						b.Fatalf("fetch after %d of %d: %d, %v", done, n, len(ts), err)
+					}
+					acks := make([]broker.Ack, len(ts))
+					for i, t := range ts {
+						acks[i] = broker.Ack{LeaseRef: t.Ref()}
+					}
+					if err := br.Complete(ctx, acks...); err != nil {
+						b.Fatal(err)
+					}
+					done += len(ts)
+				}
+				_, c2, _ := redisCalls(b, rdb)
+				createCPU += c1 - c0
+				settleCPU += c2 - c1
+			}
+			tasks := float64(b.N * n)
+			b.ReportMetric(createCPU*1e6/tasks, "create-cpu-µs/task")
+			b.ReportMetric(settleCPU*1e6/tasks, "settle-cpu-µs/task")
+		})
+	}
+}
+
+// BenchmarkScriptCallOverhead: one Complete of a lease that is not held,
+// a script call that reads one field and changes nothing, so what it
+// costs is the call itself: as a function of the library (FCALL) and with
+// EVALSHA (Config.Eval), which runs common.lua and workflow.lua's
+// definitions on every call (functions.go). Reports Redis CPU µs a call.
+func BenchmarkScriptCallOverhead(b *testing.B) {
+	for _, mode := range []string{"functions", "eval"} {
+		b.Run(mode, func(b *testing.B) {
+			c := testClient(b)
+			br, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(b, c), Eval: mode == "eval"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { br.Close() })
+			ctx := context.Background()
+			if err := br.Enqueue(ctx, &broker.Task{ID: "x", Kind: "noop", Queue: "q"}); err != nil {
+				b.Fatal(err)
+			}
+			lost := broker.Ack{LeaseRef: broker.LeaseRef{Queue: "q", ID: "x", Token: 5}}
+			_ = br.Complete(ctx, lost) // loads the library
+			_, c0, _ := redisCalls(b, c)
+			for b.Loop() {
+				if err := br.Complete(ctx, lost); !errors.Is(err, broker.ErrLeaseLost) {
+					b.Fatalf("complete: %v", err)
+				}
+			}
+			_, c1, _ := redisCalls(b, c)
+			b.ReportMetric((c1-c0)*1e6/float64(b.N), "redis-cpu-µs/call")
 		})
 	}
 }

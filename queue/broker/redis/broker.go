@@ -20,6 +20,7 @@ type Broker struct {
 	cluster   *goredis.ClusterClient // rdb on a Redis Cluster, else nil
 	ownClient bool
 	closed    atomic.Bool
+	mode      atomic.Int32 // modeFunctions or modeEval (functions.go)
 
 	shards  shardCache    // queues spread over several shards (shards.go)
 	rot     atomic.Uint32 // where Fetch starts among a queue's shards
@@ -83,6 +84,9 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{cfg: c, rdb: c.Client, keys: make(map[string]*queueKeySet)}
+	if c.Eval {
+		b.mode.Store(modeEval)
+	}
 	b.awaits = newAwaitHub(b)
 	if cc, ok := c.Client.(*goredis.ClusterClient); ok {
 		b.cluster = cc
@@ -127,10 +131,22 @@ func Open(ctx context.Context, url string, cfg Config) (*Broker, error) {
 	return b, nil
 }
 
-// loadScripts sends every script once so that the first calls do not pay
-// for a NOSCRIPT round trip (on a cluster, to every master). Best effort:
-// calls load them anyway.
+// loadScripts loads the function library, or with EVALSHA sends every
+// script once, so that the first calls do not pay for a missing function
+// or a NOSCRIPT round trip (on a cluster, on every master). A server that
+// refuses functions switches the broker to EVALSHA here. Best effort:
+// calls load what they miss anyway.
 func (b *Broker) loadScripts(ctx context.Context) {
+	if b.functions() {
+		err := b.loadLibrary(ctx)
+		if !noFunctionSupport(err) {
+			if err != nil {
+				b.cfg.Logger.DebugContext(ctx, "redis broker: loading the script library failed", "err", err)
+			}
+			return
+		}
+		b.fallBack(ctx, err)
+	}
 	var err error
 	if b.cluster != nil {
 		for _, s := range allScripts {

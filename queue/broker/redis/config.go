@@ -82,6 +82,13 @@ type Config struct {
 	// two. Default DefaultCrossSlotPoll; negative turns both off in this
 	// process (for tests of that window: another process must run them).
 	CrossSlotPoll time.Duration
+
+	// Eval runs the scripts with EVALSHA. By default they are functions
+	// of one library (FUNCTION LOAD, FCALL; Redis 7.0+), which saves
+	// Redis 40 to 70 µs of CPU on every call (functions.go); the broker
+	// falls back to EVALSHA by itself when the server has no functions
+	// or refuses them. Both run the same Lua.
+	Eval bool
 }
 
 // DefaultCrossSlotPoll is Config.CrossSlotPoll's default.

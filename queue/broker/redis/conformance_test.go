@@ -17,6 +17,21 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// The suite with the scripts run by EVALSHA (Config.Eval), as on a
+// server without functions (functions.go); the others use FCALL.
+func TestConformanceEval(t *testing.T) {
+	testenv.RedisURL(t)
+	brokertest.Run(t, func(t *testing.T, clock broker.Clock) broker.Broker {
+		c := testClient(t)
+		b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c), Clock: clock, Eval: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b
+	})
+}
+
 func TestConformanceSmallBatches(t *testing.T) {
 	// Batch size 1 splits every batch into many pipelined script calls.
 	testenv.RedisURL(t)

@@ -36,3 +36,10 @@ func AwaitWaiters(b *Broker) int {
 // SetWorkflowTag makes b remember tag as workflow id's shard (a stale
 // entry, for tests of the cache).
 func SetWorkflowTag(b *Broker, id, tag string) { b.wfTags.put(id, tag) }
+
+// UsesFunctions reports whether b runs its scripts as functions (FCALL)
+// rather than with EVALSHA.
+func UsesFunctions(b *Broker) bool { return b.functions() }
+
+// LibraryName is the function library's name.
+func LibraryName() string { return library().name }

@@ -189,7 +189,7 @@ func (b *Broker) AcquireSlot(ctx context.Context, p broker.SlotParams) (bool, er
 		return false, err
 	}
 	now := b.cfg.Clock.Now()
-	r, err := scriptSlotAcquire.Run(ctx, b.rdb, []string{limitKey(b.cfg.Prefix, name, "slots")},
+	r, err := b.run(ctx, scriptSlotAcquire, []string{limitKey(b.cfg.Prefix, name, "slots")},
 		holder, limit, millis(now), millis(now.Add(lease)), keyTTL(lease)).Int64()
 	if err != nil {
 		return false, wrapErr("acquire slot", err)
@@ -215,7 +215,7 @@ func (b *Broker) ExtendSlots(ctx context.Context, p broker.ExtendSlotsParams) er
 	for _, h := range holders {
 		args = append(args, h)
 	}
-	if err := scriptSlotExtend.Run(ctx, b.rdb, []string{limitKey(b.cfg.Prefix, name, "slots")}, args...).Err(); err != nil && !isNil(err) {
+	if err := b.run(ctx, scriptSlotExtend, []string{limitKey(b.cfg.Prefix, name, "slots")}, args...).Err(); err != nil && !isNil(err) {
 		return wrapErr("extend slots", err)
 	}
 	return nil
@@ -249,7 +249,7 @@ func (b *Broker) TakeToken(ctx context.Context, p broker.TokenParams) (time.Dura
 		return 0, fmt.Errorf("%w: token bucket %q needs rate > 0 and burst >= 1 (got %v, %d)", errInvalidArg, name, rate, burst)
 	}
 	fill := time.Duration(float64(burst) / rate * float64(time.Second))
-	r, err := scriptTokenTake.Run(ctx, b.rdb, []string{limitKey(b.cfg.Prefix, name, "bucket")},
+	r, err := b.run(ctx, scriptTokenTake, []string{limitKey(b.cfg.Prefix, name, "bucket")},
 		strconv.FormatFloat(rate, 'g', -1, 64), burst, millis(b.cfg.Clock.Now()), keyTTL(fill)).Int64()
 	if err != nil {
 		return 0, wrapErr("take token", err)

@@ -78,7 +78,7 @@ func (b *Broker) fetchShard(ctx context.Context, q, tag string, shard, max int, 
 	keys := b.keysFor(scriptFetch, tag)
 	for len(out) < max {
 		n := min(max-len(out), b.cfg.BatchSize)
-		res, err := scriptFetch.Run(ctx, b.rdb, keys, n, a.luNs, a.score, a.nowNs, a.workerID).Slice()
+		res, err := b.run(ctx, scriptFetch, keys, n, a.luNs, a.score, a.nowNs, a.workerID).Slice()
 		if err != nil {
 			return out, err
 		}

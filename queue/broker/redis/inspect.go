@@ -393,7 +393,7 @@ func (b *Broker) oneTask(ctx context.Context, op string, s *script, queue, id st
 	}
 	now := b.cfg.Clock.Now()
 	// The clock, for the scripts that may move a workflow on (delete).
-	r, err := s.Run(ctx, b.rdb, b.keysFor(s, tag), id, strconv.FormatInt(nanos(now), 10), strconv.FormatInt(millis(now), 10)).Int64()
+	r, err := b.run(ctx, s, b.keysFor(s, tag), id, strconv.FormatInt(nanos(now), 10), strconv.FormatInt(millis(now), 10)).Int64()
 	if err != nil {
 		return wrapErr(op, err)
 	}

@@ -30,7 +30,7 @@ func (b *Broker) CancelTask(ctx context.Context, queue, id string) (broker.State
 		return "", err
 	}
 	now := b.cfg.Clock.Now()
-	res, err := scriptCancel.Run(ctx, b.rdb, b.keysFor(scriptCancel, tag), id,
+	res, err := b.run(ctx, scriptCancel, b.keysFor(scriptCancel, tag), id,
 		strconv.FormatInt(millis(now), 10), cancelRecord(now, "cancelled while waiting to run"), strconv.FormatInt(nanos(now), 10)).Slice()
 	if err != nil {
 		return "", wrapErr("cancel task", err)
@@ -152,7 +152,7 @@ func (b *Broker) regList(ctx context.Context, r registry) ([]string, error) {
 		return nil, err
 	}
 	now := strconv.FormatInt(millis(b.cfg.Clock.Now()), 10)
-	return scriptRegistryList.Run(ctx, b.rdb, []string{r.data, r.expiry}, now).StringSlice()
+	return b.run(ctx, scriptRegistryList, []string{r.data, r.expiry}, now).StringSlice()
 }
 
 func (b *Broker) regRemove(ctx context.Context, r registry, id string) error {

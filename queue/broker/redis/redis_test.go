@@ -187,45 +187,109 @@ func lr(t *broker.Task) broker.LeaseRef {
 	return broker.LeaseRef{Queue: t.Queue, ID: t.ID, Token: t.Token}
 }
 
-// TestScriptFlush: scripts are loaded again after SCRIPT FLUSH, both for
-// single calls and inside pipelines.
+// TestScriptFlush: the library is loaded again after FUNCTION FLUSH, and
+// with Config.Eval scripts after SCRIPT FLUSH, both for single calls and
+// inside pipelines.
 func TestScriptFlush(t *testing.T) {
+	for _, eval := range []bool{false, true} {
+		t.Run(map[bool]string{false: "functions", true: "eval"}[eval], func(t *testing.T) {
+			ctx := context.Background()
+			c := testClient(t)
+			b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c), Eval: eval})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			what := map[bool]string{false: "FUNCTION FLUSH", true: "SCRIPT FLUSH"}[eval]
+			flush := func() {
+				t.Helper()
+				var err error
+				if eval {
+					err = c.ScriptFlush(ctx).Err()
+				} else {
+					// Other packages' tests share this server: they load
+					// the library again just as this broker must.
+					err = c.FunctionFlush(ctx).Err()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			flush()
+			if err := b.Enqueue(ctx, task("a", "1"), task("b", "1"), task("a", "2")); err != nil {
+				t.Fatalf("pipelined enqueue after %s: %v", what, err)
+			}
+			flush()
+			ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"a", "b"}, Max: 10, Lease: time.Minute, WorkerID: "w"})
+			if err != nil || len(ts) != 3 {
+				t.Fatalf("fetch after %s: %d, %v", what, len(ts), err)
+			}
+			flush()
+			acks := []broker.Ack{{LeaseRef: lr(ts[0])}, {LeaseRef: lr(ts[1])}, {LeaseRef: lr(ts[2])}}
+			if err := b.Complete(ctx, acks...); err != nil {
+				t.Fatalf("pipelined complete after %s: %v", what, err)
+			}
+			flush()
+			if _, err := b.Forward(ctx); err != nil {
+				t.Fatal(err)
+			}
+			qs, err := b.Queues(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range qs {
+				for st, n := range q.Counts {
+					if n != 0 {
+						t.Fatalf("queue %s has %d %s", q.Name, n, st)
+					}
+				}
+			}
+			if got := redisbroker.UsesFunctions(b); got == eval {
+				t.Fatalf("UsesFunctions = %v with Config.Eval %v", got, eval)
+			}
+		})
+	}
+}
+
+// TestScriptsWithoutFunctions: a server that refuses FCALL and FUNCTION
+// (here an ACL user without them, as Redis before 7.0 has neither) gets
+// the scripts with EVALSHA, the broker switching by itself; and with
+// functions the calls are FCALLs of the library.
+func TestScriptsWithoutFunctions(t *testing.T) {
 	ctx := context.Background()
-	b, c := newTestBroker(t, nil)
-	flush := func() {
-		t.Helper()
-		if err := c.ScriptFlush(ctx).Err(); err != nil {
+	admin := testClient(t)
+	user := "conq-nofn-" + testenv.UniquePrefix(t, admin)
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-fcall", "-fcall_ro", "-function").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+	opts := *admin.Options()
+	opts.Username, opts.Password = user, "pw"
+	c := goredis.NewClient(&opts)
+	t.Cleanup(func() { c.Close() })
+	for _, cl := range []*goredis.Client{admin, c} {
+		b, err := redisbroker.New(redisbroker.Config{Client: cl, Prefix: testenv.UniquePrefix(t, cl)})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	flush()
-	if err := b.Enqueue(ctx, task("a", "1"), task("b", "1"), task("a", "2")); err != nil {
-		t.Fatalf("pipelined enqueue after SCRIPT FLUSH: %v", err)
-	}
-	flush()
-	ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"a", "b"}, Max: 10, Lease: time.Minute, WorkerID: "w"})
-	if err != nil || len(ts) != 3 {
-		t.Fatalf("fetch after SCRIPT FLUSH: %d, %v", len(ts), err)
-	}
-	flush()
-	acks := []broker.Ack{{LeaseRef: lr(ts[0])}, {LeaseRef: lr(ts[1])}, {LeaseRef: lr(ts[2])}}
-	if err := b.Complete(ctx, acks...); err != nil {
-		t.Fatalf("pipelined complete after SCRIPT FLUSH: %v", err)
-	}
-	flush()
-	if _, err := b.Forward(ctx); err != nil {
-		t.Fatal(err)
-	}
-	qs, err := b.Queues(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range qs {
-		for st, n := range q.Counts {
-			if n != 0 {
-				t.Fatalf("queue %s has %d %s", q.Name, n, st)
-			}
+		t.Cleanup(func() { b.Close() })
+		if err := b.Enqueue(ctx, task("a", "1"), task("a", "2")); err != nil {
+			t.Fatal(err)
 		}
+		ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"a"}, Max: 10, Lease: time.Minute, WorkerID: "w"})
+		if err != nil || len(ts) != 2 {
+			t.Fatalf("fetch: %d, %v", len(ts), err)
+		}
+		if err := b.Complete(ctx, broker.Ack{LeaseRef: lr(ts[0])}, broker.Ack{LeaseRef: lr(ts[1])}); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := redisbroker.UsesFunctions(b), cl == admin; got != want {
+			t.Fatalf("user %s: UsesFunctions = %v, want %v", cl.Options().Username, got, want)
+		}
+	}
+	libs, err := admin.FunctionList(ctx, goredis.FunctionListQuery{LibraryNamePattern: redisbroker.LibraryName()}).Result()
+	if err != nil || len(libs) != 1 {
+		t.Fatalf("FUNCTION LIST %s: %v, %v", redisbroker.LibraryName(), libs, err)
 	}
 }
 

@@ -101,22 +101,19 @@ func (b *Broker) runScriptsAcked(ctx context.Context, calls []*scriptCall, pre f
 	return nil
 }
 
-// runWaitPipeline runs calls (EVALSHA, or EVAL with eval) and then WAIT in
-// one pipeline of c, a client whose pipelines use one connection. Calls
-// that meet an empty script cache run again with EVAL, followed by their
-// own WAIT.
-func (b *Broker) runWaitPipeline(ctx context.Context, c goredis.Cmdable, calls []*scriptCall, pre func(goredis.Pipeliner), eval bool) error {
+// runWaitPipeline runs calls (FCALL, or EVALSHA, EVAL with retry:
+// functions.go) and then WAIT in one pipeline of c, a client whose
+// pipelines use one connection. Calls that meet a server without their
+// function or script run again, once, followed by their own WAIT: after
+// the library is loaded on c, or with EVAL.
+func (b *Broker) runWaitPipeline(ctx context.Context, c goredis.Cmdable, calls []*scriptCall, pre func(goredis.Pipeliner), retry bool) error {
 	var wait *goredis.IntCmd
 	_, err := c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		if pre != nil {
 			pre(p)
 		}
 		for _, sc := range calls {
-			if eval {
-				sc.cmd = sc.script.Eval(ctx, p, sc.keys, sc.args...)
-			} else {
-				sc.cmd = sc.script.EvalSha(ctx, p, sc.keys, sc.args...)
-			}
+			sc.cmd = b.queueScript(ctx, p, sc.script, sc.keys, sc.args, retry)
 		}
 		// Pipeliner has no Wait: the command by hand. Its reply comes
 		// within WaitTimeout, inside the client's read timeout.
@@ -127,15 +124,23 @@ func (b *Broker) runWaitPipeline(ctx context.Context, c goredis.Cmdable, calls [
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
-	var noscript []*scriptCall
+	var missing []*scriptCall
 	for _, sc := range calls {
-		if isNoScript(sc.cmd.Err()) {
-			noscript = append(noscript, sc)
+		if err := sc.cmd.Err(); notRun(err) {
+			if noFunctionSupport(err) {
+				b.fallBack(ctx, err)
+			}
+			missing = append(missing, sc)
 		}
 	}
 	b.markReplicated(calls, wait)
-	if len(noscript) > 0 && !eval {
-		return b.runWaitPipeline(ctx, c, noscript, nil, true)
+	if len(missing) > 0 && !retry {
+		if b.functions() {
+			if err := loadLibraryOn(ctx, c); err != nil {
+				b.cfg.Logger.WarnContext(ctx, "redis broker: loading the script library failed", "err", err)
+			}
+		}
+		return b.runWaitPipeline(ctx, c, missing, nil, true)
 	}
 	return nil
 }

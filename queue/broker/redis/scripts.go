@@ -72,6 +72,8 @@ type script struct {
 	// after the slots and the stats key ("+index"), when the caller passes
 	// it (off Redis Cluster only: it is in another slot); nil otherwise.
 	index bool
+	// standalone: the file runs as written ("--! standalone")
+	standalone bool
 }
 
 // allScripts holds every script, for loadScripts and the per-queue cache
@@ -88,6 +90,7 @@ func mustScript(name string) *script {
 	var src strings.Builder
 	switch {
 	case first == "--! standalone":
+		s.standalone = true
 		src.Write(body)
 	case strings.HasPrefix(first, "--! keys: "):
 		declared := map[int]int{} // slot -> KEYS position
@@ -169,16 +172,17 @@ func isNoScript(err error) bool {
 	return err != nil && (errors.Is(err, goredis.ErrNoScript) || goredis.HasErrorPrefix(err, "NOSCRIPT"))
 }
 
-// runScripts runs calls in one pipeline with EVALSHA, together with any
-// extra commands queued by pre. Calls that meet an empty script cache
-// (restart, SCRIPT FLUSH) are run again alone with Run, which falls back to
-// EVAL; only those, since the others have taken effect. Each call's outcome,
+// runScripts runs calls in one pipeline (FCALL, or EVALSHA: functions.go),
+// together with any extra commands queued by pre. Calls that meet a server
+// without their function or script (restart, FUNCTION FLUSH, SCRIPT
+// FLUSH) are run again alone with run, which loads it; only those, since
+// the others have taken effect. Each call's outcome,
 // connection errors included, is left in its cmd; the returned error is
 // only ctx's, when it ended during the pipeline.
 func (b *Broker) runScripts(ctx context.Context, calls []*scriptCall, pre func(goredis.Pipeliner)) error {
 	if len(calls) == 1 && pre == nil {
 		c := calls[0]
-		c.cmd = c.script.Run(ctx, b.rdb, c.keys, c.args...)
+		c.cmd = b.run(ctx, c.script, c.keys, c.args...)
 		return nil
 	}
 	_, err := b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
@@ -186,7 +190,7 @@ func (b *Broker) runScripts(ctx context.Context, calls []*scriptCall, pre func(g
 			pre(p)
 		}
 		for _, c := range calls {
-			c.cmd = c.script.EvalSha(ctx, p, c.keys, c.args...)
+			c.cmd = b.queueScript(ctx, p, c.script, c.keys, c.args, false)
 		}
 		return nil
 	})
@@ -194,8 +198,8 @@ func (b *Broker) runScripts(ctx context.Context, calls []*scriptCall, pre func(g
 		return ctx.Err()
 	}
 	for _, c := range calls {
-		if isNoScript(c.cmd.Err()) {
-			c.cmd = c.script.Run(ctx, b.rdb, c.keys, c.args...)
+		if notRun(c.cmd.Err()) {
+			c.cmd = b.run(ctx, c.script, c.keys, c.args...)
 		}
 	}
 	return nil

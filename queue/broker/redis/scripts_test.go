@@ -123,3 +123,55 @@ func mustRead(t *testing.T, name string) string {
 	}
 	return string(b)
 }
+
+// TestWorkflowResetCoversState: run as a function of the library, the
+// top level of common.lua and workflow.lua runs once, so every top-level
+// value a call may change must be set again by wfReset at each call's
+// entry (functions.go); constants are listed here.
+func TestWorkflowResetCoversState(t *testing.T) {
+	constants := map[string]bool{
+		"NOTIFY_CAP": true, "SENTINEL": true, // common.lua
+		"WF_LINK_MAX": true, "WF_STEP_FIELDS": true, "JSON_ESC": true, "WF_WORDS": true, "STEP_WORDS": true,
+	}
+	wf, _ := scriptFS.ReadFile("scripts/workflow.lua")
+	_, reset, ok := strings.Cut(string(wf), "local function wfReset()\n")
+	if !ok {
+		t.Fatal("workflow.lua has no wfReset")
+	}
+	reset, _, _ = strings.Cut(reset, "\nend\n")
+	assigned := map[string]bool{}
+	for _, line := range strings.Split(reset, "\n") {
+		lhs, _, _ := strings.Cut(line, "=")
+		for _, n := range strings.Split(lhs, ",") {
+			assigned[strings.TrimSpace(n)] = true
+		}
+	}
+	decl := regexp.MustCompile(`^local ([A-Za-z_][A-Za-z0-9_]*(?:, *[A-Za-z_][A-Za-z0-9_]*)*) *=(.*)$`)
+	for _, file := range []string{"common", "workflow"} {
+		src, _ := scriptFS.ReadFile("scripts/" + file + ".lua")
+		for i, line := range strings.Split(string(src), "\n") {
+			m := decl.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			for _, n := range strings.Split(m[1], ",") {
+				n = strings.TrimSpace(n)
+				if constants[n] {
+					continue
+				}
+				if n == "WF" {
+					// A table of fields: each field is set again.
+					for _, f := range regexp.MustCompile(`(\w+) *=`).FindAllStringSubmatch(m[2], -1) {
+						if !assigned["WF."+f[1]] {
+							t.Errorf("%s.lua:%d: wfReset does not set WF.%s", file, i+1, f[1])
+						}
+					}
+					continue
+				}
+				if !assigned[n] {
+					t.Errorf("%s.lua:%d: top-level %s is neither set again by wfReset nor listed as a constant here", file, i+1, n)
+				}
+			}
+		}
+	}
+}

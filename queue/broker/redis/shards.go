@@ -362,7 +362,7 @@ func (b *Broker) setShards(ctx context.Context, queue string, n int, onlyIfNone 
 		if err := b.inheritPause(ctx, queue, next, old.count()); err != nil {
 			return nil, err
 		}
-		res, err := scriptShardsSet.Run(ctx, b.rdb, []string{key}, queue, cur, next.record()).Int64()
+		res, err := b.run(ctx, scriptShardsSet, []string{key}, queue, cur, next.record()).Int64()
 		if err != nil {
 			return nil, wrapErr("set shards", err)
 		}

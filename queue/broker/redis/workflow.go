@@ -782,7 +782,7 @@ func (b *Broker) readWorkflow(ctx context.Context, id string, read func(tag stri
 
 // getWorkflow is GetWorkflow in the shard with tag.
 func (b *Broker) getWorkflow(ctx context.Context, tag, id string) (*broker.Workflow, error) {
-	res, err := scriptWfGet.Run(ctx, b.rdb, b.keysFor(scriptWfGet, tag), id).Slice()
+	res, err := b.run(ctx, scriptWfGet, b.keysFor(scriptWfGet, tag), id).Slice()
 	if err != nil {
 		return nil, wrapErr("get workflow", err)
 	}
@@ -1017,7 +1017,7 @@ func (b *Broker) workflowOutcome(ctx context.Context, tag, id string, poll bool)
 	if poll {
 		arg = "1"
 	}
-	res, err := scriptWfOutcome.Run(ctx, b.rdb, b.keysFor(scriptWfOutcome, tag), id, arg).Slice()
+	res, err := b.run(ctx, scriptWfOutcome, b.keysFor(scriptWfOutcome, tag), id, arg).Slice()
 	if isNil(err) {
 		return nil, fmt.Errorf("workflow %q: %w", id, broker.ErrTaskNotFound)
 	}
@@ -1069,7 +1069,7 @@ func (b *Broker) CancelWorkflow(ctx context.Context, id string) error {
 		return err
 	}
 	now := b.cfg.Clock.Now()
-	res, err := scriptWfCancel.Run(ctx, b.rdb, b.keysFor(scriptWfCancel, tag), id,
+	res, err := b.run(ctx, scriptWfCancel, b.keysFor(scriptWfCancel, tag), id,
 		strconv.FormatInt(nanos(now), 10), strconv.FormatInt(millis(now), 10)).Slice()
 	if err != nil {
 		return wrapErr("cancel workflow", err)

@@ -93,7 +93,9 @@ end
 -- skiplist: adding a lease to a listpack-encoded set of ~100 members scans
 -- them all, a skiplist insert is O(log n). Range queries stop below +inf
 -- and never see it; counts and listings leave it out.
-local SENTINEL = '~conq~skiplist~' .. string.rep('~', 100)
+-- (A literal: a function library's top level, where this runs once at
+-- load, may not call the string library.)
+local SENTINEL = '~conq~skiplist~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~'
 
 -- zadd adds (score, member) pairs, keeping the sentinel: it goes in the
 -- first ZADD with them (a command less per call; re-adding it at the

@@ -900,3 +900,16 @@ local function wfMarkCross(out)
   end
   return out
 end
+
+-- wfReset gives a call fresh per-call state. A script run with EVALSHA
+-- runs this whole file on every call, so its tables start empty anyway;
+-- as a function of the library (scripts.go) the file runs once, at load,
+-- and these tables would otherwise carry one call's cache into the next.
+-- Every table above that a call writes is here (TestWorkflowResetCoversState).
+local function wfReset()
+  WF.nowNs, WF.nowMs, WF.cross = '0', 0, false
+  WF_LINKS, WF_FIELDS, WF_HEAD, WF_DEPS = {}, {}, {}, {}
+  WFC, WFD, WFDN = {}, {}, {}
+  WF_NEW, WF_NEWMSG, WF_NEWLINK, WF_MSGX = {}, {}, {}, {}
+  WF_XOUT, WF_XOUTN, WF_DONE = {}, {}, {}
+end

@@ -1,0 +1,203 @@
+package redis
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// Scripts as functions (Redis 7.0+). A script run with EVALSHA runs its
+// whole source on every call: for the settle scripts that is common.lua
+// and workflow.lua, some 1,100 lines that define about 80 functions, and
+// creating those closures costs Redis 40 to 70 µs of CPU a call, more than
+// a small call's own work (BenchmarkScriptCallOverhead). A function
+// library runs its top level once, at FUNCTION LOAD: the helpers are
+// defined there, and a call (FCALL) runs only its script's body. So by
+// default every script is a function of one library, named after a hash
+// of every script's source so that two builds sharing a server never use
+// each other's; Config.Eval, or a server without FCALL (before Redis 7.0,
+// or an ACL refusing it), keeps EVALSHA.
+//
+// A library's top-level locals live as long as the library, across calls,
+// so what a script reads per call is set at its function's entry: the key
+// names (K_<NAME>, from its KEYS, nil for keys it does not take) and the
+// workflow code's per-call tables (wfReset in workflow.lua).
+
+// scriptLib is the library and each script's function name in it.
+type scriptLib struct {
+	name string
+	src  string
+	fns  []string // by script.id
+}
+
+var library = sync.OnceValue(buildLibrary)
+
+func buildLibrary() *scriptLib {
+	h := sha256.New()
+	for _, s := range allScripts {
+		fmt.Fprintf(h, "%s\x00%s\x00", s.name, s.src)
+	}
+	lib := &scriptLib{name: "conq_" + hex.EncodeToString(h.Sum(nil))[:16], fns: make([]string, len(allScripts))}
+	common, err := scriptFS.ReadFile("scripts/common.lua")
+	if err != nil {
+		panic(err)
+	}
+	wf, err := scriptFS.ReadFile("scripts/workflow.lua")
+	if err != nil {
+		panic(err)
+	}
+	var src strings.Builder
+	fmt.Fprintf(&src, "#!lua name=%s\n", lib.name)
+	names := make([]string, 0, numKeys+2)
+	for _, suffix := range keySuffixes {
+		names = append(names, "K_"+strings.ToUpper(suffix))
+	}
+	names = append(names, "K_STATS", "K_WFINDEX")
+	fmt.Fprintf(&src, "local %s\n", strings.Join(names, ", "))
+	src.Write(common)
+	src.WriteString("\n")
+	src.Write(wf)
+	src.WriteString("\n")
+	for _, s := range allScripts {
+		fn := lib.name + "_" + s.name
+		lib.fns[s.id] = fn
+		body, err := scriptFS.ReadFile("scripts/" + s.name + ".lua")
+		if err != nil {
+			panic(err)
+		}
+		// One block per script: its key setter is local to it, and its
+		// body is the function's, so its locals are per call.
+		src.WriteString("do\n")
+		entry := ""
+		if !s.standalone {
+			src.WriteString("local function setKeys(KEYS)\n")
+			pos := map[string]int{}
+			for i, slot := range s.slots {
+				pos["K_"+strings.ToUpper(keySuffixes[slot])] = i + 1
+			}
+			extra := len(s.slots)
+			if s.stats {
+				extra++
+				pos["K_STATS"] = extra
+			}
+			if s.index {
+				pos["K_WFINDEX"] = extra + 1
+			}
+			for _, n := range names {
+				if p, ok := pos[n]; ok {
+					fmt.Fprintf(&src, "  %s = KEYS[%d]\n", n, p)
+				} else {
+					fmt.Fprintf(&src, "  %s = nil\n", n)
+				}
+			}
+			src.WriteString("end\n")
+			entry = "setKeys(KEYS)\n"
+			if s.workflow {
+				entry += "wfReset()\n"
+			}
+		}
+		fmt.Fprintf(&src, "redis.register_function('%s', function(KEYS, ARGV)\n%s", fn, entry)
+		src.Write(body)
+		src.WriteString("\nend)\nend\n")
+	}
+	lib.src = src.String()
+	return lib
+}
+
+// Script modes of a Broker (Broker.mode).
+const (
+	modeFunctions int32 = iota // FCALL, the library loaded on demand
+	modeEval                   // EVALSHA, EVAL when the script is not cached
+)
+
+func (b *Broker) functions() bool { return b.mode.Load() == modeFunctions }
+
+// run runs s once, as runScripts does for a single call: FCALL, loading
+// the library when the server lacks it, or EVALSHA/EVAL.
+func (b *Broker) run(ctx context.Context, s *script, keys []string, args ...any) *goredis.Cmd {
+	if b.functions() {
+		fn := library().fns[s.id]
+		cmd := b.rdb.FCall(ctx, fn, keys, args...)
+		err := cmd.Err()
+		if isNoFunction(err) {
+			// A server restarted without persistence, FUNCTION FLUSH, or
+			// a cluster node added since the load: the call did not run.
+			if lerr := b.loadLibrary(ctx); lerr != nil && !noFunctionSupport(lerr) {
+				b.cfg.Logger.WarnContext(ctx, "redis broker: loading the script library failed", "err", lerr)
+			}
+			cmd = b.rdb.FCall(ctx, fn, keys, args...)
+			err = cmd.Err()
+		}
+		if !noFunctionSupport(err) {
+			return cmd
+		}
+		b.fallBack(ctx, err)
+	}
+	return s.Run(ctx, b.rdb, keys, args...)
+}
+
+// queueScript adds s to pipeline p: FCALL, or EVALSHA (EVAL with eval).
+func (b *Broker) queueScript(ctx context.Context, p goredis.Pipeliner, s *script, keys []string, args []any, eval bool) *goredis.Cmd {
+	switch {
+	case b.functions():
+		return p.FCall(ctx, library().fns[s.id], keys, args...)
+	case eval:
+		return s.Eval(ctx, p, keys, args...)
+	default:
+		return s.EvalSha(ctx, p, keys, args...)
+	}
+}
+
+// loadLibrary loads the library on the server, or on every master of a
+// cluster; one already there is not an error.
+func (b *Broker) loadLibrary(ctx context.Context) error {
+	if b.cluster != nil {
+		return b.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error { return loadLibraryOn(ctx, c) })
+	}
+	return loadLibraryOn(ctx, b.rdb)
+}
+
+func loadLibraryOn(ctx context.Context, c goredis.Cmdable) error {
+	err := c.FunctionLoad(ctx, library().src).Err()
+	if err != nil && goredis.HasErrorPrefix(err, "Library '") && strings.Contains(err.Error(), "already exists") {
+		return nil
+	}
+	return err
+}
+
+// fallBack switches the broker to EVALSHA for good: the server has no
+// functions, or refuses them.
+func (b *Broker) fallBack(ctx context.Context, err error) {
+	if b.mode.CompareAndSwap(modeFunctions, modeEval) {
+		b.cfg.Logger.InfoContext(ctx, "redis broker: the server runs no functions (Redis 7.0+ FCALL); scripts run with EVALSHA", "err", err)
+	}
+}
+
+// isNoFunction: the call did not run because the server lacks the function.
+func isNoFunction(err error) bool {
+	return err != nil && goredis.HasErrorPrefix(err, "Function not found")
+}
+
+// noFunctionSupport: the server does not know FCALL or FUNCTION (Redis
+// before 7.0, some Redis-compatible servers), or refuses them to this user.
+func noFunctionSupport(err error) bool {
+	if err == nil {
+		return false
+	}
+	if goredis.HasErrorPrefix(err, "unknown command") {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return goredis.HasErrorPrefix(err, "NOPERM") && (strings.Contains(msg, "'fcall") || strings.Contains(msg, "'function"))
+}
+
+// notRun: a pipelined call that did not run for want of its script or
+// function, to be sent again alone (run).
+func notRun(err error) bool {
+	return isNoScript(err) || isNoFunction(err) || noFunctionSupport(err)
+}
