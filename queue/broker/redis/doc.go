@@ -3,7 +3,10 @@
 // contract (Capabilities is broker.CapAll | CapShards | CapWorkflows).
 //
 // Every state change is one Lua script (scripts/*.lua, embedded) that
-// receives every key it touches in KEYS. All keys of a queue share the
+// receives every key it touches in KEYS. On Redis 7.0+ the scripts are
+// functions of one library (FCALL, functions.go), whose shared helpers are
+// defined once at load rather than on every call; older servers, and
+// Config.Eval, get them with EVALSHA. All keys of a queue share the
 // hash tag {queue}, as in "conq:{default}:pending", so a queue lives in
 // one Redis Cluster slot; the only key outside a tag is the set of known
 // queues ("conq:queues") and the index of workflow IDs
@@ -35,6 +38,9 @@
 //     index written beside the scripts.
 //   - Every key a script touches is in KEYS and in the queue's hash tag,
 //     so scripts stay valid on Redis Cluster.
+//   - A call that did not run for want of its function or script (a
+//     restart, a flush) is sent again alone once the library or script is
+//     loaded; a call that ran is never sent again.
 //   - Waiting is polled; pushes only hurry it. The scripts that finish
 //     tasks publish their IDs while a process awaits the queue (await.go),
 //     and a waiter named is read at once, but every answer comes from a
