@@ -217,3 +217,56 @@ func TestClusterWaitReadyMany(t *testing.T) {
 		t.Fatalf("WaitReady after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestClusterFunctionFlush: after FUNCTION FLUSH on every master, calls
+// to each master (a queue in 3 shards, one per master) and pipelines
+// across them load the library again and run once.
+func TestClusterFunctionFlush(t *testing.T) {
+	ctx := context.Background()
+	c := testenv.RedisClusterClient(t)
+	b := newClusterBroker(t, c, redisbroker.Config{DefaultShards: 3})
+	flush := func() {
+		t.Helper()
+		if err := c.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error { return m.FunctionFlush(ctx).Err() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var tasks []*broker.Task
+	for i := range 30 {
+		tasks = append(tasks, task("q", fmt.Sprint(i)))
+	}
+	flush()
+	if err := b.Enqueue(ctx, tasks...); err != nil {
+		t.Fatalf("enqueue after FUNCTION FLUSH: %v", err)
+	}
+	flush()
+	ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"q"}, Max: 30, Lease: time.Minute, WorkerID: "w"})
+	if err != nil || len(ts) != 30 {
+		t.Fatalf("fetch after FUNCTION FLUSH: %d, %v", len(ts), err)
+	}
+	flush()
+	acks := make([]broker.Ack, len(ts))
+	for i, x := range ts {
+		acks[i] = broker.Ack{LeaseRef: x.Ref()}
+	}
+	if err := b.Complete(ctx, acks...); err != nil {
+		t.Fatalf("complete after FUNCTION FLUSH: %v", err)
+	}
+	qs, err := b.Queues(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		if len(q.Shards) != 3 {
+			t.Fatalf("queue %s has %d shards, want 3", q.Name, len(q.Shards))
+		}
+		for st, n := range q.Counts {
+			if n != 0 {
+				t.Fatalf("queue %s has %d %s", q.Name, n, st)
+			}
+		}
+	}
+	if !redisbroker.UsesFunctions(b) {
+		t.Fatal("the cluster broker fell back to EVALSHA")
+	}
+}

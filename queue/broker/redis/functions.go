@@ -125,9 +125,12 @@ func (b *Broker) run(ctx context.Context, s *script, keys []string, args ...any)
 		fn := library().fns[s.id]
 		cmd := b.rdb.FCall(ctx, fn, keys, args...)
 		err := cmd.Err()
-		if isNoFunction(err) {
-			// A server restarted without persistence, FUNCTION FLUSH, or
-			// a cluster node added since the load: the call did not run.
+		// A server restarted without persistence, FUNCTION FLUSH, or a
+		// cluster node added since the load: the call did not run. EVAL
+		// can send a script with its call; a function must be loaded
+		// first, and may be flushed again before the call, so a few
+		// tries.
+		for try := 0; try < 3 && isNoFunction(err); try++ {
 			if lerr := b.loadLibrary(ctx); lerr != nil && !noFunctionSupport(lerr) {
 				b.cfg.Logger.WarnContext(ctx, "redis broker: loading the script library failed", "err", lerr)
 			}
