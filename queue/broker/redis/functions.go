@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -204,4 +206,77 @@ func noFunctionSupport(err error) bool {
 // function, to be sent again alone (run).
 func notRun(err error) bool {
 	return isNoScript(err) || isNoFunction(err) || noFunctionSupport(err)
+}
+
+// Libraries of other builds. Functions persist with the data (RDB, AOF),
+// so every release that ran against a server leaves its library there,
+// about 450 KB each. Cleanup (the janitor of every worker) records this
+// build's library in the prefix's registry (LibrariesKey: library ->
+// last seen, ms) and deletes the libraries recorded there that no
+// process has recorded for LibraryKeep. Deleting a library some process
+// still uses costs that process one reload (run), never a call: so the
+// rule may be loose. Libraries of builds before the registry, and of
+// other prefixes, are never deleted here.
+
+// LibraryKeep is how long a library no process has recorded is kept.
+const LibraryKeep = 7 * 24 * time.Hour
+
+// librariesKey is the registry of libraries for the prefix: one key
+// with no tag, read and written alone.
+func librariesKey(prefix string) string { return prefix + ":libraries" }
+
+// tendLibraries records this build's library and deletes the stale ones
+// (the comment above); errors are the caller's to log.
+func (b *Broker) tendLibraries(ctx context.Context) error {
+	if !b.functions() {
+		return nil
+	}
+	key, ours := librariesKey(b.cfg.Prefix), library().name
+	nowMs := millis(b.cfg.Clock.Now())
+	if err := b.rdb.HSet(ctx, key, ours, nowMs).Err(); err != nil {
+		return err
+	}
+	seen, err := b.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return err
+	}
+	for name, v := range seen {
+		ms, perr := strconv.ParseInt(v, 10, 64)
+		if name == ours || !isLibraryName(name) || (perr == nil && nowMs-ms < LibraryKeep.Milliseconds()) {
+			continue
+		}
+		del := func(ctx context.Context, c *goredis.Client) error {
+			if err := c.FunctionDelete(ctx, name).Err(); err != nil && !goredis.HasErrorPrefix(err, "Library not found") {
+				return err
+			}
+			return nil
+		}
+		if b.cluster != nil {
+			err = b.cluster.ForEachMaster(ctx, del)
+		} else if c, ok := b.rdb.(*goredis.Client); ok {
+			err = del(ctx, c)
+		}
+		if err != nil {
+			return err
+		}
+		b.cfg.Logger.InfoContext(ctx, "redis broker: deleted the script library of another build, unused for long", "library", name)
+		if err := b.rdb.HDel(ctx, key, name).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isLibraryName: "conq_" and 16 lowercase hex digits, as buildLibrary names them.
+func isLibraryName(s string) bool {
+	h, ok := strings.CutPrefix(s, "conq_")
+	if !ok || len(h) != 16 {
+		return false
+	}
+	for _, c := range h {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

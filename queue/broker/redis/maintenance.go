@@ -123,6 +123,10 @@ func (b *Broker) Cleanup(ctx context.Context) (int, error) {
 			err = wrapErr("cleanup workflows", e)
 		}
 	}
+	if e := b.tendLibraries(ctx); e != nil {
+		// Not the cleanup's failure: the libraries wait for the next run.
+		b.cfg.Logger.DebugContext(ctx, "redis broker: tending the script libraries failed", "err", e)
+	}
 	return n, err
 }
 

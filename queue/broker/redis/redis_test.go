@@ -18,6 +18,7 @@ import (
 
 	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue/broker"
+	"github.com/conqhq/conq/queue/broker/brokertest"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
 
@@ -557,5 +558,67 @@ func TestReconnect(t *testing.T) {
 	// Fencing tokens keep growing across the restart.
 	if got[0].Token <= ts[9].Token {
 		t.Fatalf("token %d after restart, %d before", got[0].Token, ts[9].Token)
+	}
+}
+
+// TestLibrariesOfOtherBuilds: Cleanup records this build's library in the
+// prefix's registry and deletes the libraries recorded there that no
+// process has recorded for LibraryKeep; others stay.
+func TestLibrariesOfOtherBuilds(t *testing.T) {
+	ctx := context.Background()
+	c := testClient(t)
+	clock := brokertest.NewManualClock(time.Now())
+	prefix := testenv.UniquePrefix(t, c)
+	b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: prefix, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	// Two other builds' libraries, names unique to this run: one last seen
+	// 8 days ago, one 1 day ago; and one not in the registry at all.
+	base := fmt.Sprintf("%016x", time.Now().UnixNano())[:13]
+	old, recent, unknown := "conq_"+base+"d00", "conq_"+base+"a01", "conq_"+base+"b02"
+	for _, name := range []string{old, recent, unknown} {
+		lib := "#!lua name=" + name + "\nredis.register_function('" + name + "_f', function() return 1 end)\n"
+		if err := c.FunctionLoad(ctx, lib).Err(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.FunctionDelete(context.Background(), name) })
+	}
+	now := clock.Now()
+	reg := prefix + ":libraries"
+	if err := c.HSet(ctx, reg, old, now.Add(-8*24*time.Hour).UnixMilli(), recent, now.Add(-24*time.Hour).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	has := func(name string) bool {
+		libs, err := c.FunctionList(ctx, goredis.FunctionListQuery{LibraryNamePattern: name}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(libs) == 1
+	}
+	if has(old) || !has(recent) || !has(unknown) {
+		t.Fatalf("after Cleanup: %s %v (want gone), %s %v, %s %v (want kept)", old, has(old), recent, has(recent), unknown, has(unknown))
+	}
+	got, err := c.HGetAll(ctx, reg).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got[old]; ok {
+		t.Fatalf("registry still lists %s: %v", old, got)
+	}
+	if got[redisbroker.LibraryName()] != strconv.FormatInt(now.UnixMilli(), 10) {
+		t.Fatalf("registry %v does not record this build's library %s at %d", got, redisbroker.LibraryName(), now.UnixMilli())
+	}
+	// This build's library is never deleted, however old its record.
+	clock.Advance(30 * 24 * time.Hour)
+	if _, err := b.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !has(redisbroker.LibraryName()) || has(recent) {
+		t.Fatalf("30 days on: this build's library kept %v (want true), %s kept %v (want false)", has(redisbroker.LibraryName()), recent, has(recent))
 	}
 }
