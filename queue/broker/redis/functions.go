@@ -211,7 +211,7 @@ func notRun(err error) bool {
 // Libraries of other builds. Functions persist with the data (RDB, AOF),
 // so every release that ran against a server leaves its library there,
 // about 450 KB each. Cleanup (the janitor of every worker) records this
-// build's library in the prefix's registry (LibrariesKey: library ->
+// build's library in the prefix's registry (librariesKey: library ->
 // last seen, ms) and deletes the libraries recorded there that no
 // process has recorded for LibraryKeep. Deleting a library some process
 // still uses costs that process one reload (run), never a call: so the

@@ -622,3 +622,38 @@ func TestLibrariesOfOtherBuilds(t *testing.T) {
 		t.Fatalf("30 days on: this build's library kept %v (want true), %s kept %v (want false)", has(redisbroker.LibraryName()), recent, has(recent))
 	}
 }
+
+// TestScriptFlushWaitReplicas: with WaitReplicas, the scripts and WAIT
+// share one pipeline (replication.go); a call there that finds no
+// function or script runs again after the load, once. This server has no
+// replica, so WAIT confirms none: the call must have run all the same.
+func TestScriptFlushWaitReplicas(t *testing.T) {
+	for _, eval := range []bool{false, true} {
+		t.Run(map[bool]string{false: "functions", true: "eval"}[eval], func(t *testing.T) {
+			ctx := context.Background()
+			c := testClient(t)
+			b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c), Eval: eval,
+				WaitReplicas: 1, WaitTimeout: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			if eval {
+				err = c.ScriptFlush(ctx).Err()
+			} else {
+				err = c.FunctionFlush(ctx).Err()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Enqueue(ctx, task("a", "1"), task("b", "1")); !errors.Is(err, broker.ErrNotReplicated) {
+				t.Fatalf("enqueue after a flush, with no replica: %v, want ErrNotReplicated", err)
+			}
+			for _, q := range []string{"a", "b"} {
+				if got, err := b.GetTask(ctx, q, "1"); err != nil || got.State != broker.StatePending {
+					t.Fatalf("task %s/1 after the enqueue: %v, %v", q, got, err)
+				}
+			}
+		})
+	}
+}

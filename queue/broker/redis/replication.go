@@ -36,7 +36,7 @@ func (b *Broker) runScriptsAcked(ctx context.Context, calls []*scriptCall, pre f
 		return b.runScripts(ctx, calls, pre)
 	}
 	if b.cluster == nil {
-		return b.runWaitPipeline(ctx, b.rdb, calls, pre, false)
+		return b.runWaitPipeline(ctx, b.rdb, calls, pre, 0)
 	}
 	if pre != nil {
 		// The registry of queues is not a task: not waited for.
@@ -62,7 +62,9 @@ func (b *Broker) runScriptsAcked(ctx context.Context, calls []*scriptCall, pre f
 		}
 		var wg sync.WaitGroup
 		for _, node := range order {
-			wg.Go(func() { _ = b.runWaitPipeline(ctx, node, groups[node], nil, attempt > 0) })
+			// A call sent again after a redirect goes to a node that may
+			// lack its script: as a re-run (EVAL, or FCALL after a load).
+			wg.Go(func() { _ = b.runWaitPipeline(ctx, node, groups[node], nil, min(attempt, 1)) })
 		}
 		wg.Wait()
 		if ctx.Err() != nil {
@@ -101,19 +103,20 @@ func (b *Broker) runScriptsAcked(ctx context.Context, calls []*scriptCall, pre f
 	return nil
 }
 
-// runWaitPipeline runs calls (FCALL, or EVALSHA, EVAL with retry:
+// runWaitPipeline runs calls (FCALL, or EVALSHA, EVAL on a re-run:
 // functions.go) and then WAIT in one pipeline of c, a client whose
 // pipelines use one connection. Calls that meet a server without their
-// function or script run again, once, followed by their own WAIT: after
-// the library is loaded on c, or with EVAL.
-func (b *Broker) runWaitPipeline(ctx context.Context, c goredis.Cmdable, calls []*scriptCall, pre func(goredis.Pipeliner), retry bool) error {
+// function or script run again, followed by their own WAIT: after the
+// library is loaded on c, or with EVAL; rerun counts the runs before this
+// one, up to 2 (a function may be flushed again between load and call).
+func (b *Broker) runWaitPipeline(ctx context.Context, c goredis.Cmdable, calls []*scriptCall, pre func(goredis.Pipeliner), rerun int) error {
 	var wait *goredis.IntCmd
 	_, err := c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		if pre != nil {
 			pre(p)
 		}
 		for _, sc := range calls {
-			sc.cmd = b.queueScript(ctx, p, sc.script, sc.keys, sc.args, retry)
+			sc.cmd = b.queueScript(ctx, p, sc.script, sc.keys, sc.args, rerun > 0)
 		}
 		// Pipeliner has no Wait: the command by hand. Its reply comes
 		// within WaitTimeout, inside the client's read timeout.
@@ -134,13 +137,13 @@ func (b *Broker) runWaitPipeline(ctx context.Context, c goredis.Cmdable, calls [
 		}
 	}
 	b.markReplicated(calls, wait)
-	if len(missing) > 0 && !retry {
+	if len(missing) > 0 && rerun < 2 {
 		if b.functions() {
 			if err := loadLibraryOn(ctx, c); err != nil {
 				b.cfg.Logger.WarnContext(ctx, "redis broker: loading the script library failed", "err", err)
 			}
 		}
-		return b.runWaitPipeline(ctx, c, missing, nil, true)
+		return b.runWaitPipeline(ctx, c, missing, nil, rerun+1)
 	}
 	return nil
 }
