@@ -188,6 +188,23 @@ func lr(t *broker.Task) broker.LeaseRef {
 	return broker.LeaseRef{Queue: t.Queue, ID: t.ID, Token: t.Token}
 }
 
+// flushScripts empties what the broker's mode runs from: the function
+// library (FUNCTION FLUSH) or, with eval, the script cache. Other
+// packages' tests share this server: they load them again just as the
+// broker under test must.
+func flushScripts(t *testing.T, c *goredis.Client, eval bool) {
+	t.Helper()
+	var err error
+	if eval {
+		err = c.ScriptFlush(context.Background()).Err()
+	} else {
+		err = c.FunctionFlush(context.Background()).Err()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestScriptFlush: the library is loaded again after FUNCTION FLUSH, and
 // with Config.Eval scripts after SCRIPT FLUSH, both for single calls and
 // inside pipelines.
@@ -202,20 +219,7 @@ func TestScriptFlush(t *testing.T) {
 			}
 			t.Cleanup(func() { b.Close() })
 			what := map[bool]string{false: "FUNCTION FLUSH", true: "SCRIPT FLUSH"}[eval]
-			flush := func() {
-				t.Helper()
-				var err error
-				if eval {
-					err = c.ScriptFlush(ctx).Err()
-				} else {
-					// Other packages' tests share this server: they load
-					// the library again just as this broker must.
-					err = c.FunctionFlush(ctx).Err()
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			flush := func() { flushScripts(t, c, eval) }
 			flush()
 			if err := b.Enqueue(ctx, task("a", "1"), task("b", "1"), task("a", "2")); err != nil {
 				t.Fatalf("pipelined enqueue after %s: %v", what, err)
@@ -638,14 +642,7 @@ func TestScriptFlushWaitReplicas(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { b.Close() })
-			if eval {
-				err = c.ScriptFlush(ctx).Err()
-			} else {
-				err = c.FunctionFlush(ctx).Err()
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			flushScripts(t, c, eval)
 			if err := b.Enqueue(ctx, task("a", "1"), task("b", "1")); !errors.Is(err, broker.ErrNotReplicated) {
 				t.Fatalf("enqueue after a flush, with no replica: %v, want ErrNotReplicated", err)
 			}
