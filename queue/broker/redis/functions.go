@@ -133,7 +133,13 @@ func (b *Broker) run(ctx context.Context, s *script, keys []string, args ...any)
 		// first, and may be flushed again before the call, so a few
 		// tries.
 		for try := 0; try < 3 && isNoFunction(err); try++ {
-			if lerr := b.loadLibrary(ctx); lerr != nil && !noFunctionSupport(lerr) {
+			lerr := b.loadLibrary(ctx)
+			if noFunctionSupport(lerr) {
+				// FCALL allowed, FUNCTION LOAD refused (ACL): EVALSHA.
+				err = lerr
+				break
+			}
+			if lerr != nil {
 				b.cfg.Logger.WarnContext(ctx, "redis broker: loading the script library failed", "err", lerr)
 			}
 			cmd = b.rdb.FCall(ctx, fn, keys, args...)

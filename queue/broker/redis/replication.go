@@ -139,7 +139,9 @@ func (b *Broker) runWaitPipeline(ctx context.Context, c goredis.Cmdable, calls [
 	b.markReplicated(calls, wait)
 	if len(missing) > 0 && rerun < 2 {
 		if b.functions() {
-			if err := loadLibraryOn(ctx, c); err != nil {
+			if err := loadLibraryOn(ctx, c); noFunctionSupport(err) {
+				b.fallBack(ctx, err) // the re-run is EVAL
+			} else if err != nil {
 				b.cfg.Logger.WarnContext(ctx, "redis broker: loading the script library failed", "err", err)
 			}
 		}
