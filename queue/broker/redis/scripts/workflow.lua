@@ -903,7 +903,7 @@ end
 
 -- wfReset gives a call fresh per-call state. A script run with EVALSHA
 -- runs this whole file on every call, so its tables start empty anyway;
--- as a function of the library (scripts.go) the file runs once, at load,
+-- as a function of the library (functions.go) the file runs once, at load,
 -- and these tables would otherwise carry one call's cache into the next.
 -- Every table above that a call writes is here (TestWorkflowResetCoversState).
 local function wfReset()
