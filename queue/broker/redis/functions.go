@@ -46,56 +46,28 @@ func buildLibrary() *scriptLib {
 		fmt.Fprintf(h, "%s\x00%s\x00", s.name, s.src)
 	}
 	lib := &scriptLib{name: "conq_" + hex.EncodeToString(h.Sum(nil))[:16], fns: make([]string, len(allScripts))}
-	common, err := scriptFS.ReadFile("scripts/common.lua")
-	if err != nil {
-		panic(err)
-	}
-	wf, err := scriptFS.ReadFile("scripts/workflow.lua")
-	if err != nil {
-		panic(err)
-	}
 	var src strings.Builder
 	fmt.Fprintf(&src, "#!lua name=%s\n", lib.name)
-	names := make([]string, 0, numKeys+2)
-	for _, suffix := range keySuffixes {
-		names = append(names, "K_"+strings.ToUpper(suffix))
-	}
-	names = append(names, "K_STATS", "K_WFINDEX")
-	fmt.Fprintf(&src, "local %s\n", strings.Join(names, ", "))
-	src.Write(common)
+	fmt.Fprintf(&src, "local %s\n", strings.Join(keyLocals, ", "))
+	src.WriteString(commonLua)
 	src.WriteString("\n")
-	src.Write(wf)
+	src.WriteString(workflowLua)
 	src.WriteString("\n")
 	for _, s := range allScripts {
 		fn := lib.name + "_" + s.name
 		lib.fns[s.id] = fn
-		body, err := scriptFS.ReadFile("scripts/" + s.name + ".lua")
-		if err != nil {
-			panic(err)
-		}
 		// One block per script: its key setter is local to it, and its
 		// body is the function's, so its locals are per call.
 		src.WriteString("do\n")
 		entry := ""
 		if !s.standalone {
 			src.WriteString("local function setKeys(KEYS)\n")
-			pos := map[string]int{}
-			for i, slot := range s.slots {
-				pos["K_"+strings.ToUpper(keySuffixes[slot])] = i + 1
-			}
-			extra := len(s.slots)
-			if s.stats {
-				extra++
-				pos["K_STATS"] = extra
-			}
-			if s.index {
-				pos["K_WFINDEX"] = extra + 1
-			}
-			for _, n := range names {
-				if p, ok := pos[n]; ok {
-					fmt.Fprintf(&src, "  %s = KEYS[%d]\n", n, p)
+			pos := s.keyPositions()
+			for _, k := range keyLocals {
+				if p, ok := pos[k]; ok {
+					fmt.Fprintf(&src, "  %s = KEYS[%d]\n", k, p)
 				} else {
-					fmt.Fprintf(&src, "  %s = nil\n", n)
+					fmt.Fprintf(&src, "  %s = nil\n", k)
 				}
 			}
 			src.WriteString("end\n")
@@ -105,7 +77,7 @@ func buildLibrary() *scriptLib {
 			}
 		}
 		fmt.Fprintf(&src, "redis.register_function('%s', function(KEYS, ARGV)\n%s", fn, entry)
-		src.Write(body)
+		src.WriteString(s.body)
 		src.WriteString("\nend)\nend\n")
 	}
 	lib.src = src.String()
@@ -165,14 +137,19 @@ func (b *Broker) queueScript(ctx context.Context, p goredis.Pipeliner, s *script
 	}
 }
 
+// onEveryMaster runs f on the server, or on every master of a cluster
+// (FUNCTION commands have no key to route by; replicas get their effect
+// by replication).
+func (b *Broker) onEveryMaster(ctx context.Context, f func(context.Context, goredis.Cmdable) error) error {
+	if b.cluster != nil {
+		return b.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error { return f(ctx, c) })
+	}
+	return f(ctx, b.rdb)
+}
+
 // loadLibrary loads the library on the server, or on every master of a
 // cluster; one already there is not an error.
-func (b *Broker) loadLibrary(ctx context.Context) error {
-	if b.cluster != nil {
-		return b.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error { return loadLibraryOn(ctx, c) })
-	}
-	return loadLibraryOn(ctx, b.rdb)
-}
+func (b *Broker) loadLibrary(ctx context.Context) error { return b.onEveryMaster(ctx, loadLibraryOn) }
 
 func loadLibraryOn(ctx context.Context, c goredis.Cmdable) error {
 	err := c.FunctionLoad(ctx, library().src).Err()
@@ -251,17 +228,12 @@ func (b *Broker) tendLibraries(ctx context.Context) error {
 		if name == ours || !isLibraryName(name) || (perr == nil && nowMs-ms < LibraryKeep.Milliseconds()) {
 			continue
 		}
-		del := func(ctx context.Context, c *goredis.Client) error {
+		err := b.onEveryMaster(ctx, func(ctx context.Context, c goredis.Cmdable) error {
 			if err := c.FunctionDelete(ctx, name).Err(); err != nil && !goredis.HasErrorPrefix(err, "Library not found") {
 				return err
 			}
 			return nil
-		}
-		if b.cluster != nil {
-			err = b.cluster.ForEachMaster(ctx, del)
-		} else if c, ok := b.rdb.(*goredis.Client); ok {
-			err = del(ctx, c)
-		}
+		})
 		if err != nil {
 			return err
 		}

@@ -74,6 +74,21 @@ type script struct {
 	index bool
 	// standalone: the file runs as written ("--! standalone")
 	standalone bool
+	// body is the file; src is what EVALSHA runs (the key locals,
+	// common.lua, workflow.lua, the file), and the function library
+	// (functions.go) wraps body instead.
+	body string
+}
+
+// The helpers the per-queue scripts include (mustScript, buildLibrary).
+var commonLua, workflowLua = mustRead("common"), mustRead("workflow")
+
+func mustRead(name string) string {
+	b, err := scriptFS.ReadFile("scripts/" + name + ".lua")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }
 
 // allScripts holds every script, for loadScripts and the per-queue cache
@@ -81,19 +96,15 @@ type script struct {
 var allScripts []*script
 
 func mustScript(name string) *script {
-	body, err := scriptFS.ReadFile("scripts/" + name + ".lua")
-	if err != nil {
-		panic(err)
-	}
-	s := &script{name: name, id: len(allScripts)}
-	first, _, _ := strings.Cut(string(body), "\n")
+	body := mustRead(name)
+	s := &script{name: name, id: len(allScripts), body: body}
+	first, _, _ := strings.Cut(body, "\n")
 	var src strings.Builder
 	switch {
 	case first == "--! standalone":
 		s.standalone = true
-		src.Write(body)
+		src.WriteString(body)
 	case strings.HasPrefix(first, "--! keys: "):
-		declared := map[int]int{} // slot -> KEYS position
 		for _, name := range strings.Fields(strings.TrimPrefix(first, "--! keys: ")) {
 			if name == "+stats" {
 				s.stats = true
@@ -112,42 +123,22 @@ func mustScript(name string) *script {
 				panic(fmt.Sprintf("scripts/%s.lua: unknown key %q", s.name, name))
 			}
 			s.slots = append(s.slots, slot)
-			declared[slot] = len(s.slots)
 		}
-		for slot, suffix := range keySuffixes {
-			if pos, ok := declared[slot]; ok {
-				fmt.Fprintf(&src, "local K_%s = KEYS[%d]\n", strings.ToUpper(suffix), pos)
+		pos := s.keyPositions()
+		for _, k := range keyLocals {
+			if p, ok := pos[k]; ok {
+				fmt.Fprintf(&src, "local %s = KEYS[%d]\n", k, p)
 			} else {
-				fmt.Fprintf(&src, "local K_%s\n", strings.ToUpper(suffix))
+				fmt.Fprintf(&src, "local %s\n", k)
 			}
 		}
-		extra := len(s.slots)
-		if s.stats {
-			extra++
-			fmt.Fprintf(&src, "local K_STATS = KEYS[%d]\n", extra)
-		} else {
-			src.WriteString("local K_STATS\n")
-		}
-		if s.index {
-			fmt.Fprintf(&src, "local K_WFINDEX = KEYS[%d]\n", extra+1)
-		} else {
-			src.WriteString("local K_WFINDEX\n")
-		}
-		common, err := scriptFS.ReadFile("scripts/common.lua")
-		if err != nil {
-			panic(err)
-		}
-		src.Write(common)
+		src.WriteString(commonLua)
 		src.WriteString("\n")
 		if s.workflow {
-			wf, err := scriptFS.ReadFile("scripts/workflow.lua")
-			if err != nil {
-				panic(err)
-			}
-			src.Write(wf)
+			src.WriteString(workflowLua)
 			src.WriteString("\n")
 		}
-		src.Write(body)
+		src.WriteString(body)
 	default:
 		panic(fmt.Sprintf("scripts/%s.lua: first line must be \"--! keys: ...\" or \"--! standalone\"", name))
 	}
@@ -155,6 +146,34 @@ func mustScript(name string) *script {
 	s.src = src.String()
 	allScripts = append(allScripts, s)
 	return s
+}
+
+// keyLocals names the Lua locals of every key a per-queue script may
+// take: K_<SUFFIX> for each per-shard key, then K_STATS and K_WFINDEX.
+var keyLocals = func() []string {
+	out := make([]string, 0, numKeys+2)
+	for _, suffix := range keySuffixes {
+		out = append(out, "K_"+strings.ToUpper(suffix))
+	}
+	return append(out, "K_STATS", "K_WFINDEX")
+}()
+
+// keyPositions maps the key locals s takes to their KEYS index: its slots
+// in order, then the stats key ("+stats"), then the index ("+index").
+func (s *script) keyPositions() map[string]int {
+	pos := map[string]int{}
+	for i, slot := range s.slots {
+		pos[keyLocals[slot]] = i + 1
+	}
+	extra := len(s.slots)
+	if s.stats {
+		extra++
+		pos["K_STATS"] = extra
+	}
+	if s.index {
+		pos["K_WFINDEX"] = extra + 1
+	}
+	return pos
 }
 
 // scriptCall is one script run against one shard, for runScripts.

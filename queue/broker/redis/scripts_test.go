@@ -50,8 +50,8 @@ func TestScriptsListTheirKeys(t *testing.T) {
 	fnDef := regexp.MustCompile(`(?m)^local function (\w+)\(`)
 	// workflow.lua's helpers count for every script: a script using one
 	// without "+workflow" is caught below.
-	wfHelpers := mustRead(t, "scripts/workflow.lua")
-	common := mustRead(t, "scripts/common.lua") + "\n" + wfHelpers
+	wfHelpers := workflowLua
+	common := commonLua + "\n" + wfHelpers
 	// Keys and helper calls of each helper.
 	defs := fnDef.FindAllStringSubmatchIndex(common, -1)
 	helperKeys := map[string][]string{}
@@ -82,7 +82,7 @@ func TestScriptsListTheirKeys(t *testing.T) {
 		if s.slots == nil {
 			continue
 		}
-		body := mustRead(t, "scripts/"+s.name+".lua")
+		body := s.body
 		for _, d := range fnDef.FindAllStringSubmatch(wfHelpers, -1) {
 			if !s.workflow && regexp.MustCompile(`\b`+d[1]+`\(`).MatchString(body) {
 				t.Errorf("%s.lua calls %s of workflow.lua but its keys line lacks \"+workflow\"", s.name, d[1])
@@ -116,14 +116,6 @@ func TestScriptsListTheirKeys(t *testing.T) {
 	}
 }
 
-func mustRead(t *testing.T, name string) string {
-	b, err := scriptFS.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // TestWorkflowResetCoversState: run as a function of the library, the
 // top level of common.lua and workflow.lua runs once, so every top-level
 // value a call may change must be set again by wfReset at each call's
@@ -133,8 +125,7 @@ func TestWorkflowResetCoversState(t *testing.T) {
 		"NOTIFY_CAP": true, "SENTINEL": true, // common.lua
 		"WF_LINK_MAX": true, "WF_STEP_FIELDS": true, "JSON_ESC": true, "WF_WORDS": true, "STEP_WORDS": true,
 	}
-	wf, _ := scriptFS.ReadFile("scripts/workflow.lua")
-	_, reset, ok := strings.Cut(string(wf), "local function wfReset()\n")
+	_, reset, ok := strings.Cut(workflowLua, "local function wfReset()\n")
 	if !ok {
 		t.Fatal("workflow.lua has no wfReset")
 	}
@@ -147,9 +138,8 @@ func TestWorkflowResetCoversState(t *testing.T) {
 		}
 	}
 	decl := regexp.MustCompile(`^local ([A-Za-z_][A-Za-z0-9_]*(?:, *[A-Za-z_][A-Za-z0-9_]*)*) *=(.*)$`)
-	for _, file := range []string{"common", "workflow"} {
-		src, _ := scriptFS.ReadFile("scripts/" + file + ".lua")
-		for i, line := range strings.Split(string(src), "\n") {
+	for file, src := range map[string]string{"common": commonLua, "workflow": workflowLua} {
+		for i, line := range strings.Split(src, "\n") {
 			m := decl.FindStringSubmatch(line)
 			if m == nil {
 				continue
