@@ -13,7 +13,6 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/conqhq/conq/internal/testenv"
 	"github.com/conqhq/conq/queue/broker"
 	redisbroker "github.com/conqhq/conq/queue/broker/redis"
 )
@@ -348,12 +347,7 @@ func BenchmarkChordCost(b *testing.B) {
 func BenchmarkScriptCallOverhead(b *testing.B) {
 	for _, mode := range []string{"functions", "eval"} {
 		b.Run(mode, func(b *testing.B) {
-			c := testClient(b)
-			br, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(b, c), Eval: mode == "eval"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { br.Close() })
+			br, c := newTestBrokerWith(b, redisbroker.Config{Eval: mode == "eval"})
 			ctx := context.Background()
 			if err := br.Enqueue(ctx, &broker.Task{ID: "x", Kind: "noop", Queue: "q"}); err != nil {
 				b.Fatal(err)

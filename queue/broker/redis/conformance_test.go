@@ -22,12 +22,7 @@ func TestConformance(t *testing.T) {
 func TestConformanceEval(t *testing.T) {
 	testenv.RedisURL(t)
 	brokertest.Run(t, func(t *testing.T, clock broker.Clock) broker.Broker {
-		c := testClient(t)
-		b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c), Clock: clock, Eval: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
+		b, _ := newTestBrokerWith(t, redisbroker.Config{Clock: clock, Eval: true})
 		return b
 	})
 }
@@ -64,12 +59,7 @@ func TestConformanceClusterSharded(t *testing.T) {
 func TestConformanceSharded(t *testing.T) {
 	testenv.RedisURL(t)
 	brokertest.RunWith(t, brokertest.Options{Sharded: true}, func(t *testing.T, clock broker.Clock) broker.Broker {
-		c := testClient(t)
-		b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c), Clock: clock, DefaultShards: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
+		b, _ := newTestBrokerWith(t, redisbroker.Config{Clock: clock, DefaultShards: 3})
 		return b
 	})
 }

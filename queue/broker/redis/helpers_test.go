@@ -25,19 +25,21 @@ func testClient(t testing.TB) *goredis.Client {
 // newTestBroker returns a broker on the test Redis with its own prefix.
 func newTestBroker(t testing.TB, clock broker.Clock) (*redisbroker.Broker, *goredis.Client) {
 	t.Helper()
-	c := testClient(t)
-	b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c), Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b, c
+	return newTestBrokerWith(t, redisbroker.Config{Clock: clock})
 }
 
 func newTestBrokerBatch(t testing.TB, clock broker.Clock, batch int) (*redisbroker.Broker, *goredis.Client) {
 	t.Helper()
+	return newTestBrokerWith(t, redisbroker.Config{Clock: clock, BatchSize: batch})
+}
+
+// newTestBrokerWith returns a broker with cfg on the test Redis and its
+// own prefix (cfg.Client and cfg.Prefix are set here), closed with t.
+func newTestBrokerWith(t testing.TB, cfg redisbroker.Config) (*redisbroker.Broker, *goredis.Client) {
+	t.Helper()
 	c := testClient(t)
-	b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c), Clock: clock, BatchSize: batch})
+	cfg.Client, cfg.Prefix = c, testenv.UniquePrefix(t, c)
+	b, err := redisbroker.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

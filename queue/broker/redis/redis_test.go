@@ -212,12 +212,7 @@ func TestScriptFlush(t *testing.T) {
 	for _, eval := range []bool{false, true} {
 		t.Run(map[bool]string{false: "functions", true: "eval"}[eval], func(t *testing.T) {
 			ctx := context.Background()
-			c := testClient(t)
-			b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c), Eval: eval})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { b.Close() })
+			b, c := newTestBrokerWith(t, redisbroker.Config{Eval: eval})
 			what := map[bool]string{false: "FUNCTION FLUSH", true: "SCRIPT FLUSH"}[eval]
 			flush := func() { flushScripts(t, c, eval) }
 			flush()
@@ -648,13 +643,7 @@ func TestScriptFlushWaitReplicas(t *testing.T) {
 	for _, eval := range []bool{false, true} {
 		t.Run(map[bool]string{false: "functions", true: "eval"}[eval], func(t *testing.T) {
 			ctx := context.Background()
-			c := testClient(t)
-			b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c), Eval: eval,
-				WaitReplicas: 1, WaitTimeout: 20 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { b.Close() })
+			b, c := newTestBrokerWith(t, redisbroker.Config{Eval: eval, WaitReplicas: 1, WaitTimeout: 20 * time.Millisecond})
 			flushScripts(t, c, eval)
 			if err := b.Enqueue(ctx, task("a", "1"), task("b", "1")); !errors.Is(err, broker.ErrNotReplicated) {
 				t.Fatalf("enqueue after a flush, with no replica: %v, want ErrNotReplicated", err)

@@ -37,13 +37,8 @@ func chord(id, q string, n int) *broker.Workflow {
 func TestWorkflowLimits(t *testing.T) {
 	testenv.RedisURL(t)
 	ctx := context.Background()
-	c := testClient(t)
-	b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: testenv.UniquePrefix(t, c), MaxWorkflowSteps: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	err = b.CreateWorkflow(ctx, chord("big", "q", 5))
+	b, c := newTestBrokerWith(t, redisbroker.Config{MaxWorkflowSteps: 5})
+	err := b.CreateWorkflow(ctx, chord("big", "q", 5))
 	if !errors.Is(err, broker.ErrWorkflowTooLarge) || !strings.Contains(err.Error(), "6 steps") || !strings.Contains(err.Error(), "limit of 5") {
 		t.Fatalf("CreateWorkflow(6 steps, limit 5) = %v", err)
 	}
