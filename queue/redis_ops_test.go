@@ -122,16 +122,7 @@ var testStart = time.Now()
 // forward (and a second); every other pair of ticks is one second apart.
 func checkTicksAcrossStep(t *testing.T, tasks []*queue.TaskInfo, d time.Duration) {
 	t.Helper()
-	var ticks []int64
-	for _, task := range tasks {
-		i := strings.LastIndexByte(task.ID, ':')
-		ms, err := strconv.ParseInt(task.ID[i+1:], 10, 64)
-		if err != nil {
-			t.Fatalf("task ID %q", task.ID)
-		}
-		ticks = append(ticks, ms)
-	}
-	slices.Sort(ticks)
+	ticks := tickTimes(t, tasks)
 	if len(ticks) < 2 {
 		t.Fatalf("ticks %v: want at least 2 in 4.5 s", ticks)
 	}
@@ -150,9 +141,9 @@ func checkTicksAcrossStep(t *testing.T, tasks []*queue.TaskInfo, d time.Duration
 	}
 }
 
-// checkTicks checks that tasks are one per tick, consecutive seconds, and
-// between lo and hi of them.
-func checkTicks(t *testing.T, tasks []*queue.TaskInfo, lo, hi int) {
+// tickTimes returns the ticks (ms) of periodic tasks, from their IDs,
+// sorted.
+func tickTimes(t *testing.T, tasks []*queue.TaskInfo) []int64 {
 	t.Helper()
 	var ticks []int64
 	for _, task := range tasks {
@@ -164,6 +155,14 @@ func checkTicks(t *testing.T, tasks []*queue.TaskInfo, lo, hi int) {
 		ticks = append(ticks, ms)
 	}
 	slices.Sort(ticks)
+	return ticks
+}
+
+// checkTicks checks that tasks are one per tick, consecutive seconds, and
+// between lo and hi of them.
+func checkTicks(t *testing.T, tasks []*queue.TaskInfo, lo, hi int) {
+	t.Helper()
+	ticks := tickTimes(t, tasks)
 	if len(ticks) < lo || len(ticks) > hi {
 		t.Fatalf("%d ticks enqueued, want %d to %d", len(ticks), lo, hi)
 	}
