@@ -62,14 +62,7 @@ func buildLibrary() *scriptLib {
 		entry := ""
 		if !s.standalone {
 			src.WriteString("local function setKeys(KEYS)\n")
-			pos := s.keyPositions()
-			for _, k := range keyLocals {
-				if p, ok := pos[k]; ok {
-					fmt.Fprintf(&src, "  %s = KEYS[%d]\n", k, p)
-				} else {
-					fmt.Fprintf(&src, "  %s = nil\n", k)
-				}
-			}
+			s.writeKeys(&src, "  %s = KEYS[%d]\n", "  %s = nil\n")
 			src.WriteString("end\n")
 			entry = "setKeys(KEYS)\n"
 			if s.workflow {

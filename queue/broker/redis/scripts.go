@@ -124,14 +124,7 @@ func mustScript(name string) *script {
 			}
 			s.slots = append(s.slots, slot)
 		}
-		pos := s.keyPositions()
-		for _, k := range keyLocals {
-			if p, ok := pos[k]; ok {
-				fmt.Fprintf(&src, "local %s = KEYS[%d]\n", k, p)
-			} else {
-				fmt.Fprintf(&src, "local %s\n", k)
-			}
-		}
+		s.writeKeys(&src, "local %s = KEYS[%d]\n", "local %s\n")
 		src.WriteString(commonLua)
 		src.WriteString("\n")
 		if s.workflow {
@@ -158,9 +151,11 @@ var keyLocals = func() []string {
 	return append(out, "K_STATS", "K_WFINDEX")
 }()
 
-// keyPositions maps the key locals s takes to their KEYS index: its slots
-// in order, then the stats key ("+stats"), then the index ("+index").
-func (s *script) keyPositions() map[string]int {
+// writeKeys writes a line per key local (keyLocals) to w: taken (with the
+// local's name and KEYS index) for the keys s takes, absent (with the name)
+// for the others. s takes its slots in order, then the stats key
+// ("+stats"), then the index ("+index").
+func (s *script) writeKeys(w *strings.Builder, taken, absent string) {
 	pos := map[string]int{}
 	for i, slot := range s.slots {
 		pos[keyLocals[slot]] = i + 1
@@ -173,7 +168,13 @@ func (s *script) keyPositions() map[string]int {
 	if s.index {
 		pos["K_WFINDEX"] = extra + 1
 	}
-	return pos
+	for _, k := range keyLocals {
+		if p, ok := pos[k]; ok {
+			fmt.Fprintf(w, taken, k, p)
+		} else {
+			fmt.Fprintf(w, absent, k)
+		}
+	}
 }
 
 // scriptCall is one script run against one shard, for runScripts.
