@@ -114,6 +114,7 @@ var cases = []testCase{
 	{"WorkflowDeleteStep", broker.CapWorkflows, testWorkflowDeleteStep},
 	{"WorkflowLargeGroup", broker.CapWorkflows, testWorkflowLargeGroup},
 	{"WorkflowRetention", broker.CapWorkflows, testWorkflowRetention},
+	{"WorkflowStepRecords", broker.CapWorkflows, testWorkflowStepRecords},
 	{"WorkflowFailBatch", broker.CapWorkflows, testWorkflowFailBatch},
 	{"WorkflowImmutable", broker.CapWorkflows, testWorkflowImmutable},
 	{"WorkflowOutcome", broker.CapWorkflows, testWorkflowOutcome},

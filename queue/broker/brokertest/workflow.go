@@ -991,3 +991,111 @@ func testWorkflowOutcome(s *suite) {
 	}
 	s.wantOutcome("AwaitWorkflowOutcome of a cross-queue chain", r.w, s.outcomes("oq"))
 }
+
+// testWorkflowStepRecords: a step keeps its state, attempts and result in
+// its workflow after its task is deleted or its retention ends (the Redis
+// broker reads a completed step's state from its task while the task is
+// kept); a dead member of a tolerant chord that is retried and completes
+// does not end its step a second time.
+func testWorkflowStepRecords(s *suite) {
+	b, ctx := s.b, s.ctx
+	const q = "wrec"
+	w := chordWorkflow("rec", q, 4, true)
+	// The workflow's retention counts from its end, its tasks' (at least
+	// as long) from theirs: a member's task can go while its workflow runs.
+	w.Retention = time.Minute
+	for i := range w.Steps {
+		w.Steps[i].Task.MaxRetries = 1
+	}
+	if err := b.CreateWorkflow(ctx, w); err != nil {
+		s.t.Fatal(err)
+	}
+	m := s.fetchN(4, q)
+	// Member 0 fails once, then completes: two attempts.
+	if err := b.Fail(ctx, broker.Failure{LeaseRef: ref(m["rec.0"]), Error: broker.AttemptError{Attempt: 1, Message: "again"}, RetryAt: s.clock.Now().Add(time.Second)}); err != nil {
+		s.t.Fatal(err)
+	}
+	s.clock.Advance(2 * time.Second)
+	if _, err := b.Forward(ctx); err != nil {
+		s.t.Fatal(err)
+	}
+	again := s.fetchOne(q)
+	if again.ID != "rec.0" {
+		s.t.Fatalf("fetched %s, want rec.0 again", again.ID)
+	}
+	complete := func(t *broker.Task, res string) {
+		s.t.Helper()
+		if err := b.Complete(ctx, broker.Ack{LeaseRef: ref(t), Result: []byte(res)}); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	complete(again, "0")
+	complete(m["rec.1"], "10")
+	if err := b.Fail(ctx, broker.Failure{LeaseRef: ref(m["rec.2"]), Error: broker.AttemptError{Attempt: 1, Message: "no"}, Dead: true}); err != nil {
+		s.t.Fatal(err)
+	}
+	type want struct {
+		st       broker.StepState
+		attempts int
+		res, err string
+	}
+	check := func(when string, wants ...want) {
+		s.t.Helper()
+		got, err := b.GetWorkflow(ctx, "rec")
+		if err != nil {
+			s.t.Fatalf("%s: GetWorkflow: %v", when, err)
+		}
+		for i, x := range wants {
+			st := got.Steps[i]
+			if st.State != x.st || st.Attempts != x.attempts || string(st.Result) != x.res || st.Error != x.err {
+				s.t.Fatalf("%s: step %d = %s, %d attempts, result %q, error %q; want %s, %d, %q, %q",
+					when, i, st.State, st.Attempts, st.Result, st.Error, x.st, x.attempts, x.res, x.err)
+			}
+		}
+	}
+	done0, done1 := want{broker.StepCompleted, 2, "0", ""}, want{broker.StepCompleted, 1, "10", ""}
+	dead2 := want{broker.StepFailed, 1, "", "no"}
+	check("running", done0, done1, dead2, want{broker.StepEnqueued, 0, "", ""}, want{broker.StepWaiting, 0, "", ""})
+
+	// The dead member, retried by hand, completes: its step stays failed
+	// and the body still waits for member 3.
+	if err := b.RetryTask(ctx, q, "rec.2"); err != nil {
+		s.t.Fatal(err)
+	}
+	complete(s.fetchOne(q), "20")
+	if more := s.fetch(10, q); len(more) != 0 {
+		s.t.Fatalf("after a retried dead member completed, fetched %v; the body must wait for member 3", ids(more))
+	}
+	// Deleting a completed member's task leaves its step as it was.
+	if err := b.DeleteTask(ctx, q, "rec.1"); err != nil {
+		s.t.Fatal(err)
+	}
+	check("member 1's task deleted", done0, done1, dead2)
+
+	complete(m["rec.3"], "30")
+	body := s.fetchOne(q)
+	var in []struct {
+		OK     bool            `json:"ok"`
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(body.Payload, &in); err != nil || len(in) != 4 || !in[0].OK || string(in[0].Result) != "0" ||
+		string(in[1].Result) != "10" || in[2].OK || string(in[3].Result) != "30" {
+		s.t.Fatalf("body payload %s (%v)", body.Payload, err)
+	}
+	// The members' tasks pass their retention and go: their steps stay.
+	s.clock.Advance(2 * time.Minute)
+	if _, err := b.Cleanup(ctx); err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := b.GetTask(ctx, q, "rec.0"); !errors.Is(err, broker.ErrTaskNotFound) {
+		s.t.Fatalf("GetTask of a member past its retention = %v, want ErrTaskNotFound", err)
+	}
+	done3 := want{broker.StepCompleted, 1, "30", ""}
+	check("members' tasks cleaned up", done0, done1, dead2, done3, want{broker.StepEnqueued, 0, "", ""})
+	complete(body, "60")
+	got, err := b.AwaitWorkflow(ctx, "rec")
+	if err != nil || got.State != broker.WorkflowCompleted || string(got.Result) != "60" {
+		s.t.Fatalf("workflow = %+v, %v", got, err)
+	}
+	check("completed", done0, done1, dead2, done3, want{broker.StepCompleted, 1, "60", ""})
+}

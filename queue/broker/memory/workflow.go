@@ -196,7 +196,11 @@ func (b *Broker) taskEnded(e *entry, st broker.State, now time.Time) {
 	if w == nil || e.t.Step >= len(w.w.Steps) {
 		return
 	}
-	w.w.Steps[e.t.Step].Attempts = e.t.Attempts
+	// A step ends once: a task that ends again (a dead step's task
+	// retried by hand) changes nothing of it, its attempts included.
+	if s := &w.w.Steps[e.t.Step]; s.State != broker.StepCompleted && s.State != broker.StepFailed && s.State != broker.StepCancelled {
+		s.Attempts = e.t.Attempts
+	}
 	switch st {
 	case broker.StateCompleted:
 		b.stepEnded(w, e.t.Step, broker.StepCompleted, e.t.Result, "", now)

@@ -943,6 +943,11 @@ func decodeWorkflowHome(id string, all, tasks []any) (*broker.Workflow, []string
 				return bad("step " + si + " task meta")
 			}
 			s.TaskState, s.Attempts = t.State, t.Attempts
+			if t.State == broker.StateCompleted {
+				// A step whose completion wrote no state of its own
+				// (workflow.lua's wfCompletions): its task says it.
+				s.State, s.TaskState = broker.StepCompleted, ""
+			}
 		} else if exists, _ := tasks[i+2].(int64); exists == 1 || exists == 2 {
 			// 2: a step of another slot whose move is still in the
 			// outbox, pending as far as anyone can tell.

@@ -555,3 +555,42 @@ func TestWorkflowTagCacheStale(t *testing.T) {
 		t.Fatalf("AwaitWorkflow of the running workflow = %v, want the deadline", err)
 	}
 }
+
+// TestWorkflowCleanupLeavesNoFields: once a finished workflow's retention
+// has passed, Cleanup leaves none of its fields in the shard's wf hash,
+// including those a failure writes (ne, a step's error).
+func TestWorkflowCleanupLeavesNoFields(t *testing.T) {
+	testenv.RedisURL(t)
+	ctx := context.Background()
+	clock := brokertest.NewManualClock(time.Time{})
+	b, c := newTestBroker(t, clock)
+	w := chord("cl", "wcl", 2)
+	w.Retention = time.Minute
+	if err := b.CreateWorkflow(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := b.Fetch(ctx, broker.FetchParams{Queues: []string{"wcl"}, Max: 2, Lease: time.Minute, WorkerID: "w"})
+	if err != nil || len(ts) != 2 {
+		t.Fatalf("fetch = %d, %v", len(ts), err)
+	}
+	if err := b.Complete(ctx, broker.Ack{LeaseRef: ts[0].Ref(), Result: []byte(`{"a": 1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Fail(ctx, broker.Failure{LeaseRef: ts[1].Ref(), Error: broker.AttemptError{Attempt: 1, Message: "no"}, Dead: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.GetWorkflowOutcome(ctx, "cl"); err != nil || got.State != broker.WorkflowFailed {
+		t.Fatalf("workflow = %+v, %v; want failed", got, err)
+	}
+	key := b.Prefix() + ":{wcl}:wf"
+	if n, _ := c.HLen(ctx, key).Result(); n == 0 {
+		t.Fatalf("%s is empty before the cleanup: the test reads the wrong key", key)
+	}
+	clock.Advance(2 * time.Minute)
+	if _, err := b.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := c.HGetAll(ctx, key).Result(); len(left) != 0 {
+		t.Fatalf("fields left after the workflow's cleanup: %v", left)
+	}
+}

@@ -1,14 +1,26 @@
---! keys: completed msg meta errors results wfsteps
+--! keys: completed msg meta errors results wfsteps wf wfids wfdone pending notify wfoutbox +workflow
 -- Cleanup: ARGV nowMs, limit. Deletes completed tasks whose retention has
--- passed. Reply: {deleted, more}.
+-- passed; a workflow step's task first leaves its state in its workflow
+-- (wfKeepEnded: its completion may have written none). Reply: {deleted,
+-- more}.
 local ids = redis.call('ZRANGEBYSCORE', K_COMPLETED, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #ids > 0 then
+  local steps = redis.call('HLEN', K_WFSTEPS) > 0
+  if steps then
+    local links = hmget(K_WFSTEPS, ids)
+    local metas = hmget(K_META, ids)
+    for k, link in ipairs(links) do
+      local m = link and parse(metas[k])
+      if m then wfKeepEnded(link, m.a) end
+    end
+    wfFlush()
+  end
   chunked('ZREM', K_COMPLETED, ids)
   chunked('HDEL', K_MSG, ids)
   chunked('HDEL', K_META, ids)
   chunked('HDEL', K_ERRORS, ids)
   chunked('HDEL', K_RESULTS, ids)
-  if redis.call('HLEN', K_WFSTEPS) > 0 then chunked('HDEL', K_WFSTEPS, ids) end
+  if steps then chunked('HDEL', K_WFSTEPS, ids) end
 end
 local more = 0
 if #ids == tonumber(ARGV[2]) then more = 1 end

@@ -25,8 +25,8 @@ for i = 1, n do
     metas[i] = false -- a second ack of the same ID in this call is lost
     done[#done + 1] = id
     local res = ARGV[4 * i + 1]
-    if anySteps then steps[#steps + 1] = {id, res, ARGV[4 * i + 2], tonumber(a) + 1} end
     local ret = tonumber(rets)
+    if anySteps then steps[#steps + 1] = {id, res, ARGV[4 * i + 2], tonumber(a) + 1, ret > 0} end
     if ret > 0 then
       -- fmt(parse(v)) with state c, attempts + 1, lease 0, completed
       -- now and no worker, written from the matched fields (no table,
@@ -47,7 +47,6 @@ for i = 1, n do
     out[i] = 0
   end
 end
-local links = {}
 if #steps > 0 then
   -- Their wfsteps entries, read before the tasks are forgotten.
   local ids = {}
@@ -58,7 +57,6 @@ if #steps > 0 then
     if ls[k] then
       st[1] = ls[k]
       kept[#kept + 1] = st
-      links[#links + 1] = ls[k]
     end
   end
   steps = kept
@@ -82,8 +80,7 @@ end
 if #results > 0 then chunked('HSET', K_RESULTS, results) end
 if #steps > 0 then
   WF.nowNs, WF.nowMs = now, nowMs
-  wfPrefetch(links)
-  for _, st in ipairs(steps) do wfTaskEnded(st[1], 'c', st[2], st[3], '', st[4]) end
+  wfCompletions(steps)
   wfFlush()
 end
 if #done > 0 then pushEnded(done) end

@@ -1,7 +1,8 @@
 --! keys: meta msg pending scheduled retry dead completed errors results tasklocks locks wfsteps notify active cancels wfdone wf wfids wfoutbox wfevents +workflow
 -- Delete: ARGV id, nowNs, nowMs. Reply: 0 deleted (1: and xslot.go has
 -- work), -1 not found, -2
--- active. Deleting a workflow step's unfinished task fails its step.
+-- active. Deleting a workflow step's unfinished task fails its step; a
+-- completed one's step stays completed (wfKeepEnded).
 local id = ARGV[1]
 WF.nowNs, WF.nowMs = ARGV[2], tonumber(ARGV[3])
 local m = parse(redis.call('HGET', K_META, id))
@@ -20,7 +21,11 @@ end
 unlock({id})
 local link = wfLink(id)
 forget(id)
-if link then wfTaskEnded(link, 'g', nil, nil, '', m.a) end
+if link and m.s == 'c' then
+  wfKeepEnded(link, m.a)
+elseif link then
+  wfTaskEnded(link, 'g', nil, nil, '', m.a)
+end
 wfFlush()
 -- 1: deleted, and an order or event for another slot was written.
 if WF.cross then return 1 end

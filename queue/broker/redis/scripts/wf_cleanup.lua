@@ -9,7 +9,7 @@ for _, id in ipairs(ids) do
   if W then
     local n = tonumber(redis.call('HGET', K_WF, W .. 'n')) or 0
     local names = {}
-    for _, f in ipairs({'st', 'q', 'n', 'open', 'out', 'ret', 'cr', 'err', 'res', 'fin', 'tg'}) do names[#names + 1] = W .. f end
+    for _, f in ipairs(WF_HEAD_FIELDS) do names[#names + 1] = W .. f end
     for i = 0, n - 1 do
       for _, f in ipairs(WF_STEP_FIELDS) do names[#names + 1] = W .. f .. i end
     end

@@ -8,7 +8,9 @@ local W = wfKey(ARGV[1])
 if not W then return {} end
 local n = tonumber(redis.call('HGET', K_WF, W .. 'n'))
 if not n then return {} end
-local names = {'st', 'q', 'n', 'open', 'out', 'ret', 'cr', 'err', 'res', 'fin', 'tg'}
+local names = {}
+for k, f in ipairs(WF_HEAD_FIELDS) do names[k] = f end
+local head = #names
 for i = 0, n - 1 do
   for _, f in ipairs(WF_STEP_FIELDS) do names[#names + 1] = f .. i end
 end
@@ -23,8 +25,8 @@ for k = 1, #names do
   end
 end
 for i = 0, n - 1 do
-  local c = vals[11 + #WF_STEP_FIELDS * i + 1]
-  if wfStepState(vals[11 + #WF_STEP_FIELDS * i + 2], c) == 'e' then
+  local c = vals[head + #WF_STEP_FIELDS * i + 1]
+  if wfStepState(vals[head + #WF_STEP_FIELDS * i + 2], c) == 'e' then
     local f = wfFields(c)
     local id = f[1]
     tasks[#tasks + 1] = tostring(i)

@@ -15,6 +15,8 @@
 --   err res fin      error, result, finished ns (when finished)
 --   tg    the shard's own hash tag, for a workflow with steps in other
 --         slots (foreign steps, below)
+--   ne    "1" once a step ended other than by completing (wfEnded):
+--         wfCompletions then takes each end alone
 --   c<i>  step i's static record: length-prefixed fields (wfFields): task
 --         ID, kind, dependents ("3,7"), input spec ("" none, "4",
 --         "[0,1,[2]]"), flags ("1" tolerant, "i" immutable: the step
@@ -28,7 +30,9 @@
 --   s<i>  state letter (w waiting, e enqueued, c completed, f failed,
 --         x cancelled) followed by the attempts once finished; absent
 --         until the step changes state: then it is e for a step without
---         input, w for one with (wfStepState)
+--         input, w for one with (wfStepState). A step that completed may
+--         still say e (or nothing) while its task is kept: its task holds
+--         its state (wfCompletions, wfKeepEnded)
 --   r<i>  inputs not finished yet
 --   res<i> v<i> e<i>  result, its JSON forms when not plain (see wfLeaf),
 --         error
@@ -105,7 +109,9 @@ local function wfParseLink(link)
   return p[1], p[2], p[3], p[4]
 end
 
--- Per-step field names, in the order wf_get reads them (c first, s second).
+-- A workflow's own field names, in the order wf_get reads them, and per
+-- step (c first, s second): what wf_cleanup deletes.
+local WF_HEAD_FIELDS = {'st', 'q', 'n', 'open', 'out', 'ret', 'cr', 'err', 'res', 'fin', 'tg', 'ne'}
 local WF_STEP_FIELDS = {'c', 's', 'r', 'res', 'v', 'e'}
 
 -- wfKey returns the prefix of workflow id's fields in the shard's wf
@@ -385,6 +391,12 @@ local function wfFlush()
   end
 end
 
+-- The state letters of a step that ended without a value. Only a step
+-- that ended is read as an input or an output, and one that completed may
+-- still say e, or nothing (wfCompletions): what is not one of these reads
+-- as completed.
+local WF_FAILED = {f = true, x = true}
+
 -- wfLeaf returns step i's value as its raw and compact JSON and its error
 -- ('' if none): broker.InputValue's jsonValue. L holds each leaf's (s,
 -- res, v, e) fields, read in one HMGET (wfInput). v<i> holds what Go found
@@ -392,13 +404,21 @@ end
 -- .. the JSON string of an invalid result.
 local function wfLeaf(L, i)
   local r = L[i]
-  if string.sub(r[1] or '', 1, 1) ~= 'c' then return 'null', 'null', r[4] or '' end
+  if WF_FAILED[string.sub(r[1] or '', 1, 1)] then return 'null', 'null', r[4] or '' end
   local res, v = r[2], r[3]
   if not res or res == '' then return 'null', 'null', '' end
   if not v then return res, res, '' end
   local x = string.sub(v, 2)
   if string.sub(v, 1, 1) == 'c' then return res, x, '' end
   return x, x, ''
+end
+
+-- wfRaw is wfLeaf's raw JSON of a completed step with result res and its
+-- forms alt, as a settle script has them ('' for none).
+local function wfRaw(res, alt)
+  if res == '' then return 'null' end
+  if alt == '' or string.sub(alt, 1, 1) == 'c' then return res end
+  return string.sub(alt, 2)
 end
 
 -- wfTolerant is a tolerant list's element of value v and error e.
@@ -447,7 +467,7 @@ local function wfLeafVals(W, leaves)
   local a = wfMGet(f1)
   local f2, want = {}, {}
   for k, i in ipairs(leaves) do
-    if string.sub(a[2 * k - 1] or '', 1, 1) == 'c' then
+    if not WF_FAILED[string.sub(a[2 * k - 1] or '', 1, 1)] then
       local res = a[2 * k]
       if res and res ~= '' then
         f2[#f2 + 1] = W .. 'v' .. i
@@ -676,6 +696,7 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
         stack[#stack] = nil
       else
         wfSet(W .. 's' .. f.i, f.how .. (f.a or ''))
+        if f.how ~= 'c' then wfSet(W .. 'ne', '1') end
         if f.res and f.res ~= '' then wfSet(W .. 'res' .. f.i, f.res) end
         if f.alt and f.alt ~= '' then wfSet(W .. 'v' .. f.i, f.alt) end
         if f.msg and f.msg ~= '' then wfSet(W .. 'e' .. f.i, f.msg) end
@@ -806,6 +827,31 @@ local function wfTaskEnded(link, how, res, alt, msg, attempts)
   wfEnded(W, wfid, step, how, res, alt, msg, attempts)
 end
 
+-- wfPrefetchStarts reads ahead what starting dependents costs (a chord's
+-- body once its last members end; starts: {W, step} each): their state
+-- and record, then whether their task IDs are free, in one HMGET each
+-- instead of two calls per start.
+local function wfPrefetchStarts(starts)
+  if #starts == 0 then return end
+  local more = {}
+  for k, x in ipairs(starts) do
+    more[2 * k - 1] = x[1] .. 's' .. x[2]
+    more[2 * k] = x[1] .. 'c' .. x[2]
+  end
+  local v = wfMGet(more)
+  local ids = {}
+  for k = 1, #starts do
+    local c = v[2 * k]
+    if c and wfStepState(v[2 * k - 1], c) == 'w' then
+      local f = wfFields(c)
+      if not f[10] then ids[#ids + 1] = f[1] end
+    end
+  end
+  if #ids == 0 then return end
+  local got = hmget(K_MSG, ids)
+  for k, id in ipairs(ids) do WF_MSGX[id] = got[k] ~= false end
+end
+
 -- wfPrefetch reads, in one HMGET, what the completions of links (wfsteps
 -- entries) will read first: the workflow's state and open count, the
 -- step's state, and its dependents' input counts (a link with them) or
@@ -842,30 +888,146 @@ local function wfPrefetch(links)
   end
   if #fields == 0 then return end
   wfMGet(fields)
-  -- Dependents whose inputs these ends complete (a chord's body once its
-  -- last members end): their state and record, then whether their task
-  -- IDs are free, in one HMGET each instead of two calls per start.
-  local more, starts = {}, {}
+  local starts = {}
   for _, x in ipairs(counts) do
-    if tonumber(WFC[x[3]] or '0') <= ending[x[3]] then
-      more[#more + 1] = x[1] .. 's' .. x[2]
-      more[#more + 1] = x[1] .. 'c' .. x[2]
-      starts[#starts + 1] = x
+    if tonumber(WFC[x[3]] or '0') <= ending[x[3]] then starts[#starts + 1] = x end
+  end
+  wfPrefetchStarts(starts)
+end
+
+-- wfCompletions is wfTaskEnded(link, 'c', result, alt, '', attempts) for
+-- each {link, result, alt, attempts, kept} of steps, the completed tasks
+-- of one settle call, with what most of them need made cheap (each Lua
+-- operation here costs about as much as a field Redis reads): a kept
+-- task with a local link that carries its dependents, in a running
+-- workflow none of whose steps ended otherwise (no ne field), writes no
+-- state of its own. Its task says it completed (and with how many
+-- attempts) for as long as the task is kept, and wfKeepEnded writes the
+-- state into the workflow before the task goes; what the workflow needs
+-- of it now is its result (res, v: as wfCompleted writes them) and the
+-- counts it ends: the workflow's open count and each dependent's input
+-- count, decremented once per workflow for all of its tasks in the call.
+-- A task completes once (its lease), and in a workflow without ne no
+-- step has ended but by completing, so none of these steps had ended.
+-- Readers of an ended step take one that says e, or nothing, as
+-- completed (WF_FAILED); wf_get's reader asks the task (workflow.go).
+-- Every other end goes the one-by-one way.
+local function wfCompletions(steps)
+  local groups, order, slow = {}, {}, {}
+  local fields = {}
+  for k = 1, #steps do
+    local st = steps[k]
+    local step, deps, h, wfid
+    if st[5] then step, deps, h, wfid = string.match(st[1], '^(%d+):([%d.]*),(%d+),(.*)$') end
+    if step then
+      local g = groups[h]
+      if not g then
+        -- W, wfid, its tasks (indices in steps), their step numbers,
+        -- per distinct dependents field the number of its tasks.
+        g = {h .. '|', wfid, {}, {}, {}}
+        groups[h] = g
+        order[#order + 1] = g
+        -- out, ret and n: what finishing the workflow reads.
+        local W = g[1]
+        fields[#fields + 1] = W .. 'st'
+        fields[#fields + 1] = W .. 'open'
+        fields[#fields + 1] = W .. 'ne'
+        fields[#fields + 1] = W .. 'out'
+        fields[#fields + 1] = W .. 'ret'
+        fields[#fields + 1] = W .. 'n'
+      end
+      local ends = g[3]
+      ends[#ends + 1] = k
+      g[4][#ends] = step
+      if deps ~= '' then g[5][deps] = (g[5][deps] or 0) + 1 end
+    else
+      slow[#slow + 1] = st
     end
   end
-  if #more == 0 then return end
-  local v = wfMGet(more)
-  local ids = {}
-  for k = 1, #starts do
-    local c = v[2 * k]
-    if c and wfStepState(v[2 * k - 1], c) == 'w' then
-      local f = wfFields(c)
-      if not f[10] then ids[#ids + 1] = f[1] end
+  -- The dependents' input counts, in the same HMGET.
+  for _, g in ipairs(order) do
+    local dec, ds = {}, {}
+    for deps, n in pairs(g[5]) do
+      for _, d in ipairs(wfDeps(deps)) do
+        if not dec[d] then
+          ds[#ds + 1] = d
+          fields[#fields + 1] = g[1] .. 'r' .. d
+        end
+        dec[d] = (dec[d] or 0) + n
+      end
+    end
+    g[6], g[7] = dec, ds
+  end
+  if #fields > 0 then wfMGet(fields) end
+  local starts = {}
+  for _, g in ipairs(order) do
+    local W = g[1]
+    g.lazy = WFC[W .. 'st'] == 'R' and not WFC[W .. 'ne']
+    if g.lazy then
+      for _, d in ipairs(g[7]) do
+        if tonumber(WFC[W .. 'r' .. d] or '0') <= g[6][d] then starts[#starts + 1] = {W, d} end
+      end
+    else
+      -- Finished, gone (wfTaskEnded ignores it) or with a step that ended
+      -- otherwise: each end alone.
+      for _, k in ipairs(g[3]) do slow[#slow + 1] = steps[k] end
     end
   end
-  if #ids == 0 then return end
-  local got = hmget(K_MSG, ids)
-  for k, id in ipairs(ids) do WF_MSGX[id] = got[k] ~= false end
+  wfPrefetchStarts(starts)
+  for _, g in ipairs(order) do
+    if g.lazy then
+      local W, wfid, ends, nums = g[1], g[2], g[3], g[4]
+      for j = 1, #ends do
+        local st = steps[ends[j]]
+        if st[2] ~= '' then wfSet(W .. 'res' .. nums[j], st[2]) end
+        if st[3] ~= '' then wfSet(W .. 'v' .. nums[j], st[3]) end
+      end
+      wfIncr(W .. 'open', -#ends)
+      for _, d in ipairs(g[7]) do
+        if wfState(W) ~= 'R' then break end
+        if wfIncr(W .. 'r' .. d, -g[6][d]) == 0 then
+          local r1, r2 = wfGet2(W .. 's' .. d, W .. 'c' .. d)
+          if wfStepState(r1, r2) == 'w' then
+            local err = wfStart(W, wfid, d, wfFields(r2))
+            if err then wfEnded(W, wfid, d, 'f', nil, nil, err) end
+          end
+        end
+      end
+      if wfState(W) == 'R' and tonumber(wfGet(W .. 'open')) == 0 then
+        -- The output is most often one step, that ended last: in this
+        -- call, its value is at hand.
+        local out, raw = wfGet(W .. 'out'), nil
+        for j = #ends, 1, -1 do
+          if nums[j] == out then
+            local st = steps[ends[j]]
+            raw = wfRaw(st[2], st[3])
+            break
+          end
+        end
+        wfFinish(W, wfid, 'C', '', raw or wfInput(W, out, false))
+      end
+    end
+  end
+  if #slow > 0 then
+    local links = {}
+    for k, st in ipairs(slow) do links[k] = st[1] end
+    wfPrefetch(links)
+    for _, st in ipairs(slow) do wfTaskEnded(st[1], 'c', st[2], st[3], '', st[4]) end
+  end
+end
+
+-- wfKeepEnded is called for a completed task of link that is about to be
+-- forgotten (cleanup.lua, delete.lua) with its attempts: a step that
+-- completed without writing its state (wfCompletions) gets it now, so the
+-- workflow still says completed, and how many attempts, once the task is
+-- gone.
+local function wfKeepEnded(link, attempts)
+  if string.sub(link, 1, 1) == '@' then return end
+  local step, _, h = wfParseLink(link)
+  if not step then return end
+  local W = h .. '|'
+  local r1, r2 = wfGet2(W .. 's' .. step, W .. 'c' .. step)
+  if r2 and wfStepState(r1, r2) == 'e' then wfSet(W .. 's' .. step, 'c' .. (attempts or '')) end
 end
 
 -- wfLink returns task id's wfsteps entry, or nil: free when the shard
