@@ -246,9 +246,14 @@ func TestStopOnError(t *testing.T) {
 // gathered chunk that are running, and waits for them.
 func TestBreakCancelsGatheredChunk(t *testing.T) {
 	var cancelled atomic.Int32
+	started := make(chan struct{}, 4)
 	g := &goSubmit{fn: func(ctx context.Context, v int) (int, error) {
 		if v < 4 { // the first chunk, whose results come back
 			return v, nil
+		}
+		select {
+		case started <- struct{}{}:
+		default:
 		}
 		<-ctx.Done()
 		cancelled.Add(1)
@@ -258,7 +263,16 @@ func TestBreakCancelsGatheredChunk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		break // the second chunk is running
+		// The second chunk was submitted with the first; break once one
+		// of its parts runs (on a busy machine its goroutines may not
+		// have started yet, and a part cancelled before it starts never
+		// runs, so it could not see its ctx end).
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no part of the second chunk started in 10s")
+		}
+		break
 	}
 	if n := g.running.Load(); n != 0 {
 		t.Errorf("%d parts still running after the loop broke", n)
