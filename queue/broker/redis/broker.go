@@ -10,6 +10,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/conqhq/conq/internal/groupcommit"
 	"github.com/conqhq/conq/queue/broker"
 )
 
@@ -22,13 +23,14 @@ type Broker struct {
 	closed    atomic.Bool
 	mode      atomic.Int32 // modeFunctions or modeEval (functions.go)
 
-	shards  shardCache    // queues spread over several shards (shards.go)
-	rot     atomic.Uint32 // where Fetch starts among a queue's shards
-	hub     *notifyHub    // WaitReady on a cluster (wait.go)
-	awaits  *awaitHub     // AwaitTask's shared poller (await.go)
-	creates creator       // batches CreateWorkflow calls (workflow.go)
-	wfTags  wfTags        // workflow ID -> shard tag (wftags.go)
-	xs      *xslot        // mover and forwarder of cross-slot workflows (xslot.go); nil if off
+	shards   shardCache                                  // queues spread over several shards (shards.go)
+	rot      atomic.Uint32                               // where Fetch starts among a queue's shards
+	hub      *notifyHub                                  // WaitReady on a cluster (wait.go)
+	awaits   *awaitHub                                   // AwaitTask's shared poller (await.go)
+	creates  *groupcommit.Group[*createReq, createRes]   // combines CreateWorkflow calls (workflow.go)
+	enqueues *groupcommit.Group[*enqueueReq, enqueueRes] // combines Enqueue calls (enqueue.go)
+	wfTags   wfTags                                      // workflow ID -> shard tag (wftags.go)
+	xs       *xslot                                      // mover and forwarder of cross-slot workflows (xslot.go); nil if off
 
 	keysMu sync.RWMutex
 	keys   map[string]*queueKeySet
@@ -88,6 +90,8 @@ func New(cfg Config) (*Broker, error) {
 		b.mode.Store(modeEval)
 	}
 	b.awaits = newAwaitHub(b)
+	b.creates = newCreator(b)
+	b.enqueues = newEnqueuer(b)
 	if cc, ok := c.Client.(*goredis.ClusterClient); ok {
 		b.cluster = cc
 		hookCluster(cc)
@@ -185,7 +189,8 @@ func (b *Broker) Close() error {
 	if b.hub != nil {
 		b.hub.close()
 	}
-	b.creates.close()
+	b.creates.Close()
+	b.enqueues.Close()
 	if b.xs != nil {
 		b.xs.close()
 	}

@@ -15,7 +15,9 @@
 //
 // Batch calls (Enqueue, Fetch, Complete, Fail, Requeue, ExtendLeases) send
 // one script call per queue and chunk of Config.BatchSize tasks, pipelined
-// across queues. See docs/redis.md for the key layout and memory use.
+// across queues; concurrent Enqueue and CreateWorkflow calls share script
+// calls (group commit). See docs/redis.md for the key layout and memory
+// use.
 //
 //	b, err := redisbroker.Open(ctx, "redis://:secret@localhost:6379/0", redisbroker.Config{Prefix: "myapp"})
 //
@@ -45,6 +47,9 @@
 //     tasks publish their IDs while a process awaits the queue (await.go),
 //     and a waiter named is read at once, but every answer comes from a
 //     read, so a lost message costs latency and never a result.
+//   - Concurrent Enqueue and CreateWorkflow calls are combined into
+//     shared script calls, each decided as if sent alone; a lone call is
+//     sent at once, with its caller's ctx (internal/groupcommit).
 //   - Time is Config.Clock's, passed to scripts as arguments: Redis's own
 //     clock is never read, so tests move time by hand and the broker and
 //     the components reading Broker.Clock agree.

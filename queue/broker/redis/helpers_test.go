@@ -2,7 +2,9 @@ package redis_test
 
 import (
 	"context"
+	"sync"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -59,4 +61,33 @@ func newClusterBroker(t testing.TB, c *goredis.ClusterClient, cfg redisbroker.Co
 	}
 	t.Cleanup(func() { b.Close() })
 	return b
+}
+
+// runCallers runs call(c, k) for each k < each in each of callers
+// goroutines c, fails the test if they have not all returned in a minute,
+// and reports every error they returned.
+func runCallers(t *testing.T, callers, each int, call func(c, k int) error) {
+	t.Helper()
+	errs := make(chan error, callers*each)
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Go(func() {
+			for k := range each {
+				if err := call(c, k); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("%d concurrent callers did not all return in 1m", callers)
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }

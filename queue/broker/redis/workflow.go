@@ -10,11 +10,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/conqhq/conq/internal/groupcommit"
 	"github.com/conqhq/conq/queue/broker"
 )
 
@@ -316,7 +316,7 @@ func (b *Broker) CreateWorkflow(ctx context.Context, w *broker.Workflow) error {
 	}
 	var r createRes
 	for try := 0; ; try++ {
-		r = b.creates.submit(ctx, b, &createReq{tag: tag, queues: queues, steps: len(w.Steps), args: args})
+		r = b.create(ctx, &createReq{tag: tag, queues: queues, steps: len(w.Steps), args: args})
 		if r.err != nil || r.code != 3 {
 			break
 		}
@@ -423,14 +423,10 @@ func (b *Broker) foreignIDsFree(ctx context.Context, w *broker.Workflow, foreign
 
 // Creating a workflow costs a script call, and most of that cost is the
 // call, not the workflow: concurrent CreateWorkflow calls are combined
-// (group commit). The caller that finds no batch running leads: it takes
-// its own request and whatever others are waiting (up to createBatchSteps
-// steps, createBatchMax workflows), sends one wf_create call per shard,
-// all in one pipeline, and answers each. Once the batch holding its own
-// request is answered it hands the lead to the first request still
-// waiting, whose caller goes on the same way, so no caller serves others
-// for long. A lone call waits for nobody and costs no goroutine hop (a
-// batching goroutine woken per call cost ~10 % more CPU per create).
+// (group commit, internal/groupcommit: a lone call runs at once, with its
+// caller's ctx; calls that find one running wait and go together, up to
+// createBatchMax workflows and createBatchSteps steps a batch), one
+// wf_create call per shard, all in one pipeline.
 const (
 	createBatchMax   = 128
 	createBatchSteps = 4000
@@ -441,8 +437,6 @@ type createReq struct {
 	queues []string // every queue of the workflow, to register
 	steps  int
 	args   []any
-	done   chan createRes // cap 1: answered once
-	lead   chan struct{}  // cap 1: this request's caller is to lead
 }
 
 type createRes struct {
@@ -452,107 +446,30 @@ type createRes struct {
 	notReplicated error
 }
 
-// creator is the group commit of CreateWorkflow calls; its zero value is
-// ready.
-type creator struct {
-	mu      sync.Mutex
-	queue   []*createReq // waiting, in arrival order
-	leading bool         // a caller is running batches
-	closed  bool
+// newCreator is the group commit of b's CreateWorkflow calls.
+func newCreator(b *Broker) *groupcommit.Group[*createReq, createRes] {
+	return &groupcommit.Group[*createReq, createRes]{
+		Run:       b.createBatch,
+		MaxBatch:  createBatchMax,
+		Weight:    func(r *createReq) int { return r.steps },
+		MaxWeight: createBatchSteps,
+	}
 }
 
-func (c *creator) submit(ctx context.Context, b *Broker, r *createReq) createRes {
-	r.done, r.lead = make(chan createRes, 1), make(chan struct{}, 1)
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+// create sends r through b's group commit.
+func (b *Broker) create(ctx context.Context, r *createReq) createRes {
+	res, err := b.creates.Do(ctx, r)
+	switch {
+	case errors.Is(err, groupcommit.ErrClosed):
 		return createRes{err: broker.ErrClosed}
+	case err != nil:
+		return createRes{err: err}
 	}
-	c.queue = append(c.queue, r)
-	if !c.leading {
-		c.leading = true
-		c.mu.Unlock()
-		c.lead(b, r)
-		return <-r.done
-	}
-	c.mu.Unlock()
-	select {
-	case res := <-r.done:
-		return res
-	case <-r.lead:
-		c.lead(b, r)
-		return <-r.done
-	case <-ctx.Done():
-	}
-	c.mu.Lock()
-	select {
-	case <-r.lead:
-		// Handed the lead as ctx ended: lead anyway (the others wait on
-		// it), then report the ctx.
-		c.mu.Unlock()
-		c.lead(b, r)
-		return createRes{err: ctx.Err()}
-	default:
-	}
-	if i := slices.Index(c.queue, r); i >= 0 {
-		// Not sent: nothing was created.
-		c.queue = slices.Delete(c.queue, i, i+1)
-	}
-	// Else it is in a batch on its way: the workflow may or may not be
-	// created, as with any call whose reply is lost.
-	c.mu.Unlock()
-	return createRes{err: ctx.Err()}
-}
-
-// lead runs batches of the waiting requests until the one holding own is
-// answered, then hands the lead to the next request waiting, if any.
-func (c *creator) lead(b *Broker, own *createReq) {
-	for {
-		c.mu.Lock()
-		batch := c.take()
-		c.mu.Unlock()
-		if len(batch) == 0 {
-			break // not reached: own stays queued until a batch takes it
-		}
-		b.createBatch(batch)
-		if slices.Contains(batch, own) {
-			break
-		}
-	}
-	c.mu.Lock()
-	if len(c.queue) > 0 {
-		c.queue[0].lead <- struct{}{}
-	} else {
-		c.leading = false
-	}
-	c.mu.Unlock()
-}
-
-// take removes the next batch from the queue (c.mu held): at least one
-// request, then as many as fit in createBatchMax and createBatchSteps.
-func (c *creator) take() []*createReq {
-	n, steps := 0, 0
-	for n < len(c.queue) && n < createBatchMax && (n == 0 || steps+c.queue[n].steps <= createBatchSteps) {
-		steps += c.queue[n].steps
-		n++
-	}
-	batch := slices.Clone(c.queue[:n])
-	c.queue = slices.Delete(c.queue, 0, n)
-	return batch
-}
-
-// close makes later calls fail with ErrClosed; a batch running goes on,
-// and every request already queued is still sent and answered.
-func (c *creator) close() {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
+	return res
 }
 
 // createBatch runs one wf_create call per shard for reqs, in one pipeline.
-func (b *Broker) createBatch(reqs []*createReq) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+func (b *Broker) createBatch(ctx context.Context, reqs []*createReq) []createRes {
 	var calls []*scriptCall
 	var members [][]*createReq
 	byTag := map[string]int{}
@@ -590,6 +507,11 @@ func (b *Broker) createBatch(reqs []*createReq) {
 	if err != nil || (sadd != nil && sadd.Err() != nil) {
 		b.forgetRegistered(reg)
 	}
+	out := make([]createRes, len(reqs))
+	at := make(map[*createReq]int, len(reqs))
+	for i, r := range reqs {
+		at[r] = i
+	}
 	for ci, c := range calls {
 		var res []any
 		e := err
@@ -601,14 +523,15 @@ func (b *Broker) createBatch(reqs []*createReq) {
 		}
 		for k, r := range members[ci] {
 			if e != nil {
-				r.done <- createRes{err: e}
+				out[at[r]] = createRes{err: e}
 				continue
 			}
 			code, _ := res[2*k].(int64)
 			id, _ := res[2*k+1].(string)
-			r.done <- createRes{code: code, id: id, notReplicated: c.notReplicated}
+			out[at[r]] = createRes{code: code, id: id, notReplicated: c.notReplicated}
 		}
 	}
+	return out
 }
 
 // workflowArgs builds wf_create's ARGV: the workflow hash's fields, the

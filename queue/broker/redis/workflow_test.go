@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -180,7 +179,7 @@ func TestWorkflowMemory(t *testing.T) {
 }
 
 // TestWorkflowCreateCancelled: callers whose ctx ends while their create
-// waits for a batch (or while the lead is handed to them) leave the group
+// waits for a batch (or while its batch is on its way) leave the group
 // commit working: every create not cancelled succeeds, each cancelled one
 // is stored or not but never half (GetWorkflow finds it whole or not at
 // all), and nothing hangs.
@@ -188,45 +187,26 @@ func TestWorkflowCreateCancelled(t *testing.T) {
 	testenv.RedisURL(t)
 	ctx := context.Background()
 	b, _ := newTestBroker(t, nil)
-	const callers, each = 32, 60
-	var wg sync.WaitGroup
-	errs := make(chan error, callers*each)
-	for c := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range each {
-				id := "cx" + strconv.Itoa(c) + "_" + strconv.Itoa(k)
-				cctx, cancel := ctx, context.CancelFunc(func() {})
-				if (c+k)%3 == 0 {
-					// Ends at once, or while waiting, or in flight.
-					cctx, cancel = context.WithTimeout(ctx, time.Duration(rand.IntN(1500))*time.Microsecond)
-				}
-				err := b.CreateWorkflow(cctx, chord(id, "cx", 3))
-				cancel()
-				switch {
-				case err == nil:
-				case (c+k)%3 == 0 && cctx.Err() != nil:
-					if _, gerr := b.GetWorkflow(ctx, id); gerr != nil && !errors.Is(gerr, broker.ErrTaskNotFound) {
-						errs <- fmt.Errorf("GetWorkflow %s after a cancelled create: %v", id, gerr)
-					}
-				default:
-					errs <- fmt.Errorf("CreateWorkflow %s: %v", id, err)
-				}
+	runCallers(t, 32, 60, func(c, k int) error {
+		id := "cx" + strconv.Itoa(c) + "_" + strconv.Itoa(k)
+		cctx, cancel := ctx, context.CancelFunc(func() {})
+		if (c+k)%3 == 0 {
+			// Ends at once, or while waiting, or in flight.
+			cctx, cancel = context.WithTimeout(ctx, time.Duration(rand.IntN(1500))*time.Microsecond)
+		}
+		err := b.CreateWorkflow(cctx, chord(id, "cx", 3))
+		cancel()
+		switch {
+		case err == nil:
+		case (c+k)%3 == 0 && cctx.Err() != nil:
+			if _, gerr := b.GetWorkflow(ctx, id); gerr != nil && !errors.Is(gerr, broker.ErrTaskNotFound) {
+				return fmt.Errorf("GetWorkflow %s after a cancelled create: %v", id, gerr)
 			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		t.Fatal("concurrent creates with cancelled callers did not all return in 1m")
-	}
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+		default:
+			return fmt.Errorf("CreateWorkflow %s: %v", id, err)
+		}
+		return nil
+	})
 	if err := b.CreateWorkflow(ctx, chord("cx_after", "cx", 3)); err != nil {
 		t.Fatalf("CreateWorkflow after the cancelled ones: %v", err)
 	}
