@@ -459,12 +459,23 @@ end
 -- (v of a completed step with a result, e of one not completed), as each
 -- field read in the shard's wf hash costs.
 local function wfLeafVals(W, leaves)
-  local f1 = {}
-  for k, i in ipairs(leaves) do
-    f1[2 * k - 1] = W .. 's' .. i
-    f1[2 * k] = W .. 'res' .. i
+  local a = {}
+  if WFC[W .. 'st'] == 'R' and WFC[W .. 'ne'] == false then
+    -- A running workflow in which no step has ended but by completing
+    -- (both read already, as wfCompletions does): every input read is a
+    -- value, and its state need not be read.
+    local f1 = {}
+    for k, i in ipairs(leaves) do f1[k] = W .. 'res' .. i end
+    local r = wfMGet(f1)
+    for k = 1, #leaves do a[2 * k] = r[k] end
+  else
+    local f1 = {}
+    for k, i in ipairs(leaves) do
+      f1[2 * k - 1] = W .. 's' .. i
+      f1[2 * k] = W .. 'res' .. i
+    end
+    a = wfMGet(f1)
   end
-  local a = wfMGet(f1)
   local f2, want = {}, {}
   for k, i in ipairs(leaves) do
     if not WF_FAILED[string.sub(a[2 * k - 1] or '', 1, 1)] then
@@ -829,15 +840,19 @@ end
 
 -- wfPrefetchStarts reads ahead what starting dependents costs (a chord's
 -- body once its last members end; starts: {W, step} each): their state
--- and record, then whether their task IDs are free, in one HMGET each
--- instead of two calls per start.
-local function wfPrefetchStarts(starts)
-  if #starts == 0 then return end
+-- and record, with the fields extra (optional) in the same HMGET, then
+-- whether their task IDs are free, in one HMGET each instead of two calls
+-- per start.
+local function wfPrefetchStarts(starts, extra)
   local more = {}
   for k, x in ipairs(starts) do
     more[2 * k - 1] = x[1] .. 's' .. x[2]
     more[2 * k] = x[1] .. 'c' .. x[2]
   end
+  if extra then
+    for _, f in ipairs(extra) do more[#more + 1] = f end
+  end
+  if #more == 0 then return end
   local v = wfMGet(more)
   local ids = {}
   for k = 1, #starts do
@@ -927,14 +942,10 @@ local function wfCompletions(steps)
         g = {h .. '|', wfid, {}, {}, {}}
         groups[h] = g
         order[#order + 1] = g
-        -- out, ret and n: what finishing the workflow reads.
         local W = g[1]
         fields[#fields + 1] = W .. 'st'
         fields[#fields + 1] = W .. 'open'
         fields[#fields + 1] = W .. 'ne'
-        fields[#fields + 1] = W .. 'out'
-        fields[#fields + 1] = W .. 'ret'
-        fields[#fields + 1] = W .. 'n'
       end
       local ends = g[3]
       ends[#ends + 1] = k
@@ -959,7 +970,7 @@ local function wfCompletions(steps)
     g[6], g[7] = dec, ds
   end
   if #fields > 0 then wfMGet(fields) end
-  local starts = {}
+  local starts, extra = {}, {}
   for _, g in ipairs(order) do
     local W = g[1]
     g.lazy = WFC[W .. 'st'] == 'R' and not WFC[W .. 'ne']
@@ -967,13 +978,19 @@ local function wfCompletions(steps)
       for _, d in ipairs(g[7]) do
         if tonumber(WFC[W .. 'r' .. d] or '0') <= g[6][d] then starts[#starts + 1] = {W, d} end
       end
+      if tonumber(WFC[W .. 'open'] or '0') <= #g[3] then
+        -- It finishes in this call: what wfFinish reads.
+        extra[#extra + 1] = W .. 'out'
+        extra[#extra + 1] = W .. 'ret'
+        extra[#extra + 1] = W .. 'n'
+      end
     else
       -- Finished, gone (wfTaskEnded ignores it) or with a step that ended
       -- otherwise: each end alone.
       for _, k in ipairs(g[3]) do slow[#slow + 1] = steps[k] end
     end
   end
-  wfPrefetchStarts(starts)
+  wfPrefetchStarts(starts, extra)
   for _, g in ipairs(order) do
     if g.lazy then
       local W, wfid, ends, nums = g[1], g[2], g[3], g[4]
