@@ -773,6 +773,17 @@ local function wfEnded(W, wfid, i, how, res, alt, msg, attempts)
   end
 end
 
+-- wfInputsEnded counts k more inputs of step d completed: when none is
+-- left and the step waits, it starts, or fails if it cannot (wfStart).
+local function wfInputsEnded(W, wfid, d, k)
+  if wfIncr(W .. 'r' .. d, -k) ~= 0 then return end
+  local r1, r2 = wfGet2(W .. 's' .. d, W .. 'c' .. d)
+  if wfStepState(r1, r2) == 'w' then
+    local err = wfStart(W, wfid, d, wfFields(r2))
+    if err then wfEnded(W, wfid, d, 'f', nil, nil, err) end
+  end
+end
+
 -- wfCompleted is wfEnded for a completed step i whose link carried its
 -- dependents deps: the same transitions, without reading the step's
 -- record (its state, and for each dependent its input count, are what it
@@ -796,15 +807,7 @@ local function wfCompleted(W, wfid, i, deps, res, alt, attempts)
   local open = wfIncr(W .. 'open', -1)
   if wfState(W) ~= 'R' then return end
   if deps ~= '' then
-    for _, d in ipairs(wfDeps(deps)) do
-      if wfIncr(W .. 'r' .. d, -1) == 0 then
-        local r1, r2 = wfGet2(W .. 's' .. d, W .. 'c' .. d)
-        if wfStepState(r1, r2) == 'w' then
-          local err = wfStart(W, wfid, d, wfFields(r2))
-          if err then wfEnded(W, wfid, d, 'f', nil, nil, err) end
-        end
-      end
-    end
+    for _, d in ipairs(wfDeps(deps)) do wfInputsEnded(W, wfid, d, 1) end
     if wfState(W) ~= 'R' then return end
     open = tonumber(wfGet(W .. 'open'))
   end
@@ -1002,13 +1005,7 @@ local function wfCompletions(steps)
       wfIncr(W .. 'open', -#ends)
       for _, d in ipairs(g[7]) do
         if wfState(W) ~= 'R' then break end
-        if wfIncr(W .. 'r' .. d, -g[6][d]) == 0 then
-          local r1, r2 = wfGet2(W .. 's' .. d, W .. 'c' .. d)
-          if wfStepState(r1, r2) == 'w' then
-            local err = wfStart(W, wfid, d, wfFields(r2))
-            if err then wfEnded(W, wfid, d, 'f', nil, nil, err) end
-          end
-        end
+        wfInputsEnded(W, wfid, d, g[6][d])
       end
       if wfState(W) == 'R' and tonumber(wfGet(W .. 'open')) == 0 then
         -- The output is most often one step, that ended last: in this
