@@ -110,10 +110,15 @@ func (b *Broker) startStep(st *wfState, i int, now time.Time) {
 	s.State = broker.StepEnqueued
 }
 
+// ended reports whether a step in state s has finished.
+func ended(s broker.StepState) bool {
+	return s == broker.StepCompleted || s == broker.StepFailed || s == broker.StepCancelled
+}
+
 // stepEnded records the end of step i and moves the workflow on.
 func (b *Broker) stepEnded(st *wfState, i int, state broker.StepState, result []byte, msg string, now time.Time) {
 	s := &st.w.Steps[i]
-	if s.State == broker.StepCompleted || s.State == broker.StepFailed || s.State == broker.StepCancelled {
+	if ended(s.State) {
 		return
 	}
 	s.State, s.Result, s.Error = state, slices.Clone(result), msg
@@ -198,7 +203,7 @@ func (b *Broker) taskEnded(e *entry, st broker.State, now time.Time) {
 	}
 	// A step ends once: a task that ends again (a dead step's task
 	// retried by hand) changes nothing of it, its attempts included.
-	if s := &w.w.Steps[e.t.Step]; s.State != broker.StepCompleted && s.State != broker.StepFailed && s.State != broker.StepCancelled {
+	if s := &w.w.Steps[e.t.Step]; !ended(s.State) {
 		s.Attempts = e.t.Attempts
 	}
 	switch st {

@@ -578,14 +578,9 @@ func TestReconnect(t *testing.T) {
 // process has recorded for LibraryKeep; others stay.
 func TestLibrariesOfOtherBuilds(t *testing.T) {
 	ctx := context.Background()
-	c := testClient(t)
 	clock := brokertest.NewManualClock(time.Now())
-	prefix := testenv.UniquePrefix(t, c)
-	b, err := redisbroker.New(redisbroker.Config{Client: c, Prefix: prefix, Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b, c := newTestBrokerWith(t, redisbroker.Config{Clock: clock})
+	prefix := b.Prefix()
 	// Two other builds' libraries, names unique to this run: one last seen
 	// 8 days ago, one 1 day ago; and one not in the registry at all.
 	base := fmt.Sprintf("%016x", time.Now().UnixNano())[:13]

@@ -123,7 +123,7 @@ func TestScriptsListTheirKeys(t *testing.T) {
 func TestWorkflowResetCoversState(t *testing.T) {
 	constants := map[string]bool{
 		"NOTIFY_CAP": true, "SENTINEL": true, // common.lua
-		"WF_LINK_MAX": true, "WF_STEP_FIELDS": true, "WF_HEAD_FIELDS": true, "JSON_ESC": true, "WF_WORDS": true, "STEP_WORDS": true, "WF_FAILED": true,
+		"WF_LINK_MAX": true, "WF_LINK_LONG": true, "WF_STEP_FIELDS": true, "WF_HEAD_FIELDS": true, "JSON_ESC": true, "WF_WORDS": true, "STEP_WORDS": true, "WF_FAILED": true,
 	}
 	_, reset, ok := strings.Cut(workflowLua, "local function wfReset()\n")
 	if !ok {

@@ -7,12 +7,16 @@ local ids = redis.call('ZRANGEBYSCORE', K_COMPLETED, '-inf', ARGV[1], 'LIMIT', 0
 if #ids > 0 then
   local steps = redis.call('HLEN', K_WFSTEPS) > 0
   if steps then
-    local links = hmget(K_WFSTEPS, ids)
-    local metas = hmget(K_META, ids)
-    for k, link in ipairs(links) do
+    local got, metas = hmget(K_WFSTEPS, ids), hmget(K_META, ids)
+    local links, attempts = {}, {}
+    for k, link in ipairs(got) do
       local m = link and parse(metas[k])
-      if m then wfKeepEnded(link, m.a) end
+      if m then
+        links[#links + 1] = link
+        attempts[#attempts + 1] = m.a
+      end
     end
+    wfKeepEnded(links, attempts)
     wfFlush()
   end
   chunked('ZREM', K_COMPLETED, ids)

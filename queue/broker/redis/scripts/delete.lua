@@ -22,7 +22,7 @@ unlock({id})
 local link = wfLink(id)
 forget(id)
 if link and m.s == 'c' then
-  wfKeepEnded(link, m.a)
+  wfKeepEnded({link}, {m.a})
 elseif link then
   wfTaskEnded(link, 'g', nil, nil, '', m.a)
 end

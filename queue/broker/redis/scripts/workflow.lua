@@ -93,11 +93,12 @@ end
 -- wfParseLink returns a local link's step, dependents (nil in the short
 -- form), handle and workflow ID; nil if it is no such link. Memoized per
 -- call (the prefetch and the step end read each link).
+local WF_LINK_LONG = '^(%d+):([%d.]*),(%d+),(.*)$' -- a link with its dependents
 local WF_LINKS = {}
 local function wfParseLink(link)
   local p = WF_LINKS[link]
   if p == nil then
-    local step, deps, h, wfid = string.match(link, '^(%d+):([%d.]*),(%d+),(.*)$')
+    local step, deps, h, wfid = string.match(link, WF_LINK_LONG)
     if not step then
       step, h, wfid = string.match(link, '^(%d+),(%d+),(.*)$')
     end
@@ -936,52 +937,51 @@ local function wfCompletions(steps)
   for k = 1, #steps do
     local st = steps[k]
     local step, deps, h, wfid
-    if st[5] then step, deps, h, wfid = string.match(st[1], '^(%d+):([%d.]*),(%d+),(.*)$') end
+    -- The match alone, not wfParseLink: each link is seen once here.
+    if st[5] then step, deps, h, wfid = string.match(st[1], WF_LINK_LONG) end
     if step then
       local g = groups[h]
       if not g then
-        -- W, wfid, its tasks (indices in steps), their step numbers,
-        -- per distinct dependents field the number of its tasks.
-        g = {h .. '|', wfid, {}, {}, {}}
+        -- ends: its tasks (indices in steps), nums: their steps, bydeps:
+        -- per distinct dependents field, the number of its tasks.
+        g = {W = h .. '|', wfid = wfid, ends = {}, nums = {}, bydeps = {}}
         groups[h] = g
         order[#order + 1] = g
-        local W = g[1]
-        fields[#fields + 1] = W .. 'st'
-        fields[#fields + 1] = W .. 'open'
-        fields[#fields + 1] = W .. 'ne'
+        fields[#fields + 1] = g.W .. 'st'
+        fields[#fields + 1] = g.W .. 'open'
+        fields[#fields + 1] = g.W .. 'ne'
       end
-      local ends = g[3]
-      ends[#ends + 1] = k
-      g[4][#ends] = step
-      if deps ~= '' then g[5][deps] = (g[5][deps] or 0) + 1 end
+      local n = #g.ends + 1
+      g.ends[n], g.nums[n] = k, step
+      if deps ~= '' then g.bydeps[deps] = (g.bydeps[deps] or 0) + 1 end
     else
       slow[#slow + 1] = st
     end
   end
-  -- The dependents' input counts, in the same HMGET.
+  -- The dependents' input counts, in the same HMGET: dec[d] of the ends
+  -- are inputs of step d, ds the steps d in order.
   for _, g in ipairs(order) do
-    local dec, ds = {}, {}
-    for deps, n in pairs(g[5]) do
+    g.dec, g.ds = {}, {}
+    for deps, n in pairs(g.bydeps) do
       for _, d in ipairs(wfDeps(deps)) do
-        if not dec[d] then
-          ds[#ds + 1] = d
-          fields[#fields + 1] = g[1] .. 'r' .. d
+        if not g.dec[d] then
+          g.ds[#g.ds + 1] = d
+          fields[#fields + 1] = g.W .. 'r' .. d
         end
-        dec[d] = (dec[d] or 0) + n
+        g.dec[d] = (g.dec[d] or 0) + n
       end
     end
-    g[6], g[7] = dec, ds
   end
   if #fields > 0 then wfMGet(fields) end
   local starts, extra = {}, {}
   for _, g in ipairs(order) do
-    local W = g[1]
+    local W = g.W
     g.lazy = WFC[W .. 'st'] == 'R' and not WFC[W .. 'ne']
     if g.lazy then
-      for _, d in ipairs(g[7]) do
-        if tonumber(WFC[W .. 'r' .. d] or '0') <= g[6][d] then starts[#starts + 1] = {W, d} end
+      for _, d in ipairs(g.ds) do
+        if tonumber(WFC[W .. 'r' .. d] or '0') <= g.dec[d] then starts[#starts + 1] = {W, d} end
       end
-      if tonumber(WFC[W .. 'open'] or '0') <= #g[3] then
+      if tonumber(WFC[W .. 'open'] or '0') <= #g.ends then
         -- It finishes in this call: what wfFinish reads.
         extra[#extra + 1] = W .. 'out'
         extra[#extra + 1] = W .. 'ret'
@@ -990,22 +990,22 @@ local function wfCompletions(steps)
     else
       -- Finished, gone (wfTaskEnded ignores it) or with a step that ended
       -- otherwise: each end alone.
-      for _, k in ipairs(g[3]) do slow[#slow + 1] = steps[k] end
+      for _, k in ipairs(g.ends) do slow[#slow + 1] = steps[k] end
     end
   end
   wfPrefetchStarts(starts, extra)
   for _, g in ipairs(order) do
     if g.lazy then
-      local W, wfid, ends, nums = g[1], g[2], g[3], g[4]
+      local W, wfid, ends, nums = g.W, g.wfid, g.ends, g.nums
       for j = 1, #ends do
         local st = steps[ends[j]]
         if st[2] ~= '' then wfSet(W .. 'res' .. nums[j], st[2]) end
         if st[3] ~= '' then wfSet(W .. 'v' .. nums[j], st[3]) end
       end
       wfIncr(W .. 'open', -#ends)
-      for _, d in ipairs(g[7]) do
+      for _, d in ipairs(g.ds) do
         if wfState(W) ~= 'R' then break end
-        wfInputsEnded(W, wfid, d, g[6][d])
+        wfInputsEnded(W, wfid, d, g.dec[d])
       end
       if wfState(W) == 'R' and tonumber(wfGet(W .. 'open')) == 0 then
         -- The output is most often one step, that ended last: in this
@@ -1030,18 +1030,30 @@ local function wfCompletions(steps)
   end
 end
 
--- wfKeepEnded is called for a completed task of link that is about to be
--- forgotten (cleanup.lua, delete.lua) with its attempts: a step that
--- completed without writing its state (wfCompletions) gets it now, so the
--- workflow still says completed, and how many attempts, once the task is
--- gone.
-local function wfKeepEnded(link, attempts)
-  if string.sub(link, 1, 1) == '@' then return end
-  local step, _, h = wfParseLink(link)
-  if not step then return end
-  local W = h .. '|'
-  local r1, r2 = wfGet2(W .. 's' .. step, W .. 'c' .. step)
-  if r2 and wfStepState(r1, r2) == 'e' then wfSet(W .. 's' .. step, 'c' .. (attempts or '')) end
+-- wfKeepEnded is called for completed tasks about to be forgotten
+-- (cleanup.lua, delete.lua), their links and attempts given in two lists:
+-- a step that completed without writing its state (wfCompletions) gets it
+-- now, so its workflow still says completed, and how many attempts, once
+-- the task is gone. Such a step says e or nothing (a step whose task
+-- completed was started); a workflow cleaned up has no st. One HMGET for
+-- all of them.
+local function wfKeepEnded(links, attempts)
+  local fields, at = {}, {}
+  for k, link in ipairs(links) do
+    local step, _, h = wfParseLink(link)
+    if step then
+      at[#at + 1] = {h .. '|', step, attempts[k]}
+      fields[#fields + 1] = h .. '|st'
+      fields[#fields + 1] = h .. '|s' .. step
+    end
+  end
+  if #fields == 0 then return end
+  wfMGet(fields)
+  for _, x in ipairs(at) do
+    local fs = x[1] .. 's' .. x[2]
+    local s = WFC[fs]
+    if WFC[x[1] .. 'st'] and (not s or string.sub(s, 1, 1) == 'e') then wfSet(fs, 'c' .. (x[3] or '')) end
+  end
 end
 
 -- wfLink returns task id's wfsteps entry, or nil: free when the shard
