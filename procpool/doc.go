@@ -108,7 +108,10 @@
 // started on its behalf by something else, such as systemd-run, a D-Bus
 // activated service or a container runtime; under ContainSubreaper, also a
 // descendant that leaves the worker's process group and execs with an
-// environment without CONQ_WORKER_TOKEN (env -i, some daemonizers), and
+// environment without CONQ_WORKER_TOKEN (env -i, some daemonizers), one
+// that leaves the group and exits before the pool has seen it alive (the
+// pool looks at its children when one dies and every second; the exited
+// one stays the program's zombie until the program exits), and
 // anything reparented to another subreaper between the worker and the pool
 // (a descendant that is itself a subreaper, such as a container shim);
 // under ContainGroup, any descendant that calls setsid or setpgid. If the

@@ -409,6 +409,9 @@ func (t *tree) kill() {
 	}
 	t.mu.Lock()
 	if !t.reaped {
+		if t.token != "" {
+			reaper.noteGroup(t.pid)
+		}
 		_ = syscall.Kill(-t.pid, syscall.SIGKILL)
 	}
 	t.mu.Unlock()
@@ -703,6 +706,32 @@ func (r *reaperState) killTree(token string, leader int) {
 		}
 	}
 	r.kick()
+}
+
+// noteGroup records the members of a worker's process group as
+// descendants to reap, just before the group is killed. A member that is
+// leaving the group (setsid) as the kill lands dies with neither the
+// group's id nor an environment to be recognised by; unrecorded, it would
+// stay our zombie until the program exits. /proc/<pid>/stat, unlike the
+// environment, can be read at any time, even during an execve.
+func (r *reaperState) noteGroup(pgrp int) {
+	self := os.Getpid()
+	members := map[int]uint64{}
+	for _, pid := range allPIDs() {
+		if pid == pgrp || pid == self {
+			continue
+		}
+		if st, ok := readStat(pid); ok && st.pgrp == pgrp {
+			members[pid] = st.start
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for pid, start := range members {
+		if _, ok := r.leaders[pid]; !ok {
+			r.known[pid] = start
+		}
+	}
 }
 
 // environToken returns the tree token in a process's environment, "" if

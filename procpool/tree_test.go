@@ -264,6 +264,41 @@ func TestSubreaperLeavesOtherChildren(t *testing.T) {
 	}
 }
 
+// A member of a worker's process group that leaves the group (setsid) as
+// the group is killed dies with neither the group's id nor an environment
+// to be recognised by. The tree kill notes the group's members just before
+// its kill, and such a member is reaped all the same. Here the member
+// leaves the group and exits once it has been noted.
+func TestSubreaperReapsAMemberThatLeftTheGroup(t *testing.T) {
+	if err := reaper.acquire(); err != nil {
+		t.Skipf("no subreaper here: %v", err)
+	}
+	defer reaper.release()
+	leader := exec.Command("sleep", "120")
+	leader.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := leader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = leader.Process.Kill(); _ = leader.Wait() }()
+	// Not a group leader, setsid(1) calls setsid() itself, with no fork.
+	member := exec.Command("sh", "-c", "read x; exec setsid true")
+	member.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: leader.Process.Pid}
+	in, err := member.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := member.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := member.Process.Pid
+	defer func() { _ = member.Process.Kill() }()
+	reaper.noteGroup(leader.Process.Pid)
+	if _, err := in.Write([]byte("\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, "the member that left the group", pid)
+}
+
 // A descendant the reaper took for a live worker's, and that the worker's
 // tree kill then missed (the kill reads environments, and one cannot be
 // read during an execve), is killed by a later sweep once the worker is
