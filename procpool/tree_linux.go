@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -676,6 +677,11 @@ func (r *reaperState) killTree(token string, leader int) {
 			if pid == self || pid == leader {
 				continue
 			}
+			// Most processes are not the tree's: a pidfd only for those
+			// whose environment holds the token, read again once pinned.
+			if environToken(pid) != token {
+				continue
+			}
 			pfd, err := unix.PidfdOpen(pid, 0)
 			if err != nil {
 				continue
@@ -745,8 +751,10 @@ func environToken(pid int) string {
 // could be read at all: it cannot during an execve or once the process is a
 // zombie.
 func readEnvironToken(pid int) (string, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-	if err != nil || len(b) == 0 {
+	var path [40]byte
+	var buf [4096]byte
+	b, ok := readProc(procPath(path[:0], pid, "environ"), buf[:0])
+	if !ok || len(b) == 0 {
 		return "", false
 	}
 	for len(b) > 0 {
@@ -769,27 +777,98 @@ type procStat struct {
 	zombie     bool
 }
 
-// readStat parses the fields of /proc/<pid>/stat the reaper needs.
-func readStat(pid int) (procStat, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+// procPath appends /proc/<pid>/<name> to b.
+func procPath(b []byte, pid int, name string) []byte {
+	b = strconv.AppendInt(append(b, "/proc/"...), int64(pid), 10)
+	return append(append(b, '/'), name...)
+}
+
+// readProc appends the whole of a /proc file to buf. The reaper reads
+// files of every process of the machine on each tree kill, so callers pass
+// a buffer on their stack, and it costs open, reads and close (os.ReadFile
+// adds an fstat, and allocates).
+func readProc(path []byte, buf []byte) ([]byte, bool) {
+	fd, err := unix.Open(string(path), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
+		return nil, false
+	}
+	defer unix.Close(fd)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err != nil {
+			return nil, false
+		}
+		if n == 0 {
+			return buf, true
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
+// readStat reads the fields of /proc/<pid>/stat the reaper needs (the file
+// is well under 1 KiB) and parses them without allocating.
+func readStat(pid int) (procStat, bool) {
+	var path [40]byte
+	var buf [1024]byte
+	b, ok := readProc(procPath(path[:0], pid, "stat"), buf[:0])
+	if !ok {
 		return procStat{}, false
 	}
+	return parseStat(b)
+}
+
+// parseStat parses a /proc/<pid>/stat line: "pid (comm) state ppid pgrp
+// session ..." with the start time as field 22. comm may hold spaces and
+// parentheses, so the fields start after the last ')'.
+func parseStat(b []byte) (procStat, bool) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
 		return procStat{}, false
 	}
-	// After "pid (comm) ": state ppid pgrp session ... starttime is field 22.
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return procStat{}, false
-	}
+	b = b[i+1:]
 	var st procStat
-	st.zombie = f[0] == "Z"
-	st.ppid, _ = strconv.Atoi(f[1])
-	st.pgrp, _ = strconv.Atoi(f[2])
-	st.start, _ = strconv.ParseUint(f[19], 10, 64)
+	for k := 0; k < 20; k++ {
+		for len(b) > 0 && (b[0] == ' ' || b[0] == '\n') {
+			b = b[1:]
+		}
+		j := 0
+		for j < len(b) && b[j] != ' ' && b[j] != '\n' {
+			j++
+		}
+		if j == 0 {
+			return procStat{}, false // fewer fields than a stat line has
+		}
+		f := b[:j]
+		b = b[j:]
+		switch k {
+		case 0:
+			st.zombie = len(f) == 1 && f[0] == 'Z'
+		case 1:
+			st.ppid = atoiBytes(f)
+		case 2:
+			st.pgrp = atoiBytes(f)
+		case 19:
+			st.start = uint64(atoiBytes(f))
+		}
+	}
 	return st, true
+}
+
+// atoiBytes is strconv.Atoi for the kernel's decimal fields, without the
+// string: 0 for anything that is not a non-negative decimal that fits.
+func atoiBytes(b []byte) int {
+	n := 0
+	for _, c := range b {
+		d := int(c - '0')
+		if c < '0' || c > '9' || n > (math.MaxInt-d)/10 {
+			return 0
+		}
+		n = n*10 + d
+	}
+	return n
 }
 
 // childrenOf lists a process's children, from the per-thread children

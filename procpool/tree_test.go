@@ -347,3 +347,88 @@ func TestSubreaperKillsAKnownChildOfADeadWorker(t *testing.T) {
 	reaper.kick()
 	waitGone(t, "the child of a dead worker", pid)
 }
+
+// statFields is the reference parse of a stat line, by strings.Fields.
+func statFields(b []byte) (procStat, bool) {
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return procStat{}, false
+	}
+	var st procStat
+	var err error
+	st.zombie = f[0] == "Z"
+	if st.ppid, err = strconv.Atoi(f[1]); err != nil || st.ppid < 0 {
+		st.ppid = 0
+	}
+	if st.pgrp, err = strconv.Atoi(f[2]); err != nil || st.pgrp < 0 {
+		st.pgrp = 0
+	}
+	if st.start, err = strconv.ParseUint(f[19], 10, 63); err != nil {
+		st.start = 0
+	}
+	return st, true
+}
+
+// parseStat reads every process of this machine as the reference parse
+// does, and a zombie's line with a comm of spaces and parentheses.
+func TestParseStat(t *testing.T) {
+	zombie := []byte("4242 (a) b (c)) Z 1 4242 4242 0 -1 4228108 98 0 0 0 0 0 0 0 20 0 1 0 785857 0 0 18446744073709551615 0 0\n")
+	st, ok := parseStat(zombie)
+	if !ok || !st.zombie || st.ppid != 1 || st.pgrp != 4242 || st.start != 785857 {
+		t.Fatalf("parseStat(%q) = %+v, %v", zombie, st, ok)
+	}
+	n := 0
+	for _, pid := range allPIDs() {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		got, ok := parseStat(b)
+		want, wok := statFields(b)
+		if got != want || ok != wok {
+			t.Fatalf("parseStat(%q) = %+v, %v; want %+v, %v", b, got, ok, want, wok)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no process read")
+	}
+	if st, ok := readStat(os.Getpid()); !ok || st.ppid != os.Getppid() || st.zombie {
+		t.Fatalf("readStat(self) = %+v, %v; want ppid %d", st, ok, os.Getppid())
+	}
+}
+
+func FuzzParseStat(f *testing.F) {
+	f.Add([]byte("1 (systemd) S 0 1 1 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 10 0 0\n"))
+	f.Add([]byte("7 (x y) Z 1 2 3"))
+	f.Add([]byte(") R 99999999999999999999999 -5 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := parseStat(b)
+		// The reference also splits on other spaces and takes a sign; the
+		// kernel writes neither, so compare lines of the kernel's bytes.
+		for _, c := range b {
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || strings.IndexByte(" \n()-", c) >= 0) {
+				return
+			}
+		}
+		want, wok := statFields(b)
+		if got != want || ok != wok {
+			t.Fatalf("parseStat(%q) = %+v, %v; want %+v, %v", b, got, ok, want, wok)
+		}
+	})
+}
+
+// The two scans of every process of the machine that a worker's exit costs
+// in subreaper mode: its group's members noted, then its token's holders
+// killed (here none match). Results in docs/benchmarks.md.
+func BenchmarkSubreaperExitScans(b *testing.B) {
+	for b.Loop() {
+		reaper.noteGroup(1 << 30)
+		reaper.killTree("no-such-token", 1<<30)
+	}
+	b.ReportMetric(float64(len(allPIDs())), "procs")
+}

@@ -15,6 +15,7 @@ only="${2:-.}"
 targets=(
   "./internal/wire            FuzzDecodeFrame"     # process protocol frames (procpool)
   "./internal/wire            FuzzMetaJSON"        # the META encoder against encoding/json
+  "./procpool                 FuzzParseStat"       # /proc/<pid>/stat lines (the subreaper)
   "./queue/broker/redis       FuzzDecode"          # task records as stored in Redis
   "./queue/broker/redis       FuzzParseURL"        # broker URLs
   "./queue/broker/redis       FuzzWorkflowRecords" # workflow records as stored in Redis
