@@ -191,7 +191,9 @@ func TestSchedulerTimeZones(t *testing.T) {
 func TestSchedulerBadSpec(t *testing.T) {
 	e := newEnv(t)
 	s := e.scheduler(queue.SchedulerConfig{})
-	for _, spec := range []string{"", "* * *", "61 * * * *", "@every 10ms", "@every soon", "CRON_TZ=Mars/Olympus * * * * *", "@fortnightly"} {
+	for _, spec := range []string{"", "* * *", "61 * * * *", "@every 10ms", "@every soon", "CRON_TZ=Mars/Olympus * * * * *", "@fortnightly",
+		// A field of commas alone matches nothing (and took 13 s to find so).
+		", * * * * *", ",, * * * *", "* , * * *", "* * , * *", "* * * , *", "* * * * ,"} {
 		_, err := s.RegisterEntry(queue.Entry{Name: "report", Spec: spec, Task: queue.NewTask("k", nil)})
 		if err == nil {
 			t.Errorf("spec %q accepted", spec)
