@@ -37,6 +37,9 @@ targets=(
   "./server                   FuzzLocalPath"       # login/form redirect targets
 )
 
+# inputs counts the inputs saved under a corpus directory (0 if none yet).
+inputs() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }
+
 failed=0
 for t in "${targets[@]}"; do
   read -r pkg name _ <<<"$t"
@@ -44,12 +47,12 @@ for t in "${targets[@]}"; do
   echo "== $name ($pkg, -fuzztime $fuzztime)"
   start=$SECONDS
   corpus="$pkg/testdata/fuzz/$name"
-  before=$(ls "$corpus" 2>/dev/null | wc -l)
+  before=$(inputs "$corpus")
   if out=$(go test -timeout 0 -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1); then
     # The last progress line has the execution count.
     grep -E '^fuzz: elapsed' <<<"$out" | tail -n 1 || true
     echo "ok $name in $((SECONDS - start))s"
-  elif [ "$(ls "$corpus" 2>/dev/null | wc -l)" -eq "$before" ] && grep -q '^    context deadline exceeded$' <<<"$out"; then
+  elif [ "$(inputs "$corpus")" -eq "$before" ] && grep -q '^    context deadline exceeded$' <<<"$out"; then
     # Go's fuzz coordinator before Go 1.27 can report its own -fuzztime
     # deadline as a failure, with no input written (golang/go#75804).
     grep -E '^fuzz: elapsed' <<<"$out" | tail -n 1 || true
