@@ -90,13 +90,20 @@ __all__ = [
 ]
 
 
-def run(slots: Optional[int] = None, threads: Optional[int] = None, interpreters: Optional[int] = None) -> None:
+def run(slots: Optional[int] = None, threads: Optional[int] = None, interpreters: Optional[int] = None,
+        imports: bool = False) -> None:
     """Serve the tasks registered with ``@conq.task`` to the conq process
     pool that started this program (``conq worker --exec``, ``conq server
-    --exec``, ``procpool``), until it closes the request stream."""
+    --exec``, ``procpool``), until it closes the request stream.
+
+    ``imports=True`` also runs any function or class found by importing
+    its module (what ``conq.Executor`` sends for ``pow``, ``math.factorial``
+    or a function of another module of yours, as ``py:<module>:<name>``):
+    a producer can then run any importable function in this worker, so
+    serve imports only to producers you trust, as with pickle."""
     from . import _serve
 
-    _serve.run(slots=slots, threads=threads, interpreters=interpreters)
+    _serve.run(slots=slots, threads=threads, interpreters=interpreters, imports=imports)
 
 
 def cancelled() -> bool:

@@ -19,6 +19,7 @@ __all__ = [
     "Retry",
     "SkipRetry",
     "BindError",
+    "TaskNotFound",
     "TaskFailed",
     "WorkerCrashed",
     "TaskCancelled",
@@ -88,6 +89,13 @@ class BindError(TypeError):
     retried: the same payload cannot bind next time either."""
 
 
+class TaskNotFound(LookupError):
+    """A worker cannot run a task name it was sent: an import path
+    (``py:<module>:<name>``) that does not resolve, or that the worker
+    does not serve. Never retried: the same worker cannot run it next time
+    either."""
+
+
 class TaskFailed(ConqError):
     """The task failed for good (every attempt failed, it gave up, or it was
     cancelled). ``type``, ``message`` and ``traceback`` describe the remote
@@ -148,6 +156,8 @@ def error_payload(exc: BaseException) -> Dict[str, Any]:
         body: Dict[str, Any] = {"type": exc.type, "message": exc.message, "traceback": exc.traceback or tb}
     elif isinstance(exc, BindError):
         body = {"type": "TypeError", "message": str(exc), "traceback": tb, "skip_retry": True}
+    elif isinstance(exc, TaskNotFound):
+        body = {"type": "TaskNotFound", "message": str(exc), "skip_retry": True}
     elif isinstance(exc, SkipRetry):
         body = {"type": "SkipRetry", "message": exc.message, "traceback": tb, "skip_retry": True}
     elif isinstance(exc, Retry):

@@ -8,6 +8,12 @@ its items 256 calls per request, each item its own task (one failure or
 crash touches one item); with ``chunksize=N > 1`` each chunk of N items is
 one task, as in ProcessPoolExecutor.
 
+``fn`` is what ProcessPoolExecutor can send by reference: a @conq.task, a
+task name, a top-level function of ``__main__``, a function or class found
+by importing its module (``pow``, ``math.factorial``: sent as
+``py:<module>:<qualname>``, run by workers that serve imports, as the
+local engine's do), or a functools.partial of these.
+
 Tasks submitted through an Executor are not retried by default
 (``retries=0``, as ProcessPoolExecutor runs a call once): a worker process
 that dies fails only its own futures, with conq.WorkerCrashed, and the
@@ -17,6 +23,7 @@ executor keeps working (a replacement process is started).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import itertools
 import threading
 import time
@@ -24,7 +31,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 from . import _client
 from ._errors import ConqError, TaskFailed
-from ._task import CHUNK_TASK, Task
+from ._task import CHUNK_TASK, Task, import_name
 
 __all__ = ["Executor"]
 
@@ -35,6 +42,19 @@ _MAX_STREAMS = 4
 _STREAM_WAIT = 30.0
 
 
+def _resolve(fn: Any) -> Tuple[str, tuple, Dict[str, Any]]:
+    """The task name of fn and the arguments a functools.partial binds
+    (prepended to each call's, its keywords under the call's), as
+    ProcessPoolExecutor runs whatever pickle can send by reference."""
+    args: tuple = ()
+    kwargs: Dict[str, Any] = {}
+    while isinstance(fn, functools.partial):
+        args = tuple(fn.args) + args
+        kwargs = {**fn.keywords, **kwargs}
+        fn = fn.func
+    return _task_name(fn), args, kwargs
+
+
 def _task_name(fn: Any) -> str:
     if isinstance(fn, Task):
         return fn.name
@@ -42,8 +62,14 @@ def _task_name(fn: Any) -> str:
         return fn
     if callable(fn) and getattr(fn, "__module__", None) == "__main__" and "<" not in getattr(fn, "__qualname__", "<"):
         return "__main__:" + fn.__qualname__
-    raise TypeError("conq.Executor runs @conq.task functions, task names, or top-level functions of the __main__ module; "
-                    "%r is none of these (decorate it with @conq.task)" % (fn,))
+    name = import_name(fn) if callable(fn) else None
+    if name is not None:
+        return name
+    raise TypeError("conq.Executor runs @conq.task functions, task names, top-level functions of the __main__ module, "
+                    "functions and classes found by importing their module (pow, math.factorial: run by the local "
+                    "engine of conq.Executor(), or a worker with conq.run(imports=True)) and functools.partial of "
+                    "these; %r is none of these (a lambda, a nested function or a bound method cannot be found by "
+                    "name: make it a top-level function, or decorate it with @conq.task)" % (fn,))
 
 
 def _item_failure(f: cf.Future, name: str, err: Dict[str, Any]) -> TaskFailed:
@@ -76,7 +102,7 @@ class Executor(cf.Executor):
                 from ._local import LocalEngine
 
                 self._engine = LocalEngine(concurrency=max_workers)
-                url = self._engine.url
+                url, token = self._engine.url, self._engine.token
             client = _client.Client(url, token=token)
         self.client = client
         self.url = client.url
@@ -96,7 +122,8 @@ class Executor(cf.Executor):
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> cf.Future:
         """Enqueue ``fn(*args, **kwargs)``; returns a Future of its result."""
-        return self._submit_many(_task_name(fn), [(args, kwargs)])[0]
+        name, pargs, pkw = _resolve(fn)
+        return self._submit_many(name, [(pargs + args, {**pkw, **kwargs})])[0]
 
     def _submit_many(self, name: str, calls: List[Tuple[tuple, dict]]) -> List[cf.Future]:
         with self._lock:
@@ -135,13 +162,13 @@ class Executor(cf.Executor):
         JSON task (not ``raw``, not ``async def``)."""
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
-        name = _task_name(fn)
+        name, pargs, pkw = _resolve(fn)
         end = None if timeout is None else time.monotonic() + timeout
         it = zip(*iterables)
         futs: List[cf.Future] = []
         if chunksize == 1:
             while True:
-                batch = [(tuple(a), {}) for a in itertools.islice(it, _MAP_CHUNK)]
+                batch = [(pargs + tuple(a), dict(pkw)) for a in itertools.islice(it, _MAP_CHUNK)]
                 if not batch:
                     break
                 futs.extend(self._submit_many(name, batch))
@@ -150,10 +177,12 @@ class Executor(cf.Executor):
             while True:
                 calls = []
                 for _ in range(per):
-                    items = [list(a) for a in itertools.islice(it, chunksize)]
+                    items = [list(pargs + tuple(a)) for a in itertools.islice(it, chunksize)]
                     if not items:
                         break
-                    calls.append(((name, items), {}))
+                    # A partial's keywords go once a chunk (a third
+                    # argument, left out without them).
+                    calls.append(((name, items, pkw) if pkw else (name, items), {}))
                 if not calls:
                     break
                 futs.extend(self._submit_many(CHUNK_TASK, calls))

@@ -4,6 +4,7 @@ process serving the caller's module on the embedded broker."""
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -41,12 +42,23 @@ def main_file() -> str:
     return os.path.abspath(f)
 
 
+#: True while a worker of the local engine imports the caller's main
+#: module (_bootstrap): an Executor() started then is the main module's
+#: code running again in the worker, not guarded by ``if __name__ ==
+#: "__main__":``.
+BOOTSTRAPPING = False
+
+
 class LocalEngine(object):
     """``conq server --exec "python -m conq._bootstrap MAIN" --concurrency N``
     on a free loopback port, stopped by stop()."""
 
     def __init__(self, concurrency: Optional[int] = None, module_file: Optional[str] = None,
                  extra_args: Optional[List[str]] = None, start_timeout: float = 30.0) -> None:
+        if BOOTSTRAPPING:
+            raise ConqError("conq.Executor() was called while a worker of the local engine imported your main module "
+                            "(%s) to find its functions: start the Executor under `if __name__ == \"__main__\":`, as "
+                            "multiprocessing requires" % (main_file(),))
         binary = find_binary()
         main = module_file or main_file()
         n = concurrency or os.cpu_count() or 1
@@ -58,6 +70,14 @@ class LocalEngine(object):
                 "--log-level", os.environ.get("CONQ_LOG_LEVEL", "warn")] + list(extra_args or [])
         env = dict(os.environ)
         env.pop("CONQ_BROKER", None)  # the local engine is the embedded broker
+        # Its workers run any importable function they are sent (imports):
+        # only this process may send them calls. The API listens on
+        # loopback, where any local user could reach it, so it takes a
+        # token, given in the environment (another user can read a
+        # process's arguments, not its environment).
+        self.token = secrets.token_urlsafe(32)
+        env["CONQ_AUTH_TOKEN"] = self.token
+        env["CONQ_CALLER_PATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path if isinstance(p, str))
         self._log = open(os.path.join(self._dir, "server.log"), "w+b")
         # stdin is a pipe only we hold: when this process ends, however it
         # ends (SIGKILL included), the engine sees end of file and stops.

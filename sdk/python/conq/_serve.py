@@ -183,15 +183,19 @@ def _env_int(name, default=0):
         raise SystemExit("conq: %s=%r is not an integer" % (name, v)) from None
 
 
-def run(slots=None, threads=None, interpreters=None, tasks=None):
+def run(slots=None, threads=None, interpreters=None, tasks=None, imports=False):
     """Serve the pool on the descriptors named by CONQ_WORKER_FDS until it
     closes the request stream. See the module documentation for the
-    execution models the arguments choose."""
+    execution models the arguments choose. ``imports``: also run names that
+    are a function's import path (conq._task.IMPORT_PREFIX)."""
     for name, v in (("slots", slots), ("threads", threads), ("interpreters", interpreters)):
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1 or v > MAX_SLOTS):
             raise ValueError("conq.run(%s=%r): want an integer from 1 to %d" % (name, v, MAX_SLOTS))
     if interpreters is not None and threads is not None:
         raise ValueError("conq.run: interpreters and threads are separate execution models; give one")
+    if imports and interpreters is not None:
+        raise ValueError("conq.run: imports=True is not served by sub-interpreters (each imports its tasks' module "
+                         "alone); use it with the other execution models")
     if interpreters is not None:
         from . import _interp
 
@@ -208,6 +212,7 @@ def run(slots=None, threads=None, interpreters=None, tasks=None):
     except (AttributeError, ValueError):
         pass
     srv = Server(rfd, wfd, _env_int("CONQ_MAX_FRAME", _DEFAULT_MAX_FRAME), _env_int("CONQ_PROTOCOL", 1), tasks)
+    srv.imports = bool(imports)
     srv.configure(slots, threads, interpreters)
     srv.serve()
 
@@ -228,13 +233,14 @@ class Worker(object):
     def cancelled(self):
         return cancelled()
 
-    def run(self, slots=None, threads=None, interpreters=None):
-        run(slots, threads, interpreters, tasks=self._tasks)
+    def run(self, slots=None, threads=None, interpreters=None, imports=False):
+        run(slots, threads, interpreters, tasks=self._tasks, imports=imports)
 
-    def serve(self, rfd, wfd, max_frame=_DEFAULT_MAX_FRAME, protocol=1, slots=None, threads=None):
+    def serve(self, rfd, wfd, max_frame=_DEFAULT_MAX_FRAME, protocol=1, slots=None, threads=None, imports=False):
         """Speak the protocol on raw file descriptors until the end of the
         request stream."""
         srv = Server(rfd, wfd, max_frame, protocol, self._tasks)
+        srv.imports = bool(imports)
         srv.configure(slots, threads, None)
         srv.serve()
 
@@ -246,6 +252,8 @@ class Server(object):
         self.version = 2 if pool_protocol >= 2 else 1
         self.tasks = _registry() if tasks is None else tasks
         self._chunk = None  # the built-in chunk task, made on first use
+        self.imports = False  # serve import-path names (run(imports=True))
+        self._imported = {}  # import-path name -> Task, resolved on first use
         self._wlock = threading.Lock()
         self._calls = {}  # id -> _Call in flight
         self._clock = threading.Lock()
@@ -370,14 +378,35 @@ class Server(object):
         else:
             c.arg = payload
         c.task = self.tasks.get(name)
+        if c.task is None and name.startswith(_task_mod().IMPORT_PREFIX):
+            try:
+                c.task = self.import_task(name)
+            except _errors().TaskNotFound as e:
+                self._answer_error(c, _errors().error_payload(e))
+                return None
         if c.task is None and name == _task_mod().CHUNK_TASK:
             if self._chunk is None:
-                self._chunk = _task_mod().chunk_task(self.tasks)
+                self._chunk = _task_mod().chunk_task(self.tasks, self.import_task)
             c.task = self._chunk
         if c.task is None:
             self._answer_error(c, {"type": "UnknownTask", "message": "no task named %r" % (name,)})
             return None
         return c
+
+    def import_task(self, name):
+        """The task of an import-path name (conq._task.IMPORT_PREFIX), found
+        once and kept; TaskNotFound when it does not resolve or when this
+        worker does not serve imports."""
+        t = self._imported.get(name)
+        if t is None:
+            if not self.imports:
+                raise _errors().TaskNotFound(
+                    "task %r is a function's import path, which this worker does not run: it serves its registered "
+                    "tasks only (conq.run(imports=True) also serves any importable function, for producers you trust; "
+                    "conq.Executor() with no URL starts such a worker)" % (name,))
+            t = _task_mod().import_task(name)
+            self._imported[name] = t
+        return t
 
     # ---- answers ----
 

@@ -29,12 +29,12 @@ import json as _json
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union, overload
 
 from . import _context
-from ._errors import BindError
+from ._errors import BindError, TaskNotFound
 
 if TYPE_CHECKING:
     import inspect
 
-__all__ = ["Task", "task", "registry", "make_task", "VIEW_THRESHOLD"]
+__all__ = ["Task", "task", "registry", "make_task", "VIEW_THRESHOLD", "IMPORT_PREFIX", "import_name", "import_task"]
 
 VIEW_THRESHOLD = 64 << 10  # raw arguments at least this large are passed as memoryview
 
@@ -273,19 +273,96 @@ _CO_COROUTINE = 0x80
 
 #: The kind of the chunk calls of ``Executor.map(..., chunksize=N)``: one
 #: task runs a whole chunk of items, as ProcessPoolExecutor's chunks do.
+#: The prefix of a task name that is a function's import path,
+#: ``py:<module>:<qualname>`` (``py:math:factorial``, ``py:builtins:pow``):
+#: what conq.Executor sends for a function that is neither a registered
+#: task nor one of ``__main__``, as pickle refers to a function by module
+#: and name. Only a worker that serves imports (``conq.run(imports=True)``;
+#: conq.Executor()'s local engine) runs such a name.
+IMPORT_PREFIX = "py:"
+
+
+def _lookup(module: Any, qualname: str) -> Any:
+    obj = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def import_name(fn: Any) -> Optional[str]:
+    """``py:<module>:<qualname>`` for a function or class that can be found
+    again by importing its module and walking its qualified name (as
+    pickle requires of what it sends by reference), else None: a lambda, a
+    nested function, a bound method, a function of ``__main__``."""
+    import sys
+
+    mod = getattr(fn, "__module__", None)
+    qn = getattr(fn, "__qualname__", None)
+    if not isinstance(mod, str) or not isinstance(qn, str) or not mod or not qn:
+        return None
+    if mod in ("__main__", "__mp_main__") or "<" in qn or ":" in mod:
+        return None
+    m = sys.modules.get(mod)
+    if m is None:
+        return None
+    try:
+        found = _lookup(m, qn)
+    except AttributeError:
+        return None
+    if found is not fn:
+        return None
+    return IMPORT_PREFIX + mod + ":" + qn
+
+
+def import_task(name: str) -> "Task":
+    """The task for an import-path name (``py:<module>:<qualname>``):
+    imports the module, finds the function, and wraps it. Raises
+    TaskNotFound with a message naming what is missing."""
+    import importlib
+
+    rest = name[len(IMPORT_PREFIX):] if name.startswith(IMPORT_PREFIX) else ""
+    mod, sep, qn = rest.partition(":")
+    if not sep or not mod or not qn or "<" in qn or mod in ("__main__", "__mp_main__"):
+        raise TaskNotFound("task %r: not an import path (want %s<module>:<qualified name>)" % (name, IMPORT_PREFIX))
+    try:
+        m = importlib.import_module(mod)
+    except Exception as e:  # noqa: BLE001 - whatever the module raises on import is why the name cannot run
+        raise TaskNotFound("task %r: cannot import module %r in the worker: %s: %s"
+                           % (name, mod, type(e).__name__, e)) from None
+    try:
+        fn = _lookup(m, qn)
+    except AttributeError:
+        raise TaskNotFound("task %r: module %r has no %r" % (name, mod, qn)) from None
+    if not callable(fn):
+        raise TaskNotFound("task %r: %s.%s is a %s, not a function" % (name, mod, qn, type(fn).__name__))
+    if _is_coroutine_function(fn):
+        raise TaskNotFound("task %r: %s.%s is an async def function; register it with @conq.task to run it"
+                          % (name, mod, qn))
+    return Task(fn, name=name)
+
+
 CHUNK_TASK = "conq.chunk"
 
 
-def chunk_task(tasks: Mapping[str, "Task"]) -> "Task":
+def chunk_task(tasks: Mapping[str, "Task"], lookup: Optional[Callable[[str], "Task"]] = None) -> "Task":
     """The built-in task behind CHUNK_TASK, running tasks of ``tasks``:
-    ``chunk(name, items)`` calls task ``name`` with each item's positional
-    arguments, in order, and returns ``[[true, value] | [false, error],
-    ...]``: one item's exception (or unencodable value) is that item's
-    error, the next items still run, as an exception inside a
-    ProcessPoolExecutor chunk is raised at its item."""
+    ``chunk(name, items[, kwargs])`` calls task ``name`` with each item's
+    positional arguments (and the same keyword arguments, when given: a
+    functools.partial's), in order, and returns ``[[true, value] | [false,
+    error], ...]``: one item's exception (or unencodable value) is that
+    item's error, the next items still run, as an exception inside a
+    ProcessPoolExecutor chunk is raised at its item. ``lookup`` finds a
+    name ``tasks`` lacks (an import path, when the worker serves them); its
+    error fails the chunk."""
 
-    def chunk(name: str, items: list) -> list:
+    def chunk(name: str, items: list, kwargs: Optional[dict] = None) -> list:
         t = tasks.get(name)
+        if t is None and lookup is not None and name.startswith(IMPORT_PREFIX):
+            t = lookup(name)
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, dict):
+            raise BindError("task %r: kwargs must be an object" % (CHUNK_TASK,))
         if t is None or isinstance(t, _ChunkTask):
             raise BindError("task %r: no task named %r in this worker for map(chunksize=...)" % (CHUNK_TASK, name))
         if t.raw or t.is_async:
@@ -299,9 +376,9 @@ def chunk_task(tasks: Mapping[str, "Task"]) -> "Task":
         for a in items:
             try:
                 try:
-                    v = t.fn(*a)
+                    v = t.fn(*a, **kwargs)
                 except TypeError as e:
-                    t._check_bind(e, tuple(a), {})
+                    t._check_bind(e, tuple(a), kwargs)
                     raise
                 _dumps(v)  # an unencodable value is this item's error, not the chunk's
                 out.append([True, v])

@@ -98,6 +98,7 @@ class ThreadedWorkerTest(unittest.TestCase):
         self.pool = Pool(req_w, resp_r)
         self.req_w = req_w
         self.max_frame = 1 << 20
+        self.imports = False
         self.thread = None
         self._serve_args = (req_r, resp_w)
 
@@ -106,7 +107,7 @@ class ThreadedWorkerTest(unittest.TestCase):
 
         def serve():
             try:
-                self.w.serve(*self._serve_args, max_frame=self.max_frame)
+                self.w.serve(*self._serve_args, max_frame=self.max_frame, imports=self.imports)
             except Exception as e:  # noqa: BLE001
                 self.errors.append(e)
 
@@ -196,6 +197,38 @@ class ThreadedWorkerTest(unittest.TestCase):
         self.assertEqual(self.pool.call(1, "sum", b"[1, 2, 3]"), (conq.RESULT, 1, b'{"sum":6}'))
         kind, _, body = self.pool.call(2, "sum", b"not json")
         self.assertEqual((kind, json.loads(body)["type"]), (conq.ERROR, "TypeError"))  # a binding error, not retried
+
+    def test_import_path_refused_unless_served(self):
+        # A name that is a function's import path runs only in a worker
+        # that serves imports: anyone who can enqueue could otherwise run
+        # any importable function (os.system) in every worker.
+        self.start()
+        kind, _, body = self.pool.call(1, "py:math:factorial", b"5")
+        e = json.loads(body)
+        self.assertEqual((kind, e["type"], e.get("skip_retry")), (conq.ERROR, "TaskNotFound", True))
+        self.assertIn("imports=True", e["message"])
+
+    def test_import_paths_served(self):
+        self.imports = True
+        self.start()
+        self.assertEqual(self.pool.call(1, "py:math:factorial", b"5"), (conq.RESULT, 1, b"120"))
+        self.assertEqual(self.pool.call(2, "py:builtins:abs", b"-3"), (conq.RESULT, 2, b"3"))
+        self.assertEqual(self.pool.call(3, "py:os.path:basename", b'"/a/b.txt"'), (conq.RESULT, 3, b'"b.txt"'))
+        for fid, (name, why) in enumerate([
+            ("py:conq_no_such_module_x:f", "cannot import module 'conq_no_such_module_x'"),
+            ("py:math:no_such_function", "module 'math' has no 'no_such_function'"),
+            ("py:math:pi", "is a float, not a function"),
+            ("py:asyncio:sleep", "async def"),
+            ("py:__main__:f", "not an import path"),
+            ("py:math", "not an import path"),
+        ], start=10):
+            kind, _, body = self.pool.call(fid, name, b"1")
+            e = json.loads(body)
+            self.assertEqual((kind, e["type"], e.get("skip_retry")), (conq.ERROR, "TaskNotFound", True), name)
+            self.assertIn(why, e["message"], name)
+        # A task's own exception is the task's, not a lookup error.
+        kind, _, body = self.pool.call(20, "py:math:factorial", b"-1")
+        self.assertEqual((kind, json.loads(body)["type"]), (conq.ERROR, "ValueError"))
 
     def test_exceptions_carry_type_message_traceback(self):
         @self.w.task(raw=True)
@@ -438,6 +471,30 @@ class DecoratorTest(unittest.TestCase):
         self.assertIs(plain(1), 1)  # the function itself is unchanged
         with self.assertRaises(ValueError):
             w.task("")(plain)
+
+    def test_import_names(self):
+        import functools
+        import math
+        import os.path
+
+        from conq import _executor, _task
+
+        def nested(x):
+            return x
+
+        self.assertEqual(_task.import_name(math.factorial), "py:math:factorial")
+        self.assertEqual(_task.import_name(pow), "py:builtins:pow")
+        self.assertEqual(_task.import_name(int), "py:builtins:int")
+        self.assertEqual(_task.import_name(os.path.join), "py:%s:join" % os.path.join.__module__)
+        self.assertEqual(_task.import_name(conq.Executor.submit), "py:conq._executor:Executor.submit")
+        for fn in (lambda x: x, nested, "abc".upper, [].append, functools.partial(pow, 2)):
+            self.assertIsNone(_task.import_name(fn), fn)
+        # partials: their arguments go first, their keywords under the call's
+        p = functools.partial(functools.partial(pow, 2, k=1), 10, k=2, m=3)
+        self.assertEqual(_executor._resolve(p), ("py:builtins:pow", (2, 10), {"k": 2, "m": 3}))
+        with self.assertRaises(TypeError) as cm:
+            _executor._resolve(lambda: 1)
+        self.assertIn("lambda", str(cm.exception))
 
     def test_run_outside_a_pool(self):
         env = dict(os.environ, PYTHONPATH=SDK_DIR)

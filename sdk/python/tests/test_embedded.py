@@ -3,6 +3,7 @@ real worker processes. Needs the conq binary: $CONQ_BIN or ./bin/conq
 (make build); skipped without it unless CI is set."""
 
 import concurrent.futures as cf
+import json
 import os
 import shutil
 import subprocess
@@ -203,8 +204,107 @@ if __name__ == "__main__":
 """
 
 
+_IMPORTS_HELPER = """
+def scale(x, factor=2):
+    return x * factor
+
+
+class Box:
+    @staticmethod
+    def twice(x):
+        return 2 * x
+"""
+
+_IMPORTS_CALLER = """
+import functools, json, math, operator, sys, urllib.error, urllib.request
+import conq
+
+
+def main():
+    sys.path.insert(0, sys.argv[1])  # the helper module: found by the workers through the caller's sys.path
+    import helpers
+    run(helpers)
+
+
+def run(helpers):
+  with conq.Executor(max_workers=2) as ex:
+    out = {
+        "pow": ex.submit(pow, 323, 1235, 10007).result(30),
+        "factorial": list(ex.map(math.factorial, [3, 4, 5], timeout=30)),
+        "int_chunks": list(ex.map(int, ["1", "2", "3"], chunksize=2, timeout=30)),
+        "partial": ex.submit(functools.partial(pow, 2), 10).result(30),
+        "partial_kw": list(ex.map(functools.partial(helpers.scale, factor=10), [1, 2], timeout=30)),
+        "partial_kw_chunks": list(ex.map(functools.partial(helpers.scale, factor=3), [1, 2, 3], chunksize=2, timeout=30)),
+        "static": ex.submit(helpers.Box.twice, 5).result(30),
+        "error": str(ex.submit(operator.truediv, 1, 0).exception(30)),
+    }
+    try:
+        urllib.request.urlopen(ex.url + "/api/v1/queues", timeout=10)
+        out["no_token"] = 200
+    except urllib.error.HTTPError as e:
+        out["no_token"] = e.code
+  print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+_UNGUARDED_CALLER = """
+import conq
+with conq.Executor(max_workers=1) as ex:
+    print(ex.submit(pow, 2, 5).result(30))
+"""
+
+
 @unittest.skipUnless(os.path.exists(BIN) or os.environ.get("CI"), "no conq binary at %s (make build, or set CONQ_BIN)" % BIN)
 class LocalEngineTest(unittest.TestCase):
+    def test_runs_what_process_pool_executor_runs(self):
+        # ProcessPoolExecutor runs what pickle can send by reference:
+        # builtins (the concurrent.futures docs' submit(pow, 323, 1235)),
+        # functions and classes of importable modules, partials of them.
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        lib = os.path.join(d, "lib")
+        os.mkdir(lib)
+        with open(os.path.join(lib, "helpers.py"), "w") as f:
+            f.write(_IMPORTS_HELPER)
+        script = os.path.join(d, "caller.py")
+        with open(script, "w") as f:
+            f.write(_IMPORTS_CALLER)
+        r = subprocess.run([sys.executable, script, lib], env=dict(os.environ, CONQ_BIN=BIN), capture_output=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
+        out = json.loads(r.stdout)
+        self.assertEqual(out["pow"], pow(323, 1235, 10007))
+        self.assertEqual(out["factorial"], [6, 24, 120])
+        self.assertEqual(out["int_chunks"], [1, 2, 3])
+        self.assertEqual(out["partial"], 1024)
+        self.assertEqual(out["partial_kw"], [10, 20])
+        self.assertEqual(out["partial_kw_chunks"], [3, 6, 9])
+        self.assertEqual(out["static"], 10)
+        self.assertIn("ZeroDivisionError: division by zero", out["error"])
+        self.assertIn("py:_operator:truediv", out["error"])
+        # The engine's API takes the token only its caller holds: another
+        # local user could otherwise run any importable function there.
+        self.assertEqual(out["no_token"], 401)
+
+    def test_unguarded_main_module_is_named(self):
+        # The workers import the caller's main module, as multiprocessing's
+        # spawn does: an Executor() outside `if __name__ == "__main__":`
+        # would start engines without end; it fails, saying so.
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        script = os.path.join(d, "caller.py")
+        with open(script, "w") as f:
+            f.write(_UNGUARDED_CALLER)
+        r = subprocess.run([sys.executable, script], env=dict(os.environ, CONQ_BIN=BIN), capture_output=True,
+                           timeout=120)
+        self.assertNotEqual(r.returncode, 0)
+        err = r.stderr.decode(errors="replace")
+        self.assertIn("start the Executor under `if __name__ ==", err)
+        self.assertIn("as multiprocessing requires", err)
+
     def test_engine_stops_when_its_caller_is_killed(self):
         # conq.Executor() with no URL starts `conq server` as a child; a
         # caller killed by SIGKILL runs no cleanup, and the engine (and its
