@@ -177,7 +177,10 @@ type WorkflowStep struct {
 	TaskState State     `json:"task_state,omitempty"` // while enqueued
 	Attempts  int       `json:"attempts"`
 	Result    []byte    `json:"result,omitempty"`
-	Error     string    `json:"error,omitempty"`
+	// Error says why the step failed or was cancelled; while its task
+	// waits to retry (TaskState StateRetry), it is the last attempt's
+	// error, so a workflow that looks stuck says why.
+	Error string `json:"error,omitempty"`
 }
 
 // Workflow is a workflow as stored. Output is the workflow's result.

@@ -1015,6 +1015,15 @@ func testWorkflowStepRecords(s *suite) {
 	if err := b.Fail(ctx, broker.Failure{LeaseRef: ref(m["rec.0"]), Error: broker.AttemptError{Attempt: 1, Message: "again"}, RetryAt: s.clock.Now().Add(time.Second)}); err != nil {
 		s.t.Fatal(err)
 	}
+	// While it waits to retry, its step says why (a workflow that looks
+	// stuck has a reason to show).
+	if got, err := b.GetWorkflow(ctx, "rec"); err != nil {
+		s.t.Fatal(err)
+	} else if st := got.Steps[0]; st.State != broker.StepEnqueued || st.TaskState != broker.StateRetry || st.Error != "again" || st.Attempts != 1 {
+		s.t.Fatalf("step waiting to retry = %s/%s, %d attempts, error %q; want enqueued/retry, 1, %q", st.State, st.TaskState, st.Attempts, st.Error, "again")
+	} else if st := got.Steps[1]; st.Error != "" {
+		s.t.Fatalf("running step's error = %q", st.Error)
+	}
 	s.clock.Advance(2 * time.Second)
 	if _, err := b.Forward(ctx); err != nil {
 		s.t.Fatal(err)

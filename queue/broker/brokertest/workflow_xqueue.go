@@ -184,6 +184,23 @@ func testWorkflowCrossQueueFailure(s *suite) {
 		s.t.Fatal("member 1 not fetched")
 	}
 	s.waitStep("xf", 2, broker.StepEnqueued)
+	// Its first attempt fails and waits to retry: the step, at home, says
+	// why, read where its task runs.
+	if err := b.Fail(ctx, broker.Failure{LeaseRef: m1.Ref(), Error: broker.AttemptError{Attempt: 1, Message: "first"}, RetryAt: s.clock.Now().Add(time.Second)}); err != nil {
+		s.t.Fatal(err)
+	}
+	if w, err := b.GetWorkflow(ctx, "xf"); err != nil {
+		s.t.Fatal(err)
+	} else if st := w.Steps[1]; st.State != broker.StepEnqueued || st.TaskState != broker.StateRetry || st.Error != "first" {
+		s.t.Fatalf("foreign step waiting to retry = %s/%s, error %q; want enqueued/retry, %q", st.State, st.TaskState, st.Error, "first")
+	}
+	s.clock.Advance(2 * time.Second)
+	if _, err := b.Forward(ctx); err != nil {
+		s.t.Fatal(err)
+	}
+	if m1 = s.fetchWait(1, "xf2")["xf.1"]; m1 == nil {
+		s.t.Fatal("member 1 not fetched again after its retry")
+	}
 	if err := b.Fail(ctx, broker.Failure{LeaseRef: m1.Ref(), Error: broker.AttemptError{Message: "boom"}, Dead: true}); err != nil {
 		s.t.Fatal(err)
 	}

@@ -233,6 +233,9 @@ func (b *Broker) workflowCopy(st *wfState) *broker.Workflow {
 			if q := b.queues[s.Task.Queue]; q != nil {
 				if e := q.tasks[s.Task.ID]; e != nil {
 					s.TaskState, s.Attempts = e.t.State, e.t.Attempts
+					if e.t.State == broker.StateRetry && len(e.t.Errors) > 0 {
+						s.Error = e.t.Errors[len(e.t.Errors)-1].Message
+					}
 				}
 			}
 		}

@@ -726,13 +726,14 @@ func (b *Broker) getWorkflow(ctx context.Context, tag, id string) (*broker.Workf
 		k    int
 		meta *goredis.StringCmd
 		msg  *goredis.BoolCmd
+		errs *goredis.StringCmd
 	}
 	looks := make([]look, 0, len(foreign))
 	if _, err := b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for k, tag := range foreign {
 			keys := b.queueKeys(tag)
 			tid := w.Steps[k].Task.ID
-			looks = append(looks, look{k, p.HGet(ctx, keys[kMeta], tid), p.HExists(ctx, keys[kMsg], tid)})
+			looks = append(looks, look{k, p.HGet(ctx, keys[kMeta], tid), p.HExists(ctx, keys[kMsg], tid), p.HGet(ctx, keys[kErrors], tid)})
 		}
 		return nil
 	}); err != nil && ctx.Err() != nil {
@@ -748,6 +749,13 @@ func (b *Broker) getWorkflow(ctx context.Context, tag, id string) (*broker.Workf
 				return nil, fmt.Errorf("%w: workflow %s: step %d task meta", errCorrupt, id, l.k)
 			}
 			s.TaskState, s.Attempts = t.State, t.Attempts
+			if t.State == broker.StateRetry {
+				if e, err := l.errs.Result(); err == nil {
+					if s.Error, err = lastError(e); err != nil {
+						return nil, fmt.Errorf("%w: workflow %s: step %d task errors", errCorrupt, id, l.k)
+					}
+				}
+			}
 		case !isNil(err):
 			return nil, wrapErr("get workflow", err)
 		case l.msg.Val():
@@ -757,6 +765,16 @@ func (b *Broker) getWorkflow(ctx context.Context, tag, id string) (*broker.Workf
 	return w, nil
 }
 
+// lastError is the message of the last attempt in a task's error
+// history (its errors field), "" for none.
+func lastError(s string) (string, error) {
+	errs, err := decodeErrors(s)
+	if err != nil || len(errs) == 0 {
+		return "", err
+	}
+	return errs[len(errs)-1].Message, nil
+}
+
 // decodeWorkflow reads wf_get's reply; foreign maps the enqueued foreign
 // steps whose task state is to be read in their shard to its tag.
 func decodeWorkflow(id string, all, tasks []any) (w *broker.Workflow, foreign map[int]string, err error) {
@@ -764,7 +782,7 @@ func decodeWorkflow(id string, all, tasks []any) (w *broker.Workflow, foreign ma
 	if err != nil {
 		return nil, nil, err
 	}
-	for i := 0; i+2 < len(tasks); i += 3 {
+	for i := 0; i+3 < len(tasks); i += 4 {
 		si, _ := tasks[i].(string)
 		k, _ := strconv.Atoi(si)
 		if code, _ := tasks[i+2].(int64); code == 3 && tags[k] != "" {
@@ -853,7 +871,7 @@ func decodeWorkflowHome(id string, all, tasks []any) (*broker.Workflow, []string
 		}
 		s.Error = h["e"+si]
 	}
-	for i := 0; i+2 < len(tasks); i += 3 {
+	for i := 0; i+3 < len(tasks); i += 4 {
 		si, _ := tasks[i].(string)
 		k, err := strconv.Atoi(si)
 		if err != nil || k < 0 || k >= n {
@@ -870,6 +888,11 @@ func decodeWorkflowHome(id string, all, tasks []any) (*broker.Workflow, []string
 				// A step whose completion wrote no state of its own
 				// (workflow.lua's wfCompletions): its task says it.
 				s.State, s.TaskState = broker.StepCompleted, ""
+			}
+			if e, ok := tasks[i+3].(string); ok && t.State == broker.StateRetry {
+				if s.Error, err = lastError(e); err != nil {
+					return bad("step " + si + " task errors")
+				}
 			}
 		} else if exists, _ := tasks[i+2].(int64); exists == 1 || exists == 2 {
 			// 2: a step of another slot whose move is still in the

@@ -86,7 +86,10 @@ func FuzzWorkflowRecords(f *testing.F) {
 			}
 		}
 		_, _ = splitFields(rec)
-		_, _, _ = decodeWorkflow("w", []any{"n", "1", "st", "R", "out", spec, "c0", rec, "s0", "e", "o0", rec}, []any{"0", rec, int64(1)})
+		_, _, _ = decodeWorkflow("w", []any{"n", "1", "st", "R", "out", spec, "c0", rec, "s0", "e", "o0", rec}, []any{"0", rec, int64(1), false})
+		// A step waiting to retry: its meta, then its error history.
+		_, _, _ = decodeWorkflow("w", []any{"n", "1", "st", "R", "c0", "2:ab0:", "s0", "e"}, []any{"0", "r," + rec, int64(1), rec})
+		_, _ = lastError(rec)
 	})
 }
 

@@ -1,9 +1,10 @@
---! keys: meta msg wf wfids wfoutbox +workflow
+--! keys: meta msg errors wf wfids wfoutbox +workflow
 -- GetWorkflow: ARGV wfid. Reply: {} if absent, else {fields, tasks}: the
 -- workflow's fields as (name, value) pairs and, per enqueued step, (step,
--- meta or false, 1 if its task's message exists). For a foreign step
--- (its task in another slot, read by Go) the meta is false and the last
--- item 2 if its move is still in the outbox, else 3.
+-- meta or false, 1 if its task's message exists, its error history when
+-- it waits to retry or false). For a foreign step (its task in another
+-- slot, read by Go) the meta is false, the third item 2 if its move is
+-- still in the outbox, else 3, and the fourth false.
 local W = wfKey(ARGV[1])
 if not W then return {} end
 local n = tonumber(redis.call('HGET', K_WF, W .. 'n'))
@@ -34,9 +35,16 @@ for i = 0, n - 1 do
       local o = redis.call('HGET', K_WFOUTBOX, id)
       tasks[#tasks + 1] = false
       if o and string.sub(o, 1, 1) == 'm' then tasks[#tasks + 1] = 2 else tasks[#tasks + 1] = 3 end
+      tasks[#tasks + 1] = false
     else
-      tasks[#tasks + 1] = redis.call('HGET', K_META, id)
+      local m = redis.call('HGET', K_META, id)
+      tasks[#tasks + 1] = m
       tasks[#tasks + 1] = redis.call('HEXISTS', K_MSG, id)
+      if m and string.sub(m, 1, 1) == 'r' then
+        tasks[#tasks + 1] = redis.call('HGET', K_ERRORS, id)
+      else
+        tasks[#tasks + 1] = false
+      end
     end
   end
 end
