@@ -453,6 +453,26 @@ class WorkflowResult(object):
             self._outcome = body
         return body
 
+    def _retrying(self) -> str:
+        """For a timeout's message: the steps waiting to retry, with their
+        last error (a workflow that does not finish most often has one),
+        from one read of its steps; "" when none or when that read fails."""
+        from ._errors import ConqError
+
+        try:
+            steps = self.steps
+        except (ConqError, OSError, ValueError):
+            return ""
+        out = []
+        for i, st in enumerate(steps):
+            if st.get("state") == "retry":
+                out.append("step %d (%s) waits to retry after %s attempt(s): %s"
+                           % (i, st.get("kind"), st.get("attempts"), st.get("error") or "no error recorded"))
+        if not out:
+            return ""
+        more = " and %d more" % (len(out) - 3) if len(out) > 3 else ""
+        return "; " + "; ".join(out[:3]) + more
+
     @property
     def state(self) -> str:
         return self._result().get("state", "unknown")
@@ -488,7 +508,8 @@ class WorkflowResult(object):
             if body.get("state") in _FINISHED:
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("workflow %s not done after %ss (state %s)" % (self.id, timeout, body.get("state")))
+                raise TimeoutError("workflow %s not done after %ss (state %s)%s"
+                                   % (self.id, timeout, body.get("state"), self._retrying()))
         if body.get("state") != "completed":
             if "steps" not in body:
                 # The failed step (its remote exception) is in the steps:

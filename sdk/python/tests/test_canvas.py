@@ -255,6 +255,22 @@ class CanvasTest(unittest.TestCase):
         self.assertIsNone(r.cancel())  # already finished
         self.assertIsNone(r.revoke())
 
+    def test_timeout_names_a_step_waiting_to_retry(self):
+        # add(2, "x") fails and retries with backoff: the chain neither
+        # finishes nor fails for a while, and the timeout says why.
+        r = conq.chain(add.s(1, 1), add.s("x").set(retries=5)).delay()
+        for _ in range(300):
+            if [st.get("state") for st in r.steps] == ["completed", "retry"]:
+                break
+            time.sleep(0.1)
+        else:
+            self.fail("step 1 never waited to retry: %r" % (r.steps,))
+        with self.assertRaises(TimeoutError) as cm:
+            r.get(timeout=0.2)
+        msg = str(cm.exception)
+        self.assertIn("step 1 (add) waits to retry after 1 attempt(s): TypeError: unsupported operand", msg)
+        r.cancel()
+
     def test_refused_before_anything_runs(self):
         with self.assertRaises(conq.BadRequestError) as cm:
             conq.chain(add.s(1, 1), conq.signature("no_such_task")).delay()
