@@ -408,6 +408,18 @@ def failure(body: Mapping[str, Any]) -> TaskFailed:
     return cls(body.get("id"), body.get("kind"), body.get("queue"), body.get("attempts", 0), errors, body.get("state", "dead"))
 
 
+def task_timeout(task_id: str, timeout: Any, body: Dict[str, Any]) -> TimeoutError:
+    """The TimeoutError of a wait for a task that is not done: its state
+    and, when an attempt failed already (a task waiting to retry), that
+    attempt's error, from the answer at hand."""
+    msg = "task %s not done after %ss (state %s)" % (task_id, timeout, body.get("state"))
+    errs = body.get("errors")
+    if isinstance(errs, list) and errs and isinstance(errs[-1], dict):
+        last = errs[-1]
+        msg += "; attempt %s failed: %s" % (last.get("attempt", len(errs)), last.get("message") or "no message")
+    return TimeoutError(msg)
+
+
 class Client(object):
     """A client of one conq server. Safe to share between threads (each
     thread keeps its own connection).
@@ -604,7 +616,7 @@ class Client(object):
                     raise failure(body)
                 return _decode_result(body)
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("task %s not done after %ss (state %s)" % (task_id, timeout, body.get("state")))
+                raise task_timeout(task_id, timeout, body)
 
     def wait_many(self, ids: Sequence[str], wait: float = 0.0, queue: Optional[str] = None,
                   min_done: int = 1) -> Tuple[Dict[str, Dict[str, Any]], List[str]]:

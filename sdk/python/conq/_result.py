@@ -66,10 +66,11 @@ class AsyncResult(object):
         """Wait for the task and return its result. Raises conq.TaskFailed
         (with the remote ``type``, ``message``, ``traceback``) if it failed
         for good (``propagate=False``: returns the exception instead), and
-        TimeoutError after ``timeout`` seconds (None: wait for ever)."""
+        TimeoutError after ``timeout`` seconds (None: wait for ever), whose
+        message names the last failed attempt of a task waiting to retry."""
         import time
 
-        from ._client import _MAX_WAIT, _decode_result, failure
+        from ._client import _MAX_WAIT, _decode_result, failure, task_timeout
 
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         while self._done is None:
@@ -78,7 +79,7 @@ class AsyncResult(object):
                 wait = max(0.0, min(wait, deadline - time.monotonic()))
             body = self._poll(wait)
             if self._done is None and deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("task %s not done after %ss (state %s)" % (self.id, timeout, body.get("state")))
+                raise task_timeout(self.id, timeout, body)
         body = self._done
         if body.get("state") != "completed":
             exc = failure(body)

@@ -64,6 +64,24 @@ class EmbeddedTest(unittest.TestCase):
         self.assertEqual((e.type, e.attempts), ("TypeError", 1))
         self.assertIn("add(a, b)", e.message)
 
+    def test_timeout_names_the_failed_attempt(self):
+        # add(1, "x") raises TypeError in its body (it binds): retried with
+        # backoff, so a short wait times out, and says why.
+        r = tasks.add.apply_async((1, "x"), retries=3)
+        for _ in range(300):
+            if r.state == "retry":
+                break
+            time.sleep(0.05)
+        else:
+            self.fail("the task never waited to retry (state %s)" % r.state)
+        with self.assertRaises(TimeoutError) as cm:
+            r.get(timeout=0.1)
+        self.assertIn("(state retry); attempt 1 failed: TypeError: unsupported operand", str(cm.exception))
+        with self.assertRaises(TimeoutError) as cm:
+            self.client.result(r.id, timeout=0.1)
+        self.assertIn("attempt 1 failed: TypeError", str(cm.exception))
+        r.cancel()
+
     def test_exception_type_and_traceback(self):
         with self.assertRaises(conq.TaskFailed) as cm:
             tasks.fail.delay("boom").get(timeout=20)
