@@ -277,7 +277,7 @@ func runEnqueue(ctx context.Context, o enqueueOptions, stdin io.Reader, stdout, 
 		_, err := fmt.Fprintln(stdout, info.ID)
 		return err
 	}
-	return waitResult(ctx, client, info, o, stdout, stderr)
+	return waitResult(ctx, client, queue.NewInspector(b), info, o, stdout, stderr)
 }
 
 // taskSpec is the task of --kind, --payload (or --args and --kwargs) and
@@ -401,8 +401,23 @@ func enqueuedJSON(t *queue.TaskInfo) enqueuedTask {
 	return e
 }
 
+// lastAttemptNote is what a wait that timed out adds about the task: its
+// last failed attempt, when one failed (a task waiting to retry), read once
+// (a second of its own: ctx has ended); "" otherwise or if it cannot be
+// read.
+func lastAttemptNote(ctx context.Context, insp *queue.Inspector, info *queue.TaskInfo) string {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	t, err := insp.Task(rctx, info.Queue, info.ID)
+	if err != nil || len(t.Errors) == 0 {
+		return ""
+	}
+	last := t.Errors[len(t.Errors)-1]
+	return fmt.Sprintf(" (%s; attempt %d failed: %s)", t.State, last.Attempt, oneLine(last.Message, 200))
+}
+
 // waitResult waits for the task and prints its result or its failure.
-func waitResult(ctx context.Context, c *queue.Client, info *queue.TaskInfo, o enqueueOptions, stdout, stderr io.Writer) error {
+func waitResult(ctx context.Context, c *queue.Client, insp *queue.Inspector, info *queue.TaskInfo, o enqueueOptions, stdout, stderr io.Writer) error {
 	if o.waitTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(o.waitTimeout))
@@ -422,7 +437,7 @@ func waitResult(ctx context.Context, c *queue.Client, info *queue.TaskInfo, o en
 		}
 		return &ExitError{Code: 1, Err: err}
 	case errors.Is(err, context.DeadlineExceeded) && o.waitTimeout > 0:
-		return &ExitError{Code: 1, Err: fmt.Errorf("task %s did not finish within --wait-timeout %v; it is still queued or running", info.ID, time.Duration(o.waitTimeout))}
+		return &ExitError{Code: 1, Err: fmt.Errorf("task %s did not finish within --wait-timeout %v; it is still queued or running%s", info.ID, time.Duration(o.waitTimeout), lastAttemptNote(ctx, insp, info))}
 	default:
 		return failure(fmt.Errorf("waiting for task %s: %w", info.ID, err))
 	}

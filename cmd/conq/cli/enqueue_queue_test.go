@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,6 +178,7 @@ func TestEnqueueWait(t *testing.T) {
 	startGoWorker(t, url, prefix, func(w *queue.Worker) {
 		queue.HandleJSON(w, "add", func(_ context.Context, a args) (int, error) { return a.A + a.B, nil })
 		w.HandleFunc("raw", func(_ context.Context, t *queue.TaskInfo) ([]byte, error) { return []byte("plain text"), nil })
+		w.HandleFunc("flaky", func(context.Context, *queue.TaskInfo) ([]byte, error) { return nil, errors.New("upstream said no") })
 	})
 	if out := queueMust(t, ctx, "", "enqueue", "--broker", url, "--kind", "add", "--payload", `{"A":2,"B":40}`, "--wait"); out != "42\n" {
 		t.Fatalf("add = %q", out)
@@ -202,7 +204,13 @@ func TestEnqueueWait(t *testing.T) {
 	}
 	// --wait-timeout on a task nobody will run.
 	r = queueRun(t, ctx, "", "enqueue", "--broker", url, "--kind", "add", "--queue", "unserved", "--wait", "--wait-timeout", "300ms")
-	if r.code != 1 || !strings.Contains(r.stderr, "did not finish within --wait-timeout") {
+	if r.code != 1 || !strings.Contains(r.stderr, "did not finish within --wait-timeout") || strings.Contains(r.stderr, "failed:") {
 		t.Fatalf("wait-timeout: exit %d, stderr %q", r.code, r.stderr)
+	}
+	// ... and on one whose attempts fail and are retried: the timeout says
+	// why it has not finished.
+	r = queueRun(t, ctx, "", "enqueue", "--broker", url, "--kind", "flaky", "--retries", "1000", "--wait", "--wait-timeout", "500ms")
+	if r.code != 1 || !strings.Contains(r.stderr, "did not finish within --wait-timeout") || !strings.Contains(r.stderr, "failed: upstream said no") {
+		t.Fatalf("wait-timeout of a retried task: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

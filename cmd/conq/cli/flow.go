@@ -197,11 +197,36 @@ func waitFlow(ctx context.Context, h *queue.FlowHandle, insp *queue.Inspector, o
 		}
 		return &ExitError{Code: 1, Err: err}
 	case errors.Is(err, context.DeadlineExceeded) && o.waitTimeout > 0:
-		return &ExitError{Code: 1, Err: fmt.Errorf("workflow %s did not finish within --wait-timeout %v; it carries on (conq inspect flow %s)", h.ID, time.Duration(o.waitTimeout), h.ID)}
+		return &ExitError{Code: 1, Err: fmt.Errorf("workflow %s did not finish within --wait-timeout %v; it carries on (conq inspect flow %s)%s", h.ID, time.Duration(o.waitTimeout), h.ID, retryingStepsNote(ctx, insp, h.ID))}
 	default:
 		return failure(fmt.Errorf("waiting for workflow %s: %w", h.ID, err))
 	}
 	return writeResult(stdout, o.json, h.ID, string(broker.WorkflowCompleted), res)
+}
+
+// retryingStepsNote is what a wait for a workflow that timed out adds: its
+// steps waiting to retry, with their last error (read once, in a second
+// of its own); "" when none or if the workflow cannot be read.
+func retryingStepsNote(ctx context.Context, insp *queue.Inspector, id string) string {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	wf, err := insp.Workflow(rctx, id)
+	if err != nil {
+		return ""
+	}
+	var notes []string
+	for i, st := range wf.Steps {
+		if st.State == broker.StepEnqueued && st.TaskState == broker.StateRetry {
+			notes = append(notes, fmt.Sprintf("step %d (%s) waits to retry after %d attempt(s): %s", i, st.Task.Kind, st.Attempts, oneLine(st.Error, 200)))
+		}
+	}
+	switch {
+	case len(notes) == 0:
+		return ""
+	case len(notes) > 3:
+		notes = append(notes[:3], fmt.Sprintf("%d more", len(notes)-3))
+	}
+	return "; " + strings.Join(notes, "; ")
 }
 
 // flowStep is a step for --json, as GET /api/v1/workflows/{id} shows it.

@@ -151,6 +151,14 @@ func TestEnqueueFlowFailedAndInspect(t *testing.T) {
 	if r := queueRun(t, ctx, "", "inspect", "flow", "wf_nope"); r.code != 1 || !strings.Contains(r.stderr, `no workflow "wf_nope"`) {
 		t.Fatalf("absent: exit %d, %s", r.code, r.stderr)
 	}
+	// A step that fails and waits to retry (1 s, then 2 s: tsum is given
+	// add's 2, not a list): a wait that times out names it, with its error.
+	slow := `{"flow":{"chain":[{"task":{"kind":"add","args":[1,1]}},{"task":{"kind":"tsum","max_retries":5}}]}}`
+	r = queueRun(t, ctx, "", "enqueue", "--flow", writeFlow(t, slow), "--wait", "--wait-timeout", "2s")
+	if r.code != 1 || !strings.Contains(r.stderr, "did not finish within --wait-timeout") ||
+		!strings.Contains(r.stderr, "step 1 (tsum) waits to retry after") || !strings.Contains(r.stderr, "cannot unmarshal number") {
+		t.Fatalf("wait-timeout of a retrying flow: exit %d, stderr %q", r.code, r.stderr)
+	}
 }
 
 // Every rejection comes before anything is enqueued and names the problem.
