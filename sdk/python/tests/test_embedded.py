@@ -277,19 +277,24 @@ with conq.Executor(max_workers=1) as ex:
 
 @unittest.skipUnless(os.path.exists(BIN) or os.environ.get("CI"), "no conq binary at %s (make build, or set CONQ_BIN)" % BIN)
 class LocalEngineTest(unittest.TestCase):
+    def write_caller(self, text):
+        """Write text as caller.py in a directory of its own; return its path."""
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        script = os.path.join(d, "caller.py")
+        with open(script, "w") as f:
+            f.write(text)
+        return script
+
     def test_runs_what_process_pool_executor_runs(self):
         # ProcessPoolExecutor runs what pickle can send by reference:
         # builtins (the concurrent.futures docs' submit(pow, 323, 1235)),
         # functions and classes of importable modules, partials of them.
-        d = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, d, True)
-        lib = os.path.join(d, "lib")
+        script = self.write_caller(_IMPORTS_CALLER)
+        lib = os.path.join(os.path.dirname(script), "lib")
         os.mkdir(lib)
         with open(os.path.join(lib, "helpers.py"), "w") as f:
             f.write(_IMPORTS_HELPER)
-        script = os.path.join(d, "caller.py")
-        with open(script, "w") as f:
-            f.write(_IMPORTS_CALLER)
         r = subprocess.run([sys.executable, script, lib], env=dict(os.environ, CONQ_BIN=BIN), capture_output=True,
                            timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
@@ -311,11 +316,7 @@ class LocalEngineTest(unittest.TestCase):
         # The workers import the caller's main module, as multiprocessing's
         # spawn does: an Executor() outside `if __name__ == "__main__":`
         # would start engines without end; it fails, saying so.
-        d = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, d, True)
-        script = os.path.join(d, "caller.py")
-        with open(script, "w") as f:
-            f.write(_UNGUARDED_CALLER)
+        script = self.write_caller(_UNGUARDED_CALLER)
         r = subprocess.run([sys.executable, script], env=dict(os.environ, CONQ_BIN=BIN), capture_output=True,
                            timeout=120)
         self.assertNotEqual(r.returncode, 0)
@@ -327,11 +328,7 @@ class LocalEngineTest(unittest.TestCase):
         # conq.Executor() with no URL starts `conq server` as a child; a
         # caller killed by SIGKILL runs no cleanup, and the engine (and its
         # worker processes) must still go.
-        d = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, d, True)
-        script = os.path.join(d, "caller.py")
-        with open(script, "w") as f:
-            f.write(_CALLER)
+        script = self.write_caller(_CALLER)
         env = dict(os.environ, CONQ_BIN=BIN)
         caller = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE, env=env)
         line = caller.stdout.readline()
