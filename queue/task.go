@@ -119,6 +119,38 @@ func NewCallTask(kind string, args []any, kwargs map[string]any, opts ...Option)
 	return &Task{Kind: kind, Payload: b, Encoding: EncodingArgs, Options: opts}, nil
 }
 
+// ScanArgs decodes the positional arguments of a call (a task of
+// EncodingArgs: NewCallTask, Python's task.delay, a workflow step given the
+// result of the step before it) into dst, one pointer per argument, as
+// database/sql's Rows.Scan does: a handler of add(a, b) reads them with
+// ScanArgs(t, &a, &b). Another number of arguments, keyword arguments,
+// another encoding or an argument that does not decode into its pointer is
+// an error naming it, wrapping SkipRetry: no retry can fix the call. (A
+// call of one argument is what HandleJSON binds.)
+func ScanArgs(t *TaskInfo, dst ...any) error {
+	if t.Encoding != EncodingArgs {
+		enc := t.Encoding
+		if enc == "" {
+			enc = EncodingRaw
+		}
+		return fmt.Errorf("task kind %q: ScanArgs reads a call's arguments (encoding %q), not a payload of encoding %q: %w", t.Kind, EncodingArgs, enc, SkipRetry)
+	}
+	var ca callArgs
+	if err := json.Unmarshal(t.Payload, &ca); err != nil {
+		return fmt.Errorf("malformed call arguments for task kind %q: %v: %w", t.Kind, err, SkipRetry)
+	}
+	if len(ca.Args) != len(dst) || len(ca.Kwargs) != 0 {
+		return fmt.Errorf("task kind %q takes %d positional argument(s); the call has %d positional and %d keyword arguments: %w",
+			t.Kind, len(dst), len(ca.Args), len(ca.Kwargs), SkipRetry)
+	}
+	for i, a := range ca.Args {
+		if err := json.Unmarshal(a, dst[i]); err != nil {
+			return fmt.Errorf("task kind %q: argument %d (want %T): %v: %w", t.Kind, i, dst[i], err, SkipRetry)
+		}
+	}
+	return nil
+}
+
 // validEncoding checks a task's payload encoding and returns it with ""
 // read as raw.
 func validEncoding(enc string) (string, error) {

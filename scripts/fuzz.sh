@@ -29,6 +29,7 @@ targets=(
   "./queue/spec               FuzzScanFlowShapes"  # the same on generated, mostly valid flows
   "./queue/spec               FuzzScanList"        # ParseList's single pass against its decoder
   "./queue                    FuzzCronSpec"        # cron specs
+  "./queue                    FuzzScanArgs"        # call arguments as a Go handler reads them (ScanArgs)
   "./queue/spec               FuzzParseDuration"   # the duration grammar
   "./cmd/conq/cli             FuzzTaskFile"        # conq enqueue --file, whole files
   "./server                   FuzzEnqueueBody"     # POST /api/v1/tasks bodies

@@ -61,7 +61,7 @@ func flowHandlers(w *queue.Worker) {
 }
 
 // memoryFlowBroker makes every command of the test use one memory broker
-// (the Redis broker has no workflows yet), served by a Go worker that
+// (the Redis broker's flows are tested with the conformance suite), served by a Go worker that
 // publishes its kinds.
 func memoryFlowBroker(t *testing.T) broker.Broker {
 	t.Helper()
