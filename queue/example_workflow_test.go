@@ -10,8 +10,10 @@ import (
 	"github.com/conqhq/conq/queue/broker/memory"
 )
 
-// flowWorker starts a worker that serves add(a, b) and tsum(list).
-func flowWorker(b *memory.Broker) *queue.Worker {
+// flowWorker starts a memory broker, a worker that serves add(a, b) and
+// tsum(list) on it, and a client; stop shuts them down.
+func flowWorker() (b *memory.Broker, client *queue.Client, stop func()) {
+	b = memory.New(memory.Config{})
 	w, err := queue.NewWorker(b, queue.WorkerConfig{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
@@ -38,7 +40,10 @@ func flowWorker(b *memory.Broker) *queue.Worker {
 	if err := w.Start(context.Background()); err != nil {
 		panic(err)
 	}
-	return w
+	if client, err = queue.NewClient(b, queue.ClientConfig{}); err != nil {
+		panic(err)
+	}
+	return b, client, func() { w.Shutdown(context.Background()); b.Close() }
 }
 
 // add returns the step add(args...).
@@ -54,11 +59,8 @@ func add(args ...any) queue.Flow {
 // order: Celery's chord(group(add.s(1, 1), ...), tsum.s()).
 func ExampleChord() {
 	ctx := context.Background()
-	b := memory.New(memory.Config{})
-	defer b.Close()
-	w := flowWorker(b)
-	defer w.Shutdown(ctx)
-	client, _ := queue.NewClient(b, queue.ClientConfig{})
+	_, client, stop := flowWorker()
+	defer stop()
 
 	tsum, _ := queue.NewCallTask("tsum", nil, nil)
 	h, err := client.EnqueueFlow(ctx, queue.Chord([]queue.Flow{add(1, 1), add(2, 2), add(3, 3)}, queue.Step(tsum)))
@@ -74,11 +76,8 @@ func ExampleChord() {
 // step as the inspector shows it.
 func ExampleChain() {
 	ctx := context.Background()
-	b := memory.New(memory.Config{})
-	defer b.Close()
-	w := flowWorker(b)
-	defer w.Shutdown(ctx)
-	client, _ := queue.NewClient(b, queue.ClientConfig{})
+	b, client, stop := flowWorker()
+	defer stop()
 
 	h, err := client.EnqueueFlow(ctx, queue.Chain(add(2, 2), add(4)))
 	if err != nil {

@@ -197,9 +197,9 @@ func HandleJSON[In, Out any](r interface{ Handle(kind string, h Handler) }, kind
 		var args In
 		payload := t.Payload
 		if t.Encoding == EncodingArgs {
-			var ca callArgs
-			if err := json.Unmarshal(payload, &ca); err != nil {
-				return nil, fmt.Errorf("malformed call arguments for task kind %q: %v: %w", kind, err, SkipRetry)
+			ca, err := decodeCall(kind, payload)
+			if err != nil {
+				return nil, err
 			}
 			if len(ca.Args) != 1 || len(ca.Kwargs) != 0 {
 				return nil, fmt.Errorf("task kind %q takes one argument (%T); the call has %d positional and %d keyword arguments: %w",

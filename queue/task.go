@@ -119,6 +119,16 @@ func NewCallTask(kind string, args []any, kwargs map[string]any, opts ...Option)
 	return &Task{Kind: kind, Payload: b, Encoding: EncodingArgs, Options: opts}, nil
 }
 
+// decodeCall reads the payload of a call (EncodingArgs) to kind; an error
+// wraps SkipRetry: no retry can fix it.
+func decodeCall(kind string, payload []byte) (callArgs, error) {
+	var ca callArgs
+	if err := json.Unmarshal(payload, &ca); err != nil {
+		return ca, fmt.Errorf("malformed call arguments for task kind %q: %v: %w", kind, err, SkipRetry)
+	}
+	return ca, nil
+}
+
 // ScanArgs decodes the positional arguments of a call (a task of
 // EncodingArgs: NewCallTask, Python's task.delay, a workflow step given the
 // result of the step before it) into dst, one pointer per argument, as
@@ -135,9 +145,9 @@ func ScanArgs(t *TaskInfo, dst ...any) error {
 		}
 		return fmt.Errorf("task kind %q: ScanArgs reads a call's arguments (encoding %q), not a payload of encoding %q: %w", t.Kind, EncodingArgs, enc, SkipRetry)
 	}
-	var ca callArgs
-	if err := json.Unmarshal(t.Payload, &ca); err != nil {
-		return fmt.Errorf("malformed call arguments for task kind %q: %v: %w", t.Kind, err, SkipRetry)
+	ca, err := decodeCall(t.Kind, t.Payload)
+	if err != nil {
+		return err
 	}
 	if len(ca.Args) != len(dst) || len(ca.Kwargs) != 0 {
 		return fmt.Errorf("task kind %q takes %d positional argument(s); the call has %d positional and %d keyword arguments: %w",
